@@ -1,0 +1,525 @@
+//! Typed edits: the only way the product changes a case document.
+//!
+//! Each edit validates its input first and then writes inside one Automerge
+//! transaction, so a refused edit leaves the document untouched. The caller
+//! supplies the time, the author and a random nonce (the core reads no clock
+//! and draws no randomness).
+
+use super::schema::{entry, root, SCHEMA_VERSION};
+use super::{read, CaseKind};
+use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
+use automerge::transaction::{Transactable, Transaction};
+use automerge::{Automerge, AutomergeError, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
+use std::fmt;
+use std::str::FromStr;
+
+/// Who makes an edit, when, and the randomness it may need for new entry ids.
+#[derive(Debug, Clone)]
+pub struct EditContext {
+    /// The signed-in person.
+    pub author: UserId,
+    /// The device the edit is made on.
+    pub device: DeviceId,
+    /// Device time of the edit.
+    pub now: Millis,
+    /// 16 random bytes, used to name a new timeline entry.
+    pub nonce: [u8; 16],
+}
+
+impl EditContext {
+    fn entry_id(&self) -> String {
+        uuid::Builder::from_random_bytes(self.nonce)
+            .into_uuid()
+            .simple()
+            .to_string()
+    }
+}
+
+/// Why an edit was refused. Messages use the words of the shop floor.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// A field value is not acceptable; the message names the field.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, as the user typed it.
+        field: String,
+        /// What is wrong and what is expected.
+        problem: String,
+    },
+    /// The document is not a case (it has no kind): nothing was changed.
+    #[error("case {0} has not been created on this device yet (sync first)")]
+    NotACase(CaseId),
+    /// Automerge refused the write.
+    #[error("could not write the case: {0}")]
+    Document(#[from] AutomergeError),
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> EditError {
+    EditError::Invalid {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// The customer of a new case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Customer {
+    /// Full name as the customer gives it.
+    pub name: String,
+    /// Phone number.
+    pub phone: String,
+}
+
+/// What is needed to open a case.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    /// The id, minted on the device.
+    pub id: CaseId,
+    /// Human case number `STORE-DEVICE-SEQ`, unique without coordination.
+    pub case_no: String,
+    /// Which workflow the case follows.
+    pub kind: CaseKind,
+    /// The store that opens it (the relay's owner record is what counts for access).
+    pub store: StoreId,
+    /// The customer.
+    pub customer: Customer,
+    /// Product SKU, if known.
+    pub sku: Option<String>,
+    /// What the customer reports.
+    pub description: Option<String>,
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), EditError> {
+    if value.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(invalid(field, format!("is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+fn check_phone(value: &str) -> Result<(), EditError> {
+    check_text("customer phone", value, 32)?;
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ' | '(' | ')'))
+    {
+        return Err(invalid(
+            "customer phone",
+            "may contain only digits, spaces and + - ( )",
+        ));
+    }
+    if value.chars().filter(|c| c.is_ascii_digit()).count() < 5 {
+        return Err(invalid("customer phone", "needs at least 5 digits"));
+    }
+    Ok(())
+}
+
+fn put_entry(
+    tx: &mut Transaction<'_>,
+    list_key: &str,
+    ctx: &EditContext,
+    kind: &str,
+) -> Result<ObjId, AutomergeError> {
+    let list = match read::map(tx, &ROOT, list_key) {
+        Some(id) => id,
+        None => tx.put_object(ROOT, list_key, ObjType::Map)?,
+    };
+    let e = tx.put_object(&list, ctx.entry_id(), ObjType::Map)?;
+    tx.put(&e, entry::TYPE, kind)?;
+    tx.put(&e, entry::AUTHOR, ctx.author.as_str())?;
+    tx.put(&e, entry::DEVICE, ctx.device.as_str())?;
+    tx.put(&e, entry::AT, ScalarValue::Timestamp(ctx.now.0))?;
+    Ok(e)
+}
+
+fn require_case(doc: &Automerge, id: CaseId) -> Result<(), EditError> {
+    match read::string(doc, &ROOT, root::KIND) {
+        Some(_) => Ok(()),
+        None => Err(EditError::NotACase(id)),
+    }
+}
+
+/// Writes a new case into an empty document.
+pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Result<(), EditError> {
+    check_text("customer name", &new.customer.name, 200)?;
+    check_phone(&new.customer.phone)?;
+    if let Some(sku) = &new.sku {
+        check_text("sku", sku, 64)?;
+    }
+    if let Some(d) = &new.description {
+        check_text("description", d, 10_000)?;
+    }
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        tx.put(ROOT, root::SCHEMA, SCHEMA_VERSION)?;
+        tx.put(ROOT, root::ID, new.id.to_string())?;
+        tx.put(ROOT, root::CASE_NO, new.case_no.as_str())?;
+        tx.put(ROOT, root::KIND, new.kind.as_str())?;
+        tx.put(ROOT, root::STORE_ID, new.store.as_str())?;
+        tx.put(ROOT, root::CREATED_BY, ctx.author.as_str())?;
+        tx.put(ROOT, root::DEVICE_ID, ctx.device.as_str())?;
+        tx.put(ROOT, root::CREATED_AT, ScalarValue::Timestamp(ctx.now.0))?;
+        let c = tx.put_object(ROOT, root::CUSTOMER, ObjType::Map)?;
+        tx.put(&c, "name", new.customer.name.as_str())?;
+        tx.put(&c, "phone", new.customer.phone.as_str())?;
+        tx.put_object(ROOT, root::ORDER, ObjType::Map)?;
+        tx.put_object(ROOT, root::FIELDS, ObjType::Map)?;
+        let items = tx.put_object(ROOT, root::ITEMS, ObjType::Map)?;
+        if let Some(sku) = &new.sku {
+            let item = tx.put_object(&items, "1", ObjType::Map)?;
+            tx.put(&item, "sku", sku.as_str())?;
+            tx.put(&item, "qty", 1i64)?;
+        }
+        let d = tx.put_object(ROOT, root::DESCRIPTION, ObjType::Text)?;
+        if let Some(text) = &new.description {
+            tx.splice_text(&d, 0, 0, text)?;
+        }
+        tx.put_object(ROOT, root::TIMELINE, ObjType::Map)?;
+        tx.put_object(ROOT, root::CONTACTS, ObjType::Map)?;
+        tx.put_object(ROOT, root::TAGS, ObjType::Map)?;
+        let e = put_entry(tx, root::TIMELINE, ctx, "created")?;
+        tx.put(&e, entry::TEXT, format!("{} case opened", new.kind))?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+/// Appends a note to the case timeline (the handbook's handover log).
+pub fn add_note(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    text: &str,
+) -> Result<(), EditError> {
+    check_text("note", text, 10_000)?;
+    require_case(doc, id)?;
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        let e = put_entry(tx, root::TIMELINE, ctx, "note")?;
+        tx.put(&e, entry::TEXT, text)?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+/// How the customer was contacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactChannel {
+    /// A phone call.
+    Phone,
+    /// A text message.
+    Sms,
+    /// A home or site visit.
+    Visit,
+}
+
+impl ContactChannel {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactChannel::Phone => "phone",
+            ContactChannel::Sms => "sms",
+            ContactChannel::Visit => "visit",
+        }
+    }
+}
+
+impl FromStr for ContactChannel {
+    type Err = EditError;
+    fn from_str(s: &str) -> Result<Self, EditError> {
+        match s {
+            "phone" => Ok(ContactChannel::Phone),
+            "sms" => Ok(ContactChannel::Sms),
+            "visit" => Ok(ContactChannel::Visit),
+            other => Err(invalid(
+                "channel",
+                format!("{other:?} is not a contact channel: use phone, sms or visit"),
+            )),
+        }
+    }
+}
+
+/// Records an attempt to reach the customer, in the contact log and the timeline.
+pub fn log_contact(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    channel: ContactChannel,
+    outcome: &str,
+) -> Result<(), EditError> {
+    check_text("outcome", outcome, 2_000)?;
+    require_case(doc, id)?;
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        let c = put_entry(tx, root::CONTACTS, ctx, "contact")?;
+        tx.put(&c, entry::CHANNEL, channel.as_str())?;
+        tx.put(&c, entry::OUTCOME, outcome)?;
+        let e = put_entry(tx, root::TIMELINE, ctx, channel_entry_type(channel))?;
+        tx.put(&e, entry::TEXT, outcome)?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+fn channel_entry_type(c: ContactChannel) -> &'static str {
+    match c {
+        ContactChannel::Phone => "call",
+        ContactChannel::Sms => "sms",
+        ContactChannel::Visit => "visit",
+    }
+}
+
+/// A field of a case that can be set directly (the workflow fields, such as
+/// status and money, are never set directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseField {
+    /// Free text of what the customer reports (merges character by character).
+    Description,
+    /// low, normal, high or urgent.
+    Priority,
+    /// Complaint category (domain.md §1).
+    Category,
+    /// Intake channel.
+    Channel,
+    /// in_store or distance (decides the 7-day no-reason return).
+    SaleChannel,
+    /// What the customer asks for.
+    RequestedRemedy,
+    /// true when the product may be dangerous (alerts head office).
+    SafetyRisk,
+    /// Customer's name.
+    CustomerName,
+    /// Customer's phone.
+    CustomerPhone,
+    /// Customer's address.
+    CustomerAddress,
+    /// Membership number.
+    CustomerMemberId,
+    /// Order number.
+    OrderNo,
+    /// Purchase date, YYYY-MM-DD.
+    PurchaseDate,
+    /// Date the customer received the goods, YYYY-MM-DD.
+    ReceivedDate,
+    /// Invoice number.
+    InvoiceNo,
+}
+
+const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
+const CATEGORIES: &[&str] = &[
+    "product_quality",
+    "not_as_described",
+    "logistics_delay",
+    "logistics_damage",
+    "lost_parcel",
+    "service_attitude",
+    "repair_quality",
+    "installation",
+    "price",
+    "promotion",
+    "coupon_points",
+    "contract",
+    "counterfeit",
+    "privacy",
+    "harassment",
+    "other",
+];
+const CHANNELS: &[&str] = &[
+    "in_store",
+    "phone",
+    "email",
+    "web",
+    "letter",
+    "regulator_transfer",
+];
+const SALE_CHANNELS: &[&str] = &["in_store", "distance"];
+const REMEDIES: &[&str] = &[
+    "refund",
+    "exchange",
+    "repair",
+    "partial_refund",
+    "compensation",
+    "price_difference",
+    "coupon_reissue",
+    "points_extension",
+    "apology",
+];
+
+impl CaseField {
+    /// Every settable field.
+    pub const ALL: [CaseField; 15] = [
+        CaseField::Description,
+        CaseField::Priority,
+        CaseField::Category,
+        CaseField::Channel,
+        CaseField::SaleChannel,
+        CaseField::RequestedRemedy,
+        CaseField::SafetyRisk,
+        CaseField::CustomerName,
+        CaseField::CustomerPhone,
+        CaseField::CustomerAddress,
+        CaseField::CustomerMemberId,
+        CaseField::OrderNo,
+        CaseField::PurchaseDate,
+        CaseField::ReceivedDate,
+        CaseField::InvoiceNo,
+    ];
+
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseField::Description => "description",
+            CaseField::Priority => "priority",
+            CaseField::Category => "category",
+            CaseField::Channel => "channel",
+            CaseField::SaleChannel => "sale_channel",
+            CaseField::RequestedRemedy => "requested_remedy",
+            CaseField::SafetyRisk => "safety_risk",
+            CaseField::CustomerName => "customer_name",
+            CaseField::CustomerPhone => "customer_phone",
+            CaseField::CustomerAddress => "customer_address",
+            CaseField::CustomerMemberId => "customer_member_id",
+            CaseField::OrderNo => "order_no",
+            CaseField::PurchaseDate => "purchase_date",
+            CaseField::ReceivedDate => "received_date",
+            CaseField::InvoiceNo => "invoice_no",
+        }
+    }
+
+    /// Whether the value is customer personal data (kept out of the timeline).
+    fn is_personal(self) -> bool {
+        matches!(
+            self,
+            CaseField::CustomerName
+                | CaseField::CustomerPhone
+                | CaseField::CustomerAddress
+                | CaseField::CustomerMemberId
+        )
+    }
+
+    /// Checks a value for this field; the error names the field and what it accepts.
+    pub fn validate(self, value: &str) -> Result<(), EditError> {
+        let one_of = |allowed: &[&str]| {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    self.as_str(),
+                    format!(
+                        "{value:?} is not allowed: use one of {}",
+                        allowed.join(", ")
+                    ),
+                ))
+            }
+        };
+        match self {
+            CaseField::Priority => one_of(PRIORITIES),
+            CaseField::Category => one_of(CATEGORIES),
+            CaseField::Channel => one_of(CHANNELS),
+            CaseField::SaleChannel => one_of(SALE_CHANNELS),
+            CaseField::RequestedRemedy => one_of(REMEDIES),
+            CaseField::SafetyRisk => one_of(&["true", "false"]),
+            CaseField::CustomerPhone => check_phone(value),
+            CaseField::PurchaseDate | CaseField::ReceivedDate => {
+                chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .map(|_| ())
+                    .map_err(|_| {
+                        invalid(
+                            self.as_str(),
+                            format!("{value:?} is not a date like 2026-11-23"),
+                        )
+                    })
+            }
+            CaseField::Description => check_text(self.as_str(), value, 10_000),
+            _ => check_text(self.as_str(), value, 200),
+        }
+    }
+}
+
+impl fmt::Display for CaseField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CaseField {
+    type Err = EditError;
+    fn from_str(s: &str) -> Result<Self, EditError> {
+        CaseField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = CaseField::ALL.iter().map(|f| f.as_str()).collect();
+                invalid(
+                    "field",
+                    format!("{s:?} is not a case field: use one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+fn ensure_map(tx: &mut Transaction<'_>, key: &str) -> Result<ObjId, AutomergeError> {
+    match read::map(tx, &ROOT, key) {
+        Some(id) => Ok(id),
+        None => tx.put_object(ROOT, key, ObjType::Map),
+    }
+}
+
+/// Sets one field, after validating the value. The change is also noted in
+/// the timeline (without the value for personal data).
+pub fn set_field(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    field: CaseField,
+    value: &str,
+) -> Result<(), EditError> {
+    field.validate(value)?;
+    require_case(doc, id)?;
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        match field {
+            CaseField::Description => {
+                let text = match tx.get(ROOT, root::DESCRIPTION)? {
+                    Some((automerge::Value::Object(ObjType::Text), t)) => t,
+                    _ => tx.put_object(ROOT, root::DESCRIPTION, ObjType::Text)?,
+                };
+                // A diff rather than a replacement, so a concurrent edit of
+                // another part of the text survives the merge.
+                tx.update_text(&text, value)?;
+            }
+            CaseField::CustomerName
+            | CaseField::CustomerPhone
+            | CaseField::CustomerAddress
+            | CaseField::CustomerMemberId => {
+                let c = ensure_map(tx, root::CUSTOMER)?;
+                let key = field.as_str().trim_start_matches("customer_");
+                tx.put(&c, key, value)?;
+            }
+            CaseField::OrderNo
+            | CaseField::PurchaseDate
+            | CaseField::ReceivedDate
+            | CaseField::InvoiceNo => {
+                let o = ensure_map(tx, root::ORDER)?;
+                tx.put(&o, field.as_str(), value)?;
+            }
+            CaseField::SafetyRisk => {
+                let f = ensure_map(tx, root::FIELDS)?;
+                tx.put(&f, field.as_str(), value == "true")?;
+            }
+            _ => {
+                let f = ensure_map(tx, root::FIELDS)?;
+                tx.put(&f, field.as_str(), value)?;
+            }
+        }
+        let e = put_entry(tx, root::TIMELINE, ctx, "field_changed")?;
+        tx.put(&e, entry::FIELD, field.as_str())?;
+        if !field.is_personal() && field != CaseField::Description {
+            tx.put(&e, entry::VALUE, value)?;
+        }
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}

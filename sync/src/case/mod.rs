@@ -1,0 +1,16 @@
+//! The after-sales case as an Automerge document.
+//!
+//! A case is created with [`edit::create_case`] and changed only through the
+//! typed edits in [`edit`]; [`view::CaseView`] reads it back. The document
+//! layout (see [`schema`]) keeps every list that two devices may append to
+//! concurrently as a map keyed by a random id, so offline appends never clash.
+
+pub mod edit;
+mod kind;
+pub mod read;
+pub mod schema;
+pub mod view;
+
+pub use edit::{CaseField, ContactChannel, EditContext, EditError, NewCase};
+pub use kind::{CaseKind, UnknownKind};
+pub use view::{CaseView, ContactView, CustomerView, ItemView, TimelineEntry};

@@ -1,0 +1,346 @@
+//! The case as plain data: what the CLI prints and the relay serves as JSON.
+
+use super::read;
+use super::schema::{entry, root};
+use crate::ids::Millis;
+use automerge::{ObjId, ReadDoc, ROOT};
+use serde::{Deserialize, Serialize};
+
+/// The customer block of a case.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerView {
+    /// Full name.
+    pub name: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// Address.
+    pub address: Option<String>,
+    /// Membership number.
+    pub member_id: Option<String>,
+}
+
+/// The order the case is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Order number.
+    pub order_no: Option<String>,
+    /// YYYY-MM-DD.
+    pub purchase_date: Option<String>,
+    /// YYYY-MM-DD.
+    pub received_date: Option<String>,
+    /// Invoice number.
+    pub invoice_no: Option<String>,
+}
+
+/// One product line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    /// Line id within the case.
+    pub id: String,
+    /// Stock-keeping unit.
+    pub sku: Option<String>,
+    /// Quantity.
+    pub qty: Option<i64>,
+}
+
+/// One entry of the timeline (the handover log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Entry id, unique within the case.
+    pub id: String,
+    /// created, note, call, sms, visit, field_changed, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Free text, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// For field_changed: which field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For field_changed: the new value (absent for personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Who wrote it.
+    pub author: Option<String>,
+    /// On which device.
+    pub device: Option<String>,
+    /// Device time, RFC 3339.
+    pub at: Option<String>,
+    #[serde(skip)]
+    at_millis: i64,
+}
+
+/// One attempt to reach the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    /// Entry id.
+    pub id: String,
+    /// phone, sms or visit.
+    pub channel: Option<String>,
+    /// What came of it.
+    pub outcome: Option<String>,
+    /// Who made it.
+    pub author: Option<String>,
+    /// From which device.
+    pub device: Option<String>,
+    /// Device time, RFC 3339.
+    pub at: Option<String>,
+}
+
+/// A whole case as plain data. Lists are sorted (by time, then id) so every
+/// replica that holds the same changes renders identical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseView {
+    /// Case UUID.
+    pub id: String,
+    /// STORE-DEVICE-SEQ.
+    pub case_no: Option<String>,
+    /// repair, installation, return_exchange, damage_claim or complaint.
+    pub kind: Option<String>,
+    /// Current state, derived from the workflow events.
+    pub status: Option<String>,
+    /// The store that opened the case.
+    pub store_id: Option<String>,
+    /// Who opened it.
+    pub created_by: Option<String>,
+    /// On which device.
+    pub device_id: Option<String>,
+    /// Device time of opening, RFC 3339.
+    pub created_at: Option<String>,
+    /// The customer.
+    pub customer: CustomerView,
+    /// The order.
+    pub order: OrderView,
+    /// Product lines.
+    pub items: Vec<ItemView>,
+    /// What the customer reports.
+    pub description: String,
+    /// low, normal, high, urgent.
+    pub priority: Option<String>,
+    /// Complaint category.
+    pub category: Option<String>,
+    /// Intake channel.
+    pub channel: Option<String>,
+    /// in_store or distance.
+    pub sale_channel: Option<String>,
+    /// What the customer asks for.
+    pub requested_remedy: Option<String>,
+    /// Safety risk flag.
+    pub safety_risk: bool,
+    /// The handover log, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// Contact attempts, oldest first.
+    pub contact_attempts: Vec<ContactView>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.map(|m| Millis(m).to_rfc3339())
+}
+
+fn fields_str<D: ReadDoc>(doc: &D, key: &str) -> Option<String> {
+    let f = read::map(doc, &ROOT, root::FIELDS)?;
+    read::string(doc, &f, key)
+}
+
+impl CaseView {
+    /// Reads a case document. `id` is used when the document does not carry one.
+    pub fn from_doc<D: ReadDoc>(doc: &D, id: &str) -> CaseView {
+        let customer = read::map(doc, &ROOT, root::CUSTOMER)
+            .map(|c| CustomerView {
+                name: read::string(doc, &c, "name"),
+                phone: read::string(doc, &c, "phone"),
+                address: read::string(doc, &c, "address"),
+                member_id: read::string(doc, &c, "member_id"),
+            })
+            .unwrap_or_default();
+        let order = read::map(doc, &ROOT, root::ORDER)
+            .map(|o| OrderView {
+                order_no: read::string(doc, &o, "order_no"),
+                purchase_date: read::string(doc, &o, "purchase_date"),
+                received_date: read::string(doc, &o, "received_date"),
+                invoice_no: read::string(doc, &o, "invoice_no"),
+            })
+            .unwrap_or_default();
+        let mut items: Vec<ItemView> = read::entries(doc, &ROOT, root::ITEMS)
+            .into_iter()
+            .map(|(id, o)| ItemView {
+                sku: read::string(doc, &o, "sku"),
+                qty: read::int(doc, &o, "qty"),
+                id,
+            })
+            .collect();
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut timeline: Vec<TimelineEntry> = read::entries(doc, &ROOT, root::TIMELINE)
+            .into_iter()
+            .map(|(id, e)| timeline_entry(doc, id, &e))
+            .collect();
+        timeline.sort_by(|a, b| (a.at_millis, &a.id).cmp(&(b.at_millis, &b.id)));
+        let mut contacts: Vec<(i64, ContactView)> = read::entries(doc, &ROOT, root::CONTACTS)
+            .into_iter()
+            .map(|(id, e)| {
+                let at = read::int(doc, &e, entry::AT);
+                (
+                    at.unwrap_or(0),
+                    ContactView {
+                        channel: read::string(doc, &e, entry::CHANNEL),
+                        outcome: read::string(doc, &e, entry::OUTCOME),
+                        author: read::string(doc, &e, entry::AUTHOR),
+                        device: read::string(doc, &e, entry::DEVICE),
+                        at: time(at),
+                        id,
+                    },
+                )
+            })
+            .collect();
+        contacts.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        let tags = read::map(doc, &ROOT, root::TAGS)
+            .map(|t| doc.keys(&t).collect())
+            .unwrap_or_default();
+        let kind = read::string(doc, &ROOT, root::KIND);
+        let status = kind
+            .as_deref()
+            .and_then(|k| k.parse::<super::CaseKind>().ok())
+            .map(|k| k.initial_status().to_string());
+        let safety_risk = read::map(doc, &ROOT, root::FIELDS)
+            .and_then(|f| read::boolean(doc, &f, "safety_risk"))
+            .unwrap_or(false);
+        CaseView {
+            id: read::string(doc, &ROOT, root::ID).unwrap_or_else(|| id.to_string()),
+            case_no: read::string(doc, &ROOT, root::CASE_NO),
+            kind,
+            status,
+            store_id: read::string(doc, &ROOT, root::STORE_ID),
+            created_by: read::string(doc, &ROOT, root::CREATED_BY),
+            device_id: read::string(doc, &ROOT, root::DEVICE_ID),
+            created_at: time(read::int(doc, &ROOT, root::CREATED_AT)),
+            customer,
+            order,
+            items,
+            description: read::string(doc, &ROOT, root::DESCRIPTION).unwrap_or_default(),
+            priority: fields_str(doc, "priority"),
+            category: fields_str(doc, "category"),
+            channel: fields_str(doc, "channel"),
+            sale_channel: fields_str(doc, "sale_channel"),
+            requested_remedy: fields_str(doc, "requested_remedy"),
+            safety_risk,
+            timeline,
+            contact_attempts: contacts.into_iter().map(|(_, c)| c).collect(),
+            tags,
+        }
+    }
+}
+
+fn timeline_entry<D: ReadDoc>(doc: &D, id: String, e: &ObjId) -> TimelineEntry {
+    let at = read::int(doc, e, entry::AT);
+    TimelineEntry {
+        kind: read::string(doc, e, entry::TYPE).unwrap_or_else(|| "unknown".into()),
+        text: read::string(doc, e, entry::TEXT),
+        field: read::string(doc, e, entry::FIELD),
+        value: read::string(doc, e, entry::VALUE),
+        author: read::string(doc, e, entry::AUTHOR),
+        device: read::string(doc, e, entry::DEVICE),
+        at: time(at),
+        at_millis: at.unwrap_or(0),
+        id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::edit::{self, Customer, EditContext, NewCase};
+    use crate::case::{CaseField, CaseKind};
+    use crate::ids::{CaseId, DeviceId, StoreId, UserId};
+    use automerge::Automerge;
+
+    fn ctx(n: u8, at: i64) -> EditContext {
+        EditContext {
+            author: UserId::new("u1").unwrap(),
+            device: DeviceId::new(format!("tab{n}")).unwrap(),
+            now: Millis(at),
+            nonce: [n; 16],
+        }
+    }
+
+    fn new_case() -> (Automerge, CaseId) {
+        let id = CaseId::from_bytes([9; 16]);
+        let mut doc = Automerge::new();
+        edit::create_case(
+            &mut doc,
+            &ctx(1, 1_000),
+            &NewCase {
+                id,
+                case_no: "S1-tab1-1".into(),
+                kind: CaseKind::Repair,
+                store: StoreId::new("S1").unwrap(),
+                customer: Customer {
+                    name: "Li Lei".into(),
+                    phone: "13800000000".into(),
+                },
+                sku: Some("TV-55".into()),
+                description: Some("No picture".into()),
+            },
+        )
+        .unwrap();
+        (doc, id)
+    }
+
+    #[test]
+    fn concurrent_notes_and_fields_merge_into_identical_views() {
+        let (doc, id) = new_case();
+        let mut a = doc
+            .fork()
+            .with_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        let mut b = doc
+            .fork()
+            .with_actor(automerge::ActorId::from(&[2u8; 16][..]));
+        edit::add_note(&mut a, id, &ctx(2, 2_000), "customer called back").unwrap();
+        edit::add_note(&mut b, id, &ctx(3, 2_000), "parts ordered").unwrap();
+        edit::set_field(&mut b, id, &ctx(4, 3_000), CaseField::Priority, "high").unwrap();
+        a.merge(&mut b.clone()).unwrap();
+        b.merge(&mut a.clone()).unwrap();
+        let (va, vb) = (CaseView::from_doc(&a, "x"), CaseView::from_doc(&b, "x"));
+        assert_eq!(va, vb);
+        let notes: Vec<_> = va.timeline.iter().filter(|e| e.kind == "note").collect();
+        assert_eq!(notes.len(), 2);
+        assert_eq!(va.priority.as_deref(), Some("high"));
+        assert_eq!(va.status.as_deref(), Some("reported"));
+        assert_eq!(va.items[0].sku.as_deref(), Some("TV-55"));
+    }
+
+    #[test]
+    fn refused_edit_changes_nothing_and_names_the_field() {
+        let (mut doc, id) = new_case();
+        let heads = doc.get_heads();
+        let err =
+            edit::set_field(&mut doc, id, &ctx(2, 2_000), CaseField::Priority, "asap").unwrap_err();
+        assert!(err.to_string().starts_with("priority:"), "{err}");
+        let err = edit::add_note(&mut doc, id, &ctx(2, 2_000), "   ").unwrap_err();
+        assert!(err.to_string().contains("note"), "{err}");
+        assert_eq!(doc.get_heads(), heads);
+    }
+
+    #[test]
+    fn personal_data_stays_out_of_the_timeline() {
+        let (mut doc, id) = new_case();
+        edit::set_field(
+            &mut doc,
+            id,
+            &ctx(2, 2_000),
+            CaseField::CustomerPhone,
+            "13900000000",
+        )
+        .unwrap();
+        let v = CaseView::from_doc(&doc, "x");
+        assert_eq!(v.customer.phone.as_deref(), Some("13900000000"));
+        let change = v
+            .timeline
+            .iter()
+            .find(|e| e.kind == "field_changed")
+            .unwrap();
+        assert_eq!(change.field.as_deref(), Some("customer_phone"));
+        assert_eq!(change.value, None);
+    }
+}

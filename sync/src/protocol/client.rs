@@ -1,0 +1,238 @@
+//! The device side of one connection.
+
+use super::frame::{DocHeads, Frame};
+use crate::ids::{CaseId, Cursor, Millis};
+use crate::replica::{Replica, ReplicaError};
+use crate::storage::Storage;
+use automerge::sync::{Message, State};
+use automerge::ChangeHash;
+use std::collections::{BTreeMap, HashMap};
+
+/// Why a session must end. The connection is closed; local data is intact.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer reported a fatal error.
+    #[error("relay closed the session: {0}")]
+    Remote(String),
+    /// Local storage failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The relay's storage failed; the relay closes the session.
+    #[error("relay storage failed: {0}")]
+    Storage(crate::storage::StorageError),
+}
+
+/// Sync state of one device connection.
+///
+/// Call [`ClientSession::start`] once the connection is up and send what it
+/// returns; feed every frame from the relay to [`ClientSession::handle`] and
+/// send what it returns; after a local edit while connected call
+/// [`ClientSession::local_change`]. [`ClientSession::is_settled`] tells when a
+/// one-shot sync may disconnect.
+pub struct ClientSession {
+    /// Something was exchanged since the last time "synced" was recorded.
+    activity: bool,
+    states: HashMap<CaseId, State>,
+    /// Announced cases whose announced heads we do not hold yet.
+    pending: HashMap<CaseId, Vec<ChangeHash>>,
+    /// Cursor to store once `pending` is empty.
+    target: Option<Cursor>,
+    caught_up: bool,
+    refused: BTreeMap<CaseId, String>,
+}
+
+fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
+    heads.iter().map(|h| ChangeHash(*h)).collect()
+}
+
+impl Default for ClientSession {
+    fn default() -> Self {
+        ClientSession::new()
+    }
+}
+
+impl ClientSession {
+    /// A session before any frame was exchanged.
+    pub fn new() -> Self {
+        ClientSession {
+            activity: true,
+            states: HashMap::new(),
+            pending: HashMap::new(),
+            target: None,
+            caught_up: false,
+            refused: BTreeMap::new(),
+        }
+    }
+
+    /// Frames to send first: the resume cursor, then one sync message per
+    /// case with unconfirmed local changes.
+    pub fn start<S: Storage>(&mut self, r: &mut Replica<S>) -> Result<Vec<Frame>, SessionError> {
+        let mut out = vec![Frame::Hello {
+            cursor: r.cursor()?.0,
+        }];
+        for case in r.dirty_cases()? {
+            self.push_sync(r, case, true, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Frames to send after a local edit of `case` while connected.
+    pub fn local_change<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        case: CaseId,
+    ) -> Result<Vec<Frame>, SessionError> {
+        let mut out = Vec::new();
+        self.push_sync(r, case, false, &mut out)?;
+        Ok(out)
+    }
+
+    fn state<S: Storage>(
+        &mut self,
+        r: &Replica<S>,
+        case: CaseId,
+    ) -> Result<&mut State, SessionError> {
+        Ok(match self.states.entry(case) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(r.sync_state(case)?),
+        })
+    }
+
+    /// Appends a sync message for `case` if Automerge has one. `nudge` forces
+    /// a message even while one is in flight: used when the relay tells us
+    /// the case changed, because a stale in-flight flag would otherwise wait
+    /// for a reply that is not coming.
+    fn push_sync<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        case: CaseId,
+        nudge: bool,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SessionError> {
+        let mut state = std::mem::take(self.state(r, case)?);
+        if nudge {
+            state.have_responded = false;
+            state.in_flight = false;
+        }
+        let msg = r.generate(case, &mut state);
+        self.states.insert(case, state);
+        if let Some(m) = msg? {
+            out.push(Frame::Sync {
+                doc: case,
+                message: m.encode(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Handles one frame from the relay; returns the frames to send back.
+    pub fn handle<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        frame: Frame,
+        now: Millis,
+    ) -> Result<Vec<Frame>, SessionError> {
+        let mut out = Vec::new();
+        self.activity |= matches!(&frame, Frame::Sync { .. })
+            || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
+        match frame {
+            Frame::Announce {
+                up_to,
+                docs,
+                complete,
+            } => {
+                for DocHeads { doc, heads } in docs {
+                    let heads = hashes(&heads);
+                    if !r.has_all(doc, &heads)? {
+                        self.pending.insert(doc, heads);
+                        self.push_sync(r, doc, true, &mut out)?;
+                    } else if r.dirty_cases()?.contains(&doc) {
+                        // The relay may already hold our changes (an ack lost
+                        // with a cut connection): this clears the mark.
+                        r.confirm_if_uploaded(doc, &heads)?;
+                    }
+                }
+                self.target = Some(Cursor(up_to).max(self.target.unwrap_or_default()));
+                if complete {
+                    self.caught_up = true;
+                }
+            }
+            Frame::Sync { doc, message } => {
+                let msg = Message::decode(&message).map_err(|e| {
+                    SessionError::Protocol(format!("malformed sync message for case {doc}: {e}"))
+                })?;
+                let relay_heads = msg.heads.clone();
+                let mut state = std::mem::take(self.state(r, doc)?);
+                let received = r.receive(doc, &mut state, msg);
+                self.states.insert(doc, state);
+                received?;
+                if let Some(wanted) = self.pending.get(&doc) {
+                    if r.has_all(doc, wanted)? {
+                        self.pending.remove(&doc);
+                    }
+                }
+                r.confirm_if_uploaded(doc, &relay_heads)?;
+                self.push_sync(r, doc, false, &mut out)?;
+            }
+            Frame::Refused { doc, reason } => {
+                tracing::warn!(case = %doc, "relay refused a change");
+                self.pending.remove(&doc);
+                self.refused.insert(doc, reason);
+            }
+            Frame::Error { reason } => return Err(SessionError::Remote(reason)),
+            Frame::Hello { .. } => {
+                return Err(SessionError::Protocol(
+                    "unexpected hello from the relay".into(),
+                ))
+            }
+        }
+        self.advance_cursor(r, now)?;
+        Ok(out)
+    }
+
+    fn advance_cursor<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        now: Millis,
+    ) -> Result<(), SessionError> {
+        if !self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Some(target) = self.target {
+            if target > r.cursor()? {
+                r.set_cursor(target)?;
+            }
+        }
+        if self.activity && self.caught_up && self.unconfirmed(r)?.is_empty() {
+            r.mark_synced(now)?;
+            self.activity = false;
+        }
+        Ok(())
+    }
+
+    fn unconfirmed<S: Storage>(&self, r: &Replica<S>) -> Result<Vec<CaseId>, SessionError> {
+        Ok(r.dirty_cases()?
+            .into_iter()
+            .filter(|c| !self.refused.contains_key(c))
+            .collect())
+    }
+
+    /// True once the catch-up is complete, every announced change is held
+    /// locally and the relay confirmed every local change it did not refuse.
+    pub fn is_settled<S: Storage>(&self, r: &Replica<S>) -> Result<bool, SessionError> {
+        Ok(self.caught_up && self.pending.is_empty() && self.unconfirmed(r)?.is_empty())
+    }
+
+    /// Cases whose changes the relay refused in this session, with its reasons.
+    pub fn refused(&self) -> &BTreeMap<CaseId, String> {
+        &self.refused
+    }
+
+    /// Number of announced cases still being downloaded.
+    pub fn pending_downloads(&self) -> usize {
+        self.pending.len()
+    }
+}

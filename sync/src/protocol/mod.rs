@@ -1,0 +1,14 @@
+//! The device ↔ relay sync protocol, as data and state machines.
+//!
+//! One connection carries many cases. The device opens with
+//! [`Frame::Hello`] carrying its resume [`crate::Cursor`]; the relay answers
+//! with [`Frame::Announce`]s listing only the cases changed since that cursor
+//! (with their heads), and both sides run Automerge's sync protocol per case
+//! inside [`Frame::Sync`] frames. The device advances its cursor once it holds
+//! every announced head, so a reconnect costs what changed, not what exists.
+
+mod client;
+mod frame;
+
+pub use client::{ClientSession, SessionError};
+pub use frame::{DecodeError, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};

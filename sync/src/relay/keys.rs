@@ -1,0 +1,77 @@
+//! Relay-side key layout (all under the `r` prefix, see `storage::keys`).
+//!
+//! | key | value |
+//! |---|---|
+//! | `rs` | current change sequence (u64 BE) |
+//! | `rm` case | [`crate::access::CaseMeta`] (postcard) |
+//! | `ra` seq | case(16) + heads (32 each): every case by latest change |
+//! | `ro` len store seq | case(16) + heads: the same, per owning store |
+//! | `ru` case hash | [`super::AuditRecord`] (postcard) |
+
+use crate::ids::{CaseId, StoreId};
+
+pub const SEQ: &[u8] = b"rs";
+pub const META: &[u8] = b"rm";
+pub const ALL: &[u8] = b"ra";
+pub const AUDIT: &[u8] = b"ru";
+
+pub fn meta(case: CaseId) -> Vec<u8> {
+    [META, case.as_bytes()].concat()
+}
+
+pub fn all(seq: u64) -> Vec<u8> {
+    [ALL, &seq.to_be_bytes()[..]].concat()
+}
+
+/// Prefix of one store's sequence index.
+pub fn store_prefix(store: &StoreId) -> Vec<u8> {
+    // Store ids are at most 64 bytes (validated), so the length fits a byte
+    // and the prefix of one store can never be a prefix of another's.
+    let mut k = b"ro".to_vec();
+    k.push(store.as_str().len() as u8);
+    k.extend_from_slice(store.as_str().as_bytes());
+    k
+}
+
+pub fn store(store: &StoreId, seq: u64) -> Vec<u8> {
+    let mut k = store_prefix(store);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn audit_prefix(case: CaseId) -> Vec<u8> {
+    [AUDIT, case.as_bytes()].concat()
+}
+
+pub fn audit(case: CaseId, hash: &[u8; 32]) -> Vec<u8> {
+    [AUDIT, case.as_bytes(), hash].concat()
+}
+
+/// Index value: the case and its heads.
+pub fn index_value(case: CaseId, heads: &[automerge::ChangeHash]) -> Vec<u8> {
+    let mut v = case.as_bytes().to_vec();
+    for h in heads {
+        v.extend_from_slice(&h.0);
+    }
+    v
+}
+
+/// Splits an index value; `None` if damaged.
+pub fn parse_index_value(v: &[u8]) -> Option<(CaseId, Vec<[u8; 32]>)> {
+    let case: [u8; 16] = v.get(..16)?.try_into().ok()?;
+    let rest = &v[16..];
+    if !rest.len().is_multiple_of(32) {
+        return None;
+    }
+    let heads = rest
+        .chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .collect();
+    Some((CaseId::from_bytes(case), heads))
+}
+
+/// The sequence number at the end of an index key.
+pub fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}

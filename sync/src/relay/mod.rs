@@ -1,0 +1,447 @@
+//! The relay's core: stored cases, their owners, the change sequence that
+//! lets devices resume, and one [`RelaySession`] per authenticated connection.
+//!
+//! The shell (the `server` crate) authenticates the connection, builds a
+//! [`Principal`], calls [`Relay::session`], and then feeds every frame to
+//! [`Relay::handle`]. When [`RelayOutput::changed`] is set it wakes every
+//! other session, which calls [`Relay::announce`] to learn what it may see.
+//! A change is acknowledged (the relay sends a sync message whose heads
+//! include it) only after it is flushed to storage.
+
+mod keys;
+
+use crate::access::{self, CaseMeta, Principal, Role};
+use crate::case::{schema, CaseKind, CaseView};
+use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
+use crate::protocol::{DocHeads, Frame, SessionError};
+use crate::storage::{docs, Batch, Storage, StorageError};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{Automerge, ROOT};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+/// Cases per [`Frame::Announce`].
+const ANNOUNCE_CHUNK: usize = 1000;
+
+/// Who made a change and when the relay accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The authenticated user.
+    pub user: UserId,
+    /// The authenticated device.
+    pub device: DeviceId,
+    /// Relay time of receipt.
+    pub received_at: Millis,
+}
+
+/// What handling a frame produced.
+#[derive(Debug, Default)]
+pub struct RelayOutput {
+    /// Frames for this connection, in order.
+    pub frames: Vec<Frame>,
+    /// A case whose stored content changed: wake the other sessions.
+    pub changed: Option<CaseId>,
+}
+
+/// One authenticated connection.
+pub struct RelaySession {
+    principal: Principal,
+    states: HashMap<CaseId, State>,
+    sent_up_to: Option<u64>,
+}
+
+impl RelaySession {
+    /// The connection's principal.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// Relay-side filter for listing cases.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// Only this owning store.
+    pub store: Option<StoreId>,
+    /// Only this kind.
+    pub kind: Option<CaseKind>,
+}
+
+/// The relay's stored state with a bounded cache of loaded documents.
+pub struct Relay<S: Storage> {
+    storage: S,
+    cache: lru::LruCache<CaseId, Automerge>,
+    seq: u64,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        key: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl<S: Storage> Relay<S> {
+    /// Opens the relay over `storage`, keeping at most `cache_docs` documents
+    /// loaded (idle ones are evicted least recently used first).
+    pub fn open(storage: S, cache_docs: NonZeroUsize) -> Result<Self, StorageError> {
+        let seq = storage
+            .get(keys::SEQ)?
+            .map(|b| {
+                <[u8; 8]>::try_from(b.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| corrupt("relay sequence", "not 8 bytes"))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        Ok(Relay {
+            storage,
+            cache: lru::LruCache::new(cache_docs),
+            seq,
+        })
+    }
+
+    /// The latest change sequence.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Number of documents currently loaded.
+    pub fn cached_docs(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Starts a session for an authenticated connection.
+    pub fn session(&self, principal: Principal) -> RelaySession {
+        RelaySession {
+            principal,
+            states: HashMap::new(),
+            sent_up_to: None,
+        }
+    }
+
+    /// Persists the session's sync states so the device's next connection
+    /// resumes cheaply. Call when the connection ends.
+    pub fn end_session(&mut self, s: RelaySession) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        for (case, state) in &s.states {
+            docs::stage_sync_state(&mut b, *case, s.principal.device.as_str(), state);
+        }
+        self.storage.apply(b)
+    }
+
+    /// The owner record of a case.
+    pub fn meta(&self, case: CaseId) -> Result<Option<CaseMeta>, StorageError> {
+        self.storage
+            .get(&keys::meta(case))?
+            .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("case meta", e)))
+            .transpose()
+    }
+
+    fn doc(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, StorageError> {
+        if !self.cache.contains(&case) {
+            let Some(loaded) = docs::load_doc(&self.storage, case)? else {
+                return Ok(None);
+            };
+            if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
+                docs::compact(&self.storage, case, &loaded.doc)?;
+            }
+            self.cache.put(case, loaded.doc);
+        }
+        Ok(self.cache.get_mut(&case))
+    }
+
+    /// The case as plain data, with the owning store from relay metadata.
+    pub fn case_view(&mut self, case: CaseId) -> Result<Option<CaseView>, StorageError> {
+        let Some(meta) = self.meta(case)? else {
+            return Ok(None);
+        };
+        Ok(self.doc(case)?.map(|d| {
+            let mut v = CaseView::from_doc(&*d, &case.to_string());
+            v.store_id = Some(meta.store.to_string());
+            v
+        }))
+    }
+
+    /// The standard Automerge binary of a case.
+    pub fn doc_bytes(&mut self, case: CaseId) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.doc(case)?.map(|d| d.save()))
+    }
+
+    /// Every accepted change of a case with who sent it and when.
+    pub fn audit(&self, case: CaseId) -> Result<Vec<(String, AuditRecord)>, StorageError> {
+        let mut out = Vec::new();
+        for (k, v) in self.storage.scan_prefix(&keys::audit_prefix(case))? {
+            let hash = k.get(18..).map(hex).unwrap_or_default();
+            let rec: AuditRecord = postcard::from_bytes(&v).map_err(|e| corrupt("audit", e))?;
+            out.push((hash, rec));
+        }
+        out.sort_by(|a, b| (a.1.received_at, &a.0).cmp(&(b.1.received_at, &b.0)));
+        Ok(out)
+    }
+
+    /// Cases matching `filter`, most recently changed last.
+    pub fn list(&self, filter: &CaseFilter) -> Result<Vec<(CaseId, CaseMeta)>, StorageError> {
+        let prefix = match &filter.store {
+            Some(s) => keys::store_prefix(s),
+            None => keys::ALL.to_vec(),
+        };
+        let mut out = Vec::new();
+        for (_, v) in self.storage.scan_prefix(&prefix)? {
+            let Some((case, _)) = keys::parse_index_value(&v) else {
+                return Err(corrupt("case index", "bad entry"));
+            };
+            if let Some(meta) = self.meta(case)? {
+                if filter.kind.is_none_or(|k| k.as_str() == meta.kind) {
+                    out.push((case, meta));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Handles one frame from the session's device.
+    pub fn handle(
+        &mut self,
+        s: &mut RelaySession,
+        frame: Frame,
+        now: Millis,
+    ) -> Result<RelayOutput, SessionError> {
+        match (frame, s.sent_up_to) {
+            (Frame::Hello { cursor }, None) => {
+                s.sent_up_to = Some(cursor);
+                Ok(RelayOutput {
+                    frames: self.announce(s).map_err(SessionError::Storage)?,
+                    changed: None,
+                })
+            }
+            (Frame::Hello { .. }, Some(_)) => {
+                Err(SessionError::Protocol("hello sent twice".into()))
+            }
+            (_, None) => Err(SessionError::Protocol(
+                "the first frame must be hello".into(),
+            )),
+            (Frame::Sync { doc, message }, Some(_)) => self.sync(s, doc, &message, now),
+            (Frame::Error { reason }, Some(_)) => Err(SessionError::Remote(reason)),
+            (other, Some(_)) => Err(SessionError::Protocol(format!(
+                "a device may not send {}",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Frames announcing the cases this session may see that changed since
+    /// what it was last told. Cheap when nothing changed.
+    pub fn announce(&mut self, s: &mut RelaySession) -> Result<Vec<Frame>, StorageError> {
+        let Some(from) = s.sent_up_to else {
+            return Ok(Vec::new());
+        };
+        let prefix = match s.principal.role {
+            Role::HeadOffice => keys::ALL.to_vec(),
+            _ => keys::store_prefix(&s.principal.store),
+        };
+        let mut start = prefix.clone();
+        start.extend_from_slice(&(from.saturating_add(1)).to_be_bytes());
+        let end = crate::storage::keys::prefix_end(&prefix);
+        let mut frames = Vec::new();
+        loop {
+            let rows = self.storage.scan(&start, &end, ANNOUNCE_CHUNK)?;
+            let complete = rows.len() < ANNOUNCE_CHUNK;
+            let mut docs = Vec::with_capacity(rows.len());
+            let mut last = s.sent_up_to.unwrap_or(0);
+            for (k, v) in &rows {
+                let (Some(seq), Some((doc, heads))) = (keys::seq_of(k), keys::parse_index_value(v))
+                else {
+                    return Err(corrupt("case index", "bad entry"));
+                };
+                docs.push(DocHeads { doc, heads });
+                last = seq;
+            }
+            // When the scan reached the end, everything up to the current
+            // sequence has been covered, including changes of other stores.
+            let up_to = if complete { last.max(self.seq) } else { last };
+            if docs.is_empty() && Some(up_to) == s.sent_up_to && !frames.is_empty() {
+                break;
+            }
+            let first_announce = frames.is_empty();
+            if !docs.is_empty() || first_announce {
+                frames.push(Frame::Announce {
+                    up_to,
+                    docs,
+                    complete,
+                });
+            }
+            s.sent_up_to = Some(up_to);
+            if complete {
+                break;
+            }
+            start = prefix.clone();
+            start.extend_from_slice(&(up_to + 1).to_be_bytes());
+        }
+        Ok(frames)
+    }
+
+    fn refuse(doc: CaseId, reason: &str) -> RelayOutput {
+        RelayOutput {
+            frames: vec![Frame::Refused {
+                doc,
+                reason: reason.to_string(),
+            }],
+            changed: None,
+        }
+    }
+
+    fn sync(
+        &mut self,
+        s: &mut RelaySession,
+        case: CaseId,
+        bytes: &[u8],
+        now: Millis,
+    ) -> Result<RelayOutput, SessionError> {
+        let msg = Message::decode(bytes).map_err(|e| {
+            SessionError::Protocol(format!("malformed sync message for case {case}: {e}"))
+        })?;
+        let meta = self.meta(case).map_err(SessionError::Storage)?;
+        let p = &s.principal;
+        match &meta {
+            Some(m) if !access::can_read(p, m) => {
+                return Ok(Self::refuse(case, "this case belongs to another store"))
+            }
+            Some(m) if !msg.changes.is_empty() && !access::can_write(p, m) => {
+                return Ok(Self::refuse(case, "you may not change this case"))
+            }
+            _ => {}
+        }
+        let mut doc = match self.doc(case).map_err(SessionError::Storage)? {
+            Some(_) => self.cache.pop(&case).unwrap_or_default(),
+            None => Automerge::new(),
+        };
+        let state = match s.states.entry(case) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                docs::load_sync_state(&self.storage, case, p.device.as_str())
+                    .map_err(SessionError::Storage)?,
+            ),
+        };
+        let before = doc.get_heads();
+        if let Err(e) = doc.receive_sync_message(state, msg) {
+            // The popped document may hold part of the message: drop it (the
+            // next use reloads it from storage) and start the peer afresh.
+            *state = State::new();
+            return Err(SessionError::Protocol(format!(
+                "sync message for case {case} could not be applied: {e}"
+            )));
+        }
+        let changes = doc.get_changes(&before);
+        let mut changed = None;
+        if !changes.is_empty() {
+            if meta.is_none() {
+                if let Err(reason) = check_new_case(&doc, case) {
+                    *state = State::new();
+                    return Ok(Self::refuse(case, &reason));
+                }
+            }
+            let p = s.principal.clone();
+            let kind = meta.as_ref().map(|m| m.kind.clone());
+            let result = self.commit(case, &doc, &changes, meta, &p, now, state);
+            if let Err(e) = result {
+                *state = State::new();
+                return Err(SessionError::Storage(e));
+            }
+            tracing::debug!(case = %case, changes = changes.len(), kind = kind.as_deref().unwrap_or("new"), "accepted changes");
+            changed = Some(case);
+        }
+        let reply = doc.generate_sync_message(state);
+        if meta_exists_or_changed(changed.is_some(), &self.storage, case) {
+            self.cache.put(case, doc);
+        }
+        Ok(RelayOutput {
+            frames: reply
+                .map(|m| Frame::Sync {
+                    doc: case,
+                    message: m.encode(),
+                })
+                .into_iter()
+                .collect(),
+            changed,
+        })
+    }
+
+    /// Stores accepted changes with their audit records, updates the owner
+    /// record and moves the case to the head of the change sequence, all in
+    /// one batch, and flushes: only then may the change be acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        case: CaseId,
+        doc: &Automerge,
+        changes: &[automerge::Change],
+        meta: Option<CaseMeta>,
+        p: &Principal,
+        now: Millis,
+        state: &State,
+    ) -> Result<(), StorageError> {
+        let seq = self.seq + 1;
+        let mut b = Batch::new();
+        docs::stage_changes(&mut b, case, changes);
+        let rec = AuditRecord {
+            user: p.user.clone(),
+            device: p.device.clone(),
+            received_at: now,
+        };
+        let rec_bytes = postcard::to_stdvec(&rec).map_err(|e| corrupt("audit", e))?;
+        for c in changes {
+            b.put(keys::audit(case, &c.hash().0), rec_bytes.clone());
+        }
+        let meta = match meta {
+            Some(mut m) => {
+                b.delete(keys::all(m.seq));
+                b.delete(keys::store(&m.store, m.seq));
+                m.seq = seq;
+                m.last_received = now;
+                m
+            }
+            None => CaseMeta {
+                store: p.store.clone(),
+                kind: crate::case::read::string(doc, &ROOT, schema::root::KIND).unwrap_or_default(),
+                created_by: p.user.clone(),
+                created_device: p.device.clone(),
+                first_received: now,
+                last_received: now,
+                seq,
+            },
+        };
+        let index = keys::index_value(case, &doc.get_heads());
+        b.put(keys::all(seq), index.clone());
+        b.put(keys::store(&meta.store, seq), index);
+        b.put(
+            keys::meta(case),
+            postcard::to_stdvec(&meta).map_err(|e| corrupt("case meta", e))?,
+        );
+        b.put(keys::SEQ.to_vec(), seq.to_be_bytes().to_vec());
+        docs::stage_sync_state(&mut b, case, p.device.as_str(), state);
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        self.seq = seq;
+        Ok(())
+    }
+}
+
+fn meta_exists_or_changed<S: Storage>(changed: bool, storage: &S, case: CaseId) -> bool {
+    changed || matches!(storage.get(&keys::meta(case)), Ok(Some(_)))
+}
+
+/// A first upload must be a case document for the id it is sent under.
+fn check_new_case(doc: &Automerge, case: CaseId) -> Result<(), String> {
+    let id = crate::case::read::string(doc, &ROOT, schema::root::ID);
+    if id.as_deref() != Some(case.to_string().as_str()) {
+        return Err(format!("case {case} was uploaded without its own id"));
+    }
+    let kind = crate::case::read::string(doc, &ROOT, schema::root::KIND).unwrap_or_default();
+    kind.parse::<CaseKind>().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

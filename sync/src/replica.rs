@@ -1,0 +1,483 @@
+//! A device's local copy of its cases: offline edits that are durable before
+//! they are reported saved, and the bookkeeping sync needs (dirty marks,
+//! resume cursor, per-case sync states).
+
+use crate::case::edit::{self, Customer, NewCase};
+use crate::case::{CaseField, CaseKind, CaseView, ContactChannel, EditContext, EditError};
+use crate::ids::{CaseId, Cursor, DeviceId, Millis, StoreId, UserId};
+use crate::storage::{docs, keys, Batch, Storage, StorageError};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use std::collections::HashMap;
+
+/// The peer name under which a device stores its sync state with the relay.
+const RELAY_PEER: &str = "relay";
+
+/// Who uses this replica: fixed when the device is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// The signed-in person.
+    pub user: UserId,
+    /// The store the device belongs to.
+    pub store: StoreId,
+    /// The device.
+    pub device: DeviceId,
+}
+
+/// Errors of local operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The edit was refused; nothing was saved.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// Storage failed; the edit was not saved.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// No case with that id on this device.
+    #[error("no case {0} on this device")]
+    UnknownCase(CaseId),
+    /// A sync message from the relay could not be applied; nothing of it was kept.
+    #[error("could not apply the relay's changes to case {case}: {message}")]
+    Apply {
+        /// The case.
+        case: CaseId,
+        /// Automerge's message.
+        message: String,
+    },
+}
+
+/// Time and randomness for one local edit, supplied by the shell.
+#[derive(Debug, Clone, Copy)]
+pub struct Entropy {
+    /// Device time.
+    pub now: Millis,
+    /// 16 random bytes.
+    pub nonce: [u8; 16],
+}
+
+/// Local sync bookkeeping as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// Cases with changes the relay has not confirmed.
+    pub pending_cases: Vec<CaseId>,
+    /// Resume position in the relay's sequence.
+    pub cursor: Cursor,
+    /// Device time of the last sync that finished with nothing pending.
+    pub last_sync: Option<Millis>,
+}
+
+/// The device's cases over a [`Storage`].
+///
+/// Every public edit returns only after its changes, its dirty mark and its
+/// index entry are applied in one batch and flushed: "saved" means durable.
+pub struct Replica<S: Storage> {
+    storage: S,
+    identity: DeviceIdentity,
+    actor: ActorId,
+    docs: HashMap<CaseId, Automerge>,
+}
+
+fn u64_value(bytes: Option<Vec<u8>>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl<S: Storage> Replica<S> {
+    /// Opens the replica. `actor` must be fresh random bytes for every process
+    /// start (automerge rejects a reused actor whose sequence went backwards,
+    /// e.g. after a restore from backup).
+    pub fn open(storage: S, identity: DeviceIdentity, actor: [u8; 16]) -> Self {
+        Replica {
+            storage,
+            identity,
+            actor: ActorId::from(&actor[..]),
+            docs: HashMap::new(),
+        }
+    }
+
+    /// The identity the replica writes as.
+    pub fn identity(&self) -> &DeviceIdentity {
+        &self.identity
+    }
+
+    /// The underlying storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    fn ctx(&self, e: Entropy) -> EditContext {
+        EditContext {
+            author: self.identity.user.clone(),
+            device: self.identity.device.clone(),
+            now: e.now,
+            nonce: e.nonce,
+        }
+    }
+
+    /// The document of `case`, loading it from storage if needed.
+    fn doc_mut(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, ReplicaError> {
+        if !self.docs.contains_key(&case) {
+            let Some(loaded) = docs::load_doc(&self.storage, case)? else {
+                return Ok(None);
+            };
+            let mut doc = loaded.doc.with_actor(self.actor.clone());
+            if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
+                docs::compact(&self.storage, case, &doc)?;
+            }
+            doc.set_actor(self.actor.clone());
+            self.docs.insert(case, doc);
+        }
+        Ok(self.docs.get_mut(&case))
+    }
+
+    /// Persists the changes made to `case` since `before`, marks it dirty and
+    /// flushes. On failure the cached document is dropped so memory never
+    /// runs ahead of the disk.
+    fn persist_local(
+        &mut self,
+        case: CaseId,
+        before: &[ChangeHash],
+        extra: Batch,
+    ) -> Result<(), ReplicaError> {
+        let Some(doc) = self.docs.get(&case) else {
+            return Err(ReplicaError::UnknownCase(case));
+        };
+        let mut batch = extra;
+        docs::stage_changes(&mut batch, case, &doc.get_changes(before));
+        batch.put(keys::local_case(case), Vec::new());
+        batch.put(keys::dirty(case), Vec::new());
+        let result = self.storage.apply(batch).and_then(|_| self.storage.flush());
+        if let Err(e) = result {
+            self.docs.remove(&case);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn edit<F>(&mut self, case: CaseId, e: Entropy, f: F) -> Result<(), ReplicaError>
+    where
+        F: FnOnce(&mut Automerge, &EditContext) -> Result<(), EditError>,
+    {
+        let ctx = self.ctx(e);
+        let doc = self.doc_mut(case)?.ok_or(ReplicaError::UnknownCase(case))?;
+        let before = doc.get_heads();
+        f(doc, &ctx)?;
+        self.persist_local(case, &before, Batch::new())
+    }
+
+    /// Opens a new case. Returns once it is durable on this device.
+    pub fn create_case(
+        &mut self,
+        id: CaseId,
+        e: Entropy,
+        kind: CaseKind,
+        customer: Customer,
+        sku: Option<String>,
+        description: Option<String>,
+    ) -> Result<CaseId, ReplicaError> {
+        let seq = u64_value(self.storage.get(&keys::setting("case_seq"))?) + 1;
+        let new = NewCase {
+            id,
+            case_no: format!("{}-{}-{seq}", self.identity.store, self.identity.device),
+            kind,
+            store: self.identity.store.clone(),
+            customer,
+            sku,
+            description,
+        };
+        let mut doc = Automerge::new().with_actor(self.actor.clone());
+        edit::create_case(&mut doc, &self.ctx(e), &new)?;
+        self.docs.insert(id, doc);
+        let mut extra = Batch::new();
+        extra.put(keys::setting("case_seq"), seq.to_be_bytes().to_vec());
+        self.persist_local(id, &[], extra)?;
+        Ok(id)
+    }
+
+    /// Adds a note to the timeline.
+    pub fn add_note(&mut self, case: CaseId, e: Entropy, text: &str) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| edit::add_note(d, case, c, text))
+    }
+
+    /// Sets one field.
+    pub fn set_field(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        field: CaseField,
+        value: &str,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| edit::set_field(d, case, c, field, value))
+    }
+
+    /// Logs an attempt to reach the customer.
+    pub fn log_contact(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        channel: ContactChannel,
+        outcome: &str,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            edit::log_contact(d, case, c, channel, outcome)
+        })
+    }
+
+    /// One case as plain data.
+    pub fn case(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        Ok(self
+            .doc_mut(case)?
+            .map(|d| CaseView::from_doc(&*d, &case.to_string())))
+    }
+
+    /// The ids of every case on this device.
+    pub fn case_ids(&self) -> Result<Vec<CaseId>, ReplicaError> {
+        Ok(self
+            .storage
+            .scan_prefix(b"l")?
+            .iter()
+            .filter_map(|(k, _)| keys::case_after_prefix(k))
+            .collect())
+    }
+
+    /// Every case on this device, as plain data.
+    pub fn cases(&mut self) -> Result<Vec<CaseView>, ReplicaError> {
+        let mut out = Vec::new();
+        for id in self.case_ids()? {
+            if let Some(v) = self.case(id)? {
+                out.push(v);
+            }
+        }
+        out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// The heads of a case, if the device has it.
+    pub fn heads(&mut self, case: CaseId) -> Result<Option<Vec<ChangeHash>>, ReplicaError> {
+        Ok(self.doc_mut(case)?.map(|d| d.get_heads()))
+    }
+
+    /// Whether the device holds every change named in `heads`.
+    pub fn has_all(&mut self, case: CaseId, heads: &[ChangeHash]) -> Result<bool, ReplicaError> {
+        Ok(match self.doc_mut(case)? {
+            Some(d) => heads.iter().all(|h| d.get_change_by_hash(h).is_some()),
+            None => heads.is_empty(),
+        })
+    }
+
+    /// Cases with local changes the relay has not confirmed.
+    pub fn dirty_cases(&self) -> Result<Vec<CaseId>, ReplicaError> {
+        Ok(self
+            .storage
+            .scan_prefix(b"t")?
+            .iter()
+            .filter_map(|(k, _)| keys::case_after_prefix(k))
+            .collect())
+    }
+
+    /// The resume cursor.
+    pub fn cursor(&self) -> Result<Cursor, ReplicaError> {
+        Ok(Cursor(u64_value(
+            self.storage.get(&keys::setting("cursor"))?,
+        )))
+    }
+
+    /// Advances the cursor. Everything received before is flushed first, so
+    /// a durable cursor never points past changes that were lost.
+    pub fn set_cursor(&mut self, cursor: Cursor) -> Result<(), ReplicaError> {
+        self.storage.flush()?;
+        let mut b = Batch::new();
+        b.put(keys::setting("cursor"), cursor.0.to_be_bytes().to_vec());
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        Ok(())
+    }
+
+    /// Records that a sync finished with nothing pending.
+    pub fn mark_synced(&mut self, now: Millis) -> Result<(), ReplicaError> {
+        let mut b = Batch::new();
+        b.put(keys::setting("last_sync"), now.0.to_be_bytes().to_vec());
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        Ok(())
+    }
+
+    /// Pending changes, cursor and last sync.
+    pub fn status(&self) -> Result<LocalStatus, ReplicaError> {
+        let last = self.storage.get(&keys::setting("last_sync"))?;
+        Ok(LocalStatus {
+            pending_cases: self.dirty_cases()?,
+            cursor: self.cursor()?,
+            last_sync: last.map(|b| Millis(u64_value(Some(b)) as i64)),
+        })
+    }
+
+    /// The persisted sync state with the relay for `case`.
+    pub fn sync_state(&self, case: CaseId) -> Result<State, ReplicaError> {
+        Ok(docs::load_sync_state(&self.storage, case, RELAY_PEER)?)
+    }
+
+    /// Produces the next sync message for `case`, if any. Unknown cases sync
+    /// from an empty document (the relay then sends everything).
+    pub fn generate(
+        &mut self,
+        case: CaseId,
+        state: &mut State,
+    ) -> Result<Option<Message>, ReplicaError> {
+        Ok(match self.doc_mut(case)? {
+            Some(d) => d.generate_sync_message(state),
+            None => Automerge::new().generate_sync_message(state),
+        })
+    }
+
+    /// Applies a sync message from the relay and persists what it brought
+    /// (not flushed: the relay still has it; [`Replica::set_cursor`] flushes
+    /// before it moves the cursor past it).
+    pub fn receive(
+        &mut self,
+        case: CaseId,
+        state: &mut State,
+        message: Message,
+    ) -> Result<(), ReplicaError> {
+        let actor = self.actor.clone();
+        if self.doc_mut(case)?.is_none() {
+            self.docs.insert(case, Automerge::new().with_actor(actor));
+        }
+        let Some(doc) = self.docs.get_mut(&case) else {
+            return Err(ReplicaError::UnknownCase(case));
+        };
+        let before = doc.get_heads();
+        if let Err(e) = doc.receive_sync_message(state, message) {
+            // The document may hold part of the message; reload it from disk.
+            self.docs.remove(&case);
+            return Err(ReplicaError::Apply {
+                case,
+                message: e.to_string(),
+            });
+        }
+        let changes = doc.get_changes(&before);
+        let mut batch = Batch::new();
+        if !changes.is_empty() {
+            docs::stage_changes(&mut batch, case, &changes);
+            batch.put(keys::local_case(case), Vec::new());
+        }
+        docs::stage_sync_state(&mut batch, case, RELAY_PEER, state);
+        if let Err(e) = self.storage.apply(batch) {
+            self.docs.remove(&case);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Clears the dirty mark of `case` if the relay's heads (from the last
+    /// message it sent, which it only sends after its copy is durable) cover
+    /// everything this device has.
+    pub fn confirm_if_uploaded(
+        &mut self,
+        case: CaseId,
+        relay_heads: &[ChangeHash],
+    ) -> Result<bool, ReplicaError> {
+        let Some(doc) = self.doc_mut(case)? else {
+            return Ok(false);
+        };
+        let ours = doc.get_heads();
+        let covered = ours.iter().all(|h| relay_heads.contains(h))
+            || (relay_heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(h).is_some())
+                && doc.get_changes(relay_heads).is_empty());
+        if covered && self.storage.get(&keys::dirty(case))?.is_some() {
+            let mut b = Batch::new();
+            b.delete(keys::dirty(case));
+            self.storage.apply(b)?;
+        }
+        Ok(covered)
+    }
+
+    /// Drops cached documents (they are reloaded from storage on demand).
+    pub fn evict_all(&mut self) {
+        self.docs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    fn identity() -> DeviceIdentity {
+        DeviceIdentity {
+            user: UserId::new("alice").unwrap(),
+            store: StoreId::new("S1").unwrap(),
+            device: DeviceId::new("tab1").unwrap(),
+        }
+    }
+
+    fn e(n: u8) -> Entropy {
+        Entropy {
+            now: Millis(1_700_000_000_000 + n as i64),
+            nonce: [n; 16],
+        }
+    }
+
+    fn customer() -> Customer {
+        Customer {
+            name: "Wang Fang".into(),
+            phone: "13800138000".into(),
+        }
+    }
+
+    #[test]
+    fn a_reported_save_survives_a_crash() {
+        let store = MemoryStorage::new();
+        let mut r = Replica::open(store.clone(), identity(), [1; 16]);
+        let id = CaseId::from_bytes([5; 16]);
+        r.create_case(id, e(1), CaseKind::Complaint, customer(), None, None)
+            .unwrap();
+        r.add_note(id, e(2), "called, no answer").unwrap();
+        store.crash(0);
+        let mut r = Replica::open(store, identity(), [2; 16]);
+        let v = r.case(id).unwrap().unwrap();
+        assert_eq!(v.case_no.as_deref(), Some("S1-tab1-1"));
+        assert!(v
+            .timeline
+            .iter()
+            .any(|t| t.text.as_deref() == Some("called, no answer")));
+        assert_eq!(r.status().unwrap().pending_cases, vec![id]);
+    }
+
+    #[test]
+    fn a_refused_edit_saves_nothing() {
+        let store = MemoryStorage::new();
+        let mut r = Replica::open(store.clone(), identity(), [1; 16]);
+        let id = CaseId::from_bytes([5; 16]);
+        r.create_case(id, e(1), CaseKind::Repair, customer(), None, None)
+            .unwrap();
+        let keys_before = store.len();
+        assert!(r
+            .set_field(id, e(2), CaseField::SaleChannel, "online")
+            .is_err());
+        assert_eq!(store.len(), keys_before);
+        assert!(matches!(
+            r.add_note(CaseId::from_bytes([6; 16]), e(3), "x"),
+            Err(ReplicaError::UnknownCase(_))
+        ));
+    }
+
+    #[test]
+    fn case_numbers_count_up_per_device() {
+        let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
+        for n in 1..=3u8 {
+            let id = CaseId::from_bytes([n; 16]);
+            r.create_case(id, e(n), CaseKind::Repair, customer(), None, None)
+                .unwrap();
+            assert_eq!(
+                r.case(id).unwrap().unwrap().case_no,
+                Some(format!("S1-tab1-{n}"))
+            );
+        }
+        assert_eq!(r.cases().unwrap().len(), 3);
+    }
+}

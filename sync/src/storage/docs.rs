@@ -1,0 +1,126 @@
+//! Documents on top of [`Storage`]: load from snapshot plus changes, stage new
+//! changes, compact.
+
+use super::{keys, Batch, Storage, StorageError};
+use crate::ids::CaseId;
+use automerge::{Automerge, Change};
+
+/// Once a document has this many incremental chunks, loading it folds them
+/// into a fresh snapshot. Small cases stay a handful of keys; long histories
+/// do not make every load replay thousands of chunks.
+pub const COMPACT_AFTER_CHUNKS: usize = 64;
+
+/// A document loaded from storage, with how many incremental chunks it had.
+pub struct LoadedDoc {
+    /// The document.
+    pub doc: Automerge,
+    /// Incremental chunks stored beside the snapshot.
+    pub chunks: usize,
+}
+
+fn corrupt(case: CaseId, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        key: format!("case {case}"),
+        message: e.to_string(),
+    }
+}
+
+/// Loads a document, or `None` if nothing of it is stored.
+pub fn load_doc(storage: &dyn Storage, case: CaseId) -> Result<Option<LoadedDoc>, StorageError> {
+    let entries = storage.scan_prefix(&keys::doc_prefix(case))?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let snapshot_key = keys::snapshot(case);
+    let mut doc = match entries.iter().find(|(k, _)| *k == snapshot_key) {
+        Some((_, bytes)) => Automerge::load(bytes).map_err(|e| corrupt(case, e))?,
+        None => Automerge::new(),
+    };
+    let mut chunks = 0;
+    for (k, v) in &entries {
+        if *k != snapshot_key {
+            // Order does not matter: automerge queues a change until its
+            // dependencies have arrived.
+            doc.load_incremental(v).map_err(|e| corrupt(case, e))?;
+            chunks += 1;
+        }
+    }
+    Ok(Some(LoadedDoc { doc, chunks }))
+}
+
+/// Adds `changes` of `case` to `batch`, keyed by change hash so that writing
+/// the same change twice is harmless.
+pub fn stage_changes(batch: &mut Batch, case: CaseId, changes: &[Change]) {
+    for change in changes {
+        batch.put(keys::change(case, &change.hash().0), change.raw_bytes());
+    }
+}
+
+/// Replaces a document's stored chunks by one snapshot of `doc`, atomically.
+///
+/// `doc` must contain every stored chunk (it was loaded from them), so the
+/// snapshot is written and exactly the chunks that were folded in are deleted
+/// in the same batch.
+pub fn compact(storage: &dyn Storage, case: CaseId, doc: &Automerge) -> Result<(), StorageError> {
+    let existing = storage.scan_prefix(&keys::changes_prefix(case))?;
+    let mut batch = Batch::new();
+    batch.put(keys::snapshot(case), doc.save());
+    for (k, _) in existing {
+        batch.delete(k);
+    }
+    storage.apply(batch)
+}
+
+/// Loads a persisted sync state, or a fresh one if none (or a damaged one) is stored.
+pub fn load_sync_state(
+    storage: &dyn Storage,
+    case: CaseId,
+    peer: &str,
+) -> Result<automerge::sync::State, StorageError> {
+    Ok(storage
+        .get(&keys::sync_state(case, peer))?
+        .and_then(|b| automerge::sync::State::decode(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Adds a sync state to `batch`.
+pub fn stage_sync_state(
+    batch: &mut Batch,
+    case: CaseId,
+    peer: &str,
+    state: &automerge::sync::State,
+) {
+    batch.put(keys::sync_state(case, peer), state.encode());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use automerge::transaction::Transactable;
+    use automerge::{ReadDoc, ROOT};
+
+    #[test]
+    fn compaction_keeps_content_and_drops_chunks() {
+        let store = MemoryStorage::new();
+        let case = CaseId::from_bytes([1; 16]);
+        let mut doc = Automerge::new();
+        for i in 0..10i64 {
+            let before = doc.get_heads();
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "n", i).unwrap();
+            tx.commit();
+            let mut b = Batch::new();
+            stage_changes(&mut b, case, &doc.get_changes(&before));
+            store.apply(b).unwrap();
+        }
+        let loaded = load_doc(&store, case).unwrap().unwrap();
+        assert_eq!(loaded.chunks, 10);
+        compact(&store, case, &loaded.doc).unwrap();
+        let again = load_doc(&store, case).unwrap().unwrap();
+        assert_eq!(again.chunks, 0);
+        assert_eq!(again.doc.get_heads(), doc.get_heads());
+        let (v, _) = again.doc.get(ROOT, "n").unwrap().unwrap();
+        assert_eq!(v.as_i64(), Some(9));
+    }
+}

@@ -1,0 +1,108 @@
+//! The key layout, in one place so that no two concerns can collide.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `d` | `d` case(16) `s` | compacted document snapshot (`Automerge::save`) |
+//! | `d` | `d` case(16) `c` hash(32) | one change (`Change::raw_bytes`) |
+//! | `y` | `y` case(16) peer | persisted `automerge::sync::State` for that peer |
+//! | `l` | `l` case(16) | local index of known cases (device) |
+//! | `t` | `t` case(16) | dirty mark: local changes the relay has not confirmed (device) |
+//! | `k` | `k` name | device settings and counters (cursor, case number sequence, ...) |
+//! | `r` | `r` ... | relay metadata: owners, change sequence, audit (see `relay`) |
+
+use crate::ids::CaseId;
+
+/// Key of a document's snapshot.
+pub fn snapshot(case: CaseId) -> Vec<u8> {
+    let mut k = doc_prefix(case);
+    k.push(b's');
+    k
+}
+
+/// Prefix of every key of one document (snapshot and changes).
+pub fn doc_prefix(case: CaseId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(18 + 32);
+    k.push(b'd');
+    k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Prefix of a document's incremental changes.
+pub fn changes_prefix(case: CaseId) -> Vec<u8> {
+    let mut k = doc_prefix(case);
+    k.push(b'c');
+    k
+}
+
+/// Key of one incremental change.
+pub fn change(case: CaseId, hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = changes_prefix(case);
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Key of a persisted sync state between this node and `peer`.
+pub fn sync_state(case: CaseId, peer: &str) -> Vec<u8> {
+    let mut k = vec![b'y'];
+    k.extend_from_slice(case.as_bytes());
+    k.extend_from_slice(peer.as_bytes());
+    k
+}
+
+/// Key of the device's entry for a known case.
+pub fn local_case(case: CaseId) -> Vec<u8> {
+    let mut k = vec![b'l'];
+    k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Key of a dirty mark.
+pub fn dirty(case: CaseId) -> Vec<u8> {
+    let mut k = vec![b't'];
+    k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Key of a named device setting.
+pub fn setting(name: &str) -> Vec<u8> {
+    let mut k = vec![b'k'];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Reads the case id that follows a one-byte prefix.
+pub fn case_after_prefix(key: &[u8]) -> Option<CaseId> {
+    let bytes: [u8; 16] = key.get(1..17)?.try_into().ok()?;
+    Some(CaseId::from_bytes(bytes))
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff (or the prefix was empty): no finite upper bound
+    // exists, so use a key above anything we ever write (keys start with an
+    // ASCII letter).
+    vec![0xff; 64]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), b"ac".to_vec());
+        assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+        let case = CaseId::from_bytes([0xff; 16]);
+        let p = changes_prefix(case);
+        let end = prefix_end(&p);
+        let k = change(case, &[0xff; 32]);
+        assert!(k.as_slice() >= p.as_slice() && k < end);
+    }
+}

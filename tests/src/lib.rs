@@ -1,0 +1,466 @@
+//! A deterministic world of devices and one relay, connected by in-memory
+//! links that carry encoded frames. No sockets, no sleeps, no wall clock:
+//! a seed decides everything, so a failing run replays exactly.
+//!
+//! Used by `tests/simulation.rs` (random plans) and `tests/scenarios.rs`
+//! (hand-written stories).
+
+use aftercase_sync::access::{Principal, Role};
+use aftercase_sync::case::edit::Customer;
+use aftercase_sync::case::{CaseKind, CaseView};
+use aftercase_sync::protocol::{ClientSession, Frame};
+use aftercase_sync::relay::{Relay, RelaySession};
+use aftercase_sync::replica::{DeviceIdentity, Entropy, Replica};
+use aftercase_sync::storage::MemoryStorage;
+use aftercase_sync::{CaseId, DeviceId, Millis, StoreId, UserId};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+
+/// One live link between a device and the relay.
+pub struct Link {
+    client: ClientSession,
+    session: RelaySession,
+    to_relay: VecDeque<Vec<u8>>,
+    to_device: VecDeque<Vec<u8>>,
+}
+
+/// A simulated tablet or phone.
+pub struct Device {
+    /// Display name, also the device id.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its store.
+    pub store: StoreId,
+    storage: MemoryStorage,
+    /// The device's replica.
+    pub replica: Replica<MemoryStorage>,
+    link: Option<Link>,
+}
+
+impl Device {
+    fn principal(&self) -> Principal {
+        Principal {
+            user: UserId::new(format!("user-{}", self.name)).expect("valid"),
+            role: self.role,
+            store: self.store.clone(),
+            device: DeviceId::new(self.name.clone()).expect("valid"),
+        }
+    }
+
+    /// Whether it has a live link.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_some()
+    }
+}
+
+/// An edit the SDK reported saved, to be found everywhere at the end.
+#[derive(Debug, Clone)]
+pub struct SavedEdit {
+    /// The case.
+    pub case: CaseId,
+    /// The store owning it.
+    pub store: StoreId,
+    /// Note text that must appear in the timeline.
+    pub marker: String,
+}
+
+/// The whole simulated system.
+pub struct World {
+    /// Randomness for the plan and for the devices' nonces.
+    pub rng: SmallRng,
+    now: i64,
+    relay_storage: MemoryStorage,
+    /// The relay.
+    pub relay: Relay<MemoryStorage>,
+    /// All devices.
+    pub devices: Vec<Device>,
+    /// Every edit reported saved.
+    pub saved: Vec<SavedEdit>,
+    /// Log of what happened, printed on failure.
+    pub log: Vec<String>,
+    /// Protocol errors seen (must stay empty for honest peers).
+    pub errors: Vec<String>,
+    relay_cache: NonZeroUsize,
+}
+
+fn identity(name: &str, store: &StoreId) -> DeviceIdentity {
+    DeviceIdentity {
+        user: UserId::new(format!("user-{name}")).expect("valid"),
+        store: store.clone(),
+        device: DeviceId::new(name).expect("valid"),
+    }
+}
+
+impl World {
+    /// A world with a relay and no devices. `relay_cache` small values force
+    /// evictions.
+    pub fn new(seed: u64, relay_cache: usize) -> World {
+        let relay_storage = MemoryStorage::new();
+        let cache = NonZeroUsize::new(relay_cache.max(1)).expect("at least 1");
+        World {
+            rng: SmallRng::seed_from_u64(seed),
+            now: 1_780_000_000_000,
+            relay: Relay::open(relay_storage.clone(), cache).expect("open relay"),
+            relay_storage,
+            devices: Vec::new(),
+            saved: Vec::new(),
+            log: Vec::new(),
+            errors: Vec::new(),
+            relay_cache: cache,
+        }
+    }
+
+    fn tick(&mut self) -> Millis {
+        self.now += self.rng.random_range(1..5_000);
+        Millis(self.now)
+    }
+
+    fn entropy(&mut self) -> Entropy {
+        Entropy {
+            now: self.tick(),
+            nonce: self.rng.random(),
+        }
+    }
+
+    /// Adds a device; returns its index.
+    pub fn add_device(&mut self, name: &str, role: Role, store: &str) -> usize {
+        let store = StoreId::new(store).expect("valid store");
+        let storage = MemoryStorage::new();
+        let actor: [u8; 16] = self.rng.random();
+        let replica = Replica::open(storage.clone(), identity(name, &store), actor);
+        self.devices.push(Device {
+            name: name.to_string(),
+            role,
+            store,
+            storage,
+            replica,
+            link: None,
+        });
+        self.devices.len() - 1
+    }
+
+    /// Opens a case on device `d`; records it as saved.
+    pub fn create_case(&mut self, d: usize) -> CaseId {
+        let e = self.entropy();
+        let id = CaseId::from_random_bytes(self.rng.random());
+        let kind = CaseKind::ALL[self.rng.random_range(0..CaseKind::ALL.len())];
+        let marker = format!("opened-{id}");
+        self.devices[d]
+            .replica
+            .create_case(
+                id,
+                e,
+                kind,
+                Customer {
+                    name: "Zhang Wei".into(),
+                    phone: "13800000001".into(),
+                },
+                None,
+                None,
+            )
+            .expect("create");
+        let e = self.entropy();
+        self.devices[d]
+            .replica
+            .add_note(id, e, &marker)
+            .expect("note");
+        let store = self.devices[d].store.clone();
+        self.saved.push(SavedEdit {
+            case: id,
+            store,
+            marker,
+        });
+        self.log
+            .push(format!("{} creates {id}", self.devices[d].name));
+        self.after_local_edit(d, id);
+        id
+    }
+
+    /// Adds a uniquely marked note to `case` on device `d`.
+    pub fn add_note(&mut self, d: usize, case: CaseId) {
+        let e = self.entropy();
+        let marker = format!("note-{}-{}", self.devices[d].name, self.rng.random::<u32>());
+        self.devices[d]
+            .replica
+            .add_note(case, e, &marker)
+            .expect("note on a case the device holds");
+        let store = self.devices[d].store.clone();
+        self.log
+            .push(format!("{} notes {case}: {marker}", self.devices[d].name));
+        if let Some(owner) = self
+            .saved
+            .iter()
+            .find(|s| s.case == case)
+            .map(|s| s.store.clone())
+        {
+            self.saved.push(SavedEdit {
+                case,
+                store: owner,
+                marker,
+            });
+        } else {
+            self.saved.push(SavedEdit {
+                case,
+                store,
+                marker,
+            });
+        }
+        self.after_local_edit(d, case);
+    }
+
+    fn after_local_edit(&mut self, d: usize, case: CaseId) {
+        let dev = &mut self.devices[d];
+        if let Some(link) = dev.link.as_mut() {
+            match link.client.local_change(&mut dev.replica, case) {
+                Ok(frames) => link.to_relay.extend(frames.iter().map(Frame::encode)),
+                Err(e) => self.errors.push(format!("{}: {e}", dev.name)),
+            }
+        }
+    }
+
+    /// Connects device `d` (no-op if connected).
+    pub fn connect(&mut self, d: usize) {
+        if self.devices[d].link.is_some() {
+            return;
+        }
+        let session = self.relay.session(self.devices[d].principal());
+        let mut client = ClientSession::new();
+        let dev = &mut self.devices[d];
+        let frames = client.start(&mut dev.replica).expect("start");
+        dev.link = Some(Link {
+            client,
+            session,
+            to_relay: frames.iter().map(Frame::encode).collect(),
+            to_device: VecDeque::new(),
+        });
+        self.log.push(format!("{} connects", dev.name));
+    }
+
+    /// Cuts device `d`'s link; frames in flight are lost.
+    pub fn disconnect(&mut self, d: usize) {
+        if let Some(link) = self.devices[d].link.take() {
+            self.relay.end_session(link.session).expect("end session");
+            self.log
+                .push(format!("{} disconnects", self.devices[d].name));
+        }
+    }
+
+    /// Crashes device `d`: unflushed writes may be lost; a fresh process
+    /// (new actor) reopens the same storage.
+    pub fn reboot_device(&mut self, d: usize) {
+        self.disconnect(d);
+        let keep = self.rng.random_range(0..3);
+        let actor: [u8; 16] = self.rng.random();
+        let dev = &mut self.devices[d];
+        dev.storage.crash(keep);
+        dev.replica = Replica::open(dev.storage.clone(), identity(&dev.name, &dev.store), actor);
+        self.log.push(format!("{} reboots", dev.name));
+    }
+
+    /// Crashes and restarts the relay: every link drops, unflushed relay
+    /// writes may be lost.
+    pub fn restart_relay(&mut self) {
+        let keep = self.rng.random_range(0..3);
+        self.restart_relay_keeping(keep);
+    }
+
+    /// Like [`World::restart_relay`], keeping exactly `keep` unflushed batches.
+    pub fn restart_relay_keeping(&mut self, keep: usize) {
+        for dev in &mut self.devices {
+            dev.link = None;
+        }
+        self.relay_storage.crash(keep);
+        self.relay = Relay::open(self.relay_storage.clone(), self.relay_cache).expect("reopen");
+        self.log.push("relay restarts".into());
+    }
+
+    /// Delivers one queued frame on device `d`'s link, relay-bound if
+    /// `to_relay` else device-bound. Returns false if none was queued.
+    pub fn deliver(&mut self, d: usize, to_relay: bool) -> bool {
+        let now = self.tick();
+        let dev = &mut self.devices[d];
+        let Some(link) = dev.link.as_mut() else {
+            return false;
+        };
+        let queue = if to_relay {
+            &mut link.to_relay
+        } else {
+            &mut link.to_device
+        };
+        let Some(bytes) = queue.pop_front() else {
+            return false;
+        };
+        let frame = match Frame::decode(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors.push(format!("decode: {e}"));
+                self.disconnect(d);
+                return true;
+            }
+        };
+        if to_relay {
+            match self.relay.handle(&mut link.session, frame, now) {
+                Ok(out) => {
+                    link.to_device.extend(out.frames.iter().map(Frame::encode));
+                    if out.changed.is_some() {
+                        self.wake_others();
+                    }
+                }
+                Err(e) => {
+                    self.errors.push(format!("relay/{}: {e}", dev.name));
+                    self.disconnect(d);
+                }
+            }
+        } else {
+            match link.client.handle(&mut dev.replica, frame, now) {
+                Ok(frames) => link.to_relay.extend(frames.iter().map(Frame::encode)),
+                Err(e) => {
+                    self.errors.push(format!("device/{}: {e}", dev.name));
+                    self.disconnect(d);
+                }
+            }
+        }
+        true
+    }
+
+    fn wake_others(&mut self) {
+        for dev in &mut self.devices {
+            if let Some(link) = dev.link.as_mut() {
+                match self.relay.announce(&mut link.session) {
+                    Ok(frames) => link.to_device.extend(frames.iter().map(Frame::encode)),
+                    Err(e) => self.errors.push(format!("announce: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Delivers frames in random order until no link has anything queued.
+    pub fn run_until_quiet(&mut self) {
+        for _ in 0..1_000_000 {
+            let busy: Vec<(usize, bool)> = self
+                .devices
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.link.as_ref().map(|l| (i, l)))
+                .flat_map(|(i, l)| {
+                    let mut v = Vec::new();
+                    if !l.to_relay.is_empty() {
+                        v.push((i, true));
+                    }
+                    if !l.to_device.is_empty() {
+                        v.push((i, false));
+                    }
+                    v
+                })
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            let (d, dir) = busy[self.rng.random_range(0..busy.len())];
+            self.deliver(d, dir);
+        }
+        panic!("links never went quiet");
+    }
+
+    /// Number of cases in the announces queued for device `d`.
+    pub fn pending_announce(&self, d: usize) -> usize {
+        self.devices[d].link.as_ref().map_or(0, |l| {
+            l.to_device
+                .iter()
+                .filter_map(|b| Frame::decode(b).ok())
+                .map(|f| match f {
+                    Frame::Announce { docs, .. } => docs.len(),
+                    _ => 0,
+                })
+                .sum()
+        })
+    }
+
+    /// Whether device `d`'s session reports everything exchanged.
+    pub fn is_settled(&self, d: usize) -> bool {
+        let dev = &self.devices[d];
+        dev.link
+            .as_ref()
+            .is_some_and(|l| l.client.is_settled(&dev.replica).unwrap_or(false))
+    }
+
+    /// The relay's view of a case.
+    pub fn relay_view(&mut self, case: CaseId) -> Option<CaseView> {
+        self.relay.case_view(case).expect("relay read")
+    }
+
+    /// Bytes currently queued on all links (for assertions on traffic).
+    pub fn device_views(&mut self, d: usize) -> Vec<CaseView> {
+        self.devices[d].replica.cases().expect("device read")
+    }
+
+    /// Connects everyone, runs to quiescence and checks convergence, store
+    /// isolation and that no saved edit was lost. Returns a description of
+    /// the first violation.
+    pub fn heal_and_check(&mut self) -> Result<(), String> {
+        for d in 0..self.devices.len() {
+            self.connect(d);
+        }
+        self.run_until_quiet();
+        if !self.errors.is_empty() {
+            return Err(format!("protocol errors: {:?}", self.errors));
+        }
+        for d in 0..self.devices.len() {
+            if !self.is_settled(d) {
+                return Err(format!(
+                    "{} is not settled after quiescence",
+                    self.devices[d].name
+                ));
+            }
+        }
+        let all = self
+            .relay
+            .list(&Default::default())
+            .map_err(|e| e.to_string())?;
+        for (case, meta) in &all {
+            let relay_view = self.relay_view(*case).ok_or("relay lost a listed case")?;
+            for d in 0..self.devices.len() {
+                let sees =
+                    self.devices[d].role == Role::HeadOffice || self.devices[d].store == meta.store;
+                let local = self.devices[d]
+                    .replica
+                    .case(*case)
+                    .map_err(|e| e.to_string())?;
+                match (sees, local) {
+                    (true, Some(v)) if v != relay_view => {
+                        return Err(format!(
+                        "{} differs from relay on {case}:\n device {v:?}\n relay {relay_view:?}",
+                        self.devices[d].name
+                    ))
+                    }
+                    (true, None) => {
+                        return Err(format!("{} never received {case}", self.devices[d].name))
+                    }
+                    (false, Some(_)) => {
+                        return Err(format!(
+                            "{} of store {} holds {case} of store {}",
+                            self.devices[d].name, self.devices[d].store, meta.store
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for s in self.saved.clone() {
+            let v = self
+                .relay_view(s.case)
+                .ok_or_else(|| format!("saved case {} missing at relay", s.case))?;
+            if !v
+                .timeline
+                .iter()
+                .any(|t| t.text.as_deref() == Some(s.marker.as_str()))
+            {
+                return Err(format!("saved edit {:?} lost on case {}", s.marker, s.case));
+            }
+        }
+        Ok(())
+    }
+}
