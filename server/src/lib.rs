@@ -1,1 +1,22 @@
-//! placeholder
+//! `aftercase-relay`: the authenticated sync relay and head-office read API.
+//!
+//! Typical workflow: [`config::ServeConfig`] is parsed from the command line,
+//! [`secret::load_or_create`] finds the signing key, [`app::run`] opens the
+//! sled store and serves `GET /v1/sync` (WebSocket), `GET /v1/cases`,
+//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc` and `GET /healthz`.
+//! Every request and every connection is authenticated by [`auth`]; what a
+//! principal may see is decided by `aftercase_sync::access` from relay-side
+//! metadata. The sync protocol itself lives in `aftercase_sync`; this crate
+//! only moves its frames between sockets and the core.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+mod error;
+mod http;
+pub mod secret;
+mod state;
+mod ws;
+
+pub use error::ApiError;

@@ -1,0 +1,47 @@
+//! Wiring: open storage, build state, serve.
+
+use crate::auth::Keys;
+use crate::config::ServeConfig;
+use crate::state::AppState;
+use crate::{http, secret, ws};
+use aftercase_sync::relay::Relay;
+use aftercase_sync::storage::SledStorage;
+use actix_web::{web, App, HttpServer};
+
+/// Opens the relay's storage and serves until shut down. `on_listen` is told
+/// the bound address (useful with port 0).
+pub async fn run(cfg: ServeConfig, on_listen: impl FnOnce(std::net::SocketAddr)) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let (secret, source) = secret::load_or_create(&cfg.data_dir)?;
+    match &source {
+        secret::Source::Env => tracing::info!("token signing secret from {}", secret::ENV),
+        secret::Source::File(p) => tracing::info!("token signing secret from {}", p.display()),
+        secret::Source::Created(p) => tracing::info!(
+            "no signing secret configured: created a random one in {} (set {} to use your own)",
+            p.display(),
+            secret::ENV
+        ),
+    }
+    let storage = SledStorage::open(&cfg.db_dir())?;
+    let relay = Relay::open(storage, cfg.cache_docs)?;
+    tracing::info!(seq = relay.seq(), "relay storage opened at {}", cfg.db_dir().display());
+    let state = web::Data::new(AppState::new(relay, Keys::new(&secret)));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PathConfig::default())
+            .route("/healthz", web::get().to(http::healthz))
+            .route("/v1/sync", web::get().to(ws::sync))
+            .route("/v1/cases", web::get().to(http::list_cases))
+            .route("/v1/cases/{id}", web::get().to(http::get_case))
+            .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
+    })
+    .workers(cfg.workers)
+    .bind(cfg.listen)?;
+    for addr in server.addrs() {
+        on_listen(addr);
+        break;
+    }
+    server.run().await?;
+    Ok(())
+}

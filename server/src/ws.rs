@@ -1,0 +1,140 @@
+//! The WebSocket sync endpoint: authenticates, then shuttles frames between
+//! the socket and the relay core.
+
+use crate::error::ApiError;
+use crate::state::{now_millis, AppState};
+use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use std::time::Duration;
+
+/// `GET /v1/sync`: upgrade to a sync connection. A missing or bad token is
+/// answered with 401 before the upgrade.
+pub async fn sync(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok());
+    let (principal, exp) = state.keys.verify_header(header)?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    tracing::info!(user = %principal.user, device = %principal.device, store = %principal.store, role = %principal.role, "sync connection opened");
+    actix_web::rt::spawn(run(state.into_inner(), principal, exp, session, stream));
+    Ok(response)
+}
+
+async fn close(session: Session, code: CloseCode, reason: String) {
+    tracing::info!(%reason, "closing sync connection");
+    let _ = session
+        .close(Some(CloseReason {
+            code,
+            description: Some(reason),
+        }))
+        .await;
+}
+
+async fn send_all(session: &mut Session, frames: Vec<Frame>) -> bool {
+    for f in frames {
+        if session.binary(f.encode()).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn run(
+    state: std::sync::Arc<AppState>,
+    principal: aftercase_sync::access::Principal,
+    exp: u64,
+    mut session: Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+) {
+    let mut rs = state.relay().session(principal);
+    let mut changes = state.changes.subscribe();
+    let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
+    let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
+    tokio::pin!(expires);
+    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    let outcome: Option<(CloseCode, String)> = loop {
+        tokio::select! {
+            msg = stream.recv() => match msg {
+                None => break None,
+                Some(Err(e)) => break Some((CloseCode::Policy, format!("bad websocket frame: {e}"))),
+                Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                    let frame = match Frame::decode(&bytes) {
+                        Ok(f) => f,
+                        Err(e) => break Some((CloseCode::Policy, e.to_string())),
+                    };
+                    let result = state.relay().handle(&mut rs, frame, now_millis());
+                    match result {
+                        Ok(out) => {
+                            if let Some(case) = out.changed {
+                                tracing::debug!(%case, "case changed");
+                                let seq = state.relay().seq();
+                                state.changes.send_replace(seq);
+                                // Our own change need not be re-announced to us.
+                                changes.mark_unchanged();
+                            }
+                            if !send_all(&mut session, out.frames).await {
+                                break None;
+                            }
+                        }
+                        Err(SessionError::Storage(e)) => {
+                            tracing::error!(error = %e, "relay storage failed");
+                            break Some((CloseCode::Error, "relay storage failure, retry later".into()));
+                        }
+                        Err(e) => break Some((CloseCode::Policy, e.to_string())),
+                    }
+                }
+                Some(Ok(AggregatedMessage::Text(_))) => {
+                    break Some((CloseCode::Unsupported, "text frames are not part of the sync protocol".into()))
+                }
+                Some(Ok(AggregatedMessage::Ping(p))) => {
+                    if session.pong(&p).await.is_err() { break None; }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Some(Ok(AggregatedMessage::Close(_))) => break None,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() { break None; }
+                let frames = state.relay().announce(&mut rs);
+                match frames {
+                    Ok(frames) => if !send_all(&mut session, frames).await { break None; },
+                    Err(e) => {
+                        tracing::error!(error = %e, "announce failed");
+                        break Some((CloseCode::Error, "relay storage failure, retry later".into()));
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if session.ping(b"").await.is_err() { break None; }
+            }
+            _ = &mut expires => break Some((CloseCode::Policy, "token expired".into())),
+        }
+    };
+    let device = rs.principal().device.clone();
+    if let Err(e) = state.relay().end_session(rs) {
+        tracing::warn!(error = %e, "could not persist sync states");
+    }
+    match outcome {
+        Some((code, reason)) => {
+            if code == CloseCode::Policy {
+                // Tell the device why before closing, in the protocol too.
+                let _ = session.binary(Frame::Error { reason: reason.clone() }.encode()).await;
+            }
+            close(session, code, reason).await
+        }
+        None => {
+            let _ = session.close(None).await;
+        }
+    }
+    tracing::info!(%device, "sync connection closed");
+}
