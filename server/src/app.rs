@@ -4,13 +4,16 @@ use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::state::AppState;
 use crate::{http, secret, ws};
+use actix_web::{web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
-use actix_web::{web, App, HttpServer};
 
 /// Opens the relay's storage and serves until shut down. `on_listen` is told
 /// the bound address (useful with port 0).
-pub async fn run(cfg: ServeConfig, on_listen: impl FnOnce(std::net::SocketAddr)) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: ServeConfig,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let (secret, source) = secret::load_or_create(&cfg.data_dir)?;
     match &source {
@@ -24,7 +27,11 @@ pub async fn run(cfg: ServeConfig, on_listen: impl FnOnce(std::net::SocketAddr))
     }
     let storage = SledStorage::open(&cfg.db_dir())?;
     let relay = Relay::open(storage, cfg.cache_docs)?;
-    tracing::info!(seq = relay.seq(), "relay storage opened at {}", cfg.db_dir().display());
+    tracing::info!(
+        seq = relay.seq(),
+        "relay storage opened at {}",
+        cfg.db_dir().display()
+    );
     let state = web::Data::new(AppState::new(relay, Keys::new(&secret)));
     let server = HttpServer::new(move || {
         App::new()
@@ -38,9 +45,8 @@ pub async fn run(cfg: ServeConfig, on_listen: impl FnOnce(std::net::SocketAddr))
     })
     .workers(cfg.workers)
     .bind(cfg.listen)?;
-    for addr in server.addrs() {
-        on_listen(addr);
-        break;
+    if let Some(addr) = server.addrs().first() {
+        on_listen(*addr);
     }
     server.run().await?;
     Ok(())

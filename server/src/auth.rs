@@ -172,7 +172,10 @@ mod tests {
         )
         .unwrap();
         assert!(keys.verify(&hs512).is_err());
-        let wrong_aud = Claims { aud: "someone-else".into(), ..claims.clone() };
+        let wrong_aud = Claims {
+            aud: "someone-else".into(),
+            ..claims.clone()
+        };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &wrong_aud,
@@ -180,7 +183,10 @@ mod tests {
         )
         .unwrap();
         assert!(keys.verify(&t).is_err());
-        let bad_role = Claims { role: "admin".into(), ..claims };
+        let bad_role = Claims {
+            role: "admin".into(),
+            ..claims
+        };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &bad_role,

@@ -2,11 +2,11 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::access::{self, Principal, Role};
 use aftercase_sync::case::CaseKind;
 use aftercase_sync::relay::CaseFilter;
 use aftercase_sync::{CaseId, StoreId};
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 

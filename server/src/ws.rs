@@ -3,9 +3,9 @@
 
 use crate::error::ApiError;
 use crate::state::{now_millis, AppState};
-use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
 use std::time::Duration;
 
 /// `GET /v1/sync`: upgrade to a sync connection. A missing or bad token is
@@ -62,7 +62,10 @@ async fn run(
     let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
     let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
     tokio::pin!(expires);
-    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(20),
+        Duration::from_secs(20),
+    );
     let outcome: Option<(CloseCode, String)> = loop {
         tokio::select! {
             msg = stream.recv() => match msg {
@@ -128,7 +131,14 @@ async fn run(
         Some((code, reason)) => {
             if code == CloseCode::Policy {
                 // Tell the device why before closing, in the protocol too.
-                let _ = session.binary(Frame::Error { reason: reason.clone() }.encode()).await;
+                let _ = session
+                    .binary(
+                        Frame::Error {
+                            reason: reason.clone(),
+                        }
+                        .encode(),
+                    )
+                    .await;
             }
             close(session, code, reason).await
         }

@@ -1,0 +1,321 @@
+//! The `aftercase` command line for store staff, technicians and scripts.
+
+use crate::{Device, LiveEvent, SyncError};
+use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
+use aftercase_sync::CaseId;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Aftercase on this device: record after-sales cases offline and sync them
+/// with the relay when a connection exists.
+#[derive(Debug, Parser)]
+#[command(name = "aftercase", version)]
+pub struct Cli {
+    /// Where this device keeps its cases.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERCASE_DATA_DIR",
+        default_value = "./data/device"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Set up this device with the relay's address and your device token.
+    Init {
+        /// The relay, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        relay: String,
+        /// The token from `aftercase-relay token`.
+        #[arg(long)]
+        token: String,
+    },
+    /// Record and look up cases (works offline).
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Send your changes to the relay and receive everyone else's.
+    Sync {
+        /// Stay connected: receive changes as they happen, reconnect when the
+        /// connection drops.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show what is waiting to be synced and when the last sync finished.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// Open a new case; prints its id on the last line.
+    New {
+        /// repair, installation, return_exchange, damage_claim or complaint.
+        kind: CaseKind,
+        /// The customer's name.
+        #[arg(long)]
+        customer_name: String,
+        /// The customer's phone number.
+        #[arg(long)]
+        customer_phone: String,
+        /// The product's SKU.
+        #[arg(long)]
+        sku: Option<String>,
+        /// What the customer reports.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Add a note to the case's log (what you did, what you promised).
+    Note {
+        /// Case id.
+        id: CaseId,
+        /// The note.
+        text: String,
+    },
+    /// Change a field, e.g. `case set ID priority high`.
+    Set {
+        /// Case id.
+        id: CaseId,
+        /// description, priority, category, channel, sale_channel,
+        /// requested_remedy, safety_risk, customer_name, customer_phone,
+        /// customer_address, customer_member_id, order_no, purchase_date,
+        /// received_date or invoice_no.
+        field: String,
+        /// The new value.
+        value: String,
+    },
+    /// Record a call, text or visit to the customer.
+    Contact {
+        /// Case id.
+        id: CaseId,
+        /// phone, sms or visit.
+        #[arg(long)]
+        channel: String,
+        /// What came of it, e.g. "no answer" or "agreed visit Tuesday 10:00".
+        #[arg(long)]
+        outcome: String,
+    },
+    /// List the cases on this device.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case.
+    Show {
+        /// Case id.
+        id: CaseId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AFTERCASE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parses arguments, runs the command, prints a one-line reason on failure.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aftercase: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn print_case(v: &CaseView) {
+    let or = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    println!("case     {} ({})", v.id, or(&v.case_no));
+    println!("kind     {}   status {}", or(&v.kind), or(&v.status));
+    println!(
+        "store    {}   opened {} by {}",
+        or(&v.store_id),
+        or(&v.created_at),
+        or(&v.created_by)
+    );
+    println!(
+        "customer {}   {}",
+        or(&v.customer.name),
+        or(&v.customer.phone)
+    );
+    if !v.description.is_empty() {
+        println!("problem  {}", v.description);
+    }
+    println!("log:");
+    for e in &v.timeline {
+        let what = e
+            .text
+            .clone()
+            .or_else(|| e.field.as_ref().map(|f| format!("{f} changed")))
+            .unwrap_or_default();
+        println!(
+            "  {}  {:<13} {}  ({} on {})",
+            or(&e.at),
+            e.kind,
+            what,
+            or(&e.author),
+            or(&e.device)
+        );
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init { relay, token } => {
+            let cfg = Device::init(&dir, &relay, &token)?;
+            println!(
+                "device {} of store {} set up for {} ({}), relay {}",
+                cfg.device, cfg.store, cfg.user, cfg.role, cfg.relay
+            );
+        }
+        Command::Case(c) => {
+            let device = Device::open(&dir)?;
+            match c {
+                CaseCommand::New {
+                    kind,
+                    customer_name,
+                    customer_phone,
+                    sku,
+                    description,
+                } => {
+                    let id = device.create_case(
+                        kind,
+                        &customer_name,
+                        &customer_phone,
+                        sku,
+                        description,
+                    )?;
+                    let no = device.case(id)?.and_then(|v| v.case_no).unwrap_or_default();
+                    eprintln!("saved {kind} case {no}");
+                    println!("{id}");
+                }
+                CaseCommand::Note { id, text } => {
+                    device.add_note(id, &text)?;
+                    eprintln!("note saved");
+                }
+                CaseCommand::Set { id, field, value } => {
+                    let field: CaseField = field.parse()?;
+                    device.set_field(id, field, &value)?;
+                    eprintln!("{field} saved");
+                }
+                CaseCommand::Contact {
+                    id,
+                    channel,
+                    outcome,
+                } => {
+                    let channel: ContactChannel = channel.parse()?;
+                    device.log_contact(id, channel, &outcome)?;
+                    eprintln!("contact saved");
+                }
+                CaseCommand::List { json } => {
+                    let cases = device.cases()?;
+                    if json {
+                        print_json(&cases)?;
+                    } else if cases.is_empty() {
+                        println!("no cases on this device");
+                    } else {
+                        for v in cases {
+                            println!(
+                                "{}  {:<18} {:<16} {:<11} {}",
+                                v.id,
+                                v.case_no.unwrap_or_default(),
+                                v.kind.unwrap_or_default(),
+                                v.status.unwrap_or_default(),
+                                v.customer.name.unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                CaseCommand::Show { id, json } => {
+                    let v = device.case(id)?.ok_or_else(|| {
+                        anyhow::anyhow!("no case {id} on this device (try `aftercase sync`)")
+                    })?;
+                    if json {
+                        print_json(&v)?;
+                    } else {
+                        print_case(&v);
+                    }
+                }
+            }
+        }
+        Command::Sync { watch } => {
+            let device = Device::open(&dir)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            if watch {
+                let err: SyncError = rt.block_on(device.run_live(|ev| match ev {
+                    LiveEvent::Connected => eprintln!("connected to {}", device.config().relay),
+                    LiveEvent::Synced(r) => eprintln!(
+                        "synced: {} case(s) sent, {} received; watching for changes",
+                        r.uploaded, r.downloaded
+                    ),
+                    LiveEvent::Received(case) => eprintln!("received a change to case {case}"),
+                    LiveEvent::Progress(p) if p.total == 0 => {}
+                    LiveEvent::Progress(p) => {
+                        eprintln!(
+                            "receiving cases: {}/{} ({}%)",
+                            p.received,
+                            p.total,
+                            p.percent()
+                        )
+                    }
+                    LiveEvent::Retrying { reason, in_secs } => {
+                        eprintln!("{reason}; retrying in {in_secs}s")
+                    }
+                }));
+                return Err(err.into());
+            }
+            let mut last_percent = None;
+            let report = rt.block_on(device.sync_once(|p| {
+                let pct = p.percent();
+                if p.total > 0 && last_percent != Some(pct) {
+                    eprintln!("receiving cases: {}/{} ({pct}%)", p.received, p.total);
+                    last_percent = Some(pct);
+                }
+            }))?;
+            println!(
+                "sync complete: {} case(s) sent, {} received",
+                report.uploaded, report.downloaded
+            );
+        }
+        Command::Status { json } => {
+            let device = Device::open(&dir)?;
+            let s = device.status()?;
+            if json {
+                print_json(&s)?;
+            } else {
+                println!("pending changes: {} case(s)", s.pending_cases);
+                println!(
+                    "last sync:       {}",
+                    s.last_sync.as_deref().unwrap_or("never")
+                );
+                println!("relay:           {}", s.relay);
+            }
+        }
+    }
+    Ok(())
+}

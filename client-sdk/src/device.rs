@@ -1,0 +1,189 @@
+//! The device handle an app holds: local cases plus sync.
+
+use crate::config::DeviceConfig;
+use crate::error::ClientError;
+use aftercase_sync::case::edit::Customer;
+use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
+use aftercase_sync::replica::{Entropy, Replica};
+use aftercase_sync::storage::SledStorage;
+use aftercase_sync::{CaseId, Millis};
+use rand::Rng;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Sync state as a status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStatus {
+    /// Cases with changes not yet confirmed by the relay.
+    pub pending_cases: usize,
+    /// When the last sync finished with nothing pending (RFC 3339), if ever.
+    pub last_sync: Option<String>,
+    /// Resume position in the relay's change sequence.
+    pub cursor: u64,
+    /// The relay this device syncs with.
+    pub relay: String,
+}
+
+/// A set-up device. Cheap to clone; clones share the same local store, so an
+/// app can edit while a [`Device::run_live`] task syncs.
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) replica: Arc<Mutex<Replica<SledStorage>>>,
+    pub(crate) config: Arc<DeviceConfig>,
+    pub(crate) data_dir: PathBuf,
+    /// Woken after every local edit so a live sync pushes it at once.
+    pub(crate) local_edit: Arc<Notify>,
+}
+
+pub(crate) fn now() -> Millis {
+    Millis(chrono::Utc::now().timestamp_millis())
+}
+
+fn entropy() -> Entropy {
+    Entropy {
+        now: now(),
+        nonce: rand::rng().random(),
+    }
+}
+
+impl Device {
+    /// Stores the relay address and token. Refuses a token of another store
+    /// or device when this data directory already holds cases, so one
+    /// store's data never leaks into another's account.
+    pub fn init(data_dir: &Path, relay: &str, token: &str) -> Result<DeviceConfig, ClientError> {
+        let cfg = DeviceConfig::from_token(relay, token)?;
+        if let Ok(old) = DeviceConfig::load(data_dir) {
+            if (old.store != cfg.store || old.device != cfg.device) && has_cases(data_dir)? {
+                return Err(ClientError::Config(format!(
+                    "this data directory holds cases of store {} on device {}; the new token is for store {} on device {}: use another --data-dir",
+                    old.store, old.device, cfg.store, cfg.device
+                )));
+            }
+        }
+        cfg.save(data_dir)?;
+        Ok(cfg)
+    }
+
+    /// Opens a set-up device. Fails if another process holds the data directory.
+    pub fn open(data_dir: &Path) -> Result<Device, ClientError> {
+        let config = DeviceConfig::load(data_dir)?;
+        let storage = SledStorage::open(&data_dir.join("db"))?;
+        // A fresh actor per process: automerge refuses a reused actor whose
+        // history went backwards (e.g. a tablet restored from backup).
+        let actor: [u8; 16] = rand::rng().random();
+        let replica = Replica::open(storage, config.identity(), actor);
+        Ok(Device {
+            replica: Arc::new(Mutex::new(replica)),
+            config: Arc::new(config),
+            data_dir: data_dir.to_path_buf(),
+            local_edit: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub(crate) fn replica(&self) -> MutexGuard<'_, Replica<SledStorage>> {
+        // Replica operations either complete or leave storage untouched, so
+        // a panic in another thread does not leave it inconsistent.
+        self.replica.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn edited<T>(
+        &self,
+        r: Result<T, aftercase_sync::replica::ReplicaError>,
+    ) -> Result<T, ClientError> {
+        let v = r?;
+        self.local_edit.notify_one();
+        Ok(v)
+    }
+
+    /// Opens a case; returns its id once it is durable on this device.
+    pub fn create_case(
+        &self,
+        kind: CaseKind,
+        customer_name: &str,
+        customer_phone: &str,
+        sku: Option<String>,
+        description: Option<String>,
+    ) -> Result<CaseId, ClientError> {
+        let id = CaseId::from_random_bytes(rand::rng().random());
+        let customer = Customer {
+            name: customer_name.to_string(),
+            phone: customer_phone.to_string(),
+        };
+        let r = self
+            .replica()
+            .create_case(id, entropy(), kind, customer, sku, description);
+        self.edited(r)
+    }
+
+    /// Adds a note to a case's timeline.
+    pub fn add_note(&self, case: CaseId, text: &str) -> Result<(), ClientError> {
+        let r = self.replica().add_note(case, entropy(), text);
+        self.edited(r)
+    }
+
+    /// Sets a field of a case.
+    pub fn set_field(
+        &self,
+        case: CaseId,
+        field: CaseField,
+        value: &str,
+    ) -> Result<(), ClientError> {
+        let r = self.replica().set_field(case, entropy(), field, value);
+        self.edited(r)
+    }
+
+    /// Logs an attempt to reach the customer.
+    pub fn log_contact(
+        &self,
+        case: CaseId,
+        channel: ContactChannel,
+        outcome: &str,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .replica()
+            .log_contact(case, entropy(), channel, outcome);
+        self.edited(r)
+    }
+
+    /// One case.
+    pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
+        Ok(self.replica().case(case)?)
+    }
+
+    /// Every case on the device, oldest first.
+    pub fn cases(&self) -> Result<Vec<CaseView>, ClientError> {
+        Ok(self.replica().cases()?)
+    }
+
+    /// Pending changes and last successful sync.
+    pub fn status(&self) -> Result<SyncStatus, ClientError> {
+        let s = self.replica().status()?;
+        Ok(SyncStatus {
+            pending_cases: s.pending_cases.len(),
+            last_sync: s.last_sync.map(|m| m.to_rfc3339()),
+            cursor: s.cursor.0,
+            relay: self.config.relay.clone(),
+        })
+    }
+}
+
+fn has_cases(data_dir: &Path) -> Result<bool, ClientError> {
+    let db = data_dir.join("db");
+    if !db.exists() {
+        return Ok(false);
+    }
+    let storage = SledStorage::open(&db)?;
+    let ids = aftercase_sync::storage::Storage::scan(&storage, b"l", b"m", 1)?;
+    Ok(!ids.is_empty())
+}

@@ -1,0 +1,243 @@
+//! Running the sync protocol over a socket: once, or live with reconnects.
+
+use crate::device::{now, Device};
+use crate::error::SyncError;
+use crate::transport::{self, Socket};
+use aftercase_sync::protocol::{ClientSession, Frame, SessionError};
+use aftercase_sync::CaseId;
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a one-shot sync waits for the relay before giving up.
+const ONCE_IDLE: Duration = Duration::from_secs(30);
+/// A live connection with no traffic (the relay pings every 20 s) for this
+/// long is considered dead and re-established.
+const LIVE_IDLE: Duration = Duration::from_secs(65);
+/// Longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Download progress of a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Cases received so far.
+    pub received: usize,
+    /// Cases announced as changed.
+    pub total: usize,
+}
+
+impl Progress {
+    /// Whole percent, 100 when nothing is to be received.
+    pub fn percent(&self) -> usize {
+        (self.received * 100).checked_div(self.total).unwrap_or(100)
+    }
+}
+
+/// What a finished sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Cases whose local changes the relay confirmed.
+    pub uploaded: usize,
+    /// Cases that arrived or changed from the relay.
+    pub downloaded: usize,
+}
+
+/// What a live sync reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// Connected and catching up.
+    Connected,
+    /// Everything exchanged; staying connected for live changes.
+    Synced(SyncReport),
+    /// A change from another device arrived.
+    Received(CaseId),
+    /// Download progress during catch-up.
+    Progress(Progress),
+    /// The connection ended; retrying after the given delay.
+    Retrying {
+        /// Why it ended.
+        reason: String,
+        /// Seconds until the next attempt.
+        in_secs: u64,
+    },
+}
+
+enum Mode<'a> {
+    Once(&'a mut dyn FnMut(Progress)),
+    Live(&'a mut dyn FnMut(LiveEvent)),
+}
+
+fn session_error(e: SessionError) -> SyncError {
+    match e {
+        SessionError::Remote(reason) => SyncError::Closed(reason),
+        other => SyncError::Session(other.to_string()),
+    }
+}
+
+async fn send(socket: &mut Socket, frames: Vec<Frame>) -> Result<(), SyncError> {
+    for f in frames {
+        socket
+            .send(Message::Binary(f.encode().into()))
+            .await
+            .map_err(|e| SyncError::Closed(format!("connection lost while sending: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Device {
+    /// Connects, exchanges everything, and returns once nothing is pending in
+    /// either direction. `progress` is called as announced cases arrive.
+    pub async fn sync_once(
+        &self,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<SyncReport, SyncError> {
+        let mut socket = transport::connect(&self.config).await?;
+        let result = self.drive(&mut socket, Mode::Once(&mut progress)).await;
+        let _ = socket.close(None).await;
+        result
+    }
+
+    /// Stays connected: pushes local edits as they are made, receives other
+    /// devices' changes as they happen, and reconnects with jittered
+    /// exponential backoff. Returns only on a rejected token.
+    pub async fn run_live(&self, mut on_event: impl FnMut(LiveEvent)) -> SyncError {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let outcome = match transport::connect(&self.config).await {
+                Ok(mut socket) => {
+                    backoff = Duration::from_secs(1);
+                    on_event(LiveEvent::Connected);
+                    let r = self.drive(&mut socket, Mode::Live(&mut on_event)).await;
+                    let _ = socket.close(None).await;
+                    r.err()
+                        .unwrap_or_else(|| SyncError::Closed("connection ended".into()))
+                }
+                Err(e) => e,
+            };
+            if matches!(outcome, SyncError::TokenRejected(_)) {
+                return outcome;
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+            let wait = backoff + Duration::from_millis(jitter);
+            on_event(LiveEvent::Retrying {
+                reason: outcome.to_string(),
+                in_secs: wait.as_secs(),
+            });
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn drive(
+        &self,
+        socket: &mut Socket,
+        mut mode: Mode<'_>,
+    ) -> Result<SyncReport, SyncError> {
+        let mut client = ClientSession::new();
+        let (frames, dirty_before) = {
+            let mut r = self.replica();
+            let dirty = r
+                .dirty_cases()
+                .map_err(|e| SyncError::Session(e.to_string()))?;
+            (client.start(&mut r).map_err(session_error)?, dirty.len())
+        };
+        send(socket, frames).await?;
+        let mut report = SyncReport::default();
+        let mut total = 0usize;
+        let mut announced_synced = false;
+        loop {
+            let settled = {
+                let r = self.replica();
+                client.is_settled(&r).map_err(session_error)?
+            };
+            if settled {
+                let refused = client.refused();
+                if let Some((case, reason)) = refused.iter().next() {
+                    return Err(SyncError::Refused {
+                        count: refused.len(),
+                        first: format!("case {case}: {reason}"),
+                    });
+                }
+                report.uploaded = dirty_before;
+                match &mut mode {
+                    Mode::Once(_) => return Ok(report),
+                    Mode::Live(cb) if !announced_synced => {
+                        cb(LiveEvent::Synced(report.clone()));
+                        announced_synced = true;
+                    }
+                    Mode::Live(_) => {}
+                }
+            }
+            let idle = match mode {
+                Mode::Once(_) => ONCE_IDLE,
+                Mode::Live(_) => LIVE_IDLE,
+            };
+            let live = matches!(mode, Mode::Live(_));
+            tokio::select! {
+                msg = tokio::time::timeout(idle, socket.next()) => {
+                    let msg = match msg {
+                        Err(_) => return Err(SyncError::Timeout(idle.as_secs())),
+                        Ok(None) => return Err(SyncError::Closed("connection lost".into())),
+                        Ok(Some(Err(e))) => return Err(SyncError::Closed(format!("connection lost: {e}"))),
+                        Ok(Some(Ok(m))) => m,
+                    };
+                    match msg {
+                        Message::Binary(bytes) => {
+                            let frame = Frame::decode(&bytes)
+                                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+                            let received = match &frame {
+                                Frame::Sync { doc, .. } => Some(*doc),
+                                _ => None,
+                            };
+                            let (out, pending) = {
+                                let mut r = self.replica();
+                                let out = client.handle(&mut r, frame, now()).map_err(session_error)?;
+                                (out, client.pending_downloads())
+                            };
+                            total = total.max(pending);
+                            if let Some(case) = received {
+                                report.downloaded = report.downloaded.max(total - pending);
+                                match &mut mode {
+                                    Mode::Once(cb) => cb(Progress { received: total - pending, total }),
+                                    Mode::Live(cb) => {
+                                        if announced_synced {
+                                            cb(LiveEvent::Received(case));
+                                        } else {
+                                            cb(LiveEvent::Progress(Progress { received: total - pending, total }));
+                                        }
+                                    }
+                                }
+                            }
+                            send(socket, out).await?;
+                        }
+                        Message::Close(frame) => {
+                            let reason = frame
+                                .map(|f| f.reason.to_string())
+                                .filter(|r| !r.is_empty())
+                                .unwrap_or_else(|| "closed by relay".into());
+                            return Err(SyncError::Closed(reason));
+                        }
+                        Message::Text(_) => {
+                            return Err(SyncError::Session("relay sent a text frame".into()))
+                        }
+                        _ => {}
+                    }
+                }
+                _ = self.local_edit.notified(), if live => {
+                    let frames = {
+                        let mut r = self.replica();
+                        let dirty = r.dirty_cases().map_err(|e| SyncError::Session(e.to_string()))?;
+                        let mut out = Vec::new();
+                        for case in dirty {
+                            out.extend(client.local_change(&mut r, case).map_err(session_error)?);
+                        }
+                        out
+                    };
+                    announced_synced = false;
+                    send(socket, frames).await?;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The WebSocket connection to the relay.
+
+use crate::config::DeviceConfig;
+use crate::error::SyncError;
+use aftercase_sync::protocol::MAX_FRAME_BYTES;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// The socket type.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects and authenticates. A 401 becomes [`SyncError::TokenRejected`].
+pub async fn connect(cfg: &DeviceConfig) -> Result<Socket, SyncError> {
+    let url = cfg.sync_url();
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| SyncError::Unreachable {
+            url: cfg.relay.clone(),
+            reason: e.to_string(),
+        })?;
+    let auth = format!("Bearer {}", cfg.token)
+        .parse()
+        .map_err(|_| SyncError::TokenRejected("the stored token has invalid characters".into()))?;
+    req.headers_mut().insert("Authorization", auth);
+    let ws_cfg = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    match tokio_tungstenite::connect_async_with_config(req, Some(ws_cfg), true).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("HTTP {}", resp.status()));
+            if resp.status() == 401 || resp.status() == 403 {
+                Err(SyncError::TokenRejected(body))
+            } else {
+                Err(SyncError::Unreachable {
+                    url: cfg.relay.clone(),
+                    reason: body,
+                })
+            }
+        }
+        Err(e) => Err(SyncError::Unreachable {
+            url: cfg.relay.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,389 @@
+//! End-to-end: the real relay and CLI binaries over loopback sockets.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use support::{bin_dir, Cli, Relay};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn notes(case: &Value) -> Vec<String> {
+    case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["type"] == "note")
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The relay's JSON without the relay-only audit trail, for comparing with a device.
+fn without_audit(mut v: Value) -> Value {
+    v.as_object_mut().expect("object").remove("audit");
+    v
+}
+
+#[test]
+fn two_devices_offline_edits_converge_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let ta = relay.token("alice", "staff", "S1", "tab-a");
+    let tb = relay.token("bob", "staff", "S1", "tab-b");
+    let a = Cli::init(&tmp.path().join("a"), &relay.url, &ta);
+    let b = Cli::init(&tmp.path().join("b"), &relay.url, &tb);
+    let id = a.new_case("repair");
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    // Both offline (no sync) edit the same case.
+    a.ok(&["case", "note", &id, "customer will bring the receipt"]);
+    b.ok(&["case", "note", &id, "technician booked for Tuesday"]);
+    b.ok(&["case", "set", &id, "priority", "high"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
+    let (va, vb) = (a.show(&id), b.show(&id));
+    assert_eq!(va, vb);
+    let (status, vr) = relay.get_json(&format!("/v1/cases/{id}"), &ta);
+    assert_eq!(status, 200);
+    assert_eq!(without_audit(vr.clone()), va);
+    let n = notes(&va);
+    assert!(
+        n.contains(&"customer will bring the receipt".to_string()),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&"technician booked for Tuesday".to_string()),
+        "{n:?}"
+    );
+    assert_eq!(va["priority"], "high");
+    assert_eq!(va["store_id"], "S1");
+    // Every accepted change is attributed to the device that sent it.
+    let devices: Vec<_> = vr["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["device"].clone())
+        .collect();
+    assert!(devices.contains(&"tab-a".into()) && devices.contains(&"tab-b".into()));
+    for s in [a.ok(&["status", "--json"]), b.ok(&["status", "--json"])] {
+        let s: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(s["pending_cases"], 0);
+        assert!(s["last_sync"].is_string());
+    }
+    // The standard Automerge binary loads and holds the same notes.
+    let (status, bytes) = relay.get(&format!("/v1/cases/{id}/doc"), Some(&ta));
+    assert_eq!(status, 200);
+    let doc = automerge::Automerge::load(&bytes).expect("standard automerge document");
+    let v = aftercase_sync::case::CaseView::from_doc(&doc, &id);
+    assert_eq!(serde_json::to_value(&v).unwrap(), va);
+}
+
+#[test]
+fn offline_first_then_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = Relay::start(&relay_dir);
+    let url = relay.url.clone();
+    let t = relay.token("carol", "technician", "S1", "phone-1");
+    let hq_token = relay.token("hq", "head_office", "HQ", "hq-1");
+    relay.kill9();
+    let dev = Cli::init(&tmp.path().join("d"), &url, &t);
+    let id = dev.new_case("installation");
+    dev.ok(&["case", "note", &id, "site measured"]);
+    dev.ok(&[
+        "case",
+        "contact",
+        &id,
+        "--channel",
+        "phone",
+        "--outcome",
+        "agreed Friday 10:00",
+    ]);
+    dev.ok(&["case", "list"]);
+    let err = dev.fails(&["sync"]);
+    assert!(err.contains("relay unreachable"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
+    let status: Value = serde_json::from_str(&dev.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["pending_cases"], 1);
+    assert!(
+        dev.show(&id)["timeline"].as_array().unwrap().len() >= 3,
+        "local data untouched"
+    );
+    // Relay back (on a new port): a later sync uploads everything.
+    let relay = Relay::start(&relay_dir);
+    let dev = Cli::init(&dev.dir, &relay.url, &t);
+    dev.ok(&["sync"]);
+    let (s, v) = relay.get_json(&format!("/v1/cases/{id}"), &hq_token);
+    assert_eq!(s, 200);
+    assert_eq!(notes(&v), vec!["site measured".to_string()]);
+    assert_eq!(v["contact_attempts"][0]["outcome"], "agreed Friday 10:00");
+}
+
+#[test]
+fn other_stores_and_bad_tokens_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let ta = relay.token("alice", "staff", "S1", "tab-a");
+    let tx = relay.token("xena", "supervisor", "S2", "tab-x");
+    let thq = relay.token("hq", "head_office", "HQ", "hq-1");
+    let a = Cli::init(&tmp.path().join("a"), &relay.url, &ta);
+    let x = Cli::init(&tmp.path().join("x"), &relay.url, &tx);
+    let id = a.new_case("complaint");
+    a.ok(&["sync"]);
+    x.ok(&["sync"]);
+    let listed: Value = serde_json::from_str(&x.ok(&["case", "list", "--json"])).unwrap();
+    assert_eq!(
+        listed,
+        Value::Array(vec![]),
+        "another store's device received a case"
+    );
+    let (status, body) = relay.get(&format!("/v1/cases/{id}"), Some(&tx));
+    assert_eq!(status, 403);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        !body.contains("Han Meimei") && !body.contains("WM-8KG"),
+        "{body}"
+    );
+    assert_eq!(relay.get(&format!("/v1/cases/{id}/doc"), Some(&tx)).0, 403);
+    let (s, list) = relay.get_json("/v1/cases?store=S1", &tx);
+    assert_eq!(s, 403, "{list}");
+    let (s, list) = relay.get_json("/v1/cases?store=S1&kind=complaint", &thq);
+    assert_eq!(s, 200);
+    assert_eq!(list["cases"][0]["id"], id.as_str());
+    let (s, list) = relay.get_json("/v1/cases?kind=repair", &thq);
+    assert_eq!((s, list["cases"].as_array().unwrap().len()), (200, 0));
+
+    // Malformed, wrongly signed and expired tokens: 401, and the relay stays up.
+    assert_eq!(relay.get("/v1/cases", None).0, 401);
+    assert_eq!(relay.get("/v1/cases", Some("not-a-token")).0, 401);
+    let mut forged = ta.clone();
+    forged.pop();
+    forged.push(if ta.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(relay.get(&format!("/v1/cases/{id}"), Some(&forged)).0, 401);
+    let secret = std::fs::read_to_string(relay.data_dir.join("jwt-secret")).unwrap();
+    let now = chrono::Utc::now().timestamp() as u64;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub":"alice","role":"staff","store":"S1","device":"tab-a",
+            "iss":"aftercase-relay","aud":"aftercase","iat":now-7200,"nbf":now-7200,"exp":now-3600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap();
+    let (s, body) = relay.get("/v1/cases", Some(&expired));
+    assert_eq!(s, 401);
+    assert!(String::from_utf8_lossy(&body).contains("Expired"));
+    let e = Cli::init(&tmp.path().join("e"), &relay.url, &expired);
+    let err = e.fails(&["sync"]);
+    assert!(err.contains("token rejected"), "{err}");
+    assert_eq!(relay.get("/healthz", None).0, 200);
+}
+
+#[test]
+fn relay_kill9_after_ack_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay = Relay::start(&relay_dir);
+    let t = relay.token("alice", "staff", "S1", "tab-a");
+    let tb = relay.token("bob", "staff", "S1", "tab-b");
+    let a = Cli::init(&tmp.path().join("a"), &relay.url, &t);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = a.new_case("damage_claim");
+        a.ok(&["case", "note", &id, &format!("photo {i} taken")]);
+        ids.push(id);
+    }
+    a.ok(&["sync"]);
+    relay.kill9();
+    let relay = Relay::start(&relay_dir);
+    for (i, id) in ids.iter().enumerate() {
+        let (s, v) = relay.get_json(&format!("/v1/cases/{id}"), &t);
+        assert_eq!(s, 200);
+        assert_eq!(notes(&v), vec![format!("photo {i} taken")]);
+    }
+    let b = Cli::init(&tmp.path().join("b"), &relay.url, &tb);
+    b.ok(&["sync"]);
+    let listed: Value = serde_json::from_str(&b.ok(&["case", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn sdk_kill9_after_reported_save_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let t = relay.token("alice", "staff", "S1", "tab-a");
+    let a = Cli::init(&tmp.path().join("a"), &relay.url, &t);
+    let id = a.new_case("repair");
+    let writer = std::path::PathBuf::from(env!("CARGO_BIN_EXE_writer"));
+    let mut child = std::process::Command::new(writer)
+        .arg(&a.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut last = None;
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let n: u64 = line.trim_start_matches("saved ").parse().unwrap();
+        last = Some(n);
+        if n == 40 {
+            child.kill().unwrap(); // SIGKILL
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let last = last.expect("writer reported saves");
+    let v = a.show(&id);
+    let n = notes(&v);
+    for i in 0..=last {
+        assert!(
+            n.contains(&format!("crash-note-{i}")),
+            "note {i} was reported saved but is lost"
+        );
+    }
+    a.ok(&["sync"]);
+    let (_, vr) = relay.get_json(&format!("/v1/cases/{id}"), &t);
+    assert!(notes(&vr).len() as u64 > last);
+}
+
+async fn raw_socket(
+    relay: &Relay,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = relay.url.replace("http://", "ws://") + "/v1/sync";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_frame_size(Some(64 << 20))
+        .max_message_size(Some(64 << 20));
+    tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads until the relay closes; returns the close reason and any error frame.
+async fn close_reason(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> String {
+    let mut reasons = String::new();
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Binary(b) => {
+                if let Ok(aftercase_sync::protocol::Frame::Error { reason }) =
+                    aftercase_sync::protocol::Frame::decode(&b)
+                {
+                    reasons.push_str(&reason);
+                    reasons.push('|');
+                }
+            }
+            Message::Close(Some(f)) => {
+                reasons.push_str(&f.reason);
+                break;
+            }
+            Message::Close(None) => break,
+            _ => {}
+        }
+    }
+    reasons
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_that_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let t = relay.token("mallory", "staff", "S1", "tab-m");
+    let ta = relay.token("alice", "staff", "S1", "tab-a");
+    let a = Cli::init(&tmp.path().join("a"), &relay.url, &ta);
+    let id = a.new_case("return_exchange");
+    a.ok(&["sync"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A bystander connection that must survive.
+        let mut bystander = raw_socket(&relay, &ta).await;
+        bystander
+            .send(Message::Binary(
+                aftercase_sync::protocol::Frame::Hello { cursor: 0 }
+                    .encode()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            match bystander.next().await.unwrap().unwrap() {
+                Message::Binary(_) => break,
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        let mut ws = raw_socket(&relay, &t).await;
+        ws.send(Message::Binary(vec![0x7f, 1, 2, 3].into()))
+            .await
+            .unwrap();
+        let reason = close_reason(&mut ws).await;
+        assert!(
+            reason.contains("unsupported protocol version 127"),
+            "{reason}"
+        );
+
+        let mut ws = raw_socket(&relay, &t).await;
+        let mut garbage = vec![aftercase_sync::protocol::PROTOCOL_VERSION];
+        garbage.extend_from_slice(&[0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        ws.send(Message::Binary(garbage.into())).await.unwrap();
+        let reason = close_reason(&mut ws).await;
+        assert!(reason.contains("malformed frame"), "{reason}");
+
+        // A well-formed frame carrying a broken automerge message.
+        let mut ws = raw_socket(&relay, &t).await;
+        ws.send(Message::Binary(
+            aftercase_sync::protocol::Frame::Hello { cursor: 0 }
+                .encode()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        let bogus = aftercase_sync::protocol::Frame::Sync {
+            doc: id.parse().unwrap(),
+            message: vec![0x42, 0x00, 0x13],
+        };
+        ws.send(Message::Binary(bogus.encode().into()))
+            .await
+            .unwrap();
+        let reason = close_reason(&mut ws).await;
+        assert!(reason.contains("malformed sync message"), "{reason}");
+
+        let mut ws = raw_socket(&relay, &t).await;
+        let huge = vec![
+            aftercase_sync::protocol::PROTOCOL_VERSION;
+            aftercase_sync::protocol::MAX_FRAME_BYTES + 10
+        ];
+        let _ = ws.send(Message::Binary(huge.into())).await;
+        let reason = close_reason(&mut ws).await;
+        assert!(reason.contains("exceeds the size limit"), "{reason}");
+
+        // The bystander is still connected and served.
+        bystander.send(Message::Ping(vec![1].into())).await.unwrap();
+        loop {
+            match bystander.next().await.unwrap().unwrap() {
+                Message::Pong(_) => break,
+                Message::Close(_) => panic!("bystander was disconnected"),
+                _ => {}
+            }
+        }
+    });
+    // Nothing was applied, the case is intact and the relay still syncs.
+    let v = a.show(&id);
+    a.ok(&["sync"]);
+    assert_eq!(a.show(&id), v);
+    assert_eq!(relay.get("/healthz", None).0, 200);
+    let _ = bin_dir();
+}
