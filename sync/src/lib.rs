@@ -12,6 +12,8 @@
 
 pub mod access;
 pub mod case;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod protocol;
 pub mod relay;
