@@ -51,8 +51,13 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay on a free loopback port.
     pub fn start(data_dir: &Path) -> Relay {
+        Relay::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    /// Starts a relay listening on `addr`.
+    pub fn start_on(data_dir: &Path, addr: &str) -> Relay {
         let mut child = Command::new(bin_dir().join("aftercase-relay"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", addr, "--data-dir"])
             .arg(data_dir)
             .env("AFTERCASE_LOG", "warn")
             .env_remove("AFTERCASE_JWT_SECRET")
@@ -210,5 +215,80 @@ impl Cli {
     /// `case show ID --json`.
     pub fn show(&self, id: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["case", "show", id, "--json"])).expect("json")
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A background process whose stderr lines are collected as they come.
+pub struct Watched {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line seen so far.
+    pub seen: Vec<String>,
+}
+
+impl Watched {
+    /// Starts `aftercase --data-dir DIR args...` in the background.
+    pub fn spawn(cli: &Cli, args: &[&str]) -> Watched {
+        let mut child = Command::new(bin_dir().join("aftercase"))
+            .arg("--data-dir")
+            .arg(&cli.dir)
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn aftercase");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle` (a liveness bound, not a
+    /// performance assertion: it only keeps a broken build from hanging).
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("never saw {needle:?}; output so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
