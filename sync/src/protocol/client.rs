@@ -144,12 +144,14 @@ impl ClientSession {
                 docs,
                 complete,
             } => {
+                let dirty: std::collections::HashSet<CaseId> =
+                    r.dirty_cases()?.into_iter().collect();
                 for DocHeads { doc, heads } in docs {
                     let heads = hashes(&heads);
                     if !r.has_all(doc, &heads)? {
                         self.pending.insert(doc, heads);
                         self.push_sync(r, doc, true, &mut out)?;
-                    } else if r.dirty_cases()?.contains(&doc) {
+                    } else if dirty.contains(&doc) {
                         // The relay may already hold our changes (an ack lost
                         // with a cut connection): this clears the mark.
                         r.confirm_if_uploaded(doc, &heads)?;

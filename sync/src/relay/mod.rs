@@ -49,6 +49,8 @@ pub struct RelaySession {
     principal: Principal,
     states: HashMap<CaseId, State>,
     sent_up_to: Option<u64>,
+    /// Whether the catch-up after hello has been fully announced.
+    caught_up: bool,
 }
 
 impl RelaySession {
@@ -117,6 +119,7 @@ impl<S: Storage> Relay<S> {
             principal,
             states: HashMap::new(),
             sent_up_to: None,
+            caught_up: false,
         }
     }
 
@@ -260,11 +263,10 @@ impl<S: Storage> Relay<S> {
             // When the scan reached the end, everything up to the current
             // sequence has been covered, including changes of other stores.
             let up_to = if complete { last.max(self.seq) } else { last };
-            if docs.is_empty() && Some(up_to) == s.sent_up_to && !frames.is_empty() {
-                break;
-            }
-            let first_announce = frames.is_empty();
-            if !docs.is_empty() || first_announce {
+            // After the catch-up, a wake-up with nothing for this device
+            // (another store's change) sends nothing: the cursor simply
+            // advances with the next real announcement.
+            if !docs.is_empty() || !s.caught_up {
                 frames.push(Frame::Announce {
                     up_to,
                     docs,
@@ -273,6 +275,7 @@ impl<S: Storage> Relay<S> {
             }
             s.sent_up_to = Some(up_to);
             if complete {
+                s.caught_up = true;
                 break;
             }
             start = prefix.clone();
