@@ -71,6 +71,7 @@ impl DeviceConfig {
     pub fn identity(&self) -> DeviceIdentity {
         DeviceIdentity {
             user: self.user.clone(),
+            role: self.role,
             store: self.store.clone(),
             device: self.device.clone(),
         }

@@ -35,6 +35,7 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
     let mut doc = Automerge::new();
     let ctx = EditContext {
         author: UserId::new("seed").unwrap_or_else(|_| unreachable!("valid literal id")),
+        role: Role::Staff,
         device: DeviceId::new("seed").unwrap_or_else(|_| unreachable!("valid literal id")),
         now: Millis(1),
         nonce: [1; 16],

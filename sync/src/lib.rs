@@ -19,5 +19,6 @@ pub mod protocol;
 pub mod relay;
 pub mod replica;
 pub mod storage;
+pub mod workflow;
 
 pub use ids::{CaseId, Cursor, DeviceId, Millis, StoreId, UserId};

@@ -18,6 +18,8 @@ const RELAY_PEER: &str = "relay";
 pub struct DeviceIdentity {
     /// The signed-in person.
     pub user: UserId,
+    /// Their role.
+    pub role: crate::access::Role,
     /// The store the device belongs to.
     pub store: StoreId,
     /// The device.
@@ -110,6 +112,7 @@ impl<S: Storage> Replica<S> {
     fn ctx(&self, e: Entropy) -> EditContext {
         EditContext {
             author: self.identity.user.clone(),
+            role: self.identity.role,
             device: self.identity.device.clone(),
             now: e.now,
             nonce: e.nonce,
@@ -222,6 +225,32 @@ impl<S: Storage> Replica<S> {
     ) -> Result<(), ReplicaError> {
         self.edit(case, e, |d, c| {
             edit::log_contact(d, case, c, channel, outcome)
+        })
+    }
+
+    /// Moves a case along its workflow.
+    pub fn transition(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            crate::case::transition::transition(d, case, c, to, reason)
+        })
+    }
+
+    /// Resolves a workflow conflict by choosing one branch.
+    pub fn resolve(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        conflict: &str,
+        choose: &str,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            crate::case::transition::resolve(d, case, c, conflict, choose)
         })
     }
 
@@ -410,6 +439,7 @@ mod tests {
     fn identity() -> DeviceIdentity {
         DeviceIdentity {
             user: UserId::new("alice").unwrap(),
+            role: crate::access::Role::Staff,
             store: StoreId::new("S1").unwrap(),
             device: DeviceId::new("tab1").unwrap(),
         }

@@ -28,6 +28,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn ctx(dev: usize, n: usize) -> EditContext {
     EditContext {
         author: UserId::new(format!("u{dev}")).unwrap(),
+        role: aftercase_sync::access::Role::Supervisor,
         device: DeviceId::new(format!("d{dev}")).unwrap(),
         now: Millis(1_000 + n as i64),
         nonce: [(dev * 31 + n) as u8; 16].map(|b| b ^ (n >> 8) as u8),

@@ -76,6 +76,7 @@ fn valid_upload() -> Vec<u8> {
     let mut doc = automerge::Automerge::new();
     let ctx = EditContext {
         author: "u".parse().unwrap(),
+        role: aftercase_sync::access::Role::Staff,
         device: "fuzzer".parse().unwrap(),
         now: aftercase_sync::Millis(5),
         nonce: [2; 16],

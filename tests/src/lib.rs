@@ -86,9 +86,10 @@ pub struct World {
     relay_cache: NonZeroUsize,
 }
 
-fn identity(name: &str, store: &StoreId) -> DeviceIdentity {
+fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
     DeviceIdentity {
         user: UserId::new(format!("user-{name}")).expect("valid"),
+        role,
         store: store.clone(),
         device: DeviceId::new(name).expect("valid"),
     }
@@ -130,7 +131,7 @@ impl World {
         let store = StoreId::new(store).expect("valid store");
         let storage = MemoryStorage::new();
         let actor: [u8; 16] = self.rng.random();
-        let replica = Replica::open(storage.clone(), identity(name, &store), actor);
+        let replica = Replica::open(storage.clone(), identity(name, role, &store), actor);
         self.devices.push(Device {
             name: name.to_string(),
             role,
@@ -256,7 +257,11 @@ impl World {
         let actor: [u8; 16] = self.rng.random();
         let dev = &mut self.devices[d];
         dev.storage.crash(keep);
-        dev.replica = Replica::open(dev.storage.clone(), identity(&dev.name, &dev.store), actor);
+        dev.replica = Replica::open(
+            dev.storage.clone(),
+            identity(&dev.name, dev.role, &dev.store),
+            actor,
+        );
         self.log.push(format!("{} reboots", dev.name));
     }
 

@@ -18,6 +18,8 @@ use std::str::FromStr;
 pub struct EditContext {
     /// The signed-in person.
     pub author: UserId,
+    /// Their role, which decides what they may do.
+    pub role: crate::access::Role,
     /// The device the edit is made on.
     pub device: DeviceId,
     /// Device time of the edit.
@@ -52,9 +54,34 @@ pub enum EditError {
     /// Automerge refused the write.
     #[error("could not write the case: {0}")]
     Document(#[from] AutomergeError),
+    /// The move is not a step of this kind's flow from the current state.
+    #[error("cannot move this {kind} from {from} to {to}; allowed from {from}: {}", if allowed.is_empty() { "nothing (the case is finished)".to_string() } else { allowed.join(", ") })]
+    Transition {
+        /// The case kind.
+        kind: CaseKind,
+        /// Current state.
+        from: String,
+        /// Requested state.
+        to: String,
+        /// States allowed from here.
+        allowed: Vec<String>,
+    },
+    /// Two devices moved the case in different directions; a supervisor must choose.
+    #[error("this case has an open conflict {id} ({from} → {}): a supervisor or head office must resolve it first with `case resolve`", options.join(" or "))]
+    OpenConflict {
+        /// Conflict id.
+        id: String,
+        /// The state both moves started from.
+        from: String,
+        /// The competing states.
+        options: Vec<String>,
+    },
+    /// The person's role does not allow this.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
 }
 
-fn invalid(field: &str, problem: impl Into<String>) -> EditError {
+pub(crate) fn invalid(field: &str, problem: impl Into<String>) -> EditError {
     EditError::Invalid {
         field: field.to_string(),
         problem: problem.into(),
@@ -116,7 +143,7 @@ fn check_phone(value: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-fn put_entry(
+pub(crate) fn put_entry(
     tx: &mut Transaction<'_>,
     list_key: &str,
     ctx: &EditContext,
@@ -129,16 +156,16 @@ fn put_entry(
     let e = tx.put_object(&list, ctx.entry_id(), ObjType::Map)?;
     tx.put(&e, entry::TYPE, kind)?;
     tx.put(&e, entry::AUTHOR, ctx.author.as_str())?;
+    tx.put(&e, entry::ROLE, ctx.role.as_str())?;
     tx.put(&e, entry::DEVICE, ctx.device.as_str())?;
     tx.put(&e, entry::AT, ScalarValue::Timestamp(ctx.now.0))?;
     Ok(e)
 }
 
-fn require_case(doc: &Automerge, id: CaseId) -> Result<(), EditError> {
-    match read::string(doc, &ROOT, root::KIND) {
-        Some(_) => Ok(()),
-        None => Err(EditError::NotACase(id)),
-    }
+pub(crate) fn require_case(doc: &Automerge, id: CaseId) -> Result<CaseKind, EditError> {
+    read::string(doc, &ROOT, root::KIND)
+        .and_then(|k| k.parse().ok())
+        .ok_or(EditError::NotACase(id))
 }
 
 /// Writes a new case into an empty document.

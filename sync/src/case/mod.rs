@@ -9,8 +9,9 @@ pub mod edit;
 mod kind;
 pub mod read;
 pub mod schema;
+pub mod transition;
 pub mod view;
 
 pub use edit::{CaseField, ContactChannel, EditContext, EditError, NewCase};
 pub use kind::{CaseKind, UnknownKind};
-pub use view::{CaseView, ContactView, CustomerView, ItemView, TimelineEntry};
+pub use view::{CaseView, ConflictView, ContactView, CustomerView, ItemView, TimelineEntry};

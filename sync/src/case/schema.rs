@@ -28,6 +28,7 @@ pub mod entry {
     pub const TYPE: &str = "type";
     pub const TEXT: &str = "text";
     pub const AUTHOR: &str = "author";
+    pub const ROLE: &str = "role";
     pub const DEVICE: &str = "device";
     pub const AT: &str = "at";
     pub const CHANNEL: &str = "channel";

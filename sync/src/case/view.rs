@@ -70,6 +70,25 @@ pub struct TimelineEntry {
     at_millis: i64,
 }
 
+/// A fork in the workflow as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictView {
+    /// Conflict id, for `case resolve`.
+    pub id: String,
+    /// open or resolved.
+    pub status: String,
+    /// The state both moves left.
+    pub from: String,
+    /// The competing states.
+    pub options: Vec<String>,
+    /// Who made each competing move.
+    pub proposed_by: Vec<String>,
+    /// The state chosen, once resolved.
+    pub chosen: Option<String>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+}
+
 /// One attempt to reach the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactView {
@@ -99,6 +118,10 @@ pub struct CaseView {
     pub kind: Option<String>,
     /// Current state, derived from the workflow events.
     pub status: Option<String>,
+    /// States the case may move to next (empty while a conflict is open).
+    pub allowed_transitions: Vec<String>,
+    /// Forks in the workflow: open ones block further moves until resolved.
+    pub conflicts: Vec<ConflictView>,
     /// The store that opened the case.
     pub store_id: Option<String>,
     /// Who opened it.
@@ -199,10 +222,41 @@ impl CaseView {
             .map(|t| doc.keys(&t).collect())
             .unwrap_or_default();
         let kind = read::string(doc, &ROOT, root::KIND);
-        let status = kind
+        let workflow = kind
             .as_deref()
             .and_then(|k| k.parse::<super::CaseKind>().ok())
-            .map(|k| k.initial_status().to_string());
+            .map(|k| (k, crate::workflow::derive(doc, k)));
+        let status = workflow.as_ref().map(|(_, w)| w.status.clone());
+        let allowed_transitions = match &workflow {
+            Some((k, w)) if w.open_conflict().is_none() => {
+                crate::workflow::table::allowed_from(*k, &w.status)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let conflicts = workflow
+            .map(|(_, w)| {
+                w.conflicts
+                    .into_iter()
+                    .map(|c| ConflictView {
+                        status: if c.resolution.is_some() {
+                            "resolved"
+                        } else {
+                            "open"
+                        }
+                        .into(),
+                        chosen: c.resolution.as_ref().map(|r| r.choose.clone()),
+                        resolved_by: c.resolution.map(|r| r.by),
+                        id: c.id,
+                        from: c.from,
+                        options: c.options,
+                        proposed_by: c.proposed_by,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let safety_risk = read::map(doc, &ROOT, root::FIELDS)
             .and_then(|f| read::boolean(doc, &f, "safety_risk"))
             .unwrap_or(false);
@@ -211,6 +265,8 @@ impl CaseView {
             case_no: read::string(doc, &ROOT, root::CASE_NO),
             kind,
             status,
+            allowed_transitions,
+            conflicts,
             store_id: read::string(doc, &ROOT, root::STORE_ID),
             created_by: read::string(doc, &ROOT, root::CREATED_BY),
             device_id: read::string(doc, &ROOT, root::DEVICE_ID),
@@ -258,6 +314,7 @@ mod tests {
     fn ctx(n: u8, at: i64) -> EditContext {
         EditContext {
             author: UserId::new("u1").unwrap(),
+            role: crate::access::Role::Staff,
             device: DeviceId::new(format!("tab{n}")).unwrap(),
             now: Millis(at),
             nonce: [n; 16],

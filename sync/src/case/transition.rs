@@ -1,0 +1,121 @@
+//! Workflow edits: moving a case along its flow and resolving forks.
+
+use super::edit::{invalid, put_entry, require_case, EditContext, EditError};
+use super::schema::entry;
+use crate::ids::CaseId;
+use crate::workflow::{derive, history, roles, table};
+use automerge::{Automerge, AutomergeError};
+
+/// Moves the case to `to`, after checking the flow, open conflicts and the
+/// person's role. Records the move as an event naming the state it left and
+/// the move it followed, so concurrent moves are recognised as a fork.
+pub fn transition(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<(), EditError> {
+    let kind = require_case(doc, id)?;
+    let wf = derive(&*doc, kind);
+    if let Some(c) = wf.open_conflict() {
+        return Err(EditError::OpenConflict {
+            id: c.id.clone(),
+            from: c.from.clone(),
+            options: c.options.clone(),
+        });
+    }
+    if !table::is_allowed(kind, &wf.status, to) {
+        return Err(EditError::Transition {
+            kind,
+            from: wf.status.clone(),
+            to: to.to_string(),
+            allowed: table::allowed_from(kind, &wf.status)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    roles::may_move(ctx.role, kind, &wf.status, to).map_err(EditError::NotAllowed)?;
+    if let Some(r) = reason {
+        if r.chars().count() > 2_000 {
+            return Err(invalid("reason", "is longer than 2000 characters"));
+        }
+    }
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        let e = put_entry(tx, history::TRANSITIONS, ctx, "transition")?;
+        use automerge::transaction::Transactable;
+        tx.put(&e, "from", wf.status.as_str())?;
+        tx.put(&e, "to", to)?;
+        tx.put(&e, "prev", wf.head.as_str())?;
+        if let Some(r) = reason {
+            tx.put(&e, "reason", r)?;
+        }
+        let t = put_entry(tx, super::schema::root::TIMELINE, ctx, "status_change")?;
+        let text = match reason {
+            Some(r) => format!("{} → {to}: {r}", wf.status),
+            None => format!("{} → {to}", wf.status),
+        };
+        tx.put(&t, entry::TEXT, text)?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+/// Settles an open conflict by choosing one of its branches.
+pub fn resolve(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    conflict: &str,
+    choose: &str,
+) -> Result<(), EditError> {
+    let kind = require_case(doc, id)?;
+    if !history::may_resolve(ctx.role) {
+        return Err(EditError::NotAllowed(
+            "only a supervisor or head office can resolve a conflict".into(),
+        ));
+    }
+    let wf = derive(&*doc, kind);
+    let Some(c) = wf.conflicts.iter().find(|c| c.id == conflict) else {
+        return Err(invalid(
+            "conflict",
+            format!("case {id} has no conflict {conflict:?}"),
+        ));
+    };
+    if let Some(r) = &c.resolution {
+        return Err(invalid(
+            "conflict",
+            format!(
+                "{conflict} was already resolved: {} chose {}",
+                r.by, r.choose
+            ),
+        ));
+    }
+    if !c.options.iter().any(|o| o == choose) {
+        return Err(invalid(
+            "choose",
+            format!(
+                "{choose:?} is not one of the options: {}",
+                c.options.join(", ")
+            ),
+        ));
+    }
+    let from = c.from.clone();
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        use automerge::transaction::Transactable;
+        let e = put_entry(tx, history::RESOLUTIONS, ctx, "resolution")?;
+        tx.put(&e, "conflict", conflict)?;
+        tx.put(&e, "choose", choose)?;
+        let t = put_entry(tx, super::schema::root::TIMELINE, ctx, "conflict_resolved")?;
+        tx.put(
+            &t,
+            entry::TEXT,
+            format!("conflict at {from} resolved: {choose}"),
+        )?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
