@@ -45,6 +45,13 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// List the cases where two devices moved the case in different
+    /// directions and a supervisor has to choose.
+    Conflicts {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what is waiting to be synced and when the last sync finished.
     Status {
         /// Print JSON.
@@ -102,6 +109,27 @@ enum CaseCommand {
         #[arg(long)]
         outcome: String,
     },
+    /// Move the case to its next step, e.g. `case transition ID confirmed`.
+    /// `case show ID` lists the steps allowed from where it is.
+    Transition {
+        /// Case id.
+        id: CaseId,
+        /// The state to move to.
+        state: String,
+        /// Why (kept in the case log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Settle a conflict by choosing which move stands (supervisor, head office).
+    Resolve {
+        /// Case id.
+        id: CaseId,
+        /// Conflict id, from `aftercase conflicts`.
+        conflict_id: String,
+        /// The state that stands.
+        #[arg(long)]
+        choose: String,
+    },
     /// List the cases on this device.
     List {
         /// Print JSON.
@@ -149,6 +177,20 @@ fn print_case(v: &CaseView) {
     let or = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     println!("case     {} ({})", v.id, or(&v.case_no));
     println!("kind     {}   status {}", or(&v.kind), or(&v.status));
+    if v.allowed_transitions.is_empty() {
+        println!("next     (none)");
+    } else {
+        println!("next     {}", v.allowed_transitions.join(", "));
+    }
+    for c in v.conflicts.iter().filter(|c| c.status == "open") {
+        println!(
+            "CONFLICT {}: from {} to {} (by {}): a supervisor must choose with `case resolve`",
+            c.id,
+            c.from,
+            c.options.join(" or "),
+            c.proposed_by.join(" / ")
+        );
+    }
     println!(
         "store    {}   opened {} by {}",
         or(&v.store_id),
@@ -230,6 +272,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     device.log_contact(id, channel, &outcome)?;
                     eprintln!("contact saved");
                 }
+                CaseCommand::Transition { id, state, reason } => {
+                    device.transition(id, &state, reason.as_deref())?;
+                    eprintln!("moved to {state}");
+                }
+                CaseCommand::Resolve {
+                    id,
+                    conflict_id,
+                    choose,
+                } => {
+                    device.resolve(id, &conflict_id, &choose)?;
+                    eprintln!("conflict {conflict_id} resolved: {choose}");
+                }
                 CaseCommand::List { json } => {
                     let cases = device.cases()?;
                     if json {
@@ -301,6 +355,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "sync complete: {} case(s) sent, {} received",
                 report.uploaded, report.downloaded
             );
+        }
+        Command::Conflicts { json } => {
+            let device = Device::open(&dir)?;
+            let mut rows = Vec::new();
+            for v in device.cases()? {
+                for c in v.conflicts.iter().filter(|c| c.status == "open") {
+                    rows.push(serde_json::json!({
+                        "case": v.id,
+                        "case_no": v.case_no,
+                        "kind": v.kind,
+                        "conflict": c,
+                    }));
+                    if !json {
+                        println!(
+                            "{}  {}  conflict {}: {} -> {} (by {})",
+                            v.id,
+                            v.case_no.clone().unwrap_or_default(),
+                            c.id,
+                            c.from,
+                            c.options.join(" or "),
+                            c.proposed_by.join(" / ")
+                        );
+                    }
+                }
+            }
+            if json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no open conflicts");
+            }
         }
         Command::Status { json } => {
             let device = Device::open(&dir)?;

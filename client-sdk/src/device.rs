@@ -156,6 +156,24 @@ impl Device {
         self.edited(r)
     }
 
+    /// Moves a case along its workflow (the error names the states allowed
+    /// from here when the move is not one of them).
+    pub fn transition(
+        &self,
+        case: CaseId,
+        to: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let r = self.replica().transition(case, entropy(), to, reason);
+        self.edited(r)
+    }
+
+    /// Resolves a workflow conflict (supervisor or head office).
+    pub fn resolve(&self, case: CaseId, conflict: &str, choose: &str) -> Result<(), ClientError> {
+        let r = self.replica().resolve(case, entropy(), conflict, choose);
+        self.edited(r)
+    }
+
     /// One case.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
         Ok(self.replica().case(case)?)

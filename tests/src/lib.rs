@@ -18,6 +18,22 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 
+fn summary(f: &Frame) -> String {
+    match f {
+        Frame::Sync { doc, message } => match automerge::sync::Message::decode(message) {
+            Ok(m) => format!(
+                "sync {doc}: heads {} need {} have {} changes {}",
+                m.heads.len(),
+                m.need.len(),
+                m.have.len(),
+                m.changes.len()
+            ),
+            Err(e) => format!("sync {doc}: bad {e}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
 /// One live link between a device and the relay.
 pub struct Link {
     client: ClientSession,
@@ -212,6 +228,53 @@ impl World {
         self.after_local_edit(d, case);
     }
 
+    /// Moves `case` on device `d` one random allowed step, or resolves its
+    /// open conflict when the device's role may; refusals are skipped.
+    pub fn random_move(&mut self, d: usize, case: CaseId) {
+        let Ok(Some(view)) = self.devices[d].replica.case(case) else {
+            return;
+        };
+        let e = self.entropy();
+        let open = view.conflicts.iter().find(|c| c.status == "open").cloned();
+        let result = match open {
+            Some(c) => {
+                let choose = c.options[self.rng.random_range(0..c.options.len())].clone();
+                self.devices[d]
+                    .replica
+                    .resolve(case, e, &c.id, &choose)
+                    .map(|_| format!("resolves {} -> {choose}", c.id))
+            }
+            None => {
+                let role = self.devices[d].role;
+                let kind = view.kind.as_deref().and_then(|k| k.parse().ok());
+                let status = view.status.clone().unwrap_or_default();
+                let options: Vec<String> = view
+                    .allowed_transitions
+                    .iter()
+                    .filter(|to| {
+                        kind.is_some_and(|k| {
+                            aftercase_sync::workflow::roles::may_move(role, k, &status, to).is_ok()
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                if options.is_empty() {
+                    return;
+                }
+                let to = options[self.rng.random_range(0..options.len())].clone();
+                self.devices[d]
+                    .replica
+                    .transition(case, e, &to, None)
+                    .map(|_| format!("moves to {to}"))
+            }
+        };
+        if let Ok(what) = result {
+            self.log
+                .push(format!("{} {what} on {case}", self.devices[d].name));
+            self.after_local_edit(d, case);
+        }
+    }
+
     fn after_local_edit(&mut self, d: usize, case: CaseId) {
         let dev = &mut self.devices[d];
         if let Some(link) = dev.link.as_mut() {
@@ -309,6 +372,12 @@ impl World {
         if to_relay {
             match self.relay.handle(&mut link.session, frame, now) {
                 Ok(out) => {
+                    for f in &out.frames {
+                        if let Frame::Refused { doc, reason } = f {
+                            self.log
+                                .push(format!("relay refuses {doc} from {}: {reason}", dev.name));
+                        }
+                    }
                     link.to_device.extend(out.frames.iter().map(Frame::encode));
                     if out.changed.is_some() {
                         self.wake_others();
@@ -343,8 +412,9 @@ impl World {
     }
 
     /// Delivers frames in random order until no link has anything queued.
+    /// Panics (with the log) if the links never go quiet: a livelock.
     pub fn run_until_quiet(&mut self) {
-        for _ in 0..1_000_000 {
+        for _ in 0..200_000 {
             let busy: Vec<(usize, bool)> = self
                 .devices
                 .iter()
@@ -367,7 +437,30 @@ impl World {
             let (d, dir) = busy[self.rng.random_range(0..busy.len())];
             self.deliver(d, dir);
         }
-        panic!("links never went quiet");
+        let mut tail = String::new();
+        for dev in &self.devices {
+            if let Some(l) = &dev.link {
+                for (dir, q) in [("->relay", &l.to_relay), ("->device", &l.to_device)] {
+                    for b in q.iter().take(2) {
+                        if let Ok(f) = Frame::decode(b) {
+                            tail.push_str(&format!("{} {dir}: {:?}\n", dev.name, summary(&f)));
+                            if let Frame::Sync { message, .. } = &f {
+                                if let Ok(m) = automerge::sync::Message::decode(message) {
+                                    tail.push_str(&format!(
+                                        "   need {:?} heads {:?}\n",
+                                        m.need, m.heads
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        panic!(
+            "links never went quiet; queued:\n{tail}\nlog tail:\n{}",
+            self.log[self.log.len().saturating_sub(30)..].join("\n")
+        );
     }
 
     /// Number of cases in the announces queued for device `d`.

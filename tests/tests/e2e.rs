@@ -387,3 +387,79 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     assert_eq!(relay.get("/healthz", None).0, 200);
     let _ = bin_dir();
 }
+
+#[test]
+fn offline_fork_becomes_one_conflict_everywhere_until_a_supervisor_resolves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let a = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let b = Cli::init(
+        &tmp.path().join("b"),
+        &relay.url,
+        &relay.token("bob", "staff", "S1", "tab-b"),
+    );
+    let sup = Cli::init(
+        &tmp.path().join("s"),
+        &relay.url,
+        &relay.token("sam", "supervisor", "S1", "tab-s"),
+    );
+    let hq = relay.token("hq", "head_office", "HQ", "hq-1");
+    let id = a.new_case("return_exchange");
+    a.ok(&["case", "transition", &id, "under_review"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    // Offline, two tablets decide differently.
+    a.ok(&["case", "transition", &id, "accepted"]);
+    b.ok(&[
+        "case",
+        "transition",
+        &id,
+        "rejected",
+        "--reason",
+        "tags removed",
+    ]);
+    for d in [&a, &b, &a, &sup] {
+        d.ok(&["sync"]);
+    }
+    let (va, vb, vs) = (a.show(&id), b.show(&id), sup.show(&id));
+    assert_eq!(va, vb);
+    assert_eq!(va, vs);
+    let (_, vr) = relay.get_json(&format!("/v1/cases/{id}"), &hq);
+    assert_eq!(without_audit(vr), va, "head office sees the same case");
+    assert_eq!(va["status"], "under_review");
+    assert_eq!(va["allowed_transitions"], serde_json::json!([]));
+    let conflict = &va["conflicts"][0];
+    assert_eq!(conflict["status"], "open");
+    assert_eq!(
+        conflict["options"],
+        serde_json::json!(["accepted", "rejected"])
+    );
+    let cid = conflict["id"].as_str().unwrap().to_string();
+    // The conflict list shows it; staff cannot resolve, the supervisor can.
+    assert!(a.ok(&["conflicts"]).contains(&cid));
+    let err = a.fails(&["case", "resolve", &id, &cid, "--choose", "accepted"]);
+    assert!(err.contains("only a supervisor"), "{err}");
+    let err = b.fails(&["case", "transition", &id, "closed"]);
+    assert!(err.contains("open conflict"), "{err}");
+    sup.ok(&["case", "resolve", &id, &cid, "--choose", "rejected"]);
+    sup.ok(&["sync"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    let va = a.show(&id);
+    assert_eq!(va["status"], "rejected");
+    assert_eq!(va["conflicts"][0]["chosen"], "rejected");
+    assert_eq!(va, b.show(&id));
+    let (_, vr) = relay.get_json(&format!("/v1/cases/{id}"), &hq);
+    assert_eq!(vr["status"], "rejected");
+    assert_eq!(a.ok(&["conflicts"]).trim(), "no open conflicts");
+    // A move that is not a step names the steps allowed from here.
+    let err = a.fails(&["case", "transition", &id, "refunded"]);
+    assert!(
+        err.contains("allowed from rejected: closed, cancelled"),
+        "{err}"
+    );
+}

@@ -122,3 +122,37 @@ fn relay_restart_after_ack_loses_nothing() {
     );
     w.heal_and_check().unwrap();
 }
+
+#[test]
+fn concurrent_moves_through_the_relay_become_a_conflict_everywhere() {
+    let mut w = World::new(6, 16);
+    let a = w.add_device("tab-a", Role::Supervisor, "S1");
+    let b = w.add_device("tab-b", Role::Supervisor, "S1");
+    let case = w.create_case(a);
+    w.heal_and_check().unwrap();
+    w.disconnect(a);
+    w.disconnect(b);
+    let view = w.devices[a].replica.case(case).unwrap().unwrap();
+    let options = view.allowed_transitions.clone();
+    assert!(options.len() >= 2, "{options:?}");
+    let e = aftercase_sync::replica::Entropy {
+        now: aftercase_sync::Millis(1_790_000_000_000),
+        nonce: [1; 16],
+    };
+    w.devices[a]
+        .replica
+        .transition(case, e, &options[0], None)
+        .unwrap();
+    let e = aftercase_sync::replica::Entropy {
+        now: aftercase_sync::Millis(1_790_000_000_001),
+        nonce: [2; 16],
+    };
+    w.devices[b]
+        .replica
+        .transition(case, e, &options[1], None)
+        .unwrap();
+    w.heal_and_check().unwrap();
+    let v = w.relay_view(case).unwrap();
+    assert_eq!(v.conflicts.len(), 1, "{v:?}");
+    assert_eq!(v.conflicts[0].status, "open");
+}

@@ -9,10 +9,10 @@ use aftercase_sync::access::Role;
 use aftercase_tests::World;
 use rand::Rng;
 
-fn run(seed: u64, steps: usize) -> Result<(), String> {
+fn run(seed: u64, steps: usize) -> Result<usize, String> {
     let mut w = World::new(seed, 1 + (seed as usize % 6) * 4);
-    let stores = ["S1", "S2", "S3"];
-    let n = w.rng.random_range(3..9);
+    let stores = ["S1", "S2"];
+    let n = w.rng.random_range(4..9);
     for i in 0..n {
         let store = stores[i % stores.len()];
         let role = match i % 5 {
@@ -39,10 +39,42 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
                     w.add_note(d, c);
                 }
             }
-            36..=47 => w.connect(d),
-            48..=55 => w.disconnect(d),
-            56..=59 => w.reboot_device(d),
-            60 => w.restart_relay(),
+            36..=57 => {
+                let cases = w.devices[d].replica.case_ids().map_err(|e| e.to_string())?;
+                if !cases.is_empty() {
+                    // Concentrate moves on a few cases (the same ones on every
+                    // device of a store) so that concurrent moves, and forks, happen.
+                    let c = cases[w.rng.random_range(0..cases.len().min(3))];
+                    w.random_move(d, c);
+                }
+            }
+            58..=63 => w.connect(d),
+            64..=68 => w.disconnect(d),
+            69..=70 => w.reboot_device(d),
+            71 => w.restart_relay(),
+            72..=77 => {
+                // Two devices of one store sync, go offline, and both move
+                // the same case.
+                let others: Vec<usize> = (0..devices)
+                    .filter(|&o| o != d && w.devices[o].store == w.devices[d].store)
+                    .collect();
+                if !others.is_empty() {
+                    let o = others[w.rng.random_range(0..others.len())];
+                    w.connect(d);
+                    w.connect(o);
+                    w.run_until_quiet();
+                    let mine = w.devices[d].replica.case_ids().map_err(|e| e.to_string())?;
+                    let theirs = w.devices[o].replica.case_ids().map_err(|e| e.to_string())?;
+                    let common: Vec<_> = mine.into_iter().filter(|c| theirs.contains(c)).collect();
+                    if !common.is_empty() {
+                        let c = common[w.rng.random_range(0..common.len())];
+                        w.disconnect(d);
+                        w.disconnect(o);
+                        w.random_move(d, c);
+                        w.random_move(o, c);
+                    }
+                }
+            }
             _ => {
                 let to_relay = w.rng.random_bool(0.5);
                 for _ in 0..w.rng.random_range(1..6) {
@@ -51,7 +83,20 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
             }
         }
     }
-    let result = w.heal_and_check();
+    let moves = w.log.iter().filter(|l| l.contains(" moves to ")).count();
+    let resolves = w.log.iter().filter(|l| l.contains(" resolves ")).count();
+    eprintln!("seed {seed}: {moves} moves, {resolves} resolutions");
+    let result = w.heal_and_check().and_then(|()| {
+        let all = w
+            .relay
+            .list(&Default::default())
+            .map_err(|e| e.to_string())?;
+        Ok(all
+            .iter()
+            .filter_map(|(c, _)| w.relay.case_view(*c).ok().flatten())
+            .map(|v| v.conflicts.len())
+            .sum())
+    });
     result.map_err(|e| {
         format!(
             "{e}\nlast events:\n{}",
@@ -66,11 +111,17 @@ fn random_plans_converge_and_lose_nothing() {
         Ok(s) => vec![s.parse().expect("AFTERCASE_SIM_SEED must be a number")],
         Err(_) => (0..40).collect(),
     };
+    let single = seeds.len() == 1;
+    let mut forks = 0;
     for seed in seeds {
-        if let Err(e) = run(seed, 300) {
-            panic!(
+        match run(seed, 300) {
+            Ok(n) => forks += n,
+            Err(e) => panic!(
                 "simulation failed for seed {seed} (replay with AFTERCASE_SIM_SEED={seed}):\n{e}"
-            );
+            ),
         }
     }
+    // The plans must actually exercise concurrent workflow moves.
+    assert!(single || forks > 0, "no workflow fork happened in any plan");
+    eprintln!("workflow forks seen at the end of the plans: {forks}");
 }

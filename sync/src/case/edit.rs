@@ -205,6 +205,10 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
         tx.put_object(ROOT, root::TIMELINE, ObjType::Map)?;
         tx.put_object(ROOT, root::CONTACTS, ObjType::Map)?;
         tx.put_object(ROOT, root::TAGS, ObjType::Map)?;
+        // Every map that devices append to is created here, once: two
+        // devices creating it concurrently later would hide one's entries.
+        tx.put_object(ROOT, crate::workflow::history::TRANSITIONS, ObjType::Map)?;
+        tx.put_object(ROOT, crate::workflow::history::RESOLUTIONS, ObjType::Map)?;
         let e = put_entry(tx, root::TIMELINE, ctx, "created")?;
         tx.put(&e, entry::TEXT, format!("{} case opened", new.kind))?;
         Ok(())

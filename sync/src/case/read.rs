@@ -46,15 +46,28 @@ pub fn map<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<ObjId> {
     }
 }
 
-/// The keys of the map at `key` of `obj` with their object ids.
+/// The entries (maps keyed by id) of the map at `key` of `obj`.
+///
+/// If two devices created that map concurrently, Automerge keeps both
+/// objects under the key and shows one; the entries of all of them are
+/// returned, so nothing appended to the hidden one is lost.
 pub fn entries<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Vec<(String, ObjId)> {
-    let Some(m) = map(doc, obj, key) else {
+    let Ok(values) = doc.get_all(obj, key) else {
         return Vec::new();
     };
-    doc.keys(&m)
-        .filter_map(|k| {
-            let id = map(doc, &m, &k)?;
-            Some((k, id))
-        })
-        .collect()
+    let mut out: Vec<(String, ObjId)> = Vec::new();
+    for (value, m) in values {
+        if !matches!(value, Value::Object(ObjType::Map)) {
+            continue;
+        }
+        for k in doc.keys(&m) {
+            if out.iter().any(|(seen, _)| *seen == k) {
+                continue;
+            }
+            if let Some(id) = map(doc, &m, &k) {
+                out.push((k, id));
+            }
+        }
+    }
+    out
 }

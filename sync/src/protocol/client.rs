@@ -114,8 +114,10 @@ impl ClientSession {
     ) -> Result<(), SessionError> {
         let mut state = std::mem::take(self.state(r, case)?);
         if nudge {
-            state.have_responded = false;
-            state.in_flight = false;
+            // Start this case's exchange afresh, as on a reconnect: keep what
+            // both sides are known to share, forget what is believed in
+            // flight (it may have been lost with a relay cache eviction).
+            state = State::decode(&state.encode()).unwrap_or_default();
         }
         let msg = r.generate(case, &mut state);
         self.states.insert(case, state);
@@ -167,8 +169,10 @@ impl ClientSession {
                     SessionError::Protocol(format!("malformed sync message for case {doc}: {e}"))
                 })?;
                 let relay_heads = msg.heads.clone();
+                let needed = msg.need.clone();
                 let mut state = std::mem::take(self.state(r, doc)?);
                 let received = r.receive(doc, &mut state, msg);
+                crate::protocol::forget_needed(&mut state, &needed);
                 self.states.insert(doc, state);
                 received?;
                 if let Some(wanted) = self.pending.get(&doc) {

@@ -12,3 +12,13 @@ mod frame;
 
 pub use client::{ClientSession, SessionError};
 pub use frame::{DecodeError, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+
+/// Lets Automerge resend changes the peer asks for even though it believes
+/// they were sent already. Automerge never resends a change it counts as
+/// sent in this session; if the peer lost it (a relay that dropped a cached
+/// document, say), both sides would otherwise ask and answer forever.
+pub(crate) fn forget_needed(state: &mut automerge::sync::State, need: &[automerge::ChangeHash]) {
+    for h in need {
+        state.sent_hashes.remove(h);
+    }
+}

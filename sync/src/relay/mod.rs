@@ -9,6 +9,7 @@
 //! include it) only after it is flushed to storage.
 
 mod keys;
+pub mod validate;
 
 use crate::access::{self, CaseMeta, Principal, Role};
 use crate::case::{schema, CaseKind, CaseView};
@@ -327,6 +328,7 @@ impl<S: Storage> Relay<S> {
             ),
         };
         let before = doc.get_heads();
+        let needed = msg.need.clone();
         if let Err(e) = doc.receive_sync_message(state, msg) {
             // The popped document may hold part of the message: drop it (the
             // next use reloads it from storage) and start the peer afresh.
@@ -335,14 +337,21 @@ impl<S: Storage> Relay<S> {
                 "sync message for case {case} could not be applied: {e}"
             )));
         }
+        crate::protocol::forget_needed(state, &needed);
         let changes = doc.get_changes(&before);
         let mut changed = None;
         if !changes.is_empty() {
-            if meta.is_none() {
-                if let Err(reason) = check_new_case(&doc, case) {
-                    *state = State::new();
-                    return Ok(Self::refuse(case, &reason));
-                }
+            let checked = match meta {
+                None => check_new_case(&doc, case),
+                Some(_) => Ok(()),
+            }
+            .and_then(|()| validate::check_upload(&doc, &before, &s.principal));
+            if let Err(reason) = checked {
+                // Nothing is stored and the document is not cached, so the
+                // next use reloads what was stored before this message.
+                tracing::info!(case = %case, device = %s.principal.device, "refused an upload");
+                *state = State::new();
+                return Ok(Self::refuse(case, &reason));
             }
             let p = s.principal.clone();
             let kind = meta.as_ref().map(|m| m.kind.clone());

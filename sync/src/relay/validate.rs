@@ -1,0 +1,121 @@
+//! What the relay checks in every change a device uploads, before anything
+//! is stored. A modified client can write any bytes into a document; these
+//! checks make sure that what it writes is something its authenticated role
+//! may do, signed with its own identity. A change that fails is refused
+//! whole: nothing of it is stored or forwarded.
+
+use crate::access::{Principal, Role};
+use crate::case::read;
+use crate::case::schema::root;
+use crate::case::CaseKind;
+use crate::workflow::{history, roles, table};
+use automerge::{Automerge, ChangeHash, ObjId, ReadDoc, ROOT};
+use std::collections::BTreeSet;
+
+/// Maps whose entries are appended by users and carry author/role/device.
+const LOGS: &[&str] = &[
+    root::TIMELINE,
+    root::CONTACTS,
+    history::TRANSITIONS,
+    history::RESOLUTIONS,
+];
+
+/// Root fields fixed when the case is opened.
+const FIXED: &[&str] = &[
+    root::ID,
+    root::KIND,
+    root::STORE_ID,
+    root::CREATED_BY,
+    root::DEVICE_ID,
+    root::CREATED_AT,
+    root::CASE_NO,
+];
+
+fn new_entries(doc: &Automerge, before: &[ChangeHash], key: &str) -> Vec<(String, ObjId)> {
+    let Some(map) = read::map(doc, &ROOT, key) else {
+        return Vec::new();
+    };
+    let old: BTreeSet<String> = if before.is_empty() {
+        BTreeSet::new()
+    } else {
+        doc.keys_at(&map, before).collect()
+    };
+    read::entries(doc, &ROOT, key)
+        .into_iter()
+        .filter(|(k, _)| !old.contains(k))
+        .collect()
+}
+
+fn scalar_at(doc: &Automerge, heads: Option<&[ChangeHash]>, key: &str) -> Option<String> {
+    let value = match heads {
+        Some(h) => doc.get_at(ROOT, key, h),
+        None => doc.get(ROOT, key),
+    };
+    match value.ok()?? {
+        (automerge::Value::Scalar(s), _) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// Checks the changes between `before` and the current state of `doc`,
+/// uploaded by `p`. Returns a reason fit to show the person on refusal.
+pub fn check_upload(doc: &Automerge, before: &[ChangeHash], p: &Principal) -> Result<(), String> {
+    let kind: CaseKind = read::string(doc, &ROOT, root::KIND)
+        .and_then(|k| k.parse().ok())
+        .ok_or("the case has no valid kind")?;
+    if !before.is_empty() {
+        for key in FIXED {
+            if scalar_at(doc, Some(before), key) != scalar_at(doc, None, key) {
+                return Err(format!("{key} of a case cannot be changed"));
+            }
+        }
+    }
+    for log in LOGS {
+        for (id, e) in new_entries(doc, before, log) {
+            let author = read::string(doc, &e, "author").unwrap_or_default();
+            let role = read::string(doc, &e, "role").unwrap_or_default();
+            let device = read::string(doc, &e, "device").unwrap_or_default();
+            if author != p.user.as_str() || role != p.role.as_str() || device != p.device.as_str() {
+                return Err(format!(
+                    "entry {id} claims to be by {author} ({role}) on {device}, but this connection is {} ({}) on {}",
+                    p.user, p.role, p.device
+                ));
+            }
+            if *log == history::TRANSITIONS {
+                check_transition(doc, kind, &e, p.role)?;
+            }
+            if *log == history::RESOLUTIONS && !history::may_resolve(p.role) {
+                return Err("only a supervisor or head office can resolve a conflict".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_transition(doc: &Automerge, kind: CaseKind, e: &ObjId, role: Role) -> Result<(), String> {
+    let from = read::string(doc, e, "from").unwrap_or_default();
+    let to = read::string(doc, e, "to").unwrap_or_default();
+    let prev = read::string(doc, e, "prev").unwrap_or_default();
+    if !table::is_allowed(kind, &from, &to) {
+        return Err(format!("a {kind} cannot move from {from} to {to}"));
+    }
+    roles::may_move(role, kind, &from, &to)?;
+    // The move must continue from where its predecessor left the case.
+    let expected_from = if prev.is_empty() {
+        kind.initial_status().to_string()
+    } else {
+        let prev_obj = read::map(
+            doc,
+            &read::map(doc, &ROOT, history::TRANSITIONS).ok_or("no moves")?,
+            &prev,
+        )
+        .ok_or_else(|| format!("move follows an unknown move {prev}"))?;
+        read::string(doc, &prev_obj, "to").unwrap_or_default()
+    };
+    if expected_from != from {
+        return Err(format!(
+            "move from {from} does not follow the case's state {expected_from}"
+        ));
+    }
+    Ok(())
+}

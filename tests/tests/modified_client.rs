@@ -1,0 +1,228 @@
+//! A modified client writes whatever it likes into a case document; the relay
+//! must refuse what the connection's role may not do, with nothing applied.
+
+use aftercase_sync::access::{Principal, Role};
+use aftercase_sync::protocol::Frame;
+use aftercase_sync::{CaseId, Millis};
+use aftercase_tests::World;
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ObjType, ReadDoc, ScalarValue, ROOT};
+
+fn principal(role: Role, user: &str, device: &str) -> Principal {
+    Principal {
+        user: user.parse().unwrap(),
+        role,
+        store: "S1".parse().unwrap(),
+        device: device.parse().unwrap(),
+    }
+}
+
+/// Runs automerge sync of `doc` against the relay on a raw session; returns
+/// every frame the relay sent.
+fn push(w: &mut World, p: Principal, case: CaseId, doc: &mut Automerge) -> Vec<Frame> {
+    let mut s = w.relay.session(p);
+    let mut all = w
+        .relay
+        .handle(&mut s, Frame::Hello { cursor: 0 }, Millis(1))
+        .unwrap()
+        .frames;
+    let mut st = State::new();
+    for _ in 0..10 {
+        let Some(m) = doc.generate_sync_message(&mut st) else {
+            break;
+        };
+        let out = w
+            .relay
+            .handle(
+                &mut s,
+                Frame::Sync {
+                    doc: case,
+                    message: m.encode(),
+                },
+                Millis(2),
+            )
+            .unwrap();
+        let mut replied = false;
+        for f in &out.frames {
+            if let Frame::Sync { message, .. } = f {
+                doc.receive_sync_message(&mut st, Message::decode(message).unwrap())
+                    .unwrap();
+                replied = true;
+            }
+        }
+        all.extend(out.frames);
+        if !replied {
+            break;
+        }
+    }
+    all
+}
+
+/// A named forgery applied to a copy of the case document.
+type Forgery<'a> = (&'a str, Box<dyn Fn(&mut Automerge) + 'a>);
+
+fn forge_entry(doc: &mut Automerge, map: &str, id: &str, fields: &[(&str, &str)]) {
+    let mut tx = doc.transaction();
+    let m = match tx.get(ROOT, map).unwrap() {
+        Some((_, m)) => m,
+        None => tx.put_object(ROOT, map, ObjType::Map).unwrap(),
+    };
+    let e = tx.put_object(&m, id, ObjType::Map).unwrap();
+    for (k, v) in fields {
+        tx.put(&e, *k, *v).unwrap();
+    }
+    tx.put(&e, "at", ScalarValue::Timestamp(5)).unwrap();
+    tx.commit();
+}
+
+#[test]
+fn forged_moves_and_identities_are_refused_with_nothing_applied() {
+    let mut w = World::new(11, 8);
+    let a = w.add_device("tab-a", Role::Staff, "S1");
+    let case = w.create_case(a);
+    w.heal_and_check().unwrap();
+    let kind = w.relay_view(case).unwrap().kind.unwrap();
+    let initial = w.relay_view(case).unwrap().status.unwrap();
+    let staff = || principal(Role::Staff, "user-tab-a", "tab-a");
+    let base = Automerge::load(&w.relay.doc_bytes(case).unwrap().unwrap()).unwrap();
+    let move_to = aftercase_sync::workflow::table::allowed_from(kind.parse().unwrap(), &initial)[0];
+
+    let attempts: Vec<Forgery> = vec![
+        (
+            "staff cancels",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "transitions",
+                    "f1",
+                    &[
+                        ("from", initial.as_str()),
+                        ("to", "cancelled"),
+                        ("prev", ""),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                )
+            }),
+        ),
+        (
+            "claims to be a supervisor",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "transitions",
+                    "f2",
+                    &[
+                        ("from", initial.as_str()),
+                        ("to", "cancelled"),
+                        ("prev", ""),
+                        ("author", "boss"),
+                        ("role", "supervisor"),
+                        ("device", "tab-a"),
+                    ],
+                )
+            }),
+        ),
+        (
+            "skips the flow",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "transitions",
+                    "f3",
+                    &[
+                        ("from", "closed"),
+                        ("to", "closed"),
+                        ("prev", ""),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                )
+            }),
+        ),
+        (
+            "staff resolves",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "resolutions",
+                    "f4",
+                    &[
+                        ("conflict", "start"),
+                        ("choose", move_to),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                )
+            }),
+        ),
+        (
+            "moves the case to another store",
+            Box::new(|d: &mut Automerge| {
+                let mut tx = d.transaction();
+                tx.put(ROOT, "store_id", "S2").unwrap();
+                tx.commit();
+            }),
+        ),
+        (
+            "writes a note as someone else",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "timeline",
+                    "f5",
+                    &[
+                        ("type", "note"),
+                        ("text", "approved by HQ"),
+                        ("author", "hq"),
+                        ("role", "head_office"),
+                        ("device", "hq-1"),
+                    ],
+                )
+            }),
+        ),
+    ];
+    for (what, forge) in attempts {
+        let seq = w.relay.seq();
+        let before = w.relay_view(case).unwrap();
+        let mut doc = base.fork().with_actor(ActorId::random());
+        forge(&mut doc);
+        let frames = push(&mut w, staff(), case, &mut doc);
+        assert!(
+            frames.iter().any(|f| matches!(f, Frame::Refused { .. })),
+            "{what}: not refused: {frames:?}"
+        );
+        assert_eq!(w.relay.seq(), seq, "{what}: something was stored");
+        assert_eq!(w.relay_view(case).unwrap(), before, "{what}: case changed");
+    }
+
+    // The same kind of edit made honestly is accepted.
+    let mut doc = base.fork().with_actor(ActorId::random());
+    forge_entry(
+        &mut doc,
+        "timeline",
+        "ok1",
+        &[
+            ("type", "note"),
+            ("text", "honest note"),
+            ("author", "user-tab-a"),
+            ("role", "staff"),
+            ("device", "tab-a"),
+        ],
+    );
+    let frames = push(&mut w, staff(), case, &mut doc);
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Refused { .. })),
+        "{frames:?}"
+    );
+    let v = w.relay_view(case).unwrap();
+    assert!(v
+        .timeline
+        .iter()
+        .any(|e| e.text.as_deref() == Some("honest note")));
+    let _ = doc.get_heads();
+}
