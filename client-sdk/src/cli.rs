@@ -1,6 +1,7 @@
 //! The `aftercase` command line for store staff, technicians and scripts.
 
 use crate::{Device, LiveEvent, SyncError};
+use aftercase_sync::case::offer::Decision;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
 use aftercase_sync::CaseId;
 use clap::{Parser, Subcommand};
@@ -130,6 +131,50 @@ enum CaseCommand {
         #[arg(long)]
         choose: String,
     },
+    /// Offer the customer compensation; prints the offer id on the last line.
+    /// Above your limit the offer stays `proposed` until a supervisor or
+    /// head office approves it.
+    Offer {
+        /// Case id.
+        id: CaseId,
+        /// virtual (coupon, points) or cash (refund, red packet, gift).
+        #[arg(long)]
+        tier: String,
+        /// Amount in yuan, e.g. 100 or 49.90.
+        #[arg(long)]
+        amount: String,
+        /// What the offer is for.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Approve a proposed offer (within your limit).
+    Approve {
+        /// Case id.
+        id: CaseId,
+        /// Offer id.
+        offer_id: String,
+    },
+    /// Reject a proposed offer (within your limit).
+    RejectOffer {
+        /// Case id.
+        id: CaseId,
+        /// Offer id.
+        offer_id: String,
+    },
+    /// The customer turned the offer down.
+    DeclineOffer {
+        /// Case id.
+        id: CaseId,
+        /// Offer id.
+        offer_id: String,
+    },
+    /// The customer took the offer.
+    AcceptOffer {
+        /// Case id.
+        id: CaseId,
+        /// Offer id.
+        offer_id: String,
+    },
     /// List the cases on this device.
     List {
         /// Print JSON.
@@ -204,6 +249,12 @@ fn print_case(v: &CaseView) {
     );
     if !v.description.is_empty() {
         println!("problem  {}", v.description);
+    }
+    for o in &v.offers {
+        println!(
+            "offer    {}  {} ¥{}  {}  (by {})",
+            o.id, o.tier, o.amount, o.status, o.proposed_by
+        );
     }
     println!("log:");
     for e in &v.timeline {
@@ -283,6 +334,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } => {
                     device.resolve(id, &conflict_id, &choose)?;
                     eprintln!("conflict {conflict_id} resolved: {choose}");
+                }
+                CaseCommand::Offer {
+                    id,
+                    tier,
+                    amount,
+                    note,
+                } => {
+                    let offer = device.offer(id, &tier, &amount, note.as_deref())?;
+                    let status = device
+                        .case(id)?
+                        .and_then(|v| v.offers.into_iter().find(|o| o.id == offer))
+                        .map(|o| o.status)
+                        .unwrap_or_default();
+                    eprintln!("offer saved: {status}");
+                    println!("{offer}");
+                }
+                CaseCommand::Approve { id, offer_id } => {
+                    device.decide(id, &offer_id, Decision::Approve)?;
+                    eprintln!("offer approved");
+                }
+                CaseCommand::RejectOffer { id, offer_id } => {
+                    device.decide(id, &offer_id, Decision::Reject)?;
+                    eprintln!("offer rejected");
+                }
+                CaseCommand::DeclineOffer { id, offer_id } => {
+                    device.decide(id, &offer_id, Decision::Decline)?;
+                    eprintln!("offer declined by the customer");
+                }
+                CaseCommand::AcceptOffer { id, offer_id } => {
+                    device.decide(id, &offer_id, Decision::Accept)?;
+                    eprintln!("offer accepted by the customer");
                 }
                 CaseCommand::List { json } => {
                     let cases = device.cases()?;

@@ -174,6 +174,33 @@ impl Device {
         self.edited(r)
     }
 
+    /// Offers compensation (`amount` in yuan, e.g. "100" or "49.90"); returns
+    /// the offer id. Above the person's limit the offer waits for approval.
+    pub fn offer(
+        &self,
+        case: CaseId,
+        tier: &str,
+        amount: &str,
+        note: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let tier: aftercase_sync::money::Tier = tier.parse().map_err(ClientError::Config)?;
+        let fen = aftercase_sync::money::parse_yuan(amount)
+            .map_err(|e| ClientError::Config(format!("amount: {e}")))?;
+        let r = self.replica().offer(case, entropy(), tier, fen, note);
+        self.edited(r)
+    }
+
+    /// Approves, rejects, or records the customer's answer to an offer.
+    pub fn decide(
+        &self,
+        case: CaseId,
+        offer_id: &str,
+        decision: aftercase_sync::case::offer::Decision,
+    ) -> Result<(), ClientError> {
+        let r = self.replica().decide(case, entropy(), offer_id, decision);
+        self.edited(r)
+    }
+
     /// One case.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
         Ok(self.replica().case(case)?)

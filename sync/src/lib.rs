@@ -15,6 +15,8 @@ pub mod case;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod money;
+pub mod policy;
 pub mod protocol;
 pub mod relay;
 pub mod replica;

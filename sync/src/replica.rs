@@ -74,6 +74,7 @@ pub struct LocalStatus {
 /// index entry are applied in one batch and flushed: "saved" means durable.
 pub struct Replica<S: Storage> {
     storage: S,
+    policy: crate::policy::Policy,
     identity: DeviceIdentity,
     actor: ActorId,
     docs: HashMap<CaseId, Automerge>,
@@ -93,6 +94,7 @@ impl<S: Storage> Replica<S> {
     pub fn open(storage: S, identity: DeviceIdentity, actor: [u8; 16]) -> Self {
         Replica {
             storage,
+            policy: crate::policy::Policy::default(),
             identity,
             actor: ActorId::from(&actor[..]),
             docs: HashMap::new(),
@@ -251,6 +253,43 @@ impl<S: Storage> Replica<S> {
     ) -> Result<(), ReplicaError> {
         self.edit(case, e, |d, c| {
             crate::case::transition::resolve(d, case, c, conflict, choose)
+        })
+    }
+
+    /// The policy this device decides under.
+    pub fn policy(&self) -> &crate::policy::Policy {
+        &self.policy
+    }
+
+    /// Offers compensation; returns the offer id.
+    pub fn offer(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        tier: crate::money::Tier,
+        amount_fen: i64,
+        note: Option<&str>,
+    ) -> Result<String, ReplicaError> {
+        let policy = self.policy.clone();
+        let mut out = String::new();
+        self.edit(case, e, |d, c| {
+            out = crate::case::offer::offer(d, case, c, &policy, tier, amount_fen, note)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Approves, rejects or records the customer's answer to an offer.
+    pub fn decide(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        offer_id: &str,
+        decision: crate::case::offer::Decision,
+    ) -> Result<(), ReplicaError> {
+        let policy = self.policy.clone();
+        self.edit(case, e, |d, c| {
+            crate::case::offer::decide(d, case, c, &policy, offer_id, decision)
         })
     }
 

@@ -463,3 +463,70 @@ fn offline_fork_becomes_one_conflict_everywhere_until_a_supervisor_resolves_it()
         "{err}"
     );
 }
+
+#[test]
+fn cash_above_the_staff_limit_waits_for_a_supervisor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let a = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let sup = Cli::init(
+        &tmp.path().join("s"),
+        &relay.url,
+        &relay.token("sam", "supervisor", "S1", "tab-s"),
+    );
+    let hq = relay.token("hq", "head_office", "HQ", "hq-1");
+    let id = a.new_case("damage_claim");
+    let out = a.run(&[
+        "case",
+        "offer",
+        &id,
+        "--tier",
+        "cash",
+        "--amount",
+        "100",
+        "--note",
+        "scratched door",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proposed"));
+    let offer = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let err = a.fails(&["case", "approve", &id, &offer]);
+    assert!(
+        err.contains("above what a staff may approve: ask a supervisor"),
+        "{err}"
+    );
+    let err = a.fails(&["case", "offer", &id, "--tier", "cash", "--amount", "12.345"]);
+    assert!(err.contains("amount"), "{err}");
+    a.ok(&["sync"]);
+    sup.ok(&["sync"]);
+    let o = &sup.show(&id)["offers"][0];
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["amount"].as_str(),
+            o["tier"].as_str()
+        ),
+        (Some("proposed"), Some("100.00"), Some("cash"))
+    );
+    sup.ok(&["case", "approve", &id, &offer]);
+    sup.ok(&["sync"]);
+    a.ok(&["sync"]);
+    let v = a.show(&id);
+    assert_eq!(v["offers"][0]["status"], "approved");
+    assert_eq!(v["offers"][0]["decided_by"], "sam");
+    assert_eq!(v["policy_version"], 1);
+    let (_, vr) = relay.get_json(&format!("/v1/cases/{id}"), &hq);
+    assert_eq!(vr["offers"][0]["status"], "approved");
+    a.ok(&["case", "accept-offer", &id, &offer]);
+    a.ok(&["sync"]);
+    assert_eq!(a.show(&id)["offers"][0]["status"], "accepted");
+}

@@ -76,6 +76,22 @@ fn forge_entry(doc: &mut Automerge, map: &str, id: &str, fields: &[(&str, &str)]
     tx.commit();
 }
 
+fn set_int(doc: &mut Automerge, map: &str, id: &str, key: &str, v: i64) {
+    let mut tx = doc.transaction();
+    let (_, m) = tx.get(ROOT, map).unwrap().unwrap();
+    let (_, e) = tx.get(&m, id).unwrap().unwrap();
+    tx.put(&e, key, v).unwrap();
+    tx.commit();
+}
+
+fn set_bool(doc: &mut Automerge, map: &str, id: &str, key: &str, v: bool) {
+    let mut tx = doc.transaction();
+    let (_, m) = tx.get(ROOT, map).unwrap().unwrap();
+    let (_, e) = tx.get(&m, id).unwrap().unwrap();
+    tx.put(&e, key, v).unwrap();
+    tx.commit();
+}
+
 #[test]
 fn forged_moves_and_identities_are_refused_with_nothing_applied() {
     let mut w = World::new(11, 8);
@@ -166,6 +182,54 @@ fn forged_moves_and_identities_are_refused_with_nothing_applied() {
                 let mut tx = d.transaction();
                 tx.put(ROOT, "store_id", "S2").unwrap();
                 tx.commit();
+            }),
+        ),
+        (
+            "staff approves a ¥100 cash offer",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "offers",
+                    "o1",
+                    &[
+                        ("tier", "cash"),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                );
+                set_int(d, "offers", "o1", "amount_fen", 10_000);
+                set_bool(d, "offers", "o1", "needs_approval", true);
+                forge_entry(
+                    d,
+                    "offer_decisions",
+                    "dec1",
+                    &[
+                        ("offer", "o1"),
+                        ("decision", "approve"),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                );
+            }),
+        ),
+        (
+            "staff marks ¥100 cash as needing no approval",
+            Box::new(|d: &mut Automerge| {
+                forge_entry(
+                    d,
+                    "offers",
+                    "o2",
+                    &[
+                        ("tier", "cash"),
+                        ("author", "user-tab-a"),
+                        ("role", "staff"),
+                        ("device", "tab-a"),
+                    ],
+                );
+                set_int(d, "offers", "o2", "amount_fen", 10_000);
+                set_bool(d, "offers", "o2", "needs_approval", false);
             }),
         ),
         (

@@ -209,6 +209,8 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
         // devices creating it concurrently later would hide one's entries.
         tx.put_object(ROOT, crate::workflow::history::TRANSITIONS, ObjType::Map)?;
         tx.put_object(ROOT, crate::workflow::history::RESOLUTIONS, ObjType::Map)?;
+        tx.put_object(ROOT, crate::money::OFFERS, ObjType::Map)?;
+        tx.put_object(ROOT, crate::money::DECISIONS, ObjType::Map)?;
         let e = put_entry(tx, root::TIMELINE, ctx, "created")?;
         tx.put(&e, entry::TEXT, format!("{} case opened", new.kind))?;
         Ok(())

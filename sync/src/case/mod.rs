@@ -7,6 +7,7 @@
 
 pub mod edit;
 mod kind;
+pub mod offer;
 pub mod read;
 pub mod schema;
 pub mod transition;
@@ -14,4 +15,6 @@ pub mod view;
 
 pub use edit::{CaseField, ContactChannel, EditContext, EditError, NewCase};
 pub use kind::{CaseKind, UnknownKind};
-pub use view::{CaseView, ConflictView, ContactView, CustomerView, ItemView, TimelineEntry};
+pub use view::{
+    CaseView, ConflictView, ContactView, CustomerView, ItemView, OfferView, TimelineEntry,
+};

@@ -70,6 +70,27 @@ pub struct TimelineEntry {
     at_millis: i64,
 }
 
+/// A compensation offer as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// Offer id, for `case approve` and `case decline-offer`.
+    pub id: String,
+    /// virtual or cash.
+    pub tier: String,
+    /// Amount in yuan, exact, e.g. "100.00".
+    pub amount: String,
+    /// proposed, approved, rejected, accepted, declined or withdrawn.
+    pub status: String,
+    /// Who offered it.
+    pub proposed_by: String,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// Policy version the offer was judged under.
+    pub policy_version: i64,
+}
+
 /// A fork in the workflow as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictView {
@@ -122,6 +143,10 @@ pub struct CaseView {
     pub allowed_transitions: Vec<String>,
     /// Forks in the workflow: open ones block further moves until resolved.
     pub conflicts: Vec<ConflictView>,
+    /// Compensation offers with their status.
+    pub offers: Vec<OfferView>,
+    /// Highest policy version any decision on this case was made under.
+    pub policy_version: Option<i64>,
     /// The store that opened the case.
     pub store_id: Option<String>,
     /// Who opened it.
@@ -260,7 +285,23 @@ impl CaseView {
         let safety_risk = read::map(doc, &ROOT, root::FIELDS)
             .and_then(|f| read::boolean(doc, &f, "safety_risk"))
             .unwrap_or(false);
+        let offers: Vec<OfferView> = crate::money::offers(doc)
+            .into_iter()
+            .map(|o| OfferView {
+                amount: format!("{}.{:02}", o.amount_fen / 100, o.amount_fen % 100),
+                tier: o.tier.as_str().to_string(),
+                id: o.id,
+                status: o.status,
+                proposed_by: o.proposed_by,
+                decided_by: o.decided_by,
+                note: o.note,
+                policy_version: o.policy_version,
+            })
+            .collect();
+        let policy_version = offers.iter().map(|o| o.policy_version).max();
         CaseView {
+            offers,
+            policy_version,
             id: read::string(doc, &ROOT, root::ID).unwrap_or_else(|| id.to_string()),
             case_no: read::string(doc, &ROOT, root::CASE_NO),
             kind,

@@ -73,6 +73,7 @@ pub struct CaseFilter {
 /// The relay's stored state with a bounded cache of loaded documents.
 pub struct Relay<S: Storage> {
     storage: S,
+    policy: crate::policy::Policy,
     cache: lru::LruCache<CaseId, Automerge>,
     seq: u64,
 }
@@ -99,6 +100,7 @@ impl<S: Storage> Relay<S> {
             .unwrap_or(0);
         Ok(Relay {
             storage,
+            policy: crate::policy::Policy::default(),
             cache: lru::LruCache::new(cache_docs),
             seq,
         })
@@ -345,7 +347,7 @@ impl<S: Storage> Relay<S> {
                 None => check_new_case(&doc, case),
                 Some(_) => Ok(()),
             }
-            .and_then(|()| validate::check_upload(&doc, &before, &s.principal));
+            .and_then(|()| validate::check_upload(&doc, &before, &s.principal, &self.policy));
             if let Err(reason) = checked {
                 // Nothing is stored and the document is not cached, so the
                 // next use reloads what was stored before this message.

@@ -8,6 +8,8 @@ use crate::access::{Principal, Role};
 use crate::case::read;
 use crate::case::schema::root;
 use crate::case::CaseKind;
+use crate::money::{self, Tier};
+use crate::policy::Policy;
 use crate::workflow::{history, roles, table};
 use automerge::{Automerge, ChangeHash, ObjId, ReadDoc, ROOT};
 use std::collections::BTreeSet;
@@ -18,6 +20,8 @@ const LOGS: &[&str] = &[
     root::CONTACTS,
     history::TRANSITIONS,
     history::RESOLUTIONS,
+    money::OFFERS,
+    money::DECISIONS,
 ];
 
 /// Root fields fixed when the case is opened.
@@ -59,7 +63,12 @@ fn scalar_at(doc: &Automerge, heads: Option<&[ChangeHash]>, key: &str) -> Option
 
 /// Checks the changes between `before` and the current state of `doc`,
 /// uploaded by `p`. Returns a reason fit to show the person on refusal.
-pub fn check_upload(doc: &Automerge, before: &[ChangeHash], p: &Principal) -> Result<(), String> {
+pub fn check_upload(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    p: &Principal,
+    policy: &Policy,
+) -> Result<(), String> {
     let kind: CaseKind = read::string(doc, &ROOT, root::KIND)
         .and_then(|k| k.parse().ok())
         .ok_or("the case has no valid kind")?;
@@ -86,6 +95,12 @@ pub fn check_upload(doc: &Automerge, before: &[ChangeHash], p: &Principal) -> Re
             }
             if *log == history::RESOLUTIONS && !history::may_resolve(p.role) {
                 return Err("only a supervisor or head office can resolve a conflict".into());
+            }
+            if *log == money::OFFERS {
+                check_offer(doc, &e, p.role, policy)?;
+            }
+            if *log == money::DECISIONS {
+                check_decision(doc, &e, p.role, policy)?;
             }
         }
     }
@@ -118,4 +133,47 @@ fn check_transition(doc: &Automerge, kind: CaseKind, e: &ObjId, role: Role) -> R
         ));
     }
     Ok(())
+}
+
+fn offer_terms(doc: &Automerge, e: &ObjId) -> Result<(Tier, i64), String> {
+    let tier: Tier = read::string(doc, e, "tier")
+        .ok_or("offer without a tier")?
+        .parse()?;
+    let amount = read::int(doc, e, "amount_fen")
+        .filter(|a| *a > 0)
+        .ok_or("offer without a positive amount")?;
+    Ok((tier, amount))
+}
+
+fn check_offer(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), String> {
+    money::may_offer(role)?;
+    let (tier, amount) = offer_terms(doc, e)?;
+    let needs = read::boolean(doc, e, "needs_approval").unwrap_or(true);
+    if !needs && !money::covers(policy, role, tier, amount) {
+        return Err(format!(
+            "{} of {tier} compensation is above what a {role} may grant without approval",
+            money::yuan(amount)
+        ));
+    }
+    Ok(())
+}
+
+fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), String> {
+    let decision = read::string(doc, e, "decision").unwrap_or_default();
+    let offer_id = read::string(doc, e, "offer").unwrap_or_default();
+    let offer = read::entries(doc, &ROOT, money::OFFERS)
+        .into_iter()
+        .find(|(id, _)| *id == offer_id)
+        .map(|(_, o)| o)
+        .ok_or_else(|| format!("decision on an unknown offer {offer_id}"))?;
+    let (tier, amount) = offer_terms(doc, &offer)?;
+    match decision.as_str() {
+        "approve" | "reject" if money::covers(policy, role, tier, amount) => Ok(()),
+        "approve" | "reject" => Err(format!(
+            "{} of {tier} compensation is above what a {role} may approve",
+            money::yuan(amount)
+        )),
+        "decline" | "accept" | "withdraw" => Ok(()),
+        other => Err(format!("unknown decision {other:?}")),
+    }
 }

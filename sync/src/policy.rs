@@ -1,0 +1,205 @@
+//! Policy as versioned data: limits, windows and service targets that head
+//! office may change (domain.md §3-§6). The defaults are the handbook's
+//! figures where it gives one and product decisions where it does not.
+//! Every decision that used a policy records its version.
+
+use serde::{Deserialize, Serialize};
+
+/// The policy in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Increases with every published change.
+    pub version: u32,
+    /// Staff may grant virtual compensation (coupons, points) up to this, in fen.
+    pub staff_virtual_limit_fen: i64,
+    /// Staff may grant cash compensation up to this, in fen (0: never).
+    pub staff_cash_limit_fen: i64,
+    /// A supervisor may approve up to this, in fen; above it, head office.
+    pub supervisor_limit_fen: i64,
+    /// A return request must be reviewed within this many hours.
+    pub return_review_hours: i64,
+    /// Refund due within this many days of receiving the returned goods.
+    pub refund_days: i64,
+    /// While waiting on another department, the customer hears from us at
+    /// least this often (hours).
+    pub customer_update_hours: i64,
+    /// First response to a complaint (hours).
+    pub first_response_hours: i64,
+    /// Reply to a complaint (hours).
+    pub complaint_reply_hours: i64,
+    /// Unresolved for this many days: suggest escalation.
+    pub escalate_after_days: i64,
+    /// Follow-up survey within this many days of acceptance or closing.
+    pub survey_within_days: i64,
+    /// Outbound calls allowed from this local hour...
+    pub call_window_start_hour: u32,
+    /// ...until this local hour.
+    pub call_window_end_hour: u32,
+    /// At most this many calls per customer per local day.
+    pub max_calls_per_day: u32,
+    /// Local time offset from UTC in minutes (China: 480).
+    pub utc_offset_minutes: i32,
+    /// 三包: days after sale in which a performance fault gives a return.
+    pub sanbao_return_days: i64,
+    /// 三包: days after sale in which a performance fault gives an exchange.
+    pub sanbao_exchange_days: i64,
+    /// 三包: still faulty after this many repairs in warranty gives exchange or return.
+    pub sanbao_max_repairs: u32,
+    /// Days of the 7-day no-reason return.
+    pub no_reason_days: i64,
+    /// When the no-reason window starts for in-store sales: "purchase"
+    /// (handbook: from purchase, inclusive) or "day_after_receipt".
+    pub no_reason_start: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            version: 1,
+            staff_virtual_limit_fen: 5_000,
+            staff_cash_limit_fen: 0,
+            supervisor_limit_fen: 50_000,
+            return_review_hours: 24,
+            refund_days: 7,
+            customer_update_hours: 24,
+            first_response_hours: 2,
+            complaint_reply_hours: 48,
+            escalate_after_days: 15,
+            survey_within_days: 3,
+            call_window_start_hour: 10,
+            call_window_end_hour: 18,
+            max_calls_per_day: 3,
+            utc_offset_minutes: 480,
+            sanbao_return_days: 7,
+            sanbao_exchange_days: 15,
+            sanbao_max_repairs: 2,
+            no_reason_days: 7,
+            no_reason_start: "purchase".into(),
+        }
+    }
+}
+
+/// A policy value that is not acceptable; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy field {field}: {problem}")]
+pub struct PolicyError {
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(field: &str, problem: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Policy {
+    /// Parses and checks a policy published as JSON. Unknown or missing
+    /// fields and out-of-range values are refused with the field's name.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        let p: Policy = serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg.split('`').nth(1).unwrap_or("(document)").to_string();
+            bad(&field, msg)
+        })?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let non_negative = [
+            ("staff_virtual_limit_fen", self.staff_virtual_limit_fen),
+            ("staff_cash_limit_fen", self.staff_cash_limit_fen),
+            ("supervisor_limit_fen", self.supervisor_limit_fen),
+        ];
+        for (f, v) in non_negative {
+            if v < 0 {
+                return Err(bad(f, "must not be negative"));
+            }
+        }
+        if self.supervisor_limit_fen < self.staff_virtual_limit_fen.max(self.staff_cash_limit_fen) {
+            return Err(bad(
+                "supervisor_limit_fen",
+                "must be at least the staff limits",
+            ));
+        }
+        let positive = [
+            ("return_review_hours", self.return_review_hours),
+            ("refund_days", self.refund_days),
+            ("customer_update_hours", self.customer_update_hours),
+            ("first_response_hours", self.first_response_hours),
+            ("complaint_reply_hours", self.complaint_reply_hours),
+            ("escalate_after_days", self.escalate_after_days),
+            ("survey_within_days", self.survey_within_days),
+            ("sanbao_return_days", self.sanbao_return_days),
+            ("sanbao_exchange_days", self.sanbao_exchange_days),
+            ("no_reason_days", self.no_reason_days),
+        ];
+        for (f, v) in positive {
+            if v <= 0 {
+                return Err(bad(f, "must be at least 1"));
+            }
+        }
+        if self.version == 0 {
+            return Err(bad("version", "must be at least 1"));
+        }
+        if self.call_window_start_hour >= self.call_window_end_hour
+            || self.call_window_end_hour > 24
+        {
+            return Err(bad(
+                "call_window_end_hour",
+                "must be after call_window_start_hour and at most 24",
+            ));
+        }
+        if self.max_calls_per_day == 0 {
+            return Err(bad("max_calls_per_day", "must be at least 1"));
+        }
+        if self.sanbao_exchange_days < self.sanbao_return_days {
+            return Err(bad(
+                "sanbao_exchange_days",
+                "must be at least sanbao_return_days",
+            ));
+        }
+        if !(-720..=840).contains(&self.utc_offset_minutes) {
+            return Err(bad("utc_offset_minutes", "must be between -720 and 840"));
+        }
+        if !matches!(
+            self.no_reason_start.as_str(),
+            "purchase" | "day_after_receipt"
+        ) {
+            return Err(bad(
+                "no_reason_start",
+                "must be purchase or day_after_receipt",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_the_field() {
+        Policy::default().check().unwrap();
+        let p = Policy {
+            max_calls_per_day: 0,
+            ..Policy::default()
+        };
+        assert_eq!(p.check().unwrap_err().field, "max_calls_per_day");
+        let json = serde_json::to_string(&Policy::default()).unwrap();
+        let broken = json.replace("\"refund_days\":7", "\"refund_days\":-1");
+        assert_eq!(Policy::from_json(&broken).unwrap_err().field, "refund_days");
+        let typo = json.replace("\"refund_days\"", "\"refund_dayz\"");
+        let e = Policy::from_json(&typo).unwrap_err();
+        assert!(e.to_string().contains("refund_dayz"), "{e}");
+        let wrong_type = json.replace("\"refund_days\":7", "\"refund_days\":\"seven\"");
+        assert!(Policy::from_json(&wrong_type).is_err());
+    }
+}
