@@ -58,7 +58,8 @@ fn status(doc: &Automerge, offer: &str) -> String {
 fn limits_decide_who_approves() {
     let p = Policy::default();
     // (proposer, tier, yuan, approver, expected status after proposal, approval allowed)
-    let table: &[(Role, Tier, &str, Option<Role>, &str, bool)] = &[
+    type Row = (Role, Tier, &'static str, Option<Role>, &'static str, bool);
+    let table: &[Row] = &[
         (Role::Staff, Tier::Virtual, "50", None, "approved", false),
         (
             Role::Staff,
