@@ -201,14 +201,23 @@ impl Device {
         self.edited(r)
     }
 
-    /// One case.
+    /// One case, with its timers evaluated against the device clock.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
-        Ok(self.replica().case(case)?)
+        let mut v = self.replica().case(case)?;
+        if let Some(v) = v.as_mut() {
+            v.evaluate_timers(now());
+        }
+        Ok(v)
     }
 
-    /// Every case on the device, oldest first.
+    /// Every case on the device, oldest first, timers evaluated now.
     pub fn cases(&self) -> Result<Vec<CaseView>, ClientError> {
-        Ok(self.replica().cases()?)
+        let mut all = self.replica().cases()?;
+        let t = now();
+        for v in &mut all {
+            v.evaluate_timers(t);
+        }
+        Ok(all)
     }
 
     /// Pending changes and last successful sync.

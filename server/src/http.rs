@@ -103,9 +103,10 @@ pub async fn get_case(
     let id = case_id(&path)?;
     authorized(&state, &p, id)?;
     let mut relay = state.relay();
-    let view = relay
+    let mut view = relay
         .case_view(id)?
         .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
+    view.evaluate_timers(crate::state::now_millis());
     let audit: Vec<_> = relay
         .audit(id)?
         .into_iter()

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod protocol;
 pub mod relay;
 pub mod replica;
+pub mod rules;
 pub mod storage;
 pub mod workflow;
 

@@ -295,9 +295,10 @@ impl<S: Storage> Replica<S> {
 
     /// One case as plain data.
     pub fn case(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        let policy = self.policy.clone();
         Ok(self
             .doc_mut(case)?
-            .map(|d| CaseView::from_doc(&*d, &case.to_string())))
+            .map(|d| CaseView::from_doc_with(&*d, &case.to_string(), &policy)))
     }
 
     /// The ids of every case on this device.

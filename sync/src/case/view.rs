@@ -70,6 +70,22 @@ pub struct TimelineEntry {
     at_millis: i64,
 }
 
+/// A deadline as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerView {
+    /// return_review, refund, first_response, complaint_reply,
+    /// suggest_escalation, customer_update or follow_up_survey.
+    pub name: String,
+    /// When it falls due, RFC 3339.
+    pub due: String,
+    /// Whether it has been met.
+    pub done: bool,
+    /// Met late, or open past due when the view was evaluated.
+    pub breached: bool,
+    #[serde(skip)]
+    due_ms: i64,
+}
+
 /// A compensation offer as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferView {
@@ -145,6 +161,8 @@ pub struct CaseView {
     pub conflicts: Vec<ConflictView>,
     /// Compensation offers with their status.
     pub offers: Vec<OfferView>,
+    /// Deadlines: due time and whether they were (or are now) missed.
+    pub timers: Vec<TimerView>,
     /// Highest policy version any decision on this case was made under.
     pub policy_version: Option<i64>,
     /// The store that opened the case.
@@ -193,8 +211,28 @@ fn fields_str<D: ReadDoc>(doc: &D, key: &str) -> Option<String> {
 }
 
 impl CaseView {
-    /// Reads a case document. `id` is used when the document does not carry one.
+    /// Reads a case document under the default policy. `id` is used when
+    /// the document does not carry one. Open timers are not evaluated
+    /// against a clock: call [`CaseView::evaluate_timers`].
     pub fn from_doc<D: ReadDoc>(doc: &D, id: &str) -> CaseView {
+        CaseView::from_doc_with(doc, id, &crate::policy::Policy::default())
+    }
+
+    /// Marks open timers that are past due at `now`.
+    pub fn evaluate_timers(&mut self, now: Millis) {
+        for t in &mut self.timers {
+            if !t.done && now.0 > t.due_ms {
+                t.breached = true;
+            }
+        }
+    }
+
+    /// Reads a case document under `policy`.
+    pub fn from_doc_with<D: ReadDoc>(
+        doc: &D,
+        id: &str,
+        policy: &crate::policy::Policy,
+    ) -> CaseView {
         let customer = read::map(doc, &ROOT, root::CUSTOMER)
             .map(|c| CustomerView {
                 name: read::string(doc, &c, "name"),
@@ -252,6 +290,19 @@ impl CaseView {
             .and_then(|k| k.parse::<super::CaseKind>().ok())
             .map(|k| (k, crate::workflow::derive(doc, k)));
         let status = workflow.as_ref().map(|(_, w)| w.status.clone());
+        let timers = workflow
+            .as_ref()
+            .map(|(k, w)| crate::rules::timers::timers(doc, *k, w, policy))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| TimerView {
+                name: t.name,
+                due: Millis(t.due).to_rfc3339(),
+                done: t.done.is_some(),
+                breached: t.breached,
+                due_ms: t.due,
+            })
+            .collect();
         let allowed_transitions = match &workflow {
             Some((k, w)) if w.open_conflict().is_none() => {
                 crate::workflow::table::allowed_from(*k, &w.status)
@@ -300,6 +351,7 @@ impl CaseView {
             .collect();
         let policy_version = offers.iter().map(|o| o.policy_version).max();
         CaseView {
+            timers,
             offers,
             policy_version,
             id: read::string(doc, &ROOT, root::ID).unwrap_or_else(|| id.to_string()),

@@ -162,8 +162,9 @@ impl<S: Storage> Relay<S> {
         let Some(meta) = self.meta(case)? else {
             return Ok(None);
         };
+        let policy = self.policy.clone();
         Ok(self.doc(case)?.map(|d| {
-            let mut v = CaseView::from_doc(&*d, &case.to_string());
+            let mut v = CaseView::from_doc_with(&*d, &case.to_string(), &policy);
             v.store_id = Some(meta.store.to_string());
             v
         }))

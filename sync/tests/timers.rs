@@ -1,0 +1,132 @@
+//! Deadlines follow the events, including late ones from offline devices.
+
+use aftercase_sync::access::Role;
+use aftercase_sync::case::edit::{create_case, log_contact, Customer, EditContext, NewCase};
+use aftercase_sync::case::transition::transition;
+use aftercase_sync::case::{CaseKind, CaseView, ContactChannel};
+use aftercase_sync::{CaseId, Millis};
+use automerge::{ActorId, Automerge};
+
+const H: i64 = 3_600_000;
+const T0: i64 = 1_790_000_000_000;
+
+fn ctx(at: i64, n: u8) -> EditContext {
+    EditContext {
+        author: "u".parse().unwrap(),
+        role: Role::Supervisor,
+        device: "d".parse().unwrap(),
+        now: Millis(at),
+        nonce: [n; 16],
+    }
+}
+
+fn case(kind: CaseKind) -> (Automerge, CaseId) {
+    let id = CaseId::from_bytes([4; 16]);
+    let mut doc = Automerge::new().with_actor(ActorId::from(&[1u8; 16][..]));
+    create_case(
+        &mut doc,
+        &ctx(T0, 1),
+        &NewCase {
+            id,
+            case_no: "S-d-1".into(),
+            kind,
+            store: "S".parse().unwrap(),
+            customer: Customer {
+                name: "C".into(),
+                phone: "123456".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    (doc, id)
+}
+
+fn timer(doc: &Automerge, name: &str, now: i64) -> (bool, bool) {
+    let mut v = CaseView::from_doc(doc, "x");
+    v.evaluate_timers(Millis(now));
+    let t = v
+        .timers
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no {name}: {:?}", v.timers));
+    (t.done, t.breached)
+}
+
+#[test]
+fn return_review_is_due_in_24_hours_and_late_offline_events_count() {
+    let (mut doc, id) = case(CaseKind::ReturnExchange);
+    transition(&mut doc, id, &ctx(T0 + H, 2), "under_review", None).unwrap();
+    assert_eq!(timer(&doc, "return_review", T0 + 23 * H), (false, false));
+    assert_eq!(timer(&doc, "return_review", T0 + 25 * H), (false, true));
+    // A tablet accepted it offline at hour 20; the event arrives at hour 30.
+    let mut tablet = doc.fork().with_actor(ActorId::from(&[2u8; 16][..]));
+    transition(&mut tablet, id, &ctx(T0 + 20 * H, 3), "accepted", None).unwrap();
+    doc.merge(&mut tablet).unwrap();
+    assert_eq!(timer(&doc, "return_review", T0 + 30 * H), (true, false));
+    // Refund due 7 days after the goods arrive.
+    transition(&mut doc, id, &ctx(T0 + 31 * H, 4), "awaiting_goods", None).unwrap();
+    transition(&mut doc, id, &ctx(T0 + 40 * H, 5), "inspecting", None).unwrap();
+    assert_eq!(
+        timer(&doc, "refund", T0 + 40 * H + 7 * 24 * H),
+        (false, false)
+    );
+    assert_eq!(
+        timer(&doc, "refund", T0 + 40 * H + 7 * 24 * H + 1),
+        (false, true)
+    );
+    transition(
+        &mut doc,
+        id,
+        &ctx(T0 + 41 * H + 8 * 24 * H, 6),
+        "refunded",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        timer(&doc, "refund", T0 + 100 * 24 * H),
+        (true, true),
+        "refunded late stays breached"
+    );
+}
+
+#[test]
+fn daily_update_while_coordinating_resets_with_each_contact() {
+    let (mut doc, id) = case(CaseKind::Complaint);
+    for (i, s) in ["accepted", "in_handling", "coordinating"]
+        .iter()
+        .enumerate()
+    {
+        transition(&mut doc, id, &ctx(T0 + i as i64 * H, 10 + i as u8), s, None).unwrap();
+    }
+    let entered = T0 + 2 * H;
+    assert_eq!(
+        timer(&doc, "customer_update", entered + 24 * H),
+        (false, false)
+    );
+    assert_eq!(
+        timer(&doc, "customer_update", entered + 24 * H + 1),
+        (false, true)
+    );
+    log_contact(
+        &mut doc,
+        id,
+        &ctx(entered + 20 * H, 20),
+        ContactChannel::Sms,
+        "parts ordered, update tomorrow",
+    )
+    .unwrap();
+    assert_eq!(
+        timer(&doc, "customer_update", entered + 40 * H),
+        (false, false)
+    );
+    assert_eq!(
+        timer(&doc, "customer_update", entered + 45 * H),
+        (false, true)
+    );
+    // First response was within 2 hours; the reply is still open.
+    assert_eq!(timer(&doc, "first_response", T0 + 100 * H), (true, false));
+    assert_eq!(timer(&doc, "complaint_reply", T0 + 47 * H), (false, false));
+    assert_eq!(timer(&doc, "complaint_reply", T0 + 49 * H), (false, true));
+}
