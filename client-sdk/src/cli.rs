@@ -2,7 +2,9 @@
 
 use crate::{Device, LiveEvent, SyncError};
 use aftercase_sync::case::offer::Decision;
+use aftercase_sync::case::service::Survey;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
+use aftercase_sync::rules::freight::{FreightFacts, Payer};
 use aftercase_sync::CaseId;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -109,6 +111,80 @@ enum CaseCommand {
         /// What came of it, e.g. "no answer" or "agreed visit Tuesday 10:00".
         #[arg(long)]
         outcome: String,
+        /// Call anyway outside 10:00-18:00 or beyond 3 calls a day (supervisors).
+        #[arg(long)]
+        r#override: bool,
+    },
+    /// Record the customer's satisfaction survey: each score from
+    /// 1 (very dissatisfied) to 5 (very satisfied).
+    Survey {
+        /// Case id.
+        id: CaseId,
+        /// Product matched its description.
+        #[arg(long)]
+        description: u8,
+        /// Service attitude.
+        #[arg(long)]
+        attitude: u8,
+        /// Speed of service.
+        #[arg(long)]
+        speed: u8,
+        /// Delivery and logistics.
+        #[arg(long)]
+        logistics: u8,
+        /// What the customer said.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Move the case up the escalation ladder: store, supervisor,
+    /// head_office, written_complaint, mediation, administrative_complaint
+    /// (12315), arbitration, litigation.
+    Escalate {
+        /// Case id.
+        id: CaseId,
+        /// The step.
+        level: String,
+        /// External reference (complaint number, mediation file...).
+        #[arg(long = "ref")]
+        reference: Option<String>,
+    },
+    /// Decide who pays freight from what you know; prints the payer of each
+    /// leg and the rule that decided it.
+    Freight {
+        /// Case id.
+        id: CaseId,
+        /// An explicit agreement names the payer: seller or customer.
+        #[arg(long)]
+        agreed_payer: Option<String>,
+        /// The agreement would cut the customer's statutory rights.
+        #[arg(long)]
+        agreement_cuts_rights: bool,
+        /// Quality problem, not as described, wrong item, late dispatch,
+        /// undisclosed flaw, unclear freight terms, wrong return address or a
+        /// refused return.
+        #[arg(long)]
+        seller_at_fault: bool,
+        /// The customer caused the damage.
+        #[arg(long)]
+        customer_caused_damage: bool,
+        /// The customer returns for their own reasons.
+        #[arg(long)]
+        own_reason: bool,
+        /// The item shipped free.
+        #[arg(long)]
+        free_shipping: bool,
+        /// The return qualifies for the 7-day no-reason return.
+        #[arg(long)]
+        no_reason_eligible: bool,
+        /// The agreement says nothing about freight.
+        #[arg(long)]
+        agreement_silent: bool,
+        /// Customer and store disagree on who pays.
+        #[arg(long)]
+        disputed: bool,
+        /// The store picks the goods up after delivery damage.
+        #[arg(long)]
+        pickup_after_delivery_damage: bool,
     },
     /// Move the case to its next step, e.g. `case transition ID confirmed`.
     /// `case show ID` lists the steps allowed from where it is.
@@ -318,14 +394,88 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     id,
                     channel,
                     outcome,
+                    r#override,
                 } => {
                     let channel: ContactChannel = channel.parse()?;
-                    device.log_contact(id, channel, &outcome)?;
+                    device.log_contact(id, channel, &outcome, r#override)?;
                     eprintln!("contact saved");
                 }
+                CaseCommand::Survey {
+                    id,
+                    description,
+                    attitude,
+                    speed,
+                    logistics,
+                    comment,
+                } => {
+                    device.survey(
+                        id,
+                        &Survey {
+                            description,
+                            attitude,
+                            speed,
+                            logistics,
+                            comment,
+                        },
+                    )?;
+                    eprintln!("survey saved");
+                }
+                CaseCommand::Escalate {
+                    id,
+                    level,
+                    reference,
+                } => {
+                    device.escalate(id, &level, reference.as_deref())?;
+                    eprintln!("escalated to {level}");
+                }
+                CaseCommand::Freight {
+                    id,
+                    agreed_payer,
+                    agreement_cuts_rights,
+                    seller_at_fault,
+                    customer_caused_damage,
+                    own_reason,
+                    free_shipping,
+                    no_reason_eligible,
+                    agreement_silent,
+                    disputed,
+                    pickup_after_delivery_damage,
+                } => {
+                    let agreed_payer = match agreed_payer.as_deref() {
+                        None => None,
+                        Some("seller") => Some(Payer::Seller),
+                        Some("customer") => Some(Payer::Customer),
+                        Some(other) => {
+                            anyhow::bail!("agreed payer {other:?}: use seller or customer")
+                        }
+                    };
+                    let f = device.decide_freight(
+                        id,
+                        &FreightFacts {
+                            agreed_payer,
+                            agreement_cuts_statutory_rights: agreement_cuts_rights,
+                            seller_at_fault,
+                            customer_caused_damage,
+                            customer_own_reason: own_reason,
+                            free_shipping,
+                            no_reason_eligible,
+                            agreement_silent,
+                            payer_disputed: disputed,
+                            pickup_after_delivery_damage,
+                        },
+                    )?;
+                    println!(
+                        "outbound: {}  return: {}  (rule {}: {})",
+                        f.outbound, f.return_leg, f.rule, f.rule_text
+                    );
+                }
                 CaseCommand::Transition { id, state, reason } => {
-                    device.transition(id, &state, reason.as_deref())?;
+                    let follow_up = device.transition(id, &state, reason.as_deref())?;
                     eprintln!("moved to {state}");
+                    if let Some(new) = follow_up {
+                        let kind = device.case(new)?.and_then(|v| v.kind).unwrap_or_default();
+                        eprintln!("opened linked {kind} case {new}");
+                    }
                 }
                 CaseCommand::Resolve {
                     id,

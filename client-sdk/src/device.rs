@@ -143,16 +143,18 @@ impl Device {
         self.edited(r)
     }
 
-    /// Logs an attempt to reach the customer.
+    /// Logs an attempt to reach the customer. Calls outside the calling
+    /// hours or beyond the daily limit need `override_guard` (supervisors).
     pub fn log_contact(
         &self,
         case: CaseId,
         channel: ContactChannel,
         outcome: &str,
+        override_guard: bool,
     ) -> Result<(), ClientError> {
         let r = self
             .replica()
-            .log_contact(case, entropy(), channel, outcome);
+            .log_contact(case, entropy(), channel, outcome, override_guard);
         self.edited(r)
     }
 
@@ -163,8 +165,44 @@ impl Device {
         case: CaseId,
         to: &str,
         reason: Option<&str>,
+    ) -> Result<Option<CaseId>, ClientError> {
+        let mut r = self.replica();
+        r.transition(case, entropy(), to, reason)?;
+        let new_id = CaseId::from_random_bytes(rand::rng().random());
+        let follow_up = r.open_follow_up(case, new_id, entropy())?;
+        drop(r);
+        self.local_edit.notify_one();
+        Ok(follow_up)
+    }
+
+    /// Records the customer's survey answers (1-5 on four dimensions).
+    pub fn survey(
+        &self,
+        case: CaseId,
+        s: &aftercase_sync::case::service::Survey,
     ) -> Result<(), ClientError> {
-        let r = self.replica().transition(case, entropy(), to, reason);
+        let r = self.replica().survey(case, entropy(), s);
+        self.edited(r)
+    }
+
+    /// Moves the case up the escalation ladder.
+    pub fn escalate(
+        &self,
+        case: CaseId,
+        level: &str,
+        reference: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let r = self.replica().escalate(case, entropy(), level, reference);
+        self.edited(r)
+    }
+
+    /// Decides who pays freight from the facts and records it with its rule.
+    pub fn decide_freight(
+        &self,
+        case: CaseId,
+        facts: &aftercase_sync::rules::freight::FreightFacts,
+    ) -> Result<aftercase_sync::case::service::FreightView, ClientError> {
+        let r = self.replica().decide_freight(case, entropy(), facts);
         self.edited(r)
     }
 

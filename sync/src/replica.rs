@@ -217,16 +217,63 @@ impl<S: Storage> Replica<S> {
         self.edit(case, e, |d, c| edit::set_field(d, case, c, field, value))
     }
 
-    /// Logs an attempt to reach the customer.
+    /// Logs an attempt to reach the customer. A phone call outside the
+    /// calling hours or beyond the daily limit for this customer (counted
+    /// over every case on the device) is refused unless `override_guard` is
+    /// set by a supervisor; the override is recorded with its reasons.
     pub fn log_contact(
         &mut self,
         case: CaseId,
         e: Entropy,
         channel: ContactChannel,
         outcome: &str,
+        override_guard: bool,
     ) -> Result<(), ReplicaError> {
+        let mut warnings = Vec::new();
+        if channel == ContactChannel::Phone {
+            let phone = self
+                .case(case)?
+                .ok_or(ReplicaError::UnknownCase(case))?
+                .customer
+                .phone;
+            let today = crate::rules::contact::local_day(&self.policy, e.now.0);
+            let mut calls = 0u32;
+            for v in self.cases()? {
+                if v.customer.phone != phone {
+                    continue;
+                }
+                for c in &v.contact_attempts {
+                    let same_day = c
+                        .at_millis()
+                        .and_then(|t| crate::rules::contact::local_day(&self.policy, t))
+                        == today;
+                    if c.channel.as_deref() == Some("phone") && same_day {
+                        calls += 1;
+                    }
+                }
+            }
+            warnings = crate::rules::contact::check_call(&self.policy, e.now.0, calls);
+        }
+        let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        if !reasons.is_empty() {
+            if !override_guard {
+                return Err(EditError::NotAllowed(format!(
+                    "{}; a supervisor can override with --override",
+                    reasons.join("; ")
+                ))
+                .into());
+            }
+            if !crate::rules::contact::may_override(self.identity.role) {
+                return Err(EditError::NotAllowed(format!(
+                    "{}; only a supervisor can override the contact rules",
+                    reasons.join("; ")
+                ))
+                .into());
+            }
+        }
+        let note = (!reasons.is_empty()).then(|| reasons.join("; "));
         self.edit(case, e, |d, c| {
-            edit::log_contact(d, case, c, channel, outcome)
+            edit::log_contact_with(d, case, c, channel, outcome, note.as_deref())
         })
     }
 
@@ -259,6 +306,95 @@ impl<S: Storage> Replica<S> {
     /// The policy this device decides under.
     pub fn policy(&self) -> &crate::policy::Policy {
         &self.policy
+    }
+
+    /// Opens the linked follow-up case a move calls for (a return after
+    /// `cannot_repair`, a repair after a failed installation), copying the
+    /// customer and product, and links both cases. `None` if the case's
+    /// current state calls for no follow-up.
+    pub fn open_follow_up(
+        &mut self,
+        origin: CaseId,
+        new_id: CaseId,
+        e: Entropy,
+    ) -> Result<Option<CaseId>, ReplicaError> {
+        let Some(v) = self.case(origin)? else {
+            return Err(ReplicaError::UnknownCase(origin));
+        };
+        let kind = v.kind.as_deref().and_then(|k| k.parse::<CaseKind>().ok());
+        let Some(next) = kind
+            .and_then(|k| crate::workflow::table::follow_up(k, v.status.as_deref().unwrap_or("")))
+        else {
+            return Ok(None);
+        };
+        let customer = Customer {
+            name: v.customer.name.clone().unwrap_or_default(),
+            phone: v.customer.phone.clone().unwrap_or_default(),
+        };
+        let sku = v.items.first().and_then(|i| i.sku.clone());
+        let description = Some(format!(
+            "follow-up of {} case {}",
+            v.kind.unwrap_or_default(),
+            v.case_no.unwrap_or_else(|| origin.to_string())
+        ));
+        // Each edit needs its own nonce: entry ids come from it.
+        let vary = |k: u8| {
+            let mut n = e.nonce;
+            n[15] ^= k;
+            Entropy {
+                now: e.now,
+                nonce: n,
+            }
+        };
+        self.create_case(new_id, vary(0), next, customer, sku, description)?;
+        self.edit(new_id, vary(1), |d, c| {
+            crate::case::service::link(d, new_id, c, origin, "origin")
+        })?;
+        self.edit(origin, vary(2), |d, c| {
+            crate::case::service::link(d, origin, c, new_id, "follow_up")
+        })?;
+        Ok(Some(new_id))
+    }
+
+    /// Records the customer's survey answers.
+    pub fn survey(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        s: &crate::case::service::Survey,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| crate::case::service::survey(d, case, c, s))
+    }
+
+    /// Moves the case up the escalation ladder.
+    pub fn escalate(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        level: &str,
+        reference: Option<&str>,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            crate::case::service::escalate(d, case, c, level, reference)
+        })
+    }
+
+    /// Decides and records who pays freight.
+    pub fn decide_freight(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        facts: &crate::rules::freight::FreightFacts,
+    ) -> Result<crate::case::service::FreightView, ReplicaError> {
+        let policy = self.policy.clone();
+        let mut out = None;
+        self.edit(case, e, |d, c| {
+            out = Some(crate::case::service::decide_freight(
+                d, case, c, &policy, facts,
+            )?);
+            Ok(())
+        })?;
+        out.ok_or(ReplicaError::UnknownCase(case))
     }
 
     /// Offers compensation; returns the offer id.
@@ -474,6 +610,7 @@ impl<S: Storage> Replica<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case::ContactChannel;
     use crate::storage::MemoryStorage;
 
     fn identity() -> DeviceIdentity {
@@ -534,6 +671,79 @@ mod tests {
             r.add_note(CaseId::from_bytes([6; 16]), e(3), "x"),
             Err(ReplicaError::UnknownCase(_))
         ));
+    }
+
+    /// 2026-11-23 at `h:00` China time, in UTC milliseconds.
+    fn china(h: i64, n: u8) -> Entropy {
+        Entropy {
+            now: Millis(1_795_392_000_000 + (h - 8) * 3_600_000),
+            nonce: [n; 16],
+        }
+    }
+
+    #[test]
+    fn contact_guard_counts_calls_per_customer_across_cases() {
+        let store = MemoryStorage::new();
+        let mut r = Replica::open(store.clone(), identity(), [1; 16]);
+        let a = CaseId::from_bytes([5; 16]);
+        let b = CaseId::from_bytes([6; 16]);
+        r.create_case(a, e(1), CaseKind::Repair, customer(), None, None)
+            .unwrap();
+        r.create_case(b, e(2), CaseKind::Complaint, customer(), None, None)
+            .unwrap();
+        r.log_contact(a, china(11, 10), ContactChannel::Phone, "no answer", false)
+            .unwrap();
+        r.log_contact(b, china(12, 11), ContactChannel::Phone, "no answer", false)
+            .unwrap();
+        r.log_contact(
+            a,
+            china(13, 12),
+            ContactChannel::Phone,
+            "call back later",
+            false,
+        )
+        .unwrap();
+        let err = r
+            .log_contact(b, china(14, 13), ContactChannel::Phone, "again", false)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("already called 3 times today"),
+            "{err}"
+        );
+        let err = r
+            .log_contact(b, china(20, 14), ContactChannel::Phone, "late", true)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("only a supervisor can override"),
+            "{err}"
+        );
+        // Texts are not calls.
+        r.log_contact(b, china(20, 15), ContactChannel::Sms, "update sent", false)
+            .unwrap();
+        let sup = DeviceIdentity {
+            role: crate::access::Role::Supervisor,
+            ..identity()
+        };
+        let mut r = Replica::open(store, sup, [2; 16]);
+        r.log_contact(
+            b,
+            china(19, 16),
+            ContactChannel::Phone,
+            "customer asked for evening call",
+            true,
+        )
+        .unwrap();
+        let v = r.case(b).unwrap().unwrap();
+        let overridden = v
+            .contact_attempts
+            .iter()
+            .find(|c| c.override_reasons.is_some())
+            .unwrap();
+        assert!(overridden
+            .override_reasons
+            .as_deref()
+            .unwrap()
+            .contains("19:xx"));
     }
 
     #[test]

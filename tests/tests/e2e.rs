@@ -95,8 +95,10 @@ fn offline_first_then_upload() {
         "case",
         "contact",
         &id,
+        // A visit, not a call: calls are limited to 10:00-18:00 China time
+        // and this test must pass at any hour.
         "--channel",
-        "phone",
+        "visit",
         "--outcome",
         "agreed Friday 10:00",
     ]);
@@ -529,4 +531,158 @@ fn cash_above_the_staff_limit_waits_for_a_supervisor() {
     a.ok(&["case", "accept-offer", &id, &offer]);
     a.ok(&["sync"]);
     assert_eq!(a.show(&id)["offers"][0]["status"], "accepted");
+}
+
+#[test]
+fn a_repair_from_report_to_follow_up_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let staff = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let tech = Cli::init(
+        &tmp.path().join("t"),
+        &relay.url,
+        &relay.token("tom", "technician", "S1", "phone-t"),
+    );
+    let sup = Cli::init(
+        &tmp.path().join("s"),
+        &relay.url,
+        &relay.token("sam", "supervisor", "S1", "tab-s"),
+    );
+    let id = staff.new_case("repair");
+    staff.ok(&["case", "transition", &id, "confirmed"]);
+    staff.ok(&[
+        "case",
+        "transition",
+        &id,
+        "dispatched",
+        "--reason",
+        "Tom, Tuesday 10:00",
+    ]);
+    let err = tech.fails(&["case", "transition", &id, "in_repair"]);
+    assert!(
+        err.contains("no case"),
+        "the technician has not synced yet: {err}"
+    );
+    staff.ok(&["sync"]);
+    tech.ok(&["sync"]);
+    let err = tech.fails(&["case", "offer", &id, "--tier", "virtual", "--amount", "10"]);
+    assert!(err.contains("technician may not offer"), "{err}");
+    for s in ["in_repair", "pending_acceptance", "accepted"] {
+        tech.ok(&["case", "transition", &id, s]);
+    }
+    tech.ok(&["sync"]);
+    sup.ok(&["sync"]);
+    sup.ok(&[
+        "case",
+        "contact",
+        &id,
+        "--channel",
+        "phone",
+        "--outcome",
+        "TV works, customer happy",
+        "--override",
+    ]);
+    sup.ok(&["case", "transition", &id, "followed_up"]);
+    sup.ok(&[
+        "case",
+        "survey",
+        &id,
+        "--description",
+        "5",
+        "--attitude",
+        "4",
+        "--speed",
+        "4",
+        "--logistics",
+        "5",
+    ]);
+    let err = sup.fails(&[
+        "case",
+        "survey",
+        &id,
+        "--description",
+        "6",
+        "--attitude",
+        "4",
+        "--speed",
+        "4",
+        "--logistics",
+        "5",
+    ]);
+    assert!(err.contains("description: 6 is not a score"), "{err}");
+    sup.ok(&["case", "transition", &id, "closed"]);
+    sup.ok(&["sync"]);
+    staff.ok(&["sync"]);
+    let v = staff.show(&id);
+    assert_eq!(v["status"], "closed");
+    assert_eq!(v["allowed_transitions"], serde_json::json!([]));
+    assert_eq!(v["survey"]["attitude"], 4);
+    let survey_timer = v["timers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "follow_up_survey")
+        .unwrap();
+    assert_eq!(
+        (
+            survey_timer["done"].as_bool(),
+            survey_timer["breached"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let kinds: Vec<_> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"call".to_string()) && kinds.contains(&"survey".to_string()),
+        "{kinds:?}"
+    );
+
+    // A repair that cannot be done opens a linked return.
+    let id2 = staff.new_case("repair");
+    for s in ["confirmed", "dispatched", "in_repair"] {
+        staff.ok(&["case", "transition", &id2, s]);
+    }
+    let out = staff.run(&[
+        "case",
+        "transition",
+        &id2,
+        "cannot_repair",
+        "--reason",
+        "panel discontinued",
+    ]);
+    assert!(out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(msg.contains("opened linked return_exchange case"), "{msg}");
+    let v2 = staff.show(&id2);
+    let follow = v2["related_cases"][0].as_str().unwrap().to_string();
+    let r = staff.show(&follow);
+    assert_eq!(r["kind"], "return_exchange");
+    assert_eq!(r["related_cases"][0], id2.as_str());
+    assert_eq!(r["customer"], v2["customer"]);
+    // Freight for the return: the seller is at fault (quality), rule 2.
+    let out = staff.ok(&["case", "freight", &follow, "--seller-at-fault"]);
+    assert!(
+        out.contains("outbound: seller  return: seller  (rule 2"),
+        "{out}"
+    );
+    assert_eq!(staff.show(&follow)["freight"]["rule"], 2);
+    staff.ok(&[
+        "case",
+        "escalate",
+        &follow,
+        "supervisor",
+        "--ref",
+        "desk note 17",
+    ]);
+    let err = staff.fails(&["case", "escalate", &follow, "store"]);
+    assert!(err.contains("already at supervisor"), "{err}");
+    staff.ok(&["sync"]);
 }

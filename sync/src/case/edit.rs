@@ -211,6 +211,14 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
         tx.put_object(ROOT, crate::workflow::history::RESOLUTIONS, ObjType::Map)?;
         tx.put_object(ROOT, crate::money::OFFERS, ObjType::Map)?;
         tx.put_object(ROOT, crate::money::DECISIONS, ObjType::Map)?;
+        for key in [
+            super::service::SURVEYS,
+            super::service::ESCALATIONS,
+            super::service::FREIGHT,
+            "related_cases",
+        ] {
+            tx.put_object(ROOT, key, ObjType::Map)?;
+        }
         let e = put_entry(tx, root::TIMELINE, ctx, "created")?;
         tx.put(&e, entry::TEXT, format!("{} case opened", new.kind))?;
         Ok(())
@@ -282,12 +290,28 @@ pub fn log_contact(
     channel: ContactChannel,
     outcome: &str,
 ) -> Result<(), EditError> {
+    log_contact_with(doc, id, ctx, channel, outcome, None)
+}
+
+/// Like [`log_contact`], recording that the contact rules were overridden
+/// and why (`override_reasons`).
+pub fn log_contact_with(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    channel: ContactChannel,
+    outcome: &str,
+    override_reasons: Option<&str>,
+) -> Result<(), EditError> {
     check_text("outcome", outcome, 2_000)?;
     require_case(doc, id)?;
     doc.transact::<_, _, AutomergeError>(|tx| {
         let c = put_entry(tx, root::CONTACTS, ctx, "contact")?;
         tx.put(&c, entry::CHANNEL, channel.as_str())?;
         tx.put(&c, entry::OUTCOME, outcome)?;
+        if let Some(r) = override_reasons {
+            tx.put(&c, "override", r)?;
+        }
         let e = put_entry(tx, root::TIMELINE, ctx, channel_entry_type(channel))?;
         tx.put(&e, entry::TEXT, outcome)?;
         Ok(())

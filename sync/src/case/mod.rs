@@ -10,6 +10,7 @@ mod kind;
 pub mod offer;
 pub mod read;
 pub mod schema;
+pub mod service;
 pub mod transition;
 pub mod view;
 

@@ -141,6 +141,18 @@ pub struct ContactView {
     pub device: Option<String>,
     /// Device time, RFC 3339.
     pub at: Option<String>,
+    /// Set when a supervisor overrode the contact rules: the reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_reasons: Option<String>,
+    #[serde(skip)]
+    at_ms: Option<i64>,
+}
+
+impl ContactView {
+    /// Device time in milliseconds.
+    pub fn at_millis(&self) -> Option<i64> {
+        self.at_ms
+    }
 }
 
 /// A whole case as plain data. Lists are sorted (by time, then id) so every
@@ -163,6 +175,14 @@ pub struct CaseView {
     pub offers: Vec<OfferView>,
     /// Deadlines: due time and whether they were (or are now) missed.
     pub timers: Vec<TimerView>,
+    /// Who pays freight, per leg, and the rule that decided it.
+    pub freight: Option<super::service::FreightView>,
+    /// The latest follow-up survey.
+    pub survey: Option<super::service::Survey>,
+    /// The highest escalation step reached.
+    pub escalation: Option<String>,
+    /// Linked cases (follow-ups and their origin).
+    pub related_cases: Vec<String>,
     /// Highest policy version any decision on this case was made under.
     pub policy_version: Option<i64>,
     /// The store that opened the case.
@@ -275,6 +295,8 @@ impl CaseView {
                         author: read::string(doc, &e, entry::AUTHOR),
                         device: read::string(doc, &e, entry::DEVICE),
                         at: time(at),
+                        override_reasons: read::string(doc, &e, "override"),
+                        at_ms: at,
                         id,
                     },
                 )
@@ -349,8 +371,21 @@ impl CaseView {
                 policy_version: o.policy_version,
             })
             .collect();
-        let policy_version = offers.iter().map(|o| o.policy_version).max();
+        let freight = super::service::freight_view(doc);
+        let policy_version = offers
+            .iter()
+            .map(|o| o.policy_version)
+            .chain(freight.as_ref().map(|f| f.policy_version))
+            .max();
+        let mut related_cases: Vec<String> = read::map(doc, &ROOT, "related_cases")
+            .map(|m| doc.keys(&m).collect())
+            .unwrap_or_default();
+        related_cases.sort();
         CaseView {
+            freight,
+            survey: super::service::survey_view(doc),
+            escalation: super::service::escalation_level(doc),
+            related_cases,
             timers,
             offers,
             policy_version,

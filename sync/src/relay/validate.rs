@@ -22,6 +22,9 @@ const LOGS: &[&str] = &[
     history::RESOLUTIONS,
     money::OFFERS,
     money::DECISIONS,
+    crate::case::service::SURVEYS,
+    crate::case::service::ESCALATIONS,
+    crate::case::service::FREIGHT,
 ];
 
 /// Root fields fixed when the case is opened.
@@ -95,6 +98,12 @@ pub fn check_upload(
             }
             if *log == history::RESOLUTIONS && !history::may_resolve(p.role) {
                 return Err("only a supervisor or head office can resolve a conflict".into());
+            }
+            if *log == root::CONTACTS
+                && read::string(doc, &e, "override").is_some()
+                && !crate::rules::contact::may_override(p.role)
+            {
+                return Err("only a supervisor can override the contact rules".into());
             }
             if *log == money::OFFERS {
                 check_offer(doc, &e, p.role, policy)?;

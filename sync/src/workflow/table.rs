@@ -145,6 +145,16 @@ const COMPLAINT_MOVES: &[(&str, &str)] = &[
     ("surveyed", "in_handling"),
 ];
 
+/// The kind of case a move opens as a linked follow-up: a repair that
+/// cannot be done becomes a return or exchange, a failed installation a repair.
+pub fn follow_up(kind: CaseKind, to: &str) -> Option<CaseKind> {
+    match (kind, to) {
+        (CaseKind::Repair, "cannot_repair") => Some(CaseKind::ReturnExchange),
+        (CaseKind::Installation, "failed") => Some(CaseKind::Repair),
+        _ => None,
+    }
+}
+
 /// The states of `kind`, in handbook order, without `cancelled`.
 pub fn states(kind: CaseKind) -> &'static [&'static str] {
     match kind {
