@@ -207,6 +207,14 @@ enum CaseCommand {
         #[arg(long)]
         choose: String,
     },
+    /// Give the case to a technician or installer (their user id). They
+    /// receive only the cases assigned to them.
+    Assign {
+        /// Case id.
+        id: CaseId,
+        /// The technician's user id.
+        technician: String,
+    },
     /// Offer the customer compensation; prints the offer id on the last line.
     /// Above your limit the offer stays `proposed` until a supervisor or
     /// head office approves it.
@@ -499,6 +507,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or_default();
                     eprintln!("offer saved: {status}");
                     println!("{offer}");
+                }
+                CaseCommand::Assign { id, technician } => {
+                    device.assign(id, &technician)?;
+                    eprintln!("assigned to {technician}");
                 }
                 CaseCommand::Approve { id, offer_id } => {
                     device.decide(id, &offer_id, Decision::Approve)?;

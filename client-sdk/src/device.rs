@@ -175,6 +175,14 @@ impl Device {
         Ok(follow_up)
     }
 
+    /// Assigns the case to a technician or installer (by user id).
+    pub fn assign(&self, case: CaseId, technician: &str) -> Result<(), ClientError> {
+        let user = aftercase_sync::UserId::new(technician)
+            .map_err(|e| ClientError::Config(format!("technician: {e}")))?;
+        let r = self.replica().assign(case, entropy(), &user);
+        self.edited(r)
+    }
+
     /// Records the customer's survey answers (1-5 on four dimensions).
     pub fn survey(
         &self,

@@ -89,15 +89,22 @@ pub struct CaseMeta {
     pub last_received: Millis,
     /// Relay sequence of the latest accepted change.
     pub seq: u64,
+    /// The technician the case is assigned to, from the latest assignment
+    /// the relay accepted from an authenticated staff member or supervisor.
+    #[serde(default)]
+    pub assignee: Option<UserId>,
 }
 
 /// Whether `p` may receive the case.
 pub fn can_read(p: &Principal, meta: &CaseMeta) -> bool {
     match p.role {
         Role::HeadOffice => true,
-        // Technicians will be limited to assigned cases by the workflow
-        // issue; until assignment exists they are store-scoped like staff.
-        Role::Staff | Role::Supervisor | Role::Technician => p.store == meta.store,
+        Role::Staff | Role::Supervisor => p.store == meta.store,
+        // Technicians work only on what they are assigned (or reported).
+        Role::Technician => {
+            p.store == meta.store
+                && (meta.assignee.as_ref() == Some(&p.user) || meta.created_by == p.user)
+        }
     }
 }
 
@@ -129,17 +136,18 @@ mod tests {
         let meta = CaseMeta {
             store: StoreId::new("S1").unwrap(),
             kind: "repair".into(),
-            created_by: UserId::new("u").unwrap(),
+            created_by: UserId::new("clerk").unwrap(),
             created_device: DeviceId::new("d").unwrap(),
             first_received: Millis(0),
             last_received: Millis(0),
             seq: 1,
+            assignee: None,
         };
         let table = [
             (Role::Staff, "S1", true),
             (Role::Staff, "S2", false),
             (Role::Supervisor, "S2", false),
-            (Role::Technician, "S1", true),
+            (Role::Technician, "S1", false),
             (Role::HeadOffice, "HQ", true),
         ];
         for (role, store, expect) in table {
@@ -147,6 +155,18 @@ mod tests {
             assert_eq!(can_read(&p, &meta), expect, "{role} of {store}");
             assert_eq!(can_write(&p, &meta), expect, "{role} of {store}");
         }
+        // Technicians: the case assigned to them, or one they reported.
+        let assigned = CaseMeta {
+            assignee: Some(UserId::new("u").unwrap()),
+            ..meta.clone()
+        };
+        assert!(can_read(&principal(Role::Technician, "S1"), &assigned));
+        assert!(!can_read(&principal(Role::Technician, "S2"), &assigned));
+        let reported = CaseMeta {
+            created_by: UserId::new("u").unwrap(),
+            ..meta.clone()
+        };
+        assert!(can_read(&principal(Role::Technician, "S1"), &reported));
         assert!(!can_list_store(&principal(Role::Staff, "S2"), &meta.store));
         assert!(can_list_store(
             &principal(Role::HeadOffice, "HQ"),

@@ -356,6 +356,18 @@ impl<S: Storage> Replica<S> {
         Ok(Some(new_id))
     }
 
+    /// Assigns the case to a technician.
+    pub fn assign(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        technician: &UserId,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            crate::case::service::assign(d, case, c, technician)
+        })
+    }
+
     /// Records the customer's survey answers.
     pub fn survey(
         &mut self,

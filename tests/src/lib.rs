@@ -275,6 +275,35 @@ impl World {
         }
     }
 
+    /// Device `d` assigns one of its cases to a technician of its store.
+    pub fn assign_random(&mut self, d: usize) {
+        if self.devices[d].role == Role::Technician {
+            return;
+        }
+        let techs: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|t| t.role == Role::Technician && t.store == self.devices[d].store)
+            .map(|t| format!("user-{}", t.name))
+            .collect();
+        let Ok(cases) = self.devices[d].replica.case_ids() else {
+            return;
+        };
+        if techs.is_empty() || cases.is_empty() {
+            return;
+        }
+        let case = cases[self.rng.random_range(0..cases.len().min(3))];
+        let tech: UserId = techs[self.rng.random_range(0..techs.len())]
+            .parse()
+            .expect("valid");
+        let e = self.entropy();
+        if self.devices[d].replica.assign(case, e, &tech).is_ok() {
+            self.log
+                .push(format!("{} assigns {case} to {tech}", self.devices[d].name));
+            self.after_local_edit(d, case);
+        }
+    }
+
     fn after_local_edit(&mut self, d: usize, case: CaseId) {
         let dev = &mut self.devices[d];
         if let Some(link) = dev.link.as_mut() {
@@ -521,8 +550,9 @@ impl World {
         for (case, meta) in &all {
             let relay_view = self.relay_view(*case).ok_or("relay lost a listed case")?;
             for d in 0..self.devices.len() {
-                let sees =
-                    self.devices[d].role == Role::HeadOffice || self.devices[d].store == meta.store;
+                let sees = aftercase_sync::access::can_read(&self.devices[d].principal(), meta);
+                // A technician keeps what was assigned to them before a reassignment.
+                let may_hold = sees || self.devices[d].role == Role::Technician;
                 let local = self.devices[d]
                     .replica
                     .case(*case)
@@ -537,7 +567,7 @@ impl World {
                     (true, None) => {
                         return Err(format!("{} never received {case}", self.devices[d].name))
                     }
-                    (false, Some(_)) => {
+                    (false, Some(_)) if !may_hold => {
                         return Err(format!(
                             "{} of store {} holds {case} of store {}",
                             self.devices[d].name, self.devices[d].store, meta.store

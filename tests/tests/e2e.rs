@@ -554,6 +554,10 @@ fn a_repair_from_report_to_follow_up_call() {
     );
     let id = staff.new_case("repair");
     staff.ok(&["case", "transition", &id, "confirmed"]);
+    staff.ok(&["case", "assign", &id, "tom"]);
+    // Another technician of the store never receives it.
+    let olga = relay.token("olga", "technician", "S1", "phone-o");
+    let other = Cli::init(&tmp.path().join("o"), &relay.url, &olga);
     staff.ok(&[
         "case",
         "transition",
@@ -569,6 +573,13 @@ fn a_repair_from_report_to_follow_up_call() {
     );
     staff.ok(&["sync"]);
     tech.ok(&["sync"]);
+    other.ok(&["sync"]);
+    assert_eq!(
+        other.ok(&["case", "list"]).trim(),
+        "no cases on this device"
+    );
+    assert_eq!(relay.get(&format!("/v1/cases/{id}"), Some(&olga)).0, 403);
+    assert_eq!(tech.show(&id)["assignee"], "tom");
     let err = tech.fails(&["case", "offer", &id, "--tier", "virtual", "--amount", "10"]);
     assert!(err.contains("technician may not offer"), "{err}");
     for s in ["in_repair", "pending_acceptance", "accepted"] {

@@ -52,6 +52,7 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
             64..=68 => w.disconnect(d),
             69..=70 => w.reboot_device(d),
             71 => w.restart_relay(),
+            78..=81 => w.assign_random(d),
             72..=77 => {
                 // Two devices of one store sync, go offline, and both move
                 // the same case.

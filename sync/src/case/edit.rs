@@ -215,6 +215,7 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::SURVEYS,
             super::service::ESCALATIONS,
             super::service::FREIGHT,
+            super::service::ASSIGNMENTS,
             "related_cases",
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;

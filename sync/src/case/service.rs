@@ -272,3 +272,49 @@ pub fn link(
     .map_err(|f| EditError::Document(f.error))?;
     Ok(())
 }
+
+/// Document key of assignments.
+pub const ASSIGNMENTS: &str = "assignments";
+
+/// Who may assign work.
+pub fn may_assign(role: crate::access::Role) -> bool {
+    !matches!(role, crate::access::Role::Technician)
+}
+
+/// Assigns the case to a technician or installer. The latest assignment
+/// counts; every reassignment shows in the log for both people.
+pub fn assign(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    technician: &crate::ids::UserId,
+) -> Result<(), EditError> {
+    require_case(doc, id)?;
+    if !may_assign(ctx.role) {
+        return Err(EditError::NotAllowed(
+            "a technician cannot assign cases: ask the store".into(),
+        ));
+    }
+    let before = assignee(&*doc);
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        let e = put_entry(tx, ASSIGNMENTS, ctx, "assignment")?;
+        tx.put(&e, "assignee", technician.as_str())?;
+        let t = put_entry(tx, root::TIMELINE, ctx, "assignment")?;
+        tx.put(
+            &t,
+            entry::TEXT,
+            match &before {
+                Some(b) => format!("reassigned from {b} to {technician}"),
+                None => format!("assigned to {technician}"),
+            },
+        )?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+/// The technician the case is assigned to.
+pub fn assignee<D: ReadDoc>(doc: &D) -> Option<String> {
+    latest(doc, ASSIGNMENTS).and_then(|e| read::string(doc, &e, "assignee"))
+}

@@ -183,6 +183,8 @@ pub struct CaseView {
     pub escalation: Option<String>,
     /// Linked cases (follow-ups and their origin).
     pub related_cases: Vec<String>,
+    /// The technician or installer the case is assigned to.
+    pub assignee: Option<String>,
     /// Highest policy version any decision on this case was made under.
     pub policy_version: Option<i64>,
     /// The store that opened the case.
@@ -385,6 +387,7 @@ impl CaseView {
             freight,
             survey: super::service::survey_view(doc),
             escalation: super::service::escalation_level(doc),
+            assignee: super::service::assignee(doc),
             related_cases,
             timers,
             offers,

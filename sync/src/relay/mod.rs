@@ -261,8 +261,16 @@ impl<S: Storage> Relay<S> {
                 else {
                     return Err(corrupt("case index", "bad entry"));
                 };
-                docs.push(DocHeads { doc, heads });
                 last = seq;
+                // The store index holds the store's cases; technicians get
+                // only those assigned to them.
+                if s.principal.role == Role::Technician {
+                    match self.meta(doc)? {
+                        Some(m) if access::can_read(&s.principal, &m) => {}
+                        _ => continue,
+                    }
+                }
+                docs.push(DocHeads { doc, heads });
             }
             // When the scan reached the end, everything up to the current
             // sequence has been covered, including changes of other stores.
@@ -408,12 +416,17 @@ impl<S: Storage> Relay<S> {
         for c in changes {
             b.put(keys::audit(case, &c.hash().0), rec_bytes.clone());
         }
+        // The assignee comes from assignment entries the relay has just
+        // validated as written by this authenticated principal (or accepted
+        // earlier from others), never from an unchecked field.
+        let assignee = crate::case::service::assignee(doc).and_then(|u| UserId::new(u).ok());
         let meta = match meta {
             Some(mut m) => {
                 b.delete(keys::all(m.seq));
                 b.delete(keys::store(&m.store, m.seq));
                 m.seq = seq;
                 m.last_received = now;
+                m.assignee = assignee;
                 m
             }
             None => CaseMeta {
@@ -424,6 +437,7 @@ impl<S: Storage> Relay<S> {
                 first_received: now,
                 last_received: now,
                 seq,
+                assignee,
             },
         };
         let index = keys::index_value(case, &doc.get_heads());

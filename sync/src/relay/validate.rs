@@ -25,6 +25,7 @@ const LOGS: &[&str] = &[
     crate::case::service::SURVEYS,
     crate::case::service::ESCALATIONS,
     crate::case::service::FREIGHT,
+    crate::case::service::ASSIGNMENTS,
 ];
 
 /// Root fields fixed when the case is opened.
@@ -104,6 +105,11 @@ pub fn check_upload(
                 && !crate::rules::contact::may_override(p.role)
             {
                 return Err("only a supervisor can override the contact rules".into());
+            }
+            if *log == crate::case::service::ASSIGNMENTS
+                && !crate::case::service::may_assign(p.role)
+            {
+                return Err("a technician cannot assign cases".into());
             }
             if *log == money::OFFERS {
                 check_offer(doc, &e, p.role, policy)?;
