@@ -55,11 +55,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or publish the after-sales policy (limits, deadlines, windows).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Show what is waiting to be synced and when the last sync finished.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy this device decides under, as JSON.
+    Show,
+    /// Publish a new policy version from a JSON file (head office only). The
+    /// file holds every field of `policy show` with a higher `version`.
+    Publish {
+        /// The JSON file.
+        file: PathBuf,
     },
 }
 
@@ -629,6 +644,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else if rows.is_empty() {
                 println!("no open conflicts");
             }
+        }
+        Command::Policy(PolicyCommand::Show) => {
+            let device = Device::open(&dir)?;
+            print_json(&device.policy())?;
+        }
+        Command::Policy(PolicyCommand::Publish { file }) => {
+            let json = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let device = Device::open(&dir)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let v = rt.block_on(device.publish_policy(&json))?;
+            println!("policy version {v} is in force");
         }
         Command::Status { json } => {
             let device = Device::open(&dir)?;

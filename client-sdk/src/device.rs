@@ -266,6 +266,11 @@ impl Device {
         Ok(all)
     }
 
+    /// The policy this device decides under, as JSON.
+    pub fn policy(&self) -> aftercase_sync::policy::Policy {
+        self.replica().policy().clone()
+    }
+
     /// Pending changes and last successful sync.
     pub fn status(&self) -> Result<SyncStatus, ClientError> {
         let s = self.replica().status()?;

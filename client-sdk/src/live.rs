@@ -129,6 +129,60 @@ impl Device {
         }
     }
 
+    /// Publishes a new policy (head office): sends it to the relay and waits
+    /// for the relay to put it in force. Returns the version in force.
+    pub async fn publish_policy(&self, json: &str) -> Result<u32, SyncError> {
+        // Check locally first so a typo is named before anything is sent.
+        aftercase_sync::policy::Policy::from_json(json)
+            .map_err(|e| SyncError::Session(e.to_string()))?;
+        let mut socket = transport::connect(&self.config).await?;
+        let mut client = ClientSession::new();
+        let mut frames = {
+            let mut r = self.replica();
+            client.start(&mut r).map_err(session_error)?
+        };
+        frames.push(Frame::PublishPolicy {
+            json: json.to_string(),
+        });
+        send(&mut socket, frames).await?;
+        let result = loop {
+            let msg = match tokio::time::timeout(ONCE_IDLE, socket.next()).await {
+                Err(_) => break Err(SyncError::Timeout(ONCE_IDLE.as_secs())),
+                Ok(None) | Ok(Some(Err(_))) => {
+                    break Err(SyncError::Closed("connection lost".into()))
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            let Message::Binary(bytes) = msg else {
+                continue;
+            };
+            let frame = Frame::decode(&bytes)
+                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+            let out = {
+                let mut r = self.replica();
+                client.handle(&mut r, frame, now()).map_err(session_error)?
+            };
+            send(&mut socket, out).await?;
+            match client.policy_news() {
+                Some(Err(reason)) => {
+                    break Err(SyncError::Session(format!("policy refused: {reason}")))
+                }
+                Some(Ok(v)) => {
+                    let v = *v;
+                    let wanted = serde_json::from_str::<serde_json::Value>(json)
+                        .ok()
+                        .and_then(|j| j["version"].as_u64());
+                    if wanted == Some(u64::from(v)) {
+                        break Ok(v);
+                    }
+                }
+                None => {}
+            }
+        };
+        let _ = socket.close(None).await;
+        result
+    }
+
     async fn drive(
         &self,
         socket: &mut Socket,

@@ -42,6 +42,7 @@ pub async fn run(
             .route("/v1/cases", web::get().to(http::list_cases))
             .route("/v1/cases/{id}", web::get().to(http::get_case))
             .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
+            .route("/v1/policy", web::get().to(http::get_policy))
     })
     .workers(cfg.workers)
     .bind(cfg.listen)?;

@@ -127,6 +127,18 @@ pub async fn get_case(
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// `GET /v1/policy`: the policy in force (any authenticated caller).
+pub async fn get_policy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal(&req, &state)?;
+    let json = state.relay().policy().1.to_string();
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json))
+}
+
 /// `GET /v1/cases/{id}/doc`: the standard Automerge binary.
 pub async fn get_doc(
     req: HttpRequest,

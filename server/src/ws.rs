@@ -86,6 +86,11 @@ async fn run(
                                 // Our own change need not be re-announced to us.
                                 changes.mark_unchanged();
                             }
+                            if out.policy_published {
+                                // Wake everyone; the sessions send the policy.
+                                state.changes.send_modify(|_| {});
+                                changes.mark_unchanged();
+                            }
                             if !send_all(&mut session, out.frames).await {
                                 break None;
                             }

@@ -57,7 +57,14 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
     }
     let mut s = relay.session(principal("S1", "seed"));
     let mut st = State::new();
-    let _ = relay.handle(&mut s, Frame::Hello { cursor: 0 }, Millis(1));
+    let _ = relay.handle(
+        &mut s,
+        Frame::Hello {
+            cursor: 0,
+            policy_version: 1,
+        },
+        Millis(1),
+    );
     for _ in 0..8 {
         let Some(m) = doc.generate_sync_message(&mut st) else {
             break;
@@ -93,7 +100,14 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
     let id = CaseId::from_bytes(SEED_CASE);
     let before = relay.case_view(id).ok().flatten();
     let mut s = relay.session(principal("S2", "fuzzer"));
-    let _ = relay.handle(&mut s, Frame::Hello { cursor: 0 }, Millis(3));
+    let _ = relay.handle(
+        &mut s,
+        Frame::Hello {
+            cursor: 0,
+            policy_version: 1,
+        },
+        Millis(3),
+    );
     let mut rest = data;
     while rest.len() >= 2 {
         let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;

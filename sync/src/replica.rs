@@ -92,9 +92,18 @@ impl<S: Storage> Replica<S> {
     /// start (automerge rejects a reused actor whose sequence went backwards,
     /// e.g. after a restore from backup).
     pub fn open(storage: S, identity: DeviceIdentity, actor: [u8; 16]) -> Self {
+        // A stored policy was checked before it was stored; a damaged one
+        // falls back to the defaults until the relay sends it again.
+        let policy = storage
+            .get(&keys::setting("policy"))
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| crate::policy::Policy::from_json(&s).ok())
+            .unwrap_or_default();
         Replica {
             storage,
-            policy: crate::policy::Policy::default(),
+            policy,
             identity,
             actor: ActorId::from(&actor[..]),
             docs: HashMap::new(),
@@ -301,6 +310,24 @@ impl<S: Storage> Replica<S> {
         self.edit(case, e, |d, c| {
             crate::case::transition::resolve(d, case, c, conflict, choose)
         })
+    }
+
+    /// Adopts a policy from the relay if it is newer than the one in force,
+    /// storing it durably first.
+    pub fn adopt_policy(
+        &mut self,
+        policy: crate::policy::Policy,
+        json: &str,
+    ) -> Result<(), ReplicaError> {
+        if policy.version <= self.policy.version {
+            return Ok(());
+        }
+        let mut b = Batch::new();
+        b.put(keys::setting("policy"), json.as_bytes().to_vec());
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        self.policy = policy;
+        Ok(())
     }
 
     /// The policy this device decides under.

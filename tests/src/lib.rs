@@ -408,7 +408,7 @@ impl World {
                         }
                     }
                     link.to_device.extend(out.frames.iter().map(Frame::encode));
-                    if out.changed.is_some() {
+                    if out.changed.is_some() || out.policy_published {
                         self.wake_others();
                     }
                 }

@@ -313,9 +313,12 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         let mut bystander = raw_socket(&relay, &ta).await;
         bystander
             .send(Message::Binary(
-                aftercase_sync::protocol::Frame::Hello { cursor: 0 }
-                    .encode()
-                    .into(),
+                aftercase_sync::protocol::Frame::Hello {
+                    cursor: 0,
+                    policy_version: 1,
+                }
+                .encode()
+                .into(),
             ))
             .await
             .unwrap();
@@ -347,9 +350,12 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         // A well-formed frame carrying a broken automerge message.
         let mut ws = raw_socket(&relay, &t).await;
         ws.send(Message::Binary(
-            aftercase_sync::protocol::Frame::Hello { cursor: 0 }
-                .encode()
-                .into(),
+            aftercase_sync::protocol::Frame::Hello {
+                cursor: 0,
+                policy_version: 1,
+            }
+            .encode()
+            .into(),
         ))
         .await
         .unwrap();
@@ -696,4 +702,62 @@ fn a_repair_from_report_to_follow_up_call() {
     let err = staff.fails(&["case", "escalate", &follow, "store"]);
     assert!(err.contains("already at supervisor"), "{err}");
     staff.ok(&["sync"]);
+}
+
+#[test]
+fn head_office_publishes_policy_and_devices_decide_under_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let hq_token = relay.token("hq", "head_office", "HQ", "hq-1");
+    let hq = Cli::init(&tmp.path().join("hq"), &relay.url, &hq_token);
+    let a = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let mut policy: Value = serde_json::from_str(&a.ok(&["policy", "show"])).unwrap();
+    assert_eq!(policy["version"], 1);
+    assert_eq!(policy["staff_virtual_limit_fen"], 5000);
+    let file = tmp.path().join("policy.json");
+    // A wrong value is refused with the field's name, and nothing changes.
+    policy["version"] = 2.into();
+    policy["max_calls_per_day"] = 0.into();
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let err = hq.fails(&["policy", "publish", file.to_str().unwrap()]);
+    assert!(err.contains("max_calls_per_day"), "{err}");
+    policy["max_calls_per_day"] = 3.into();
+    policy["staff_virtual_limit_fen"] = 2000.into();
+    std::fs::write(&file, policy.to_string()).unwrap();
+    // Only head office may publish.
+    let err = a.fails(&["policy", "publish", file.to_str().unwrap()]);
+    assert!(err.contains("only head office"), "{err}");
+    let out = hq.ok(&["policy", "publish", file.to_str().unwrap()]);
+    assert!(out.contains("version 2 is in force"), "{out}");
+    let err = hq.fails(&["policy", "publish", file.to_str().unwrap()]);
+    assert!(err.contains("not newer"), "{err}");
+    let (s, body) = relay.get("/v1/policy", Some(&hq_token));
+    assert_eq!(s, 200);
+    let live: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(live["staff_virtual_limit_fen"], 2000);
+    // The store's tablet receives it through sync and decides under it.
+    a.ok(&["sync"]);
+    let now: Value = serde_json::from_str(&a.ok(&["policy", "show"])).unwrap();
+    assert_eq!(now["version"], 2);
+    let id = a.new_case("complaint");
+    let offer = a.ok(&["case", "offer", &id, "--tier", "virtual", "--amount", "30"]);
+    let offer = offer.lines().last().unwrap();
+    let v = a.show(&id);
+    let o = v["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == offer)
+        .unwrap();
+    assert_eq!(
+        o["status"], "proposed",
+        "¥30 is above the new ¥20 staff limit"
+    );
+    assert_eq!(o["policy_version"], 2);
+    assert_eq!(v["policy_version"], 2);
+    a.ok(&["sync"]);
 }

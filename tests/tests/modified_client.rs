@@ -24,7 +24,14 @@ fn push(w: &mut World, p: Principal, case: CaseId, doc: &mut Automerge) -> Vec<F
     let mut s = w.relay.session(p);
     let mut all = w
         .relay
-        .handle(&mut s, Frame::Hello { cursor: 0 }, Millis(1))
+        .handle(
+            &mut s,
+            Frame::Hello {
+                cursor: 0,
+                policy_version: 1,
+            },
+            Millis(1),
+        )
         .unwrap()
         .frames;
     let mut st = State::new();

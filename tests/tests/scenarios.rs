@@ -53,7 +53,14 @@ fn a_foreign_store_cannot_pull_or_push_a_case_by_id() {
     });
     let now = aftercase_sync::Millis(0);
     w.relay
-        .handle(&mut session, Frame::Hello { cursor: 0 }, now)
+        .handle(
+            &mut session,
+            Frame::Hello {
+                cursor: 0,
+                policy_version: 1,
+            },
+            now,
+        )
         .unwrap();
     let mut empty = automerge::Automerge::new();
     let mut st = automerge::sync::State::new();

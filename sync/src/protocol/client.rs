@@ -42,6 +42,8 @@ pub struct ClientSession {
     target: Option<Cursor>,
     caught_up: bool,
     refused: BTreeMap<CaseId, String>,
+    /// The last policy news from the relay: adopted version or refusal.
+    policy_news: Option<Result<u32, String>>,
 }
 
 fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
@@ -64,6 +66,7 @@ impl ClientSession {
             target: None,
             caught_up: false,
             refused: BTreeMap::new(),
+            policy_news: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl ClientSession {
     pub fn start<S: Storage>(&mut self, r: &mut Replica<S>) -> Result<Vec<Frame>, SessionError> {
         let mut out = vec![Frame::Hello {
             cursor: r.cursor()?.0,
+            policy_version: r.policy().version,
         }];
         for case in r.dirty_cases()? {
             self.push_sync(r, case, true, &mut out)?;
@@ -189,6 +193,23 @@ impl ClientSession {
                 self.refused.insert(doc, reason);
             }
             Frame::Error { reason } => return Err(SessionError::Remote(reason)),
+            Frame::Policy { json } => match crate::policy::Policy::from_json(&json) {
+                Ok(p) => {
+                    r.adopt_policy(p, &json)?;
+                    self.policy_news = Some(Ok(r.policy().version));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay sent a policy this device cannot use");
+                }
+            },
+            Frame::PolicyRefused { reason } => {
+                self.policy_news = Some(Err(reason));
+            }
+            Frame::PublishPolicy { .. } => {
+                return Err(SessionError::Protocol(
+                    "unexpected policy publication from the relay".into(),
+                ))
+            }
             Frame::Hello { .. } => {
                 return Err(SessionError::Protocol(
                     "unexpected hello from the relay".into(),
@@ -235,6 +256,11 @@ impl ClientSession {
     /// Cases whose changes the relay refused in this session, with its reasons.
     pub fn refused(&self) -> &BTreeMap<CaseId, String> {
         &self.refused
+    }
+
+    /// The latest policy news: `Ok(version)` adopted, `Err(reason)` refused.
+    pub fn policy_news(&self) -> Option<&Result<u32, String>> {
+        self.policy_news.as_ref()
     }
 
     /// Number of announced cases still being downloaded.

@@ -27,6 +27,8 @@ pub enum Frame {
     Hello {
         /// The highest relay sequence the device has fully received.
         cursor: u64,
+        /// Version of the policy the device holds.
+        policy_version: u32,
     },
     /// Relay → device: these cases changed after the device's cursor, up to
     /// and including sequence `up_to`. `complete` is set on the last frame of
@@ -57,6 +59,22 @@ pub enum Frame {
     /// Either direction: a fatal error; the sender closes the connection.
     Error {
         /// Why.
+        reason: String,
+    },
+    /// Relay → device: the policy in force (JSON of `policy::Policy`), sent
+    /// when the device holds an older version.
+    Policy {
+        /// The policy document.
+        json: String,
+    },
+    /// Head office device → relay: publish a new policy version.
+    PublishPolicy {
+        /// The policy document.
+        json: String,
+    },
+    /// Relay → device: a published policy was not accepted; nothing changed.
+    PolicyRefused {
+        /// Why, naming the field.
         reason: String,
     },
 }
@@ -125,6 +143,9 @@ impl Frame {
             Frame::Sync { .. } => "sync",
             Frame::Refused { .. } => "refused",
             Frame::Error { .. } => "error",
+            Frame::Policy { .. } => "policy",
+            Frame::PublishPolicy { .. } => "publish_policy",
+            Frame::PolicyRefused { .. } => "policy_refused",
         }
     }
 }
@@ -140,7 +161,10 @@ mod tests {
 
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            any::<u64>().prop_map(|cursor| Frame::Hello { cursor }),
+            (any::<u64>(), any::<u32>()).prop_map(|(cursor, policy_version)| Frame::Hello {
+                cursor,
+                policy_version
+            }),
             (
                 any::<u64>(),
                 proptest::collection::vec(
@@ -162,6 +186,9 @@ mod tests {
                 .prop_map(|(doc, message)| Frame::Sync { doc, message }),
             (case_id(), ".{0,40}").prop_map(|(doc, reason)| Frame::Refused { doc, reason }),
             ".{0,40}".prop_map(|reason| Frame::Error { reason }),
+            ".{0,40}".prop_map(|json| Frame::Policy { json }),
+            ".{0,40}".prop_map(|json| Frame::PublishPolicy { json }),
+            ".{0,40}".prop_map(|reason| Frame::PolicyRefused { reason }),
         ]
     }
 
@@ -187,7 +214,11 @@ mod tests {
 
     #[test]
     fn rejects_wrong_version_size_and_trailing_bytes() {
-        let mut b = Frame::Hello { cursor: 3 }.encode();
+        let mut b = Frame::Hello {
+            cursor: 3,
+            policy_version: 1,
+        }
+        .encode();
         b[0] = 9;
         assert_eq!(Frame::decode(&b), Err(DecodeError::Version { got: 9 }));
         assert_eq!(Frame::decode(&[]), Err(DecodeError::Empty));
@@ -196,7 +227,11 @@ mod tests {
             Frame::decode(&big),
             Err(DecodeError::TooLarge { .. })
         ));
-        let mut t = Frame::Hello { cursor: 3 }.encode();
+        let mut t = Frame::Hello {
+            cursor: 3,
+            policy_version: 1,
+        }
+        .encode();
         t.push(0);
         assert!(matches!(Frame::decode(&t), Err(DecodeError::Malformed(_))));
     }

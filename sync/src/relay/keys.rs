@@ -14,6 +14,7 @@ pub const SEQ: &[u8] = b"rs";
 pub const META: &[u8] = b"rm";
 pub const ALL: &[u8] = b"ra";
 pub const AUDIT: &[u8] = b"ru";
+pub const POLICY: &[u8] = b"rp";
 
 pub fn meta(case: CaseId) -> Vec<u8> {
     [META, case.as_bytes()].concat()

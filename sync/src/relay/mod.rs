@@ -43,6 +43,8 @@ pub struct RelayOutput {
     pub frames: Vec<Frame>,
     /// A case whose stored content changed: wake the other sessions.
     pub changed: Option<CaseId>,
+    /// A new policy was published: wake the other sessions.
+    pub policy_published: bool,
 }
 
 /// One authenticated connection.
@@ -52,6 +54,8 @@ pub struct RelaySession {
     sent_up_to: Option<u64>,
     /// Whether the catch-up after hello has been fully announced.
     caught_up: bool,
+    /// Policy version the device holds (as far as the relay knows).
+    policy_version: u32,
 }
 
 impl RelaySession {
@@ -74,6 +78,7 @@ pub struct CaseFilter {
 pub struct Relay<S: Storage> {
     storage: S,
     policy: crate::policy::Policy,
+    policy_json: String,
     cache: lru::LruCache<CaseId, Automerge>,
     seq: u64,
 }
@@ -98,9 +103,23 @@ impl<S: Storage> Relay<S> {
             })
             .transpose()?
             .unwrap_or(0);
+        let (policy, policy_json) = match storage.get(keys::POLICY)? {
+            Some(b) => {
+                let json = String::from_utf8(b).map_err(|e| corrupt("policy", e))?;
+                let p =
+                    crate::policy::Policy::from_json(&json).map_err(|e| corrupt("policy", e))?;
+                (p, json)
+            }
+            None => {
+                let p = crate::policy::Policy::default();
+                let json = serde_json::to_string(&p).map_err(|e| corrupt("policy", e))?;
+                (p, json)
+            }
+        };
         Ok(Relay {
             storage,
-            policy: crate::policy::Policy::default(),
+            policy,
+            policy_json,
             cache: lru::LruCache::new(cache_docs),
             seq,
         })
@@ -123,6 +142,7 @@ impl<S: Storage> Relay<S> {
             states: HashMap::new(),
             sent_up_to: None,
             caught_up: false,
+            policy_version: 0,
         }
     }
 
@@ -215,13 +235,21 @@ impl<S: Storage> Relay<S> {
         now: Millis,
     ) -> Result<RelayOutput, SessionError> {
         match (frame, s.sent_up_to) {
-            (Frame::Hello { cursor }, None) => {
+            (
+                Frame::Hello {
+                    cursor,
+                    policy_version,
+                },
+                None,
+            ) => {
                 s.sent_up_to = Some(cursor);
+                s.policy_version = policy_version;
                 Ok(RelayOutput {
                     frames: self.announce(s).map_err(SessionError::Storage)?,
-                    changed: None,
+                    ..RelayOutput::default()
                 })
             }
+            (Frame::PublishPolicy { json }, Some(_)) => self.publish_policy(s, &json),
             (Frame::Hello { .. }, Some(_)) => {
                 Err(SessionError::Protocol("hello sent twice".into()))
             }
@@ -237,12 +265,65 @@ impl<S: Storage> Relay<S> {
         }
     }
 
+    /// The policy in force and its JSON.
+    pub fn policy(&self) -> (&crate::policy::Policy, &str) {
+        (&self.policy, &self.policy_json)
+    }
+
+    /// Publishes a new policy version from a head-office connection; on
+    /// success `policy_published` tells the shell to wake every session,
+    /// which then sends the new policy to its device.
+    fn publish_policy(
+        &mut self,
+        s: &mut RelaySession,
+        json: &str,
+    ) -> Result<RelayOutput, SessionError> {
+        let refuse = |reason: String| {
+            Ok(RelayOutput {
+                frames: vec![Frame::PolicyRefused { reason }],
+                ..RelayOutput::default()
+            })
+        };
+        if s.principal.role != Role::HeadOffice {
+            return refuse("only head office can publish policy".into());
+        }
+        let p = match crate::policy::Policy::from_json(json) {
+            Ok(p) => p,
+            Err(e) => return refuse(e.to_string()),
+        };
+        if p.version <= self.policy.version {
+            return refuse(format!(
+                "policy field version: {} is not newer than the version in force, {}",
+                p.version, self.policy.version
+            ));
+        }
+        let mut b = Batch::new();
+        b.put(keys::POLICY.to_vec(), json.as_bytes().to_vec());
+        self.storage.apply(b).map_err(SessionError::Storage)?;
+        self.storage.flush().map_err(SessionError::Storage)?;
+        tracing::info!(version = p.version, by = %s.principal.user, "policy published");
+        self.policy = p;
+        self.policy_json = json.to_string();
+        Ok(RelayOutput {
+            frames: self.announce(s).map_err(SessionError::Storage)?,
+            changed: None,
+            policy_published: true,
+        })
+    }
+
     /// Frames announcing the cases this session may see that changed since
     /// what it was last told. Cheap when nothing changed.
     pub fn announce(&mut self, s: &mut RelaySession) -> Result<Vec<Frame>, StorageError> {
         let Some(from) = s.sent_up_to else {
             return Ok(Vec::new());
         };
+        let mut frames = Vec::new();
+        if s.policy_version < self.policy.version {
+            frames.push(Frame::Policy {
+                json: self.policy_json.clone(),
+            });
+            s.policy_version = self.policy.version;
+        }
         let prefix = match s.principal.role {
             Role::HeadOffice => keys::ALL.to_vec(),
             _ => keys::store_prefix(&s.principal.store),
@@ -250,7 +331,6 @@ impl<S: Storage> Relay<S> {
         let mut start = prefix.clone();
         start.extend_from_slice(&(from.saturating_add(1)).to_be_bytes());
         let end = crate::storage::keys::prefix_end(&prefix);
-        let mut frames = Vec::new();
         loop {
             let rows = self.storage.scan(&start, &end, ANNOUNCE_CHUNK)?;
             let complete = rows.len() < ANNOUNCE_CHUNK;
@@ -302,7 +382,7 @@ impl<S: Storage> Relay<S> {
                 doc,
                 reason: reason.to_string(),
             }],
-            changed: None,
+            ..RelayOutput::default()
         }
     }
 
@@ -387,6 +467,7 @@ impl<S: Storage> Relay<S> {
                 .into_iter()
                 .collect(),
             changed,
+            policy_published: false,
         })
     }
 
