@@ -349,6 +349,33 @@ fn print_case(v: &CaseView) {
     if !v.description.is_empty() {
         println!("problem  {}", v.description);
     }
+    if let Some(a) = &v.assignee {
+        println!("assigned {a}");
+    }
+    for t in &v.timers {
+        let state = match (t.done, t.breached) {
+            (true, false) => "met",
+            (true, true) => "met late",
+            (false, true) => "OVERDUE",
+            (false, false) => "open",
+        };
+        println!("deadline {:<18} due {}  {state}", t.name, t.due);
+    }
+    if let Some(f) = &v.freight {
+        println!(
+            "freight  outbound {}, return {} (rule {}: {})",
+            f.outbound, f.return_leg, f.rule, f.rule_text
+        );
+    }
+    if let Some(e) = &v.escalation {
+        println!("escalated to {e}");
+    }
+    if let Some(s) = &v.survey {
+        println!(
+            "survey   description {}, attitude {}, speed {}, logistics {}",
+            s.description, s.attitude, s.speed, s.logistics
+        );
+    }
     for o in &v.offers {
         println!(
             "offer    {}  {} ¥{}  {}  (by {})",
