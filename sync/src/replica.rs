@@ -294,8 +294,9 @@ impl<S: Storage> Replica<S> {
         to: &str,
         reason: Option<&str>,
     ) -> Result<(), ReplicaError> {
+        let policy = self.policy.clone();
         self.edit(case, e, |d, c| {
-            crate::case::transition::transition(d, case, c, to, reason)
+            crate::case::transition::transition_with(d, case, c, &policy, to, reason)
         })
     }
 

@@ -348,3 +348,89 @@ fn identical_concurrent_moves_agree_and_later_moves_follow_either() {
     assert!(v.conflicts.is_empty(), "{:?}", v.conflicts);
     assert_eq!(v.status.as_deref(), Some("awaiting_goods"));
 }
+
+#[test]
+fn a_clerk_accepts_returns_only_inside_the_windows() {
+    use aftercase_sync::case::edit::set_field;
+    use aftercase_sync::case::transition::transition_with;
+    use aftercase_sync::case::CaseField;
+    let p = aftercase_sync::policy::Policy::default();
+    // Noon China time on 2026-03-10 is 04:00 UTC.
+    let day = |d: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, 3, d)
+            .unwrap()
+            .and_hms_opt(4, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    };
+    let at = |role: Role, n: u64, when: i64| EditContext {
+        now: Millis(when),
+        ..ctx(role, n)
+    };
+    // (purchase date, sale channel, category, request day, clerk may accept)
+    let table: &[(&str, &str, &str, u32, bool)] = &[
+        ("2026-03-01", "in_store", "other", 7, true), // day 7 of the in-store window (purchase day is day 1)
+        ("2026-03-01", "in_store", "other", 8, false), // day 8
+        ("2026-03-01", "distance", "other", 8, true), // distance: window runs to receipt + 7
+        ("2026-03-01", "in_store", "product_quality", 16, true), // 三包 exchange, day 15
+        ("2026-03-01", "in_store", "product_quality", 17, false), // day 16
+    ];
+    for &(bought, channel, category, request, ok) in table {
+        let (mut doc, id) = new_case(CaseKind::ReturnExchange);
+        let t = day(request);
+        set_field(
+            &mut doc,
+            id,
+            &at(Role::Staff, 1, t),
+            CaseField::PurchaseDate,
+            bought,
+        )
+        .unwrap();
+        set_field(
+            &mut doc,
+            id,
+            &at(Role::Staff, 2, t),
+            CaseField::SaleChannel,
+            channel,
+        )
+        .unwrap();
+        set_field(
+            &mut doc,
+            id,
+            &at(Role::Staff, 3, t),
+            CaseField::Category,
+            category,
+        )
+        .unwrap();
+        transition_with(
+            &mut doc,
+            id,
+            &at(Role::Staff, 4, t),
+            &p,
+            "under_review",
+            None,
+        )
+        .unwrap();
+        let r = transition_with(&mut doc, id, &at(Role::Staff, 5, t), &p, "accepted", None);
+        match (ok, r) {
+            (true, Ok(())) => {}
+            (false, Err(EditError::NotAllowed(msg))) => {
+                assert!(msg.contains("goodwill"), "{msg}");
+                // The supervisor may grant the exception.
+                transition_with(
+                    &mut doc,
+                    id,
+                    &at(Role::Supervisor, 6, t),
+                    &p,
+                    "accepted",
+                    Some("goodwill"),
+                )
+                .unwrap();
+            }
+            (ok, r) => {
+                panic!("{bought} {channel} {category} day {request}: expected {ok}, got {r:?}")
+            }
+        }
+    }
+}

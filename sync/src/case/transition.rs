@@ -6,13 +6,27 @@ use crate::ids::CaseId;
 use crate::workflow::{derive, history, roles, table};
 use automerge::{Automerge, AutomergeError};
 
-/// Moves the case to `to`, after checking the flow, open conflicts and the
-/// person's role. Records the move as an event naming the state it left and
-/// the move it followed, so concurrent moves are recognised as a fork.
+/// Moves the case to `to` under the default policy; see [`transition_with`].
 pub fn transition(
     doc: &mut Automerge,
     id: CaseId,
     ctx: &EditContext,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<(), EditError> {
+    transition_with(doc, id, ctx, &crate::policy::Policy::default(), to, reason)
+}
+
+/// Moves the case to `to`, after checking the flow, open conflicts, the
+/// person's role and the rules that depend on `policy` (a clerk accepts a
+/// return only inside the return windows). Records the move as an event
+/// naming the state it left and the move it followed, so concurrent moves
+/// are recognised as a fork.
+pub fn transition_with(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    policy: &crate::policy::Policy,
     to: &str,
     reason: Option<&str>,
 ) -> Result<(), EditError> {
@@ -37,6 +51,10 @@ pub fn transition(
         });
     }
     roles::may_move(ctx.role, kind, &wf.status, to).map_err(EditError::NotAllowed)?;
+    if rule_applies(ctx.role, kind, to) {
+        crate::rules::warranty::staff_may_accept_return(&*doc, policy, ctx.now.0)
+            .map_err(EditError::NotAllowed)?;
+    }
     if let Some(r) = reason {
         if r.chars().count() > 2_000 {
             return Err(invalid("reason", "is longer than 2000 characters"));
@@ -118,4 +136,11 @@ pub fn resolve(
     })
     .map_err(|f| EditError::Document(f.error))?;
     Ok(())
+}
+
+/// Whether the return-window rule applies to this move.
+pub fn rule_applies(role: crate::access::Role, kind: crate::case::CaseKind, to: &str) -> bool {
+    role == crate::access::Role::Staff
+        && kind == crate::case::CaseKind::ReturnExchange
+        && to == "accepted"
 }

@@ -96,6 +96,11 @@ pub fn check_upload(
             }
             if *log == history::TRANSITIONS {
                 check_transition(doc, kind, &e, p.role)?;
+                let to = read::string(doc, &e, "to").unwrap_or_default();
+                if crate::case::transition::rule_applies(p.role, kind, &to) {
+                    let at = read::int(doc, &e, "at").unwrap_or(0);
+                    crate::rules::warranty::staff_may_accept_return(doc, policy, at)?;
+                }
             }
             if *log == history::RESOLUTIONS && !history::may_resolve(p.role) {
                 return Err("only a supervisor or head office can resolve a conflict".into());

@@ -100,6 +100,51 @@ pub fn no_reason_window(
     first <= today && today <= last
 }
 
+/// Whether a store clerk may accept the return request in `doc` at device
+/// time `at`: inside the 7-day no-reason window, or within the 三包
+/// exchange period for a product-quality case. Outside both, only a
+/// supervisor may accept it (a goodwill return). Unknown purchase dates do
+/// not block: the clerk is asked to record them, and the relay and head
+/// office see the acceptance either way.
+pub fn staff_may_accept_return<D: automerge::ReadDoc>(
+    doc: &D,
+    p: &Policy,
+    at: i64,
+) -> Result<(), String> {
+    use crate::case::read;
+    use automerge::ROOT;
+    let order = read::map(doc, &ROOT, crate::case::schema::root::ORDER);
+    let date = |k: &str| {
+        order
+            .as_ref()
+            .and_then(|o| read::string(doc, o, k))
+            .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+    };
+    let Some(purchased) = date("purchase_date") else {
+        return Ok(());
+    };
+    let fields = read::map(doc, &ROOT, crate::case::schema::root::FIELDS);
+    let field = |k: &str| fields.as_ref().and_then(|f| read::string(doc, f, k));
+    let channel = match field("sale_channel").as_deref() {
+        Some("distance") => SaleChannel::Distance,
+        _ => SaleChannel::InStore,
+    };
+    let Some(today) = crate::rules::contact::local_day(p, at) else {
+        return Ok(());
+    };
+    if no_reason_window(p, channel, purchased, date("received_date"), today) {
+        return Ok(());
+    }
+    let quality = field("category").as_deref() == Some("product_quality");
+    if quality && (today - purchased).num_days() <= p.sanbao_exchange_days {
+        return Ok(());
+    }
+    Err(format!(
+        "bought {purchased}: outside the 7-day no-reason window{}; a supervisor can accept it as a goodwill return",
+        if quality { " and the 15-day 三包 exchange period" } else { " (set category product_quality for a quality fault)" }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
