@@ -274,6 +274,14 @@ enum CaseCommand {
         /// Offer id.
         offer_id: String,
     },
+    /// Take an offer back (an accepted one: supervisors, to settle two
+    /// offers accepted at once).
+    WithdrawOffer {
+        /// Case id.
+        id: CaseId,
+        /// Offer id.
+        offer_id: String,
+    },
     /// List the cases on this device.
     List {
         /// Print JSON.
@@ -569,6 +577,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CaseCommand::AcceptOffer { id, offer_id } => {
                     device.decide(id, &offer_id, Decision::Accept)?;
                     eprintln!("offer accepted by the customer");
+                }
+                CaseCommand::WithdrawOffer { id, offer_id } => {
+                    device.decide(id, &offer_id, Decision::Withdraw)?;
+                    eprintln!("offer withdrawn");
                 }
                 CaseCommand::List { json } => {
                     let cases = device.cases()?;

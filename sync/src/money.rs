@@ -97,6 +97,17 @@ pub fn covers(policy: &Policy, role: Role, tier: Tier, amount_fen: i64) -> bool 
     limit(policy, role, tier).is_none_or(|l| amount_fen <= l)
 }
 
+/// Offers the customer accepted concurrently: more than one is a money
+/// conflict (two amounts agreed at once must never add up silently).
+pub fn accepted_conflict(offers: &[Offer]) -> Option<Vec<String>> {
+    let accepted: Vec<String> = offers
+        .iter()
+        .filter(|o| o.status == "accepted")
+        .map(|o| o.id.clone())
+        .collect();
+    (accepted.len() > 1).then_some(accepted)
+}
+
 /// Who may make an offer at all: technicians do not decide compensation.
 pub fn may_offer(role: Role) -> Result<(), String> {
     match role {
@@ -186,7 +197,7 @@ pub fn offers<D: ReadDoc>(doc: &D) -> Vec<Offer> {
             ("proposed", "reject") => "rejected",
             ("proposed" | "approved", "decline") => "declined",
             ("approved", "accept") => "accepted",
-            ("proposed" | "approved", "withdraw") => "withdrawn",
+            ("proposed" | "approved" | "accepted", "withdraw") => "withdrawn",
             _ => continue,
         };
         if matches!(next, "approved" | "rejected") {

@@ -211,3 +211,76 @@ fn concurrent_offers_stay_separate_and_decisions_follow_status() {
     assert_eq!(status(&a, &ob), "declined");
     assert_eq!(CaseView::from_doc(&a, "x").policy_version, Some(1));
 }
+
+#[test]
+fn two_offers_accepted_at_once_are_a_conflict_that_blocks_paying_out() {
+    use aftercase_sync::case::transition::transition;
+    let p = Policy::default();
+    let (mut base, id) = case();
+    for (n, s) in ["evidence_collected", "assessed", "offered"]
+        .iter()
+        .enumerate()
+    {
+        transition(&mut base, id, &ctx(Role::Supervisor, 20 + n as u8), s, None).unwrap();
+    }
+    let o1 = offer(
+        &mut base,
+        id,
+        &ctx(Role::Supervisor, 30),
+        &p,
+        Tier::Cash,
+        20_000,
+        None,
+    )
+    .unwrap();
+    let o2 = offer(
+        &mut base,
+        id,
+        &ctx(Role::Supervisor, 31),
+        &p,
+        Tier::Cash,
+        30_000,
+        None,
+    )
+    .unwrap();
+    let mut a = base.fork().with_actor(ActorId::from(&[5u8; 16][..]));
+    let mut b = base.fork().with_actor(ActorId::from(&[6u8; 16][..]));
+    decide(&mut a, id, &ctx(Role::Staff, 32), &p, &o1, Decision::Accept).unwrap();
+    decide(&mut b, id, &ctx(Role::Staff, 33), &p, &o2, Decision::Accept).unwrap();
+    a.merge(&mut b).unwrap();
+    let v = CaseView::from_doc(&a, "x");
+    let c = v
+        .conflicts
+        .iter()
+        .find(|c| c.id == "offers")
+        .expect("money conflict");
+    assert_eq!(c.status, "open");
+    transition(&mut a, id, &ctx(Role::Supervisor, 34), "agreed", None).unwrap();
+    let e = transition(&mut a, id, &ctx(Role::Supervisor, 35), "settled", None).unwrap_err();
+    assert!(matches!(e, EditError::OpenConflict { .. }), "{e}");
+    assert!(matches!(
+        decide(
+            &mut a,
+            id,
+            &ctx(Role::Staff, 36),
+            &p,
+            &o2,
+            Decision::Withdraw
+        ),
+        Err(EditError::NotAllowed(_))
+    ));
+    decide(
+        &mut a,
+        id,
+        &ctx(Role::Supervisor, 37),
+        &p,
+        &o2,
+        Decision::Withdraw,
+    )
+    .unwrap();
+    assert!(CaseView::from_doc(&a, "x")
+        .conflicts
+        .iter()
+        .all(|c| c.id != "offers"));
+    transition(&mut a, id, &ctx(Role::Supervisor, 38), "settled", None).unwrap();
+}

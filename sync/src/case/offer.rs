@@ -68,6 +68,9 @@ pub enum Decision {
     Decline,
     /// The customer took the offer.
     Accept,
+    /// Take the offer back; once accepted, only a supervisor or head office
+    /// may (to settle two offers accepted at once).
+    Withdraw,
 }
 
 impl Decision {
@@ -78,6 +81,7 @@ impl Decision {
             Decision::Reject => "reject",
             Decision::Decline => "decline",
             Decision::Accept => "accept",
+            Decision::Withdraw => "withdraw",
         }
     }
 
@@ -87,6 +91,7 @@ impl Decision {
             Decision::Reject => "rejected",
             Decision::Decline => "declined",
             Decision::Accept => "accepted",
+            Decision::Withdraw => "withdrawn",
         }
     }
 }
@@ -113,6 +118,7 @@ pub fn decide(
         Decision::Approve | Decision::Reject => o.status == "proposed",
         Decision::Decline => matches!(o.status.as_str(), "proposed" | "approved"),
         Decision::Accept => o.status == "approved",
+        Decision::Withdraw => matches!(o.status.as_str(), "proposed" | "approved" | "accepted"),
     };
     if !ok_status {
         return Err(invalid(
@@ -122,6 +128,14 @@ pub fn decide(
                 o.status,
                 decision.past()
             ),
+        ));
+    }
+    if decision == Decision::Withdraw
+        && o.status == "accepted"
+        && !crate::workflow::history::may_resolve(ctx.role)
+    {
+        return Err(EditError::NotAllowed(
+            "only a supervisor or head office can withdraw an offer the customer accepted".into(),
         ));
     }
     if matches!(decision, Decision::Approve | Decision::Reject)

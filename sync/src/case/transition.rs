@@ -6,6 +6,9 @@ use crate::ids::CaseId;
 use crate::workflow::{derive, history, roles, table};
 use automerge::{Automerge, AutomergeError};
 
+/// Moves that pay money out: they wait while two offers are accepted at once.
+const IRREVERSIBLE: &[&str] = &["refunded", "partial_refund_keep", "settled"];
+
 /// Moves the case to `to` under the default policy; see [`transition_with`].
 pub fn transition(
     doc: &mut Automerge,
@@ -38,6 +41,15 @@ pub fn transition_with(
             from: c.from.clone(),
             options: c.options.clone(),
         });
+    }
+    if IRREVERSIBLE.contains(&to) {
+        if let Some(ids) = crate::money::accepted_conflict(&crate::money::offers(&*doc)) {
+            return Err(EditError::OpenConflict {
+                id: "offers".into(),
+                from: "offers".into(),
+                options: ids,
+            });
+        }
     }
     if !table::is_allowed(kind, &wf.status, to) {
         return Err(EditError::Transition {
@@ -93,6 +105,12 @@ pub fn resolve(
     if !history::may_resolve(ctx.role) {
         return Err(EditError::NotAllowed(
             "only a supervisor or head office can resolve a conflict".into(),
+        ));
+    }
+    if conflict == "offers" {
+        return Err(invalid(
+            "conflict",
+            "two accepted offers are settled by withdrawing one: `case withdraw-offer ID OFFER_ID`",
         ));
     }
     let wf = derive(&*doc, kind);

@@ -336,7 +336,7 @@ impl CaseView {
             }
             _ => Vec::new(),
         };
-        let conflicts = workflow
+        let conflicts: Vec<ConflictView> = workflow
             .map(|(_, w)| {
                 w.conflicts
                     .into_iter()
@@ -373,6 +373,23 @@ impl CaseView {
                 policy_version: o.policy_version,
             })
             .collect();
+        let mut conflicts = conflicts;
+        let raw_offers = crate::money::offers(doc);
+        if let Some(ids) = crate::money::accepted_conflict(&raw_offers) {
+            conflicts.push(ConflictView {
+                id: "offers".into(),
+                status: "open".into(),
+                from: "offers".into(),
+                proposed_by: raw_offers
+                    .iter()
+                    .filter(|o| ids.contains(&o.id))
+                    .map(|o| o.proposed_by.clone())
+                    .collect(),
+                options: ids,
+                chosen: None,
+                resolved_by: None,
+            });
+        }
         let freight = super::service::freight_view(doc);
         let policy_version = offers
             .iter()

@@ -193,7 +193,18 @@ fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Re
             "{} of {tier} compensation is above what a {role} may approve",
             money::yuan(amount)
         )),
+        "withdraw" if !history::may_resolve(role) && offer_accepted(doc, &offer_id) => Err(
+            "only a supervisor or head office can withdraw an offer the customer accepted".into(),
+        ),
         "decline" | "accept" | "withdraw" => Ok(()),
         other => Err(format!("unknown decision {other:?}")),
     }
+}
+
+fn offer_accepted(doc: &Automerge, offer_id: &str) -> bool {
+    // Status before this upload's own decisions would be ideal; the current
+    // status including them errs on the side of refusing.
+    money::offers(doc)
+        .iter()
+        .any(|o| o.id == offer_id && matches!(o.status.as_str(), "accepted" | "withdrawn"))
 }
