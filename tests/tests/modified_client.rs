@@ -297,3 +297,83 @@ fn forged_moves_and_identities_are_refused_with_nothing_applied() {
         .any(|e| e.text.as_deref() == Some("honest note")));
     let _ = doc.get_heads();
 }
+
+#[test]
+fn a_clerk_cannot_accept_an_out_of_window_return_by_editing_the_document() {
+    use aftercase_sync::case::edit::{create_case, set_field, EditContext, NewCase};
+    use aftercase_sync::case::transition::transition;
+    use aftercase_sync::case::{CaseField, CaseKind};
+    let mut w = World::new(12, 8);
+    let id = CaseId::from_bytes([0x33; 16]);
+    let ctx = |n: u8| EditContext {
+        author: "user-tab-a".parse().unwrap(),
+        role: Role::Staff,
+        device: "tab-a".parse().unwrap(),
+        now: Millis(1_790_000_000_000 + n as i64),
+        nonce: [n; 16],
+    };
+    let mut doc = Automerge::new().with_actor(ActorId::random());
+    create_case(
+        &mut doc,
+        &ctx(1),
+        &NewCase {
+            id,
+            case_no: "S1-tab-a-9".into(),
+            kind: CaseKind::ReturnExchange,
+            store: "S1".parse().unwrap(),
+            customer: aftercase_sync::case::edit::Customer {
+                name: "R".into(),
+                phone: "1234567".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    set_field(&mut doc, id, &ctx(2), CaseField::PurchaseDate, "2020-01-01").unwrap();
+    transition(&mut doc, id, &ctx(3), "under_review", None).unwrap();
+    let frames = push(
+        &mut w,
+        principal(Role::Staff, "user-tab-a", "tab-a"),
+        id,
+        &mut doc,
+    );
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Refused { .. })),
+        "{frames:?}"
+    );
+    let head = aftercase_sync::workflow::derive(&doc, CaseKind::ReturnExchange).head;
+    let seq = w.relay.seq();
+    forge_entry(
+        &mut doc,
+        "transitions",
+        "acc",
+        &[
+            ("from", "under_review"),
+            ("to", "accepted"),
+            ("prev", head.as_str()),
+            ("author", "user-tab-a"),
+            ("role", "staff"),
+            ("device", "tab-a"),
+        ],
+    );
+    let frames = push(
+        &mut w,
+        principal(Role::Staff, "user-tab-a", "tab-a"),
+        id,
+        &mut doc,
+    );
+    let refused = frames.iter().find_map(|f| match f {
+        Frame::Refused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        refused.as_deref().is_some_and(|r| r.contains("goodwill")),
+        "{frames:?}"
+    );
+    assert_eq!(w.relay.seq(), seq);
+    assert_eq!(
+        w.relay_view(id).unwrap().status.as_deref(),
+        Some("under_review")
+    );
+}
