@@ -78,6 +78,7 @@ pub fn transition_with(
         tx.put(&e, "from", wf.status.as_str())?;
         tx.put(&e, "to", to)?;
         tx.put(&e, "prev", wf.head.as_str())?;
+        tx.put(&e, "policy_version", i64::from(policy.version))?;
         if let Some(r) = reason {
             tx.put(&e, "reason", r)?;
         }
