@@ -200,6 +200,13 @@ enum CaseCommand {
         /// The store picks the goods up after delivery damage.
         #[arg(long)]
         pickup_after_delivery_damage: bool,
+        /// Supervisors: set the payers by hand (seller, customer or store),
+        /// e.g. `--override seller,customer --reason "..."`.
+        #[arg(long = "override", value_name = "OUTBOUND,RETURN")]
+        override_payers: Option<String>,
+        /// Why the rules are overridden.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Move the case to its next step, e.g. `case transition ID confirmed`.
     /// `case show ID` lists the steps allowed from where it is.
@@ -498,7 +505,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     agreement_silent,
                     disputed,
                     pickup_after_delivery_damage,
+                    override_payers,
+                    reason,
                 } => {
+                    if let Some(payers) = override_payers {
+                        let (out, ret) = payers.split_once(',').ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--override takes OUTBOUND,RETURN, e.g. seller,customer"
+                            )
+                        })?;
+                        let reason =
+                            reason.ok_or_else(|| anyhow::anyhow!("--override needs --reason"))?;
+                        let f = device.override_freight(id, out, ret, &reason)?;
+                        println!(
+                            "outbound: {}  return: {}  ({})",
+                            f.outbound, f.return_leg, f.rule_text
+                        );
+                        return Ok(());
+                    }
                     let agreed_payer = match agreed_payer.as_deref() {
                         None => None,
                         Some("seller") => Some(Payer::Seller),

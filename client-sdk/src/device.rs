@@ -204,6 +204,23 @@ impl Device {
         self.edited(r)
     }
 
+    /// Records a supervisor's freight decision that departs from the rules.
+    pub fn override_freight(
+        &self,
+        case: CaseId,
+        outbound: &str,
+        return_leg: &str,
+        reason: &str,
+    ) -> Result<aftercase_sync::case::service::FreightView, ClientError> {
+        use aftercase_sync::case::service::parse_payer;
+        let out = parse_payer(outbound).map_err(|e| ClientError::Config(e.to_string()))?;
+        let ret = parse_payer(return_leg).map_err(|e| ClientError::Config(e.to_string()))?;
+        let r = self
+            .replica()
+            .override_freight(case, entropy(), out, ret, reason);
+        self.edited(r)
+    }
+
     /// Decides who pays freight from the facts and records it with its rule.
     pub fn decide_freight(
         &self,

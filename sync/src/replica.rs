@@ -437,6 +437,26 @@ impl<S: Storage> Replica<S> {
         out.ok_or(ReplicaError::UnknownCase(case))
     }
 
+    /// Records a supervisor's freight decision that departs from the rules.
+    pub fn override_freight(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        outbound: crate::rules::freight::Payer,
+        return_leg: crate::rules::freight::Payer,
+        reason: &str,
+    ) -> Result<crate::case::service::FreightView, ReplicaError> {
+        let policy = self.policy.clone();
+        let mut out = None;
+        self.edit(case, e, |d, c| {
+            out = Some(crate::case::service::override_freight(
+                d, case, c, &policy, outbound, return_leg, reason,
+            )?);
+            Ok(())
+        })?;
+        out.ok_or(ReplicaError::UnknownCase(case))
+    }
+
     /// Offers compensation; returns the offer id.
     pub fn offer(
         &mut self,

@@ -701,6 +701,34 @@ fn a_repair_from_report_to_follow_up_call() {
     ]);
     let err = staff.fails(&["case", "escalate", &follow, "store"]);
     assert!(err.contains("already at supervisor"), "{err}");
+    let err = staff.fails(&[
+        "case",
+        "freight",
+        &follow,
+        "--override",
+        "customer,customer",
+        "--reason",
+        "agreed at the counter",
+    ]);
+    assert!(err.contains("only a supervisor"), "{err}");
+    staff.ok(&["sync"]);
+    sup.ok(&["sync"]);
+    let out = sup.ok(&[
+        "case",
+        "freight",
+        &follow,
+        "--override",
+        "store,seller",
+        "--reason",
+        "store van was passing",
+    ]);
+    assert!(out.contains("outbound: store  return: seller"), "{out}");
+    let f = sup.show(&follow)["freight"].clone();
+    assert_eq!(
+        (f["rule"].as_i64(), f["decided_by"].as_str()),
+        (Some(0), Some("sam"))
+    );
+    sup.ok(&["sync"]);
     staff.ok(&["sync"]);
 }
 

@@ -224,6 +224,72 @@ pub fn decide_freight(
     Ok(view)
 }
 
+/// Records a supervisor's manual freight decision that departs from the
+/// rules, with the reason (rule 0).
+pub fn override_freight(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    policy: &Policy,
+    outbound: Payer,
+    return_leg: Payer,
+    reason: &str,
+) -> Result<FreightView, EditError> {
+    require_case(doc, id)?;
+    if !crate::workflow::history::may_resolve(ctx.role) {
+        return Err(EditError::NotAllowed(
+            "only a supervisor or head office can override the freight rules".into(),
+        ));
+    }
+    if reason.trim().is_empty() {
+        return Err(invalid(
+            "reason",
+            "say why the freight rules are overridden",
+        ));
+    }
+    let view = FreightView {
+        outbound: payer_str(outbound).into(),
+        return_leg: payer_str(return_leg).into(),
+        rule: 0,
+        rule_text: format!("override: {reason}"),
+        decided_by: ctx.author.to_string(),
+        policy_version: i64::from(policy.version),
+    };
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        let e = put_entry(tx, FREIGHT, ctx, "freight")?;
+        tx.put(&e, "outbound", view.outbound.as_str())?;
+        tx.put(&e, "return", view.return_leg.as_str())?;
+        tx.put(&e, "rule", 0i64)?;
+        tx.put(&e, "rule_text", view.rule_text.as_str())?;
+        tx.put(&e, "policy_version", view.policy_version)?;
+        let t = put_entry(tx, root::TIMELINE, ctx, "freight")?;
+        tx.put(
+            &t,
+            entry::TEXT,
+            format!(
+                "freight overridden: outbound {}, return {} ({reason})",
+                view.outbound, view.return_leg
+            ),
+        )?;
+        Ok(())
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(view)
+}
+
+/// Parses a payer name.
+pub fn parse_payer(s: &str) -> Result<Payer, EditError> {
+    match s {
+        "seller" => Ok(Payer::Seller),
+        "customer" => Ok(Payer::Customer),
+        "store" => Ok(Payer::Store),
+        other => Err(invalid(
+            "payer",
+            format!("{other:?}: use seller, customer or store"),
+        )),
+    }
+}
+
 /// The latest freight decision of a case.
 pub fn freight_view<D: ReadDoc>(doc: &D) -> Option<FreightView> {
     let e = latest(doc, FREIGHT)?;

@@ -111,6 +111,14 @@ pub fn check_upload(
             {
                 return Err("only a supervisor can override the contact rules".into());
             }
+            if *log == crate::case::service::FREIGHT
+                && read::int(doc, &e, "rule") == Some(0)
+                && !history::may_resolve(p.role)
+            {
+                return Err(
+                    "only a supervisor or head office can override the freight rules".into(),
+                );
+            }
             if *log == crate::case::service::ASSIGNMENTS
                 && !crate::case::service::may_assign(p.role)
             {
