@@ -86,9 +86,10 @@ fn authorized(state: &AppState, p: &Principal, id: CaseId) -> Result<(), ApiErro
         .meta(id)?
         .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
     if !access::can_read(p, &meta) {
-        return Err(ApiError::Forbidden(
-            "forbidden: this case belongs to another store".into(),
-        ));
+        return Err(ApiError::Forbidden(format!(
+            "forbidden: {}",
+            access::not_visible(p)
+        )));
     }
     Ok(())
 }

@@ -108,6 +108,14 @@ pub fn can_read(p: &Principal, meta: &CaseMeta) -> bool {
     }
 }
 
+/// Why `p` may not see a case, in words for the person.
+pub fn not_visible(p: &Principal) -> &'static str {
+    match p.role {
+        Role::Technician => "this case is not assigned to you",
+        _ => "this case belongs to another store",
+    }
+}
+
 /// Whether `p` may change the case.
 pub fn can_write(p: &Principal, meta: &CaseMeta) -> bool {
     can_read(p, meta)

@@ -400,7 +400,7 @@ impl<S: Storage> Relay<S> {
         let p = &s.principal;
         match &meta {
             Some(m) if !access::can_read(p, m) => {
-                return Ok(Self::refuse(case, "this case belongs to another store"))
+                return Ok(Self::refuse(case, access::not_visible(p)))
             }
             Some(m) if !msg.changes.is_empty() && !access::can_write(p, m) => {
                 return Ok(Self::refuse(case, "you may not change this case"))
