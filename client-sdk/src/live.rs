@@ -201,11 +201,7 @@ impl Device {
         let mut total = 0usize;
         let mut announced_synced = false;
         loop {
-            let settled = {
-                let r = self.replica();
-                client.is_settled(&r).map_err(session_error)?
-            };
-            if settled {
+            if client.is_settled() {
                 let refused = client.refused();
                 if let Some((case, reason)) = refused.iter().next() {
                     return Err(SyncError::Refused {

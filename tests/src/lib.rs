@@ -509,9 +509,7 @@ impl World {
     /// Whether device `d`'s session reports everything exchanged.
     pub fn is_settled(&self, d: usize) -> bool {
         let dev = &self.devices[d];
-        dev.link
-            .as_ref()
-            .is_some_and(|l| l.client.is_settled(&dev.replica).unwrap_or(false))
+        dev.link.as_ref().is_some_and(|l| l.client.is_settled())
     }
 
     /// The relay's view of a case.

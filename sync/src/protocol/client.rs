@@ -6,7 +6,7 @@ use crate::replica::{Replica, ReplicaError};
 use crate::storage::Storage;
 use automerge::sync::{Message, State};
 use automerge::ChangeHash;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Why a session must end. The connection is closed; local data is intact.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,9 @@ pub struct ClientSession {
     target: Option<Cursor>,
     caught_up: bool,
     refused: BTreeMap<CaseId, String>,
+    /// Cases with local changes the relay has not confirmed, kept in memory
+    /// so checking for completion does not rescan storage on every frame.
+    dirty: HashSet<CaseId>,
     /// The last policy news from the relay: adopted version or refusal.
     policy_news: Option<Result<u32, String>>,
 }
@@ -66,6 +69,7 @@ impl ClientSession {
             target: None,
             caught_up: false,
             refused: BTreeMap::new(),
+            dirty: HashSet::new(),
             policy_news: None,
         }
     }
@@ -77,7 +81,10 @@ impl ClientSession {
             cursor: r.cursor()?.0,
             policy_version: r.policy().version,
         }];
-        for case in r.dirty_cases()? {
+        self.dirty = r.dirty_cases()?.into_iter().collect();
+        let mut dirty: Vec<CaseId> = self.dirty.iter().copied().collect();
+        dirty.sort();
+        for case in dirty {
             self.push_sync(r, case, true, &mut out)?;
         }
         Ok(out)
@@ -90,6 +97,7 @@ impl ClientSession {
         case: CaseId,
     ) -> Result<Vec<Frame>, SessionError> {
         let mut out = Vec::new();
+        self.dirty.insert(case);
         self.push_sync(r, case, false, &mut out)?;
         Ok(out)
     }
@@ -150,17 +158,17 @@ impl ClientSession {
                 docs,
                 complete,
             } => {
-                let dirty: std::collections::HashSet<CaseId> =
-                    r.dirty_cases()?.into_iter().collect();
                 for DocHeads { doc, heads } in docs {
                     let heads = hashes(&heads);
                     if !r.has_all(doc, &heads)? {
                         self.pending.insert(doc, heads);
                         self.push_sync(r, doc, true, &mut out)?;
-                    } else if dirty.contains(&doc) {
+                    } else if self.dirty.contains(&doc) {
                         // The relay may already hold our changes (an ack lost
                         // with a cut connection): this clears the mark.
-                        r.confirm_if_uploaded(doc, &heads)?;
+                        if r.confirm_if_uploaded(doc, &heads)? {
+                            self.dirty.remove(&doc);
+                        }
                     }
                 }
                 self.target = Some(Cursor(up_to).max(self.target.unwrap_or_default()));
@@ -184,7 +192,9 @@ impl ClientSession {
                         self.pending.remove(&doc);
                     }
                 }
-                r.confirm_if_uploaded(doc, &relay_heads)?;
+                if self.dirty.contains(&doc) && r.confirm_if_uploaded(doc, &relay_heads)? {
+                    self.dirty.remove(&doc);
+                }
                 self.push_sync(r, doc, false, &mut out)?;
             }
             Frame::Refused { doc, reason } => {
@@ -233,24 +243,25 @@ impl ClientSession {
                 r.set_cursor(target)?;
             }
         }
-        if self.activity && self.caught_up && self.unconfirmed(r)?.is_empty() {
+        if self.activity && self.caught_up && self.unconfirmed().is_empty() {
             r.mark_synced(now)?;
             self.activity = false;
         }
         Ok(())
     }
 
-    fn unconfirmed<S: Storage>(&self, r: &Replica<S>) -> Result<Vec<CaseId>, SessionError> {
-        Ok(r.dirty_cases()?
-            .into_iter()
+    fn unconfirmed(&self) -> Vec<CaseId> {
+        self.dirty
+            .iter()
             .filter(|c| !self.refused.contains_key(c))
-            .collect())
+            .copied()
+            .collect()
     }
 
     /// True once the catch-up is complete, every announced change is held
     /// locally and the relay confirmed every local change it did not refuse.
-    pub fn is_settled<S: Storage>(&self, r: &Replica<S>) -> Result<bool, SessionError> {
-        Ok(self.caught_up && self.pending.is_empty() && self.unconfirmed(r)?.is_empty())
+    pub fn is_settled(&self) -> bool {
+        self.caught_up && self.pending.is_empty() && self.unconfirmed().is_empty()
     }
 
     /// Cases whose changes the relay refused in this session, with its reasons.
