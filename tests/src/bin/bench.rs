@@ -247,7 +247,7 @@ fn main() {
     let upload = t0.elapsed();
     rows.push(Row {
         scenario: format!("Upload {n} cases from one device"),
-        ours: format!("{} , {}", ms(upload), kib(up.bytes)),
+        ours: format!("{}, {}", ms(upload), kib(up.bytes)),
         baseline: "-".into(),
         ratio: "-".into(),
     });
