@@ -202,25 +202,11 @@ pub fn decide_freight(
         decided_by: ctx.author.to_string(),
         policy_version: i64::from(policy.version),
     };
-    doc.transact::<_, _, AutomergeError>(|tx| {
-        let e = put_entry(tx, FREIGHT, ctx, "freight")?;
-        tx.put(&e, "outbound", view.outbound.as_str())?;
-        tx.put(&e, "return", view.return_leg.as_str())?;
-        tx.put(&e, "rule", view.rule)?;
-        tx.put(&e, "rule_text", view.rule_text.as_str())?;
-        tx.put(&e, "policy_version", view.policy_version)?;
-        let t = put_entry(tx, root::TIMELINE, ctx, "freight")?;
-        tx.put(
-            &t,
-            entry::TEXT,
-            format!(
-                "freight: outbound {}, return {} (rule {}: {})",
-                view.outbound, view.return_leg, view.rule, view.rule_text
-            ),
-        )?;
-        Ok(())
-    })
-    .map_err(|f| EditError::Document(f.error))?;
+    let text = format!(
+        "freight: outbound {}, return {} (rule {}: {})",
+        view.outbound, view.return_leg, view.rule, view.rule_text
+    );
+    record_freight(doc, ctx, &view, &text)?;
     Ok(view)
 }
 
@@ -255,26 +241,34 @@ pub fn override_freight(
         decided_by: ctx.author.to_string(),
         policy_version: i64::from(policy.version),
     };
+    let text = format!(
+        "freight overridden: outbound {}, return {} ({reason})",
+        view.outbound, view.return_leg
+    );
+    record_freight(doc, ctx, &view, &text)?;
+    Ok(view)
+}
+
+/// Writes a freight decision and its timeline line in one transaction.
+fn record_freight(
+    doc: &mut Automerge,
+    ctx: &EditContext,
+    view: &FreightView,
+    text: &str,
+) -> Result<(), EditError> {
     doc.transact::<_, _, AutomergeError>(|tx| {
         let e = put_entry(tx, FREIGHT, ctx, "freight")?;
         tx.put(&e, "outbound", view.outbound.as_str())?;
         tx.put(&e, "return", view.return_leg.as_str())?;
-        tx.put(&e, "rule", 0i64)?;
+        tx.put(&e, "rule", view.rule)?;
         tx.put(&e, "rule_text", view.rule_text.as_str())?;
         tx.put(&e, "policy_version", view.policy_version)?;
         let t = put_entry(tx, root::TIMELINE, ctx, "freight")?;
-        tx.put(
-            &t,
-            entry::TEXT,
-            format!(
-                "freight overridden: outbound {}, return {} ({reason})",
-                view.outbound, view.return_leg
-            ),
-        )?;
+        tx.put(&t, entry::TEXT, text)?;
         Ok(())
     })
     .map_err(|f| EditError::Document(f.error))?;
-    Ok(view)
+    Ok(())
 }
 
 /// Parses a payer name.
