@@ -237,7 +237,7 @@ impl Device {
                             let frame = Frame::decode(&bytes)
                                 .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
                             let received = match &frame {
-                                Frame::Sync { doc, .. } => Some(*doc),
+                                Frame::Sync { doc, .. } | Frame::Snapshot { doc, .. } => Some(*doc),
                                 _ => None,
                             };
                             let (out, pending) = {

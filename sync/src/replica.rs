@@ -636,6 +636,39 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// Takes a whole case sent by the relay: loads it (refusing bytes that
+    /// are not an Automerge document), merges it into any local copy and
+    /// stores the new changes. Not flushed, like [`Replica::receive`].
+    pub fn adopt_snapshot(&mut self, case: CaseId, bytes: &[u8]) -> Result<(), ReplicaError> {
+        let mut incoming = Automerge::load(bytes).map_err(|e| ReplicaError::Apply {
+            case,
+            message: format!("snapshot does not load: {e}"),
+        })?;
+        let actor = self.actor.clone();
+        let mut batch = Batch::new();
+        match self.doc_mut(case)? {
+            Some(doc) => {
+                let before = doc.get_heads();
+                doc.merge(&mut incoming).map_err(|e| ReplicaError::Apply {
+                    case,
+                    message: e.to_string(),
+                })?;
+                docs::stage_changes(&mut batch, case, &doc.get_changes(&before));
+            }
+            None => {
+                // Nothing of it is stored yet: keep the compacted form.
+                batch.put(keys::snapshot(case), bytes.to_vec());
+                self.docs.insert(case, incoming.with_actor(actor));
+            }
+        }
+        batch.put(keys::local_case(case), Vec::new());
+        if let Err(e) = self.storage.apply(batch) {
+            self.docs.remove(&case);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Clears the dirty mark of `case` if the relay's heads (from the last
     /// message it sent, which it only sends after its copy is durable) cover
     /// everything this device has.

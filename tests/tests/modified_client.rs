@@ -377,3 +377,45 @@ fn a_clerk_cannot_accept_an_out_of_window_return_by_editing_the_document() {
         Some("under_review")
     );
 }
+
+#[test]
+fn fetching_another_stores_case_by_id_is_refused() {
+    let mut w = World::new(13, 8);
+    let a = w.add_device("tab-a", Role::Staff, "S1");
+    let case = w.create_case(a);
+    w.heal_and_check().unwrap();
+    let mut s = w.relay.session(Principal {
+        user: "xena".parse().unwrap(),
+        role: Role::Staff,
+        store: "S2".parse().unwrap(),
+        device: "tab-x".parse().unwrap(),
+    });
+    w.relay
+        .handle(
+            &mut s,
+            Frame::Hello {
+                cursor: 0,
+                policy_version: 1,
+            },
+            Millis(1),
+        )
+        .unwrap();
+    let out = w
+        .relay
+        .handle(
+            &mut s,
+            Frame::Fetch {
+                docs: vec![case, CaseId::from_bytes([9; 16])],
+            },
+            Millis(2),
+        )
+        .unwrap();
+    assert!(
+        out.frames
+            .iter()
+            .all(|f| matches!(f, Frame::Refused { .. })),
+        "{:?}",
+        out.frames
+    );
+    assert_eq!(out.frames.len(), 2);
+}

@@ -150,7 +150,7 @@ impl ClientSession {
         now: Millis,
     ) -> Result<Vec<Frame>, SessionError> {
         let mut out = Vec::new();
-        self.activity |= matches!(&frame, Frame::Sync { .. })
+        self.activity |= matches!(&frame, Frame::Sync { .. } | Frame::Snapshot { .. })
             || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
         match frame {
             Frame::Announce {
@@ -158,11 +158,16 @@ impl ClientSession {
                 docs,
                 complete,
             } => {
+                let mut fetch = Vec::new();
                 for DocHeads { doc, heads } in docs {
                     let heads = hashes(&heads);
                     if !r.has_all(doc, &heads)? {
                         self.pending.insert(doc, heads);
-                        self.push_sync(r, doc, true, &mut out)?;
+                        if r.heads(doc)?.is_none() {
+                            fetch.push(doc);
+                        } else {
+                            self.push_sync(r, doc, true, &mut out)?;
+                        }
                     } else if self.dirty.contains(&doc) {
                         // The relay may already hold our changes (an ack lost
                         // with a cut connection): this clears the mark.
@@ -170,6 +175,9 @@ impl ClientSession {
                             self.dirty.remove(&doc);
                         }
                     }
+                }
+                if !fetch.is_empty() {
+                    out.push(Frame::Fetch { docs: fetch });
                 }
                 self.target = Some(Cursor(up_to).max(self.target.unwrap_or_default()));
                 if complete {
@@ -212,6 +220,22 @@ impl ClientSession {
                     tracing::warn!(error = %e, "relay sent a policy this device cannot use");
                 }
             },
+            Frame::Snapshot { doc, bytes } => {
+                r.adopt_snapshot(doc, &bytes).map_err(|e| match e {
+                    ReplicaError::Apply { .. } => SessionError::Protocol(e.to_string()),
+                    other => SessionError::Replica(other),
+                })?;
+                if let Some(wanted) = self.pending.get(&doc) {
+                    if r.has_all(doc, wanted)? {
+                        self.pending.remove(&doc);
+                    }
+                }
+            }
+            Frame::Fetch { .. } => {
+                return Err(SessionError::Protocol(
+                    "unexpected fetch from the relay".into(),
+                ))
+            }
             Frame::PolicyRefused { reason } => {
                 self.policy_news = Some(Err(reason));
             }

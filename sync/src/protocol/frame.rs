@@ -77,6 +77,20 @@ pub enum Frame {
         /// Why, naming the field.
         reason: String,
     },
+    /// Device → relay: send these announced cases whole; the device holds
+    /// none of their history (a fresh tablet), so a compacted document is
+    /// cheaper than a change-by-change sync round.
+    Fetch {
+        /// The cases.
+        docs: Vec<CaseId>,
+    },
+    /// Relay → device: a whole case (`Automerge::save` bytes).
+    Snapshot {
+        /// The case.
+        doc: CaseId,
+        /// The compacted document.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why bytes from a peer are not a frame.
@@ -146,6 +160,8 @@ impl Frame {
             Frame::Policy { .. } => "policy",
             Frame::PublishPolicy { .. } => "publish_policy",
             Frame::PolicyRefused { .. } => "policy_refused",
+            Frame::Fetch { .. } => "fetch",
+            Frame::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -189,6 +205,9 @@ mod tests {
             ".{0,40}".prop_map(|json| Frame::Policy { json }),
             ".{0,40}".prop_map(|json| Frame::PublishPolicy { json }),
             ".{0,40}".prop_map(|reason| Frame::PolicyRefused { reason }),
+            proptest::collection::vec(case_id(), 0..4).prop_map(|docs| Frame::Fetch { docs }),
+            (case_id(), proptest::collection::vec(any::<u8>(), 0..100))
+                .prop_map(|(doc, bytes)| Frame::Snapshot { doc, bytes }),
         ]
     }
 

@@ -250,6 +250,7 @@ impl<S: Storage> Relay<S> {
                 })
             }
             (Frame::PublishPolicy { json }, Some(_)) => self.publish_policy(s, &json),
+            (Frame::Fetch { docs }, Some(_)) => self.fetch(s, &docs).map_err(SessionError::Storage),
             (Frame::Hello { .. }, Some(_)) => {
                 Err(SessionError::Protocol("hello sent twice".into()))
             }
@@ -263,6 +264,31 @@ impl<S: Storage> Relay<S> {
                 other.name()
             ))),
         }
+    }
+
+    /// Whole documents for a device that has none of their history; cases it
+    /// may not see are refused one by one, as in a sync.
+    fn fetch(&mut self, s: &RelaySession, cases: &[CaseId]) -> Result<RelayOutput, StorageError> {
+        let mut frames = Vec::with_capacity(cases.len());
+        for case in cases {
+            let visible = self
+                .meta(*case)?
+                .is_some_and(|m| access::can_read(&s.principal, &m));
+            if !visible {
+                frames.push(Frame::Refused {
+                    doc: *case,
+                    reason: access::not_visible(&s.principal).to_string(),
+                });
+                continue;
+            }
+            if let Some(bytes) = self.doc_bytes(*case)? {
+                frames.push(Frame::Snapshot { doc: *case, bytes });
+            }
+        }
+        Ok(RelayOutput {
+            frames,
+            ..RelayOutput::default()
+        })
     }
 
     /// The policy in force and its JSON.
