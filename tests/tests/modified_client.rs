@@ -418,4 +418,17 @@ fn fetching_another_stores_case_by_id_is_refused() {
         out.frames
     );
     assert_eq!(out.frames.len(), 2);
+    // One frame cannot make the relay load an unbounded number of cases.
+    let many = (0..1001u32)
+        .map(|i| {
+            let mut b = [0u8; 16];
+            b[12..].copy_from_slice(&i.to_be_bytes());
+            CaseId::from_bytes(b)
+        })
+        .collect();
+    let err = w
+        .relay
+        .handle(&mut s, Frame::Fetch { docs: many }, Millis(3))
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 1000"), "{err}");
 }

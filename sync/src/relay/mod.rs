@@ -250,6 +250,12 @@ impl<S: Storage> Relay<S> {
                 })
             }
             (Frame::PublishPolicy { json }, Some(_)) => self.publish_policy(s, &json),
+            (Frame::Fetch { docs }, Some(_)) if docs.len() > ANNOUNCE_CHUNK => {
+                Err(SessionError::Protocol(format!(
+                    "a fetch may ask for at most {ANNOUNCE_CHUNK} cases, got {}",
+                    docs.len()
+                )))
+            }
             (Frame::Fetch { docs }, Some(_)) => self.fetch(s, &docs).map_err(SessionError::Storage),
             (Frame::Hello { .. }, Some(_)) => {
                 Err(SessionError::Protocol("hello sent twice".into()))
