@@ -80,6 +80,15 @@ pub async fn list_cases(
     Ok(HttpResponse::Ok().json(json!({ "cases": cases })))
 }
 
+/// Authenticates the request and checks the caller may read the case in
+/// the path; returns the case id.
+fn readable_case(req: &HttpRequest, path: &str, state: &AppState) -> Result<CaseId, ApiError> {
+    let p = principal(req, state)?;
+    let id = case_id(path)?;
+    authorized(state, &p, id)?;
+    Ok(id)
+}
+
 fn authorized(state: &AppState, p: &Principal, id: CaseId) -> Result<(), ApiError> {
     let meta = state
         .relay()
@@ -100,9 +109,7 @@ pub async fn get_case(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = principal(&req, &state)?;
-    let id = case_id(&path)?;
-    authorized(&state, &p, id)?;
+    let id = readable_case(&req, &path, &state)?;
     let mut relay = state.relay();
     let mut view = relay
         .case_view(id)?
@@ -146,9 +153,7 @@ pub async fn get_doc(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = principal(&req, &state)?;
-    let id = case_id(&path)?;
-    authorized(&state, &p, id)?;
+    let id = readable_case(&req, &path, &state)?;
     let bytes = state
         .relay()
         .doc_bytes(id)?

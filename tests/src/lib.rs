@@ -517,7 +517,7 @@ impl World {
         self.relay.case_view(case).expect("relay read")
     }
 
-    /// Bytes currently queued on all links (for assertions on traffic).
+    /// Every case device `d` holds, as plain data.
     pub fn device_views(&mut self, d: usize) -> Vec<CaseView> {
         self.devices[d].replica.cases().expect("device read")
     }

@@ -83,15 +83,7 @@ fn forge_entry(doc: &mut Automerge, map: &str, id: &str, fields: &[(&str, &str)]
     tx.commit();
 }
 
-fn set_int(doc: &mut Automerge, map: &str, id: &str, key: &str, v: i64) {
-    let mut tx = doc.transaction();
-    let (_, m) = tx.get(ROOT, map).unwrap().unwrap();
-    let (_, e) = tx.get(&m, id).unwrap().unwrap();
-    tx.put(&e, key, v).unwrap();
-    tx.commit();
-}
-
-fn set_bool(doc: &mut Automerge, map: &str, id: &str, key: &str, v: bool) {
+fn set_field_of(doc: &mut Automerge, map: &str, id: &str, key: &str, v: impl Into<ScalarValue>) {
     let mut tx = doc.transaction();
     let (_, m) = tx.get(ROOT, map).unwrap().unwrap();
     let (_, e) = tx.get(&m, id).unwrap().unwrap();
@@ -205,8 +197,8 @@ fn forged_moves_and_identities_are_refused_with_nothing_applied() {
                         ("device", "tab-a"),
                     ],
                 );
-                set_int(d, "offers", "o1", "amount_fen", 10_000);
-                set_bool(d, "offers", "o1", "needs_approval", true);
+                set_field_of(d, "offers", "o1", "amount_fen", 10_000);
+                set_field_of(d, "offers", "o1", "needs_approval", true);
                 forge_entry(
                     d,
                     "offer_decisions",
@@ -235,8 +227,8 @@ fn forged_moves_and_identities_are_refused_with_nothing_applied() {
                         ("device", "tab-a"),
                     ],
                 );
-                set_int(d, "offers", "o2", "amount_fen", 10_000);
-                set_bool(d, "offers", "o2", "needs_approval", false);
+                set_field_of(d, "offers", "o2", "amount_fen", 10_000);
+                set_field_of(d, "offers", "o2", "needs_approval", false);
             }),
         ),
         (

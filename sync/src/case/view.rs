@@ -360,21 +360,21 @@ impl CaseView {
         let safety_risk = read::map(doc, &ROOT, root::FIELDS)
             .and_then(|f| read::boolean(doc, &f, "safety_risk"))
             .unwrap_or(false);
-        let offers: Vec<OfferView> = crate::money::offers(doc)
-            .into_iter()
+        let raw_offers = crate::money::offers(doc);
+        let offers: Vec<OfferView> = raw_offers
+            .iter()
             .map(|o| OfferView {
                 amount: format!("{}.{:02}", o.amount_fen / 100, o.amount_fen % 100),
                 tier: o.tier.as_str().to_string(),
-                id: o.id,
-                status: o.status,
-                proposed_by: o.proposed_by,
-                decided_by: o.decided_by,
-                note: o.note,
+                id: o.id.clone(),
+                status: o.status.clone(),
+                proposed_by: o.proposed_by.clone(),
+                decided_by: o.decided_by.clone(),
+                note: o.note.clone(),
                 policy_version: o.policy_version,
             })
             .collect();
         let mut conflicts = conflicts;
-        let raw_offers = crate::money::offers(doc);
         if let Some(ids) = crate::money::accepted_conflict(&raw_offers) {
             conflicts.push(ConflictView {
                 id: "offers".into(),

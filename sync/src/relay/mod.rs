@@ -429,6 +429,7 @@ impl<S: Storage> Relay<S> {
             SessionError::Protocol(format!("malformed sync message for case {case}: {e}"))
         })?;
         let meta = self.meta(case).map_err(SessionError::Storage)?;
+        let known = meta.is_some();
         let p = &s.principal;
         match &meta {
             Some(m) if !access::can_read(p, m) => {
@@ -487,7 +488,9 @@ impl<S: Storage> Relay<S> {
             changed = Some(case);
         }
         let reply = doc.generate_sync_message(state);
-        if meta_exists_or_changed(changed.is_some(), &self.storage, case) {
+        // A document that was neither stored before nor just committed is a
+        // stranger's empty probe: not worth a cache slot.
+        if known || changed.is_some() {
             self.cache.put(case, doc);
         }
         Ok(RelayOutput {
@@ -567,10 +570,6 @@ impl<S: Storage> Relay<S> {
         self.seq = seq;
         Ok(())
     }
-}
-
-fn meta_exists_or_changed<S: Storage>(changed: bool, storage: &S, case: CaseId) -> bool {
-    changed || matches!(storage.get(&keys::meta(case)), Ok(Some(_)))
 }
 
 /// A first upload must be a case document for the id it is sent under.
