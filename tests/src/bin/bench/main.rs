@@ -114,6 +114,8 @@ fn seed_device(storage: &SledStorage, cases: &[(CaseId, Automerge)]) {
 struct Traffic {
     bytes: u64,
     frames: u64,
+    relay_time: Duration,
+    device_time: Duration,
 }
 
 /// Runs one device connection against the relay until the device is settled.
@@ -137,25 +139,34 @@ fn run_session(
         if let Some(b) = to_relay.pop_front() {
             t.bytes += b.len() as u64;
             t.frames += 1;
+            let t0 = Instant::now();
             let out = relay
                 .handle(&mut rs, Frame::decode(&b).expect("frame"), now)
                 .expect("relay");
             to_device.extend(out.frames.iter().map(Frame::encode));
+            t.relay_time += t0.elapsed();
             continue;
         }
         if let Some(b) = to_device.pop_front() {
             t.bytes += b.len() as u64;
             t.frames += 1;
+            let t0 = Instant::now();
             let out = client
                 .handle(r, Frame::decode(&b).expect("frame"), now)
                 .expect("device");
             to_relay.extend(out.iter().map(Frame::encode));
+            t.device_time += t0.elapsed();
             continue;
         }
         break;
     }
     assert!(client.is_settled(), "session ended unsettled");
     relay.end_session(rs).expect("end");
+    eprintln!(
+        "  session {device}: relay {}, device {}",
+        ms(t.relay_time),
+        ms(t.device_time)
+    );
     t
 }
 
