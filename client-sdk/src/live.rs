@@ -136,7 +136,7 @@ impl Device {
         aftercase_sync::policy::Policy::from_json(json)
             .map_err(|e| SyncError::Session(e.to_string()))?;
         let mut socket = transport::connect(&self.config).await?;
-        let mut client = ClientSession::new();
+        let mut client = new_session();
         let mut frames = {
             let mut r = self.replica();
             client.start(&mut r).map_err(session_error)?
@@ -188,7 +188,7 @@ impl Device {
         socket: &mut Socket,
         mut mode: Mode<'_>,
     ) -> Result<SyncReport, SyncError> {
-        let mut client = ClientSession::new();
+        let mut client = new_session();
         let (frames, dirty_before) = {
             let mut r = self.replica();
             let dirty = r
@@ -236,9 +236,10 @@ impl Device {
                         Message::Binary(bytes) => {
                             let frame = Frame::decode(&bytes)
                                 .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
-                            let received = match &frame {
-                                Frame::Sync { doc, .. } | Frame::Snapshot { doc, .. } => Some(*doc),
-                                _ => None,
+                            let received: Vec<CaseId> = match &frame {
+                                Frame::Sync { doc, .. } => vec![*doc],
+                                Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
+                                _ => Vec::new(),
                             };
                             let (out, pending) = {
                                 let mut r = self.replica();
@@ -246,13 +247,15 @@ impl Device {
                                 (out, client.pending_downloads())
                             };
                             total = total.max(pending);
-                            if let Some(case) = received {
+                            if !received.is_empty() {
                                 report.downloaded = report.downloaded.max(total - pending);
                                 match &mut mode {
                                     Mode::Once(cb) => cb(Progress { received: total - pending, total }),
                                     Mode::Live(cb) => {
                                         if announced_synced {
-                                            cb(LiveEvent::Received(case));
+                                            for case in received {
+                                                cb(LiveEvent::Received(case));
+                                            }
                                         } else {
                                             cb(LiveEvent::Progress(Progress { received: total - pending, total }));
                                         }
@@ -290,4 +293,11 @@ impl Device {
             }
         }
     }
+}
+
+/// A session decoding fetched cases on every core: a fresh tablet's first
+/// sync is bound by decoding them.
+fn new_session() -> ClientSession {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ClientSession::new().with_load_threads(threads)
 }

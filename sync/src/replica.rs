@@ -5,6 +5,7 @@
 use crate::case::edit::{self, Customer, NewCase};
 use crate::case::{CaseField, CaseKind, CaseView, ContactChannel, EditContext, EditError};
 use crate::ids::{CaseId, Cursor, DeviceId, Millis, StoreId, UserId};
+use crate::protocol::DocBytes;
 use crate::storage::{docs, keys, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
@@ -636,35 +637,53 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    /// Takes a whole case sent by the relay: loads it (refusing bytes that
-    /// are not an Automerge document), merges it into any local copy and
-    /// stores the new changes. Not flushed, like [`Replica::receive`].
-    pub fn adopt_snapshot(&mut self, case: CaseId, bytes: &[u8]) -> Result<(), ReplicaError> {
-        let mut incoming = Automerge::load(bytes).map_err(|e| ReplicaError::Apply {
-            case,
-            message: format!("snapshot does not load: {e}"),
-        })?;
+    /// Takes whole cases sent by the relay: loads them on up to `threads`
+    /// threads (refusing the whole set if any is not an Automerge
+    /// document), merges each into any local copy and stores them all in one
+    /// batch. Not flushed, like [`Replica::receive`].
+    pub fn adopt_snapshots(
+        &mut self,
+        snapshots: &[DocBytes],
+        threads: usize,
+    ) -> Result<(), ReplicaError> {
+        let loaded = load_snapshots(snapshots, threads)?;
         let actor = self.actor.clone();
         let mut batch = Batch::new();
-        match self.doc_mut(case)? {
-            Some(doc) => {
-                let before = doc.get_heads();
-                doc.merge(&mut incoming).map_err(|e| ReplicaError::Apply {
-                    case,
-                    message: e.to_string(),
-                })?;
-                docs::stage_changes(&mut batch, case, &doc.get_changes(&before));
-            }
-            None => {
-                // Nothing of it is stored yet: keep the compacted form.
-                batch.put(keys::snapshot(case), bytes.to_vec());
-                self.docs.insert(case, incoming.with_actor(actor));
+        let mut touched = Vec::with_capacity(snapshots.len());
+        let mut merged = Ok(());
+        for (s, mut incoming) in snapshots.iter().zip(loaded) {
+            touched.push(s.doc);
+            batch.put(keys::local_case(s.doc), Vec::new());
+            match self.doc_mut(s.doc) {
+                Ok(Some(doc)) => {
+                    let before = doc.get_heads();
+                    if let Err(e) = doc.merge(&mut incoming) {
+                        merged = Err(ReplicaError::Apply {
+                            case: s.doc,
+                            message: e.to_string(),
+                        });
+                        break;
+                    }
+                    docs::stage_changes(&mut batch, s.doc, &doc.get_changes(&before));
+                }
+                Ok(None) => {
+                    // Nothing of it is stored yet: keep the relay's bytes.
+                    batch.put(keys::snapshot(s.doc), s.bytes.clone());
+                    self.docs.insert(s.doc, incoming.with_actor(actor.clone()));
+                }
+                Err(e) => {
+                    merged = Err(e);
+                    break;
+                }
             }
         }
-        batch.put(keys::local_case(case), Vec::new());
-        if let Err(e) = self.storage.apply(batch) {
-            self.docs.remove(&case);
-            return Err(e.into());
+        if let Err(e) = merged.and_then(|()| Ok(self.storage.apply(batch)?)) {
+            // Memory must not run ahead of the disk: forget every document
+            // this call touched; they reload from storage on demand.
+            for case in touched {
+                self.docs.remove(&case);
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -700,6 +719,40 @@ impl<S: Storage> Replica<S> {
     }
 }
 
+/// Loads snapshots in order, splitting the work over up to `threads`
+/// threads: decoding dominates a fresh device's first sync, and the loads
+/// are independent pure computations, so the result does not depend on the
+/// thread count.
+fn load_snapshots(snaps: &[DocBytes], threads: usize) -> Result<Vec<Automerge>, ReplicaError> {
+    let load = |s: &DocBytes| {
+        Automerge::load(&s.bytes).map_err(|e| ReplicaError::Apply {
+            case: s.doc,
+            message: format!("snapshot does not load: {e}"),
+        })
+    };
+    let threads = threads.clamp(1, snaps.len().max(1));
+    if threads == 1 {
+        return snaps.iter().map(load).collect();
+    }
+    let per = snaps.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = snaps
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(load).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(snaps.len());
+        for (w, chunk) in workers.into_iter().zip(snaps.chunks(per)) {
+            // `chunks` never yields an empty slice, so `chunk[0]` exists.
+            let part = w.join().map_err(|_| ReplicaError::Apply {
+                case: chunk[0].doc,
+                message: "loading a snapshot panicked".into(),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,6 +779,55 @@ mod tests {
         Customer {
             name: "Wang Fang".into(),
             phone: "13800138000".into(),
+        }
+    }
+
+    /// Documents of `n` cases written on another device, as a relay would
+    /// serve them.
+    fn served(n: u8) -> Vec<DocBytes> {
+        let mut other = Replica::open(MemoryStorage::new(), identity(), [9; 16]);
+        (0..n)
+            .map(|i| {
+                let id = CaseId::from_bytes([i + 1; 16]);
+                other
+                    .create_case(id, e(i), CaseKind::Repair, customer(), None, None)
+                    .unwrap();
+                other
+                    .add_note(id, e(i + 100), &format!("note {i}"))
+                    .unwrap();
+                let bytes = docs::stored_bytes(&other.storage, id).unwrap().unwrap();
+                DocBytes { doc: id, bytes }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn snapshots_are_adopted_whole_or_not_at_all() {
+        let mut snaps = served(7);
+        let good = snaps.clone();
+        snaps[4].bytes.truncate(10);
+        let store = MemoryStorage::new();
+        let mut r = Replica::open(store, identity(), [1; 16]);
+        let err = r.adopt_snapshots(&snaps, 3).unwrap_err();
+        assert!(
+            matches!(&err, ReplicaError::Apply { case, .. } if *case == snaps[4].doc),
+            "{err}"
+        );
+        for s in &snaps {
+            assert!(r.case(s.doc).unwrap().is_none(), "nothing half-applied");
+        }
+        // The same cases, intact, on any number of threads.
+        for threads in [1, 2, 5] {
+            let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
+            r.adopt_snapshots(&good, threads).unwrap();
+            for (i, s) in good.iter().enumerate() {
+                let v = r.case(s.doc).unwrap().unwrap();
+                let text = format!("note {i}");
+                assert!(v
+                    .timeline
+                    .iter()
+                    .any(|n| n.text.as_deref() == Some(text.as_str())));
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The device side of one connection.
 
-use super::frame::{DocHeads, Frame};
+use super::frame::{DocBytes, DocHeads, Frame};
 use crate::ids::{CaseId, Cursor, Millis};
 use crate::replica::{Replica, ReplicaError};
 use crate::storage::Storage;
@@ -47,6 +47,8 @@ pub struct ClientSession {
     dirty: HashSet<CaseId>,
     /// The last policy news from the relay: adopted version or refusal.
     policy_news: Option<Result<u32, String>>,
+    /// Threads to decode fetched snapshots with (the shell decides).
+    load_threads: usize,
 }
 
 fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
@@ -71,7 +73,16 @@ impl ClientSession {
             refused: BTreeMap::new(),
             dirty: HashSet::new(),
             policy_news: None,
+            load_threads: 1,
         }
+    }
+
+    /// Decodes fetched cases on up to `threads` threads (default 1). The
+    /// outcome is the same for any count; only the speed of a fresh
+    /// device's first sync changes.
+    pub fn with_load_threads(mut self, threads: usize) -> Self {
+        self.load_threads = threads.max(1);
+        self
     }
 
     /// Frames to send first: the resume cursor, then one sync message per
@@ -150,7 +161,7 @@ impl ClientSession {
         now: Millis,
     ) -> Result<Vec<Frame>, SessionError> {
         let mut out = Vec::new();
-        self.activity |= matches!(&frame, Frame::Sync { .. } | Frame::Snapshot { .. })
+        self.activity |= matches!(&frame, Frame::Sync { .. } | Frame::Snapshots { .. })
             || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
         match frame {
             Frame::Announce {
@@ -220,14 +231,17 @@ impl ClientSession {
                     tracing::warn!(error = %e, "relay sent a policy this device cannot use");
                 }
             },
-            Frame::Snapshot { doc, bytes } => {
-                r.adopt_snapshot(doc, &bytes).map_err(|e| match e {
-                    ReplicaError::Apply { .. } => SessionError::Protocol(e.to_string()),
-                    other => SessionError::Replica(other),
-                })?;
-                if let Some(wanted) = self.pending.get(&doc) {
-                    if r.has_all(doc, wanted)? {
-                        self.pending.remove(&doc);
+            Frame::Snapshots { docs } => {
+                r.adopt_snapshots(&docs, self.load_threads)
+                    .map_err(|e| match e {
+                        ReplicaError::Apply { .. } => SessionError::Protocol(e.to_string()),
+                        other => SessionError::Replica(other),
+                    })?;
+                for DocBytes { doc, .. } in &docs {
+                    if let Some(wanted) = self.pending.get(doc) {
+                        if r.has_all(*doc, wanted)? {
+                            self.pending.remove(doc);
+                        }
                     }
                 }
             }

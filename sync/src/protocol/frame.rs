@@ -20,6 +20,15 @@ pub struct DocHeads {
     pub heads: Vec<[u8; 32]>,
 }
 
+/// A whole case as bytes `Automerge::load` accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocBytes {
+    /// The case.
+    pub doc: CaseId,
+    /// The relay's stored snapshot followed by its stored change chunks.
+    pub bytes: Vec<u8>,
+}
+
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -84,12 +93,11 @@ pub enum Frame {
         /// The cases.
         docs: Vec<CaseId>,
     },
-    /// Relay → device: a whole case (`Automerge::save` bytes).
-    Snapshot {
-        /// The case.
-        doc: CaseId,
-        /// The compacted document.
-        bytes: Vec<u8>,
+    /// Relay → device: whole cases answering a [`Frame::Fetch`], several per
+    /// frame so the device stores them in one batch.
+    Snapshots {
+        /// The cases.
+        docs: Vec<DocBytes>,
     },
 }
 
@@ -161,7 +169,7 @@ impl Frame {
             Frame::PublishPolicy { .. } => "publish_policy",
             Frame::PolicyRefused { .. } => "policy_refused",
             Frame::Fetch { .. } => "fetch",
-            Frame::Snapshot { .. } => "snapshot",
+            Frame::Snapshots { .. } => "snapshots",
         }
     }
 }
@@ -206,8 +214,12 @@ mod tests {
             ".{0,40}".prop_map(|json| Frame::PublishPolicy { json }),
             ".{0,40}".prop_map(|reason| Frame::PolicyRefused { reason }),
             proptest::collection::vec(case_id(), 0..4).prop_map(|docs| Frame::Fetch { docs }),
-            (case_id(), proptest::collection::vec(any::<u8>(), 0..100))
-                .prop_map(|(doc, bytes)| Frame::Snapshot { doc, bytes }),
+            proptest::collection::vec(
+                (case_id(), proptest::collection::vec(any::<u8>(), 0..100))
+                    .prop_map(|(doc, bytes)| DocBytes { doc, bytes }),
+                0..3
+            )
+            .prop_map(|docs| Frame::Snapshots { docs }),
         ]
     }
 

@@ -11,7 +11,7 @@ mod client;
 mod frame;
 
 pub use client::{ClientSession, SessionError};
-pub use frame::{DecodeError, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use frame::{DecodeError, DocBytes, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 
 /// Lets Automerge resend changes the peer asks for even though it believes
 /// they were sent already. Automerge never resends a change it counts as

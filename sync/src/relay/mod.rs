@@ -14,7 +14,7 @@ pub mod validate;
 use crate::access::{self, CaseMeta, Principal, Role};
 use crate::case::{schema, CaseKind, CaseView};
 use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
-use crate::protocol::{DocHeads, Frame, SessionError};
+use crate::protocol::{DocBytes, DocHeads, Frame, SessionError};
 use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
@@ -24,6 +24,12 @@ use std::num::NonZeroUsize;
 
 /// Cases per [`Frame::Announce`].
 const ANNOUNCE_CHUNK: usize = 1000;
+
+/// A [`Frame::Snapshots`] is closed once it holds this many bytes or
+/// [`SNAPSHOTS_PER_FRAME`] cases: well under the frame limit, and small
+/// enough that a device reports progress often.
+const SNAPSHOT_FRAME_BYTES: usize = 1 << 20;
+const SNAPSHOTS_PER_FRAME: usize = 250;
 
 /// Who made a change and when the relay accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,7 +281,9 @@ impl<S: Storage> Relay<S> {
     /// Whole documents for a device that has none of their history; cases it
     /// may not see are refused one by one, as in a sync.
     fn fetch(&mut self, s: &RelaySession, cases: &[CaseId]) -> Result<RelayOutput, StorageError> {
-        let mut frames = Vec::with_capacity(cases.len());
+        let mut frames = Vec::new();
+        let mut docs = Vec::new();
+        let mut size = 0;
         for case in cases {
             let visible = self
                 .meta(*case)?
@@ -287,9 +295,24 @@ impl<S: Storage> Relay<S> {
                 });
                 continue;
             }
-            if let Some(bytes) = self.doc_bytes(*case)? {
-                frames.push(Frame::Snapshot { doc: *case, bytes });
+            // Stored bytes as they are: decoding and re-saving every
+            // document dominated a fresh device's first sync.
+            if let Some(bytes) = docs::stored_bytes(&self.storage, *case)? {
+                if !docs.is_empty()
+                    && (size + bytes.len() > SNAPSHOT_FRAME_BYTES
+                        || docs.len() == SNAPSHOTS_PER_FRAME)
+                {
+                    frames.push(Frame::Snapshots {
+                        docs: std::mem::take(&mut docs),
+                    });
+                    size = 0;
+                }
+                size += bytes.len();
+                docs.push(DocBytes { doc: *case, bytes });
             }
+        }
+        if !docs.is_empty() {
+            frames.push(Frame::Snapshots { docs });
         }
         Ok(RelayOutput {
             frames,
@@ -522,7 +545,14 @@ impl<S: Storage> Relay<S> {
     ) -> Result<(), StorageError> {
         let seq = self.seq + 1;
         let mut b = Batch::new();
-        docs::stage_changes(&mut b, case, changes);
+        if meta.is_none() {
+            // A new case arrives whole: keep it as one compacted snapshot, so
+            // that fresh devices fetch it as one small chunk instead of every
+            // change it was made of.
+            b.put(crate::storage::keys::snapshot(case), doc.save());
+        } else {
+            docs::stage_changes(&mut b, case, changes);
+        }
         let rec = AuditRecord {
             user: p.user.clone(),
             device: p.device.clone(),

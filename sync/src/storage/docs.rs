@@ -48,6 +48,31 @@ pub fn load_doc(storage: &dyn Storage, case: CaseId) -> Result<Option<LoadedDoc>
     Ok(Some(LoadedDoc { doc, chunks }))
 }
 
+/// Everything stored of a document as one byte string that
+/// `Automerge::load` accepts: the snapshot (if any) followed by the
+/// incremental change chunks, without decoding any of them. This is how the
+/// relay serves whole documents cheaply: no load, no re-encoding.
+pub fn stored_bytes(storage: &dyn Storage, case: CaseId) -> Result<Option<Vec<u8>>, StorageError> {
+    let entries = storage.scan_prefix(&keys::doc_prefix(case))?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let snapshot_key = keys::snapshot(case);
+    let total = entries.iter().map(|(_, v)| v.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    // The snapshot must come first: it is the only chunk that is a whole
+    // document; change chunks may follow in any order.
+    if let Some((_, snap)) = entries.iter().find(|(k, _)| *k == snapshot_key) {
+        out.extend_from_slice(snap);
+    }
+    for (k, v) in &entries {
+        if *k != snapshot_key {
+            out.extend_from_slice(v);
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Adds `changes` of `case` to `batch`, keyed by change hash so that writing
 /// the same change twice is harmless.
 pub fn stage_changes(batch: &mut Batch, case: CaseId, changes: &[Change]) {
@@ -122,5 +147,37 @@ mod tests {
         assert_eq!(again.doc.get_heads(), doc.get_heads());
         let (v, _) = again.doc.get(ROOT, "n").unwrap().unwrap();
         assert_eq!(v.as_i64(), Some(9));
+    }
+
+    #[test]
+    fn stored_bytes_load_as_the_whole_document() {
+        let store = MemoryStorage::new();
+        let case = CaseId::from_bytes([2; 16]);
+        let mut doc = Automerge::new();
+        let put = |doc: &mut Automerge, i: i64| {
+            let before = doc.get_heads();
+            let mut tx = doc.transaction();
+            tx.put(ROOT, format!("k{i}"), i).unwrap();
+            tx.commit();
+            let mut b = Batch::new();
+            stage_changes(&mut b, case, &doc.get_changes(&before));
+            store.apply(b).unwrap();
+        };
+        assert!(stored_bytes(&store, case).unwrap().is_none());
+        for i in 0..5 {
+            put(&mut doc, i);
+        }
+        // Changes only, in hash order rather than causal order.
+        let loaded = Automerge::load(&stored_bytes(&store, case).unwrap().unwrap()).unwrap();
+        assert_eq!(loaded.get_heads(), doc.get_heads());
+        // A snapshot followed by later changes.
+        compact(&store, case, &doc).unwrap();
+        for i in 5..9 {
+            put(&mut doc, i);
+        }
+        let loaded = Automerge::load(&stored_bytes(&store, case).unwrap().unwrap()).unwrap();
+        assert_eq!(loaded.get_heads(), doc.get_heads());
+        let (v, _) = loaded.get(ROOT, "k8").unwrap().unwrap();
+        assert_eq!(v.as_i64(), Some(8));
     }
 }

@@ -126,7 +126,8 @@ fn run_session(
 ) -> Traffic {
     let mut t = Traffic::default();
     let mut rs: RelaySession = relay.session(principal(device));
-    let mut client = ClientSession::new();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut client = ClientSession::new().with_load_threads(threads);
     let mut to_relay: std::collections::VecDeque<Vec<u8>> = client
         .start(r)
         .expect("start")
