@@ -26,13 +26,13 @@ pub async fn run(
         ),
     }
     let storage = SledStorage::open(&cfg.db_dir())?;
-    let relay = Relay::open(storage, cfg.cache_docs)?;
+    let relay = Relay::open(storage.clone(), cfg.cache_docs)?;
     tracing::info!(
         seq = relay.seq(),
         "relay storage opened at {}",
         cfg.db_dir().display()
     );
-    let state = web::Data::new(AppState::new(relay, Keys::new(&secret)));
+    let state = web::Data::new(AppState::new(relay, storage, Keys::new(&secret)));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

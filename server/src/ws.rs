@@ -41,13 +41,38 @@ async fn close(session: Session, code: CloseCode, reason: String) {
         .await;
 }
 
-async fn send_all(session: &mut Session, frames: Vec<Frame>) -> bool {
-    for f in frames {
-        if session.binary(f.encode()).await.is_err() {
-            return false;
+/// Frames on their way to the device, with the write they acknowledge.
+struct Outgoing {
+    /// Group-commit ticket that must be durable before the frames go out.
+    ticket: Option<u64>,
+    /// Store whose connections to wake once the write is durable.
+    wake: Option<aftercase_sync::StoreId>,
+    frames: Vec<Frame>,
+}
+
+/// Sends frames in order, each batch only once the write it acknowledges is
+/// on disk. Running beside the reader lets the connection keep handling
+/// frames while a flush is under way, so a burst of uploads shares flushes.
+async fn sender(
+    state: std::sync::Arc<AppState>,
+    mut session: Session,
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+) -> Result<(), String> {
+    while let Some(out) = rx.recv().await {
+        if let Some(ticket) = out.ticket {
+            if let Err(e) = state.make_durable(ticket).await {
+                tracing::error!(error = %e, "relay storage failed to flush");
+                return Err("relay storage failure, retry later".into());
+            }
+            state.wake(out.wake.as_ref());
+        }
+        for f in out.frames {
+            if session.binary(f.encode()).await.is_err() {
+                return Ok(());
+            }
         }
     }
-    true
+    Ok(())
 }
 
 async fn run(
@@ -58,7 +83,12 @@ async fn run(
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
     let mut rs = state.relay().session(principal);
-    let mut changes = state.changes.subscribe();
+    let mut changes = state.subscribe(match rs.principal().role {
+        aftercase_sync::access::Role::HeadOffice => None,
+        _ => Some(&rs.principal().store),
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
+    let sending = actix_web::rt::spawn(sender(state.clone(), session.clone(), rx));
     let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
     let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
     tokio::pin!(expires);
@@ -81,17 +111,14 @@ async fn run(
                         Ok(out) => {
                             if let Some(case) = out.changed {
                                 tracing::debug!(%case, "case changed");
-                                let seq = state.relay().seq();
-                                state.changes.send_replace(seq);
-                                // Our own change need not be re-announced to us.
-                                changes.mark_unchanged();
                             }
                             if out.policy_published {
                                 // Wake everyone; the sessions send the policy.
-                                state.changes.send_modify(|_| {});
-                                changes.mark_unchanged();
+                                state.wake(None);
                             }
-                            if !send_all(&mut session, out.frames).await {
+                            let ticket = out.needs_flush.then(|| state.ticket());
+                            let queued = Outgoing { ticket, wake: out.changed_store, frames: out.frames };
+                            if tx.send(queued).await.is_err() {
                                 break None;
                             }
                         }
@@ -115,7 +142,12 @@ async fn run(
                 if changed.is_err() { break None; }
                 let frames = state.relay().announce(&mut rs);
                 match frames {
-                    Ok(frames) => if !send_all(&mut session, frames).await { break None; },
+                    Ok(frames) if frames.is_empty() => {}
+                    Ok(frames) => {
+                        if tx.send(Outgoing { ticket: None, wake: None, frames }).await.is_err() {
+                            break None;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "announce failed");
                         break Some((CloseCode::Error, "relay storage failure, retry later".into()));
@@ -127,6 +159,12 @@ async fn run(
             }
             _ = &mut expires => break Some((CloseCode::Policy, "token expired".into())),
         }
+    };
+    // Let everything already handled go out (once durable) before closing.
+    drop(tx);
+    let outcome = match sending.await {
+        Ok(Err(reason)) => Some((CloseCode::Error, reason)),
+        _ => outcome,
     };
     let device = rs.principal().device.clone();
     if let Err(e) = state.relay().end_session(rs) {

@@ -40,6 +40,9 @@ pub struct Link {
     session: RelaySession,
     to_relay: VecDeque<Vec<u8>>,
     to_device: VecDeque<Vec<u8>>,
+    /// Relay replies waiting for the relay's next flush (group commit):
+    /// they acknowledge writes a relay crash could still lose.
+    held: Vec<Vec<u8>>,
 }
 
 /// A simulated tablet or phone.
@@ -100,6 +103,8 @@ pub struct World {
     /// Protocol errors seen (must stay empty for honest peers).
     pub errors: Vec<String>,
     relay_cache: NonZeroUsize,
+    /// Accepted changes wait for the relay's next flush.
+    flush_due: bool,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -127,6 +132,7 @@ impl World {
             log: Vec::new(),
             errors: Vec::new(),
             relay_cache: cache,
+            flush_due: false,
         }
     }
 
@@ -328,6 +334,7 @@ impl World {
             session,
             to_relay: frames.iter().map(Frame::encode).collect(),
             to_device: VecDeque::new(),
+            held: Vec::new(),
         });
         self.log.push(format!("{} connects", dev.name));
     }
@@ -370,6 +377,7 @@ impl World {
             dev.link = None;
         }
         self.relay_storage.crash(keep);
+        self.flush_due = false;
         self.relay = Relay::open(self.relay_storage.clone(), self.relay_cache).expect("reopen");
         self.log.push("relay restarts".into());
     }
@@ -407,8 +415,18 @@ impl World {
                                 .push(format!("relay refuses {doc} from {}: {reason}", dev.name));
                         }
                     }
-                    link.to_device.extend(out.frames.iter().map(Frame::encode));
-                    if out.changed.is_some() || out.policy_published {
+                    let frames = out.frames.iter().map(Frame::encode);
+                    // Order on a link is kept: once something is held,
+                    // everything after it waits too.
+                    if out.needs_flush || !link.held.is_empty() {
+                        link.held.extend(frames);
+                        if out.needs_flush {
+                            self.flush_due = true;
+                        }
+                    } else {
+                        link.to_device.extend(frames);
+                    }
+                    if out.policy_published {
                         self.wake_others();
                     }
                 }
@@ -427,6 +445,22 @@ impl World {
             }
         }
         true
+    }
+
+    /// The relay's group flush: makes every accepted change durable, then
+    /// releases the replies that acknowledge them and wakes the sessions.
+    pub fn flush_relay(&mut self) {
+        if !self.flush_due {
+            return;
+        }
+        self.relay.flush().expect("relay flush");
+        self.flush_due = false;
+        for dev in &mut self.devices {
+            if let Some(link) = dev.link.as_mut() {
+                link.to_device.extend(link.held.drain(..));
+            }
+        }
+        self.wake_others();
     }
 
     fn wake_others(&mut self) {
@@ -461,7 +495,16 @@ impl World {
                 })
                 .collect();
             if busy.is_empty() {
-                return;
+                if !self.flush_due {
+                    return;
+                }
+                self.flush_relay();
+                continue;
+            }
+            // The group flush happens at random points between deliveries.
+            if self.flush_due && self.rng.random_bool(0.2) {
+                self.flush_relay();
+                continue;
             }
             let (d, dir) = busy[self.rng.random_range(0..busy.len())];
             self.deliver(d, dir);

@@ -76,6 +76,7 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
                     }
                 }
             }
+            82..=85 => w.flush_relay(),
             _ => {
                 let to_relay = w.rng.random_bool(0.5);
                 for _ in 0..w.rng.random_range(1..6) {

@@ -6,7 +6,11 @@
 //! [`Relay::handle`]. When [`RelayOutput::changed`] is set it wakes every
 //! other session, which calls [`Relay::announce`] to learn what it may see.
 //! A change is acknowledged (the relay sends a sync message whose heads
-//! include it) only after it is flushed to storage.
+//! include it) only after it is flushed to storage: accepted changes are
+//! written but not flushed, and [`RelayOutput::needs_flush`] tells the shell
+//! to flush before sending the frames. That lets the shell flush once for
+//! many connections' writes (group commit); [`Relay::mark_durable`] then
+//! lets announcements cover them.
 
 mod keys;
 pub mod validate;
@@ -49,8 +53,16 @@ pub struct RelayOutput {
     pub frames: Vec<Frame>,
     /// A case whose stored content changed: wake the other sessions.
     pub changed: Option<CaseId>,
+    /// The store owning `changed`: only its sessions (and head office's)
+    /// can be interested.
+    pub changed_store: Option<StoreId>,
     /// A new policy was published: wake the other sessions.
     pub policy_published: bool,
+    /// The frames acknowledge writes that are applied but not flushed:
+    /// flush storage (with [`Relay::flush`], or a flush of the same storage
+    /// that begins after this call returned) before sending them, and only
+    /// then wake other sessions for `changed`.
+    pub needs_flush: bool,
 }
 
 /// One authenticated connection.
@@ -87,6 +99,11 @@ pub struct Relay<S: Storage> {
     policy_json: String,
     cache: lru::LruCache<CaseId, Automerge>,
     seq: u64,
+    /// Highest sequence known flushed. Announcements stop here: a device
+    /// must never move its cursor past a change the relay could still lose,
+    /// or a crash would hand that sequence number to a different change the
+    /// device would then never be told about.
+    durable_seq: u64,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -128,12 +145,28 @@ impl<S: Storage> Relay<S> {
             policy_json,
             cache: lru::LruCache::new(cache_docs),
             seq,
+            durable_seq: seq,
         })
     }
 
     /// The latest change sequence.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Flushes storage and marks every applied change durable.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let seq = self.seq;
+        self.storage.flush()?;
+        self.mark_durable(seq);
+        Ok(())
+    }
+
+    /// Records that a flush which began after sequence `seq` was applied has
+    /// completed, so announcements may cover it. For shells that flush the
+    /// storage themselves, outside the relay's lock.
+    pub fn mark_durable(&mut self, seq: u64) {
+        self.durable_seq = self.durable_seq.max(seq.min(self.seq));
     }
 
     /// Number of documents currently loaded.
@@ -355,14 +388,16 @@ impl<S: Storage> Relay<S> {
         let mut b = Batch::new();
         b.put(keys::POLICY.to_vec(), json.as_bytes().to_vec());
         self.storage.apply(b).map_err(SessionError::Storage)?;
-        self.storage.flush().map_err(SessionError::Storage)?;
+        self.flush().map_err(SessionError::Storage)?;
         tracing::info!(version = p.version, by = %s.principal.user, "policy published");
         self.policy = p;
         self.policy_json = json.to_string();
         Ok(RelayOutput {
             frames: self.announce(s).map_err(SessionError::Storage)?,
             changed: None,
+            changed_store: None,
             policy_published: true,
+            needs_flush: false,
         })
     }
 
@@ -385,7 +420,8 @@ impl<S: Storage> Relay<S> {
         };
         let mut start = prefix.clone();
         start.extend_from_slice(&(from.saturating_add(1)).to_be_bytes());
-        let end = crate::storage::keys::prefix_end(&prefix);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&(self.durable_seq.saturating_add(1)).to_be_bytes());
         loop {
             let rows = self.storage.scan(&start, &end, ANNOUNCE_CHUNK)?;
             let complete = rows.len() < ANNOUNCE_CHUNK;
@@ -397,6 +433,11 @@ impl<S: Storage> Relay<S> {
                     return Err(corrupt("case index", "bad entry"));
                 };
                 last = seq;
+                // Once caught up, a change the device already holds (its
+                // own upload, typically) is not worth announcing.
+                if s.caught_up && device_holds(s.states.get(&doc), &heads) {
+                    continue;
+                }
                 // The store index holds the store's cases; technicians get
                 // only those assigned to them.
                 if s.principal.role == Role::Technician {
@@ -407,9 +448,13 @@ impl<S: Storage> Relay<S> {
                 }
                 docs.push(DocHeads { doc, heads });
             }
-            // When the scan reached the end, everything up to the current
+            // When the scan reached the end, everything up to the durable
             // sequence has been covered, including changes of other stores.
-            let up_to = if complete { last.max(self.seq) } else { last };
+            let up_to = if complete {
+                last.max(self.durable_seq).max(from)
+            } else {
+                last
+            };
             // After the catch-up, a wake-up with nothing for this device
             // (another store's change) sends nothing: the cursor simply
             // advances with the next real announcement.
@@ -487,6 +532,7 @@ impl<S: Storage> Relay<S> {
         crate::protocol::forget_needed(state, &needed);
         let changes = doc.get_changes(&before);
         let mut changed = None;
+        let mut changed_store = None;
         if !changes.is_empty() {
             let checked = match meta {
                 None => check_new_case(&doc, case),
@@ -503,9 +549,12 @@ impl<S: Storage> Relay<S> {
             let p = s.principal.clone();
             let kind = meta.as_ref().map(|m| m.kind.clone());
             let result = self.commit(case, &doc, &changes, meta, &p, now, state);
-            if let Err(e) = result {
-                *state = State::new();
-                return Err(SessionError::Storage(e));
+            match result {
+                Ok(store) => changed_store = Some(store),
+                Err(e) => {
+                    *state = State::new();
+                    return Err(SessionError::Storage(e));
+                }
             }
             tracing::debug!(case = %case, changes = changes.len(), kind = kind.as_deref().unwrap_or("new"), "accepted changes");
             changed = Some(case);
@@ -524,14 +573,17 @@ impl<S: Storage> Relay<S> {
                 })
                 .into_iter()
                 .collect(),
+            needs_flush: changed.is_some(),
             changed,
+            changed_store,
             policy_published: false,
         })
     }
 
     /// Stores accepted changes with their audit records, updates the owner
     /// record and moves the case to the head of the change sequence, all in
-    /// one batch, and flushes: only then may the change be acknowledged.
+    /// one batch. The caller must flush before acknowledging. Returns the
+    /// owning store.
     #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
@@ -542,7 +594,7 @@ impl<S: Storage> Relay<S> {
         p: &Principal,
         now: Millis,
         state: &State,
-    ) -> Result<(), StorageError> {
+    ) -> Result<StoreId, StorageError> {
         let seq = self.seq + 1;
         let mut b = Batch::new();
         if meta.is_none() {
@@ -596,10 +648,20 @@ impl<S: Storage> Relay<S> {
         b.put(keys::SEQ.to_vec(), seq.to_be_bytes().to_vec());
         docs::stage_sync_state(&mut b, case, p.device.as_str(), state);
         self.storage.apply(b)?;
-        self.storage.flush()?;
+        // Not flushed here: the output says `needs_flush`, and the shell
+        // flushes once for every write made meanwhile.
         self.seq = seq;
-        Ok(())
+        Ok(meta.store)
     }
+}
+
+/// Whether the device's last sync message (as `state` remembers it) showed
+/// it holding every one of `heads`.
+fn device_holds(state: Option<&State>, heads: &[[u8; 32]]) -> bool {
+    let Some(theirs) = state.and_then(|s| s.their_heads.as_ref()) else {
+        return false;
+    };
+    heads.iter().all(|h| theirs.iter().any(|t| t.0 == *h))
 }
 
 /// A first upload must be a case document for the id it is sent under.

@@ -137,14 +137,25 @@ fn run_session(
     let mut to_device: std::collections::VecDeque<Vec<u8>> = Default::default();
     let now = Millis(1_790_000_000_000);
     loop {
-        if let Some(b) = to_relay.pop_front() {
-            t.bytes += b.len() as u64;
-            t.frames += 1;
+        if !to_relay.is_empty() {
+            // The relay handles what has arrived, flushes once for all of
+            // it (group commit), then replies.
             let t0 = Instant::now();
-            let out = relay
-                .handle(&mut rs, Frame::decode(&b).expect("frame"), now)
-                .expect("relay");
-            to_device.extend(out.frames.iter().map(Frame::encode));
+            let mut flush = false;
+            let mut replies = Vec::new();
+            while let Some(b) = to_relay.pop_front() {
+                t.bytes += b.len() as u64;
+                t.frames += 1;
+                let out = relay
+                    .handle(&mut rs, Frame::decode(&b).expect("frame"), now)
+                    .expect("relay");
+                flush |= out.needs_flush;
+                replies.extend(out.frames.iter().map(Frame::encode));
+            }
+            if flush {
+                relay.flush().expect("flush");
+            }
+            to_device.extend(replies);
             t.relay_time += t0.elapsed();
             continue;
         }
