@@ -5,7 +5,7 @@ use crate::error::ClientError;
 use aftercase_sync::case::edit::Customer;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
 use aftercase_sync::replica::{Entropy, Replica};
-use aftercase_sync::storage::SledStorage;
+use aftercase_sync::storage::{GroupCommit, SledStorage};
 use aftercase_sync::{CaseId, Millis};
 use rand::Rng;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,8 @@ pub struct Device {
     pub(crate) data_dir: PathBuf,
     /// Woken after every local edit so a live sync pushes it at once.
     pub(crate) local_edit: Arc<Notify>,
+    /// Edits from several threads share flushes.
+    commit: Arc<GroupCommit<SledStorage>>,
 }
 
 pub(crate) fn now() -> Millis {
@@ -72,8 +74,11 @@ impl Device {
         // A fresh actor per process: automerge refuses a reused actor whose
         // history went backwards (e.g. a tablet restored from backup).
         let actor: [u8; 16] = rand::rng().random();
-        let replica = Replica::open(storage, config.identity(), actor);
+        let commit = Arc::new(GroupCommit::new(storage.clone()));
+        let mut replica = Replica::open(storage, config.identity(), actor);
+        replica.defer_flushes();
         Ok(Device {
+            commit,
             replica: Arc::new(Mutex::new(replica)),
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
@@ -102,6 +107,9 @@ impl Device {
         r: Result<T, aftercase_sync::replica::ReplicaError>,
     ) -> Result<T, ClientError> {
         let v = r?;
+        // The edit is applied (and the replica unlocked, so other threads
+        // can apply theirs meanwhile): report it only once a flush covers it.
+        self.commit.wait(self.commit.ticket())?;
         self.local_edit.notify_one();
         Ok(v)
     }
@@ -169,10 +177,13 @@ impl Device {
         let mut r = self.replica();
         r.transition(case, entropy(), to, reason)?;
         let new_id = CaseId::from_random_bytes(rand::rng().random());
-        let follow_up = r.open_follow_up(case, new_id, entropy())?;
+        let follow_up = r.open_follow_up(case, new_id, entropy());
         drop(r);
+        // The move is applied even if opening the follow-up failed: make it
+        // durable either way before answering.
+        self.commit.wait(self.commit.ticket())?;
         self.local_edit.notify_one();
-        Ok(follow_up)
+        Ok(follow_up?)
     }
 
     /// Assigns the case to a technician or installer (by user id).

@@ -79,6 +79,9 @@ pub struct Replica<S: Storage> {
     identity: DeviceIdentity,
     actor: ActorId,
     docs: HashMap<CaseId, Automerge>,
+    /// Local edits are applied but not flushed; the caller flushes (see
+    /// [`Replica::defer_flushes`]).
+    defer_flush: bool,
 }
 
 fn u64_value(bytes: Option<Vec<u8>>) -> u64 {
@@ -108,7 +111,15 @@ impl<S: Storage> Replica<S> {
             identity,
             actor: ActorId::from(&actor[..]),
             docs: HashMap::new(),
+            defer_flush: false,
         }
+    }
+
+    /// From now on, local edits are applied to storage but not flushed: the
+    /// caller must flush (typically through a [`crate::storage::GroupCommit`]
+    /// shared by several threads) before reporting an edit saved.
+    pub fn defer_flushes(&mut self) {
+        self.defer_flush = true;
     }
 
     /// The identity the replica writes as.
@@ -163,7 +174,13 @@ impl<S: Storage> Replica<S> {
         docs::stage_changes(&mut batch, case, &doc.get_changes(before));
         batch.put(keys::local_case(case), Vec::new());
         batch.put(keys::dirty(case), Vec::new());
-        let result = self.storage.apply(batch).and_then(|_| self.storage.flush());
+        let result = self.storage.apply(batch).and_then(|_| {
+            if self.defer_flush {
+                Ok(())
+            } else {
+                self.storage.flush()
+            }
+        });
         if let Err(e) = result {
             self.docs.remove(&case);
             return Err(e.into());

@@ -11,12 +11,14 @@
 
 mod batch;
 pub mod docs;
+mod group;
 pub mod keys;
 mod memory;
 #[cfg(feature = "sled-storage")]
 mod sled_store;
 
 pub use batch::{Batch, BatchOp};
+pub use group::GroupCommit;
 pub use memory::MemoryStorage;
 #[cfg(feature = "sled-storage")]
 pub use sled_store::SledStorage;

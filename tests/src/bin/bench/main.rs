@@ -22,11 +22,14 @@ use automerge::Automerge;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-struct Row {
-    scenario: String,
-    ours: String,
-    baseline: String,
-    ratio: String,
+mod local_writes;
+
+/// One line of the results table.
+pub struct Row {
+    pub scenario: String,
+    pub ours: String,
+    pub baseline: String,
+    pub ratio: String,
 }
 
 fn identity(device: &str) -> DeviceIdentity {
@@ -247,11 +250,10 @@ fn kib(b: u64) -> String {
     }
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+/// Upload, initial sync and reconnect, ours against the baseline.
+fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
     let n: u64 = if quick { 500 } else { 10_000 };
     let changed: u64 = 10;
-    let tmp = tempfile_dir();
     let open = |name: &str| SledStorage::open(&tmp.join(name)).expect("sled");
     eprintln!("building {n} cases of 20 changes...");
     let cases: Vec<(CaseId, Automerge)> = (0..n).map(|i| make_case(i, 20)).collect();
@@ -396,7 +398,27 @@ fn main() {
             "case {id} differs"
         );
     }
+    rows
+}
 
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs one group: sync, writes.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let tmp = tempfile_dir();
+    let mut rows = Vec::new();
+    if want("sync") {
+        rows.extend(sync_scenarios(&tmp, quick));
+    }
+    if want("writes") {
+        eprintln!("local writes...");
+        rows.extend(local_writes::rows(&tmp, quick));
+    }
     println!("| scenario | ours | baseline (per-document sync) | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
