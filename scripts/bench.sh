@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks, kept out of the test suite. Prints one markdown table:
-# scenario, our figure, the baseline's figure (per-document Automerge sync,
-# as automerge-repo-style peers do), ratio.
+# scenario, our figure, the baseline's figure, ratio.
 #   scripts/bench.sh           full sizes, release build (what BENCHMARKS.md records)
 #   scripts/bench.sh --quick   small sizes, the test build profile (CI smoke check)
+# Extra arguments go to the harness, e.g. `--only sync|writes|memory|fanout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--quick" ]]; then
-  cargo run --quiet --locked -p aftercase-tests --bin bench -- --quick
+  # The relay scenarios start the real relay binary, built beside the harness.
+  cargo build --quiet --locked -p aftercase-server -p aftercase-tests --bins
+  exec target/debug/bench "$@"
 else
-  cargo run --quiet --locked --release -p aftercase-tests --bin bench
+  cargo build --quiet --locked --release -p aftercase-server -p aftercase-tests --bins
+  exec target/release/bench "$@"
 fi

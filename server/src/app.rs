@@ -25,8 +25,9 @@ pub async fn run(
             secret::ENV
         ),
     }
-    let storage = SledStorage::open(&cfg.db_dir())?;
-    let relay = Relay::open(storage.clone(), cfg.cache_docs)?;
+    let storage = SledStorage::open_with_cache(&cfg.db_dir(), cfg.sled_cache_bytes())?;
+    let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
+    relay.set_cache_budget(cfg.doc_cache_bytes());
     tracing::info!(
         seq = relay.seq(),
         "relay storage opened at {}",

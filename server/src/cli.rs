@@ -30,8 +30,12 @@ enum Command {
         #[arg(long, default_value = "./data/relay")]
         data_dir: PathBuf,
         /// Most cases kept in memory at once; idle ones are evicted.
-        #[arg(long, default_value = "4096")]
+        #[arg(long, default_value = "65536")]
         cache_docs: NonZeroUsize,
+        /// Memory to plan for, in MiB: bounds sled's page cache and the
+        /// loaded cases (least recently used are evicted first).
+        #[arg(long, default_value = "256", value_parser = clap::value_parser!(u64).range(32..))]
+        memory_mib: u64,
         /// HTTP worker threads.
         #[arg(long, default_value = "2")]
         workers: usize,
@@ -86,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             data_dir,
             cache_docs,
+            memory_mib,
             workers,
         } => {
             init_logging();
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 data_dir,
                 cache_docs,
+                memory_mib,
                 workers: workers.max(1),
             };
             actix_web::rt::System::new().block_on(crate::app::run(cfg, |addr| {

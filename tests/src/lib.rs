@@ -105,6 +105,7 @@ pub struct World {
     relay_cache: NonZeroUsize,
     /// Accepted changes wait for the relay's next flush.
     flush_due: bool,
+    seed: u64,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -116,6 +117,16 @@ fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
     }
 }
 
+/// Opens the relay; on odd seeds its cache is also bounded by memory, to
+/// about three documents, so eviction by weight happens constantly.
+fn open_relay(storage: &MemoryStorage, cache: NonZeroUsize, seed: u64) -> Relay<MemoryStorage> {
+    let mut relay = Relay::open(storage.clone(), cache).expect("open relay");
+    if seed % 2 == 1 {
+        relay.set_cache_budget(200 * 1024);
+    }
+    relay
+}
+
 impl World {
     /// A world with a relay and no devices. `relay_cache` small values force
     /// evictions.
@@ -125,7 +136,7 @@ impl World {
         World {
             rng: SmallRng::seed_from_u64(seed),
             now: 1_780_000_000_000,
-            relay: Relay::open(relay_storage.clone(), cache).expect("open relay"),
+            relay: open_relay(&relay_storage, cache, seed),
             relay_storage,
             devices: Vec::new(),
             saved: Vec::new(),
@@ -133,6 +144,7 @@ impl World {
             errors: Vec::new(),
             relay_cache: cache,
             flush_due: false,
+            seed,
         }
     }
 
@@ -378,7 +390,7 @@ impl World {
         }
         self.relay_storage.crash(keep);
         self.flush_due = false;
-        self.relay = Relay::open(self.relay_storage.clone(), self.relay_cache).expect("reopen");
+        self.relay = open_relay(&self.relay_storage, self.relay_cache, self.seed);
         self.log.push("relay restarts".into());
     }
 

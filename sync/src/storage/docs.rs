@@ -16,6 +16,8 @@ pub struct LoadedDoc {
     pub doc: Automerge,
     /// Incremental chunks stored beside the snapshot.
     pub chunks: usize,
+    /// Stored bytes (snapshot plus chunks).
+    pub bytes: usize,
 }
 
 fn corrupt(case: CaseId, e: impl std::fmt::Display) -> StorageError {
@@ -37,6 +39,7 @@ pub fn load_doc(storage: &dyn Storage, case: CaseId) -> Result<Option<LoadedDoc>
         None => Automerge::new(),
     };
     let mut chunks = 0;
+    let bytes = entries.iter().map(|(_, v)| v.len()).sum();
     for (k, v) in &entries {
         if *k != snapshot_key {
             // Order does not matter: automerge queues a change until its
@@ -45,7 +48,7 @@ pub fn load_doc(storage: &dyn Storage, case: CaseId) -> Result<Option<LoadedDoc>
             chunks += 1;
         }
     }
-    Ok(Some(LoadedDoc { doc, chunks }))
+    Ok(Some(LoadedDoc { doc, chunks, bytes }))
 }
 
 /// Everything stored of a document as one byte string that

@@ -25,8 +25,16 @@ impl SledStorage {
     /// Opens (or creates) the database in `dir`. Fails with a clear message
     /// when another process holds it open.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        // sled's own default page cache.
+        Self::open_with_cache(dir, 1 << 30)
+    }
+
+    /// Like [`SledStorage::open`], with sled's page cache limited to
+    /// `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| StorageError::Backend {

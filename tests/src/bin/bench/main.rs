@@ -23,6 +23,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 mod local_writes;
+mod memory;
 
 /// One line of the results table.
 pub struct Row {
@@ -33,19 +34,23 @@ pub struct Row {
 }
 
 fn identity(device: &str) -> DeviceIdentity {
+    identity_in(device, "S1")
+}
+
+fn identity_in(device: &str, store: &str) -> DeviceIdentity {
     DeviceIdentity {
         user: "bench".parse().expect("valid"),
         role: Role::Staff,
-        store: "S1".parse().expect("valid"),
+        store: store.parse().expect("valid"),
         device: device.parse().expect("valid"),
     }
 }
 
-fn principal(device: &str) -> Principal {
+fn principal(device: &str, store: &str) -> Principal {
     Principal {
         user: "bench".parse().expect("valid"),
         role: Role::Staff,
-        store: "S1".parse().expect("valid"),
+        store: store.parse().expect("valid"),
         device: device.parse().expect("valid"),
     }
 }
@@ -64,6 +69,11 @@ fn ctx(n: u64) -> EditContext {
 
 /// A case of about `changes` changes: the creation plus notes.
 fn make_case(i: u64, changes: u64) -> (CaseId, Automerge) {
+    make_case_in(i, changes, "S1")
+}
+
+/// [`make_case`] for a case of `store`.
+fn make_case_in(i: u64, changes: u64, store: &str) -> (CaseId, Automerge) {
     // The index goes in the last bytes: the UUID version and variant bits
     // (bytes 6 and 8) would otherwise fold distinct indexes together.
     let mut id_bytes = [0u8; 16];
@@ -75,9 +85,9 @@ fn make_case(i: u64, changes: u64) -> (CaseId, Automerge) {
         &ctx(i * 100),
         &NewCase {
             id,
-            case_no: format!("S1-tab-a-{i}"),
+            case_no: format!("{store}-tab-a-{i}"),
             kind: CaseKind::Repair,
-            store: "S1".parse().expect("valid"),
+            store: store.parse().expect("valid"),
             customer: Customer {
                 name: "Bench Customer".into(),
                 phone: "13800000000".into(),
@@ -100,7 +110,7 @@ fn make_case(i: u64, changes: u64) -> (CaseId, Automerge) {
 }
 
 /// Writes cases straight into a device's storage as local, unsynced work.
-fn seed_device(storage: &SledStorage, cases: &[(CaseId, Automerge)]) {
+fn seed_device(storage: &dyn Storage, cases: &[(CaseId, Automerge)]) {
     for chunk in cases.chunks(500) {
         let mut b = Batch::new();
         for (id, doc) in chunk {
@@ -119,6 +129,7 @@ struct Traffic {
     frames: u64,
     relay_time: Duration,
     device_time: Duration,
+    refused: usize,
 }
 
 /// Runs one device connection against the relay until the device is settled.
@@ -127,8 +138,18 @@ fn run_session(
     r: &mut Replica<SledStorage>,
     device: &str,
 ) -> Traffic {
+    run_session_as(relay, r, device, "S1")
+}
+
+/// [`run_session`] for a device of `store`.
+fn run_session_as<S: Storage>(
+    relay: &mut Relay<SledStorage>,
+    r: &mut Replica<S>,
+    device: &str,
+    store: &str,
+) -> Traffic {
     let mut t = Traffic::default();
-    let mut rs: RelaySession = relay.session(principal(device));
+    let mut rs: RelaySession = relay.session(principal(device, store));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut client = ClientSession::new().with_load_threads(threads);
     let mut to_relay: std::collections::VecDeque<Vec<u8>> = client
@@ -176,6 +197,7 @@ fn run_session(
         break;
     }
     assert!(client.is_settled(), "session ended unsettled");
+    t.refused = client.refused().len();
     relay.end_session(rs).expect("end");
     eprintln!(
         "  session {device}: relay {}, device {}",
@@ -419,7 +441,14 @@ fn main() {
         eprintln!("local writes...");
         rows.extend(local_writes::rows(&tmp, quick));
     }
-    println!("| scenario | ours | baseline (per-document sync) | ratio |");
+    // The relay binary is built beside this one (scripts/bench.sh).
+    let relay_bin = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("aftercase-relay");
+    if want("memory") {
+        rows.extend(memory::rows(&tmp, quick, &relay_bin));
+    }
+    println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
         println!(

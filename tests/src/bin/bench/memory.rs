@@ -1,0 +1,186 @@
+//! Relay memory: a relay process holding many cases, every one of them read
+//! once over HTTP as head office, its resident memory sampled throughout.
+//! Run twice on the same data: with the default memory bound, and with the
+//! bound lifted so that every document read stays loaded (what a server
+//! that keeps every document it touched does).
+
+use crate::{make_case_in, run_session_as, seed_device, Row};
+use aftercase_sync::relay::Relay;
+use aftercase_sync::replica::Replica;
+use aftercase_sync::storage::{MemoryStorage, SledStorage};
+use aftercase_sync::CaseId;
+use std::io::{BufRead, BufReader};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Cases uploaded per seeding session (one store each).
+const CHUNK: u64 = 5_000;
+
+/// Fills a relay data directory with `n` cases of 5 changes, through the
+/// relay's own upload path.
+fn seed(data_dir: &Path, n: u64) -> Vec<CaseId> {
+    let storage = SledStorage::open(&data_dir.join("db")).expect("relay db");
+    let mut relay = Relay::open(storage, NonZeroUsize::new(1024).expect("nonzero")).expect("relay");
+    let mut ids = Vec::new();
+    for (k, start) in (0..n).step_by(CHUNK as usize).enumerate() {
+        let store = format!("M{k}");
+        let cases: Vec<_> = (start..(start + CHUNK).min(n))
+            .map(|i| make_case_in(i, 5, &store))
+            .collect();
+        ids.extend(cases.iter().map(|(id, _)| *id));
+        let device = MemoryStorage::new();
+        seed_device(&device, &cases);
+        // One store per chunk: a fresh device of a store that already had
+        // cases would first download them.
+        let mut r = Replica::open(device, crate::identity_in("tab-a", &store), [3; 16]);
+        let t = run_session_as(&mut relay, &mut r, "tab-a", &store);
+        assert_eq!(t.refused, 0, "the relay refused seeded cases");
+        eprintln!("  seeded {} cases", ids.len());
+    }
+    relay.flush().expect("flush");
+    ids
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Kills the relay when dropped, even when the bench panics.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Pass {
+    peak_rss_mib: f64,
+    end_rss_mib: f64,
+    secs: f64,
+}
+
+/// Starts the relay on `data_dir` with `memory_args`, reads every case once
+/// as head office, and reports its memory.
+fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&str]) -> Pass {
+    let mut child = Running(
+        Command::new(relay_bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(memory_args)
+            .env("AFTERCASE_LOG", "warn")
+            .env_remove("AFTERCASE_JWT_SECRET")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start relay"),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    let url = banner.trim().rsplit(' ').next().expect("url").to_string();
+    let token = Command::new(relay_bin)
+        .args(["token", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--user",
+            "hq",
+            "--role",
+            "head_office",
+            "--store",
+            "HQ",
+            "--device",
+            "bench",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("token");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let pid = child.0.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(status_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let http = reqwest::blocking::Client::new();
+    let t0 = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        let resp = http
+            .get(format!("{url}/v1/cases/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .expect("request");
+        assert!(resp.status().is_success(), "case {id}: {}", resp.status());
+        resp.bytes().expect("body");
+        if (i + 1) % 20_000 == 0 {
+            eprintln!(
+                "  read {} cases, relay RSS {} MiB",
+                i + 1,
+                status_kib(pid, "VmRSS:") / 1024
+            );
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let end = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+    done.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    drop(child);
+    Pass {
+        peak_rss_mib: hwm.max(peak.load(Ordering::Relaxed)) as f64 / 1024.0,
+        end_rss_mib: end as f64 / 1024.0,
+        secs,
+    }
+}
+
+/// The relay-memory row.
+pub fn rows(tmp: &Path, quick: bool, relay_bin: &Path) -> Vec<Row> {
+    let n: u64 = if quick { 1_000 } else { 100_000 };
+    let data_dir = tmp.join("memory-relay");
+    eprintln!("relay memory: seeding {n} cases...");
+    let ids = seed(&data_dir, n);
+    eprintln!("relay memory: reading every case with the default bound (256 MiB)...");
+    let ours = read_all(relay_bin, &data_dir, &ids, &[]);
+    eprintln!("relay memory: reading every case with no bound...");
+    let base = read_all(
+        relay_bin,
+        &data_dir,
+        &ids,
+        &["--memory-mib", "1048576", "--cache-docs", "100000000"],
+    );
+    vec![Row {
+        scenario: format!("Relay memory, {n} cases stored, each read once over HTTP"),
+        ours: format!(
+            "peak RSS {:.0} MiB, {:.0} MiB at the end (bound 256 MiB); {:.0} reads/s",
+            ours.peak_rss_mib,
+            ours.end_rss_mib,
+            n as f64 / ours.secs
+        ),
+        baseline: format!(
+            "no eviction: peak RSS {:.0} MiB, {:.0} MiB at the end; {:.0} reads/s",
+            base.peak_rss_mib,
+            base.end_rss_mib,
+            n as f64 / base.secs
+        ),
+        ratio: format!("{:.1}x less memory", base.peak_rss_mib / ours.peak_rss_mib),
+    }]
+}
