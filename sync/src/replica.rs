@@ -84,6 +84,9 @@ pub struct Replica<S: Storage> {
     defer_flush: bool,
 }
 
+/// Most documents a replica keeps loaded (see `Replica::keep_loaded`).
+const MAX_LOADED: usize = 1024;
+
 fn u64_value(bytes: Option<Vec<u8>>) -> u64 {
     bytes
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -153,9 +156,21 @@ impl<S: Storage> Replica<S> {
                 docs::compact(&self.storage, case, &doc)?;
             }
             doc.set_actor(self.actor.clone());
-            self.docs.insert(case, doc);
+            self.keep_loaded(case, doc);
         }
         Ok(self.docs.get_mut(&case))
+    }
+
+    /// Caches a loaded document. Loaded documents are only a cache of what
+    /// storage holds (every change is applied to storage before anything
+    /// reports it), so when too many are loaded they are all dropped: a
+    /// tablet that downloaded 10,000 cases must not keep them all in memory
+    /// (a loaded case takes about 60 KiB).
+    fn keep_loaded(&mut self, case: CaseId, doc: Automerge) {
+        if self.docs.len() >= MAX_LOADED && !self.docs.contains_key(&case) {
+            self.docs.clear();
+        }
+        self.docs.insert(case, doc);
     }
 
     /// Persists the changes made to `case` since `before`, marks it dirty and
@@ -221,7 +236,7 @@ impl<S: Storage> Replica<S> {
         };
         let mut doc = Automerge::new().with_actor(self.actor.clone());
         edit::create_case(&mut doc, &self.ctx(e), &new)?;
-        self.docs.insert(id, doc);
+        self.keep_loaded(id, doc);
         let mut extra = Batch::new();
         extra.put(keys::setting("case_seq"), seq.to_be_bytes().to_vec());
         self.persist_local(id, &[], extra)?;
@@ -626,7 +641,7 @@ impl<S: Storage> Replica<S> {
     ) -> Result<(), ReplicaError> {
         let actor = self.actor.clone();
         if self.doc_mut(case)?.is_none() {
-            self.docs.insert(case, Automerge::new().with_actor(actor));
+            self.keep_loaded(case, Automerge::new().with_actor(actor));
         }
         let Some(doc) = self.docs.get_mut(&case) else {
             return Err(ReplicaError::UnknownCase(case));
@@ -686,7 +701,7 @@ impl<S: Storage> Replica<S> {
                 Ok(None) => {
                     // Nothing of it is stored yet: keep the relay's bytes.
                     batch.put(keys::snapshot(s.doc), s.bytes.clone());
-                    self.docs.insert(s.doc, incoming.with_actor(actor.clone()));
+                    self.keep_loaded(s.doc, incoming.with_actor(actor.clone()));
                 }
                 Err(e) => {
                     merged = Err(e);
