@@ -502,6 +502,16 @@ impl<S: Storage> Relay<S> {
                         _ => continue,
                     }
                 }
+                // A live connection already syncing this case gets the
+                // change itself ahead of the announcement, saving the
+                // device a request and the relay a round trip. If
+                // Automerge has nothing to send, the announcement alone
+                // makes the device ask, as on a reconnect.
+                if s.caught_up {
+                    if let Some(f) = self.push(s, doc)? {
+                        frames.push(f);
+                    }
+                }
                 docs.push(DocHeads { doc, heads });
             }
             // When the scan reached the end, everything up to the durable
@@ -530,6 +540,23 @@ impl<S: Storage> Relay<S> {
             start.extend_from_slice(&(up_to + 1).to_be_bytes());
         }
         Ok(frames)
+    }
+
+    /// A sync message for `case` on a session that has synced it before.
+    fn push(&mut self, s: &mut RelaySession, case: CaseId) -> Result<Option<Frame>, StorageError> {
+        if !s.states.contains_key(&case) {
+            return Ok(None);
+        }
+        let Some(doc) = self.doc(case)? else {
+            return Ok(None);
+        };
+        let Some(state) = s.states.get_mut(&case) else {
+            return Ok(None);
+        };
+        Ok(doc.generate_sync_message(state).map(|m| Frame::Sync {
+            doc: case,
+            message: m.encode(),
+        }))
     }
 
     fn refuse(doc: CaseId, reason: &str) -> RelayOutput {

@@ -22,6 +22,7 @@ use automerge::Automerge;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+mod fanout;
 mod local_writes;
 mod memory;
 
@@ -426,7 +427,7 @@ fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one group: sync, writes.
+    // `--only NAME` runs one group: sync, writes, memory, fanout.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -447,6 +448,9 @@ fn main() {
         .with_file_name("aftercase-relay");
     if want("memory") {
         rows.extend(memory::rows(&tmp, quick, &relay_bin));
+    }
+    if want("fanout") {
+        rows.extend(fanout::run(quick));
     }
     println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");
