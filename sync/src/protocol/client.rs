@@ -6,7 +6,7 @@ use crate::replica::{Replica, ReplicaError};
 use crate::storage::Storage;
 use automerge::sync::{Message, State};
 use automerge::ChangeHash;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Why a session must end. The connection is closed; local data is intact.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,17 @@ pub struct ClientSession {
     policy_news: Option<Result<u32, String>>,
     /// Threads to decode fetched snapshots with (the shell decides).
     load_threads: usize,
+    /// Cases with local changes not yet offered to the relay. A device that
+    /// worked offline on thousands of cases offers them a window at a time,
+    /// so each case is still loaded when the relay's answer comes back and
+    /// the relay is not handed everything at once.
+    upload_queue: VecDeque<CaseId>,
 }
+
+/// Cases offered to the relay up front; each frame from the relay lets the
+/// device offer [`UPLOAD_REFILL`] more.
+const UPLOAD_WINDOW: usize = 256;
+const UPLOAD_REFILL: usize = 2;
 
 fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
     heads.iter().map(|h| ChangeHash(*h)).collect()
@@ -74,6 +84,7 @@ impl ClientSession {
             dirty: HashSet::new(),
             policy_news: None,
             load_threads: 1,
+            upload_queue: VecDeque::new(),
         }
     }
 
@@ -95,9 +106,8 @@ impl ClientSession {
         self.dirty = r.dirty_cases()?.into_iter().collect();
         let mut dirty: Vec<CaseId> = self.dirty.iter().copied().collect();
         dirty.sort();
-        for case in dirty {
-            self.push_sync(r, case, true, &mut out)?;
-        }
+        self.upload_queue = dirty.into();
+        self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
         Ok(out)
     }
 
@@ -111,6 +121,22 @@ impl ClientSession {
         self.dirty.insert(case);
         self.push_sync(r, case, false, &mut out)?;
         Ok(out)
+    }
+
+    /// Offers up to `n` queued cases with local changes to the relay.
+    fn offer_uploads<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        n: usize,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SessionError> {
+        for _ in 0..n {
+            let Some(case) = self.upload_queue.pop_front() else {
+                break;
+            };
+            self.push_sync(r, case, true, out)?;
+        }
+        Ok(())
     }
 
     fn state<S: Storage>(
@@ -264,6 +290,9 @@ impl ClientSession {
                 ))
             }
         }
+        // Every frame from the relay answers something: keep the upload
+        // window full.
+        self.offer_uploads(r, UPLOAD_REFILL, &mut out)?;
         self.advance_cursor(r, now)?;
         Ok(out)
     }

@@ -32,27 +32,44 @@ impl SledStorage {
     /// Like [`SledStorage::open`], with sled's page cache limited to
     /// `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| StorageError::Backend {
-                op: "open",
-                message: match e {
-                    sled::Error::Io(ref io)
-                        if io.kind() == std::io::ErrorKind::WouldBlock
-                            || io.to_string().contains("lock") =>
-                    {
-                        format!(
-                            "{} is in use by another process (is `sync --watch` or the relay running?)",
-                            dir.display()
-                        )
-                    }
-                    other => format!("{}: {other}", dir.display()),
-                },
-            })?;
-        Ok(SledStorage { db })
+        let locked = |e: &sled::Error| {
+            matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("lock"))
+        };
+        let mut attempts = 0;
+        loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                Ok(db) => return Ok(SledStorage { db }),
+                // sled's background flusher keeps a just-dropped database
+                // (and its file lock) alive for a moment: wait a little
+                // before telling the user someone else holds it.
+                Err(e) if locked(&e) && attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) if locked(&e) => {
+                    let message = format!(
+                        "{} is in use by another process (is `sync --watch` or the relay running?)",
+                        dir.display()
+                    );
+                    return Err(StorageError::Backend {
+                        op: "open",
+                        message,
+                    });
+                }
+                Err(other) => {
+                    return Err(StorageError::Backend {
+                        op: "open",
+                        message: format!("{}: {other}", dir.display()),
+                    })
+                }
+            }
+        }
     }
 
     /// Bytes on disk as sled reports them.
