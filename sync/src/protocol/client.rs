@@ -310,25 +310,23 @@ impl ClientSession {
                 r.set_cursor(target)?;
             }
         }
-        if self.activity && self.caught_up && self.unconfirmed().is_empty() {
+        if self.activity && self.caught_up && self.all_confirmed() {
             r.mark_synced(now)?;
             self.activity = false;
         }
         Ok(())
     }
 
-    fn unconfirmed(&self) -> Vec<CaseId> {
-        self.dirty
-            .iter()
-            .filter(|c| !self.refused.contains_key(c))
-            .copied()
-            .collect()
+    /// Whether every local change was confirmed or refused. Stops at the
+    /// first unconfirmed case: this runs after every frame.
+    fn all_confirmed(&self) -> bool {
+        self.dirty.iter().all(|c| self.refused.contains_key(c))
     }
 
     /// True once the catch-up is complete, every announced change is held
     /// locally and the relay confirmed every local change it did not refuse.
     pub fn is_settled(&self) -> bool {
-        self.caught_up && self.pending.is_empty() && self.unconfirmed().is_empty()
+        self.caught_up && self.pending.is_empty() && self.all_confirmed()
     }
 
     /// Cases whose changes the relay refused in this session, with its reasons.

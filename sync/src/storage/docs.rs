@@ -34,18 +34,32 @@ pub fn load_doc(storage: &dyn Storage, case: CaseId) -> Result<Option<LoadedDoc>
         return Ok(None);
     }
     let snapshot_key = keys::snapshot(case);
+    let bytes = entries.iter().map(|(_, v)| v.len()).sum();
+    let chunks = entries.iter().filter(|(k, _)| *k != snapshot_key).count();
+    // Fast path: one load of everything (snapshot first), several times
+    // quicker than applying the chunks one by one.
+    let mut all = Vec::with_capacity(bytes);
+    if let Some((_, snap)) = entries.iter().find(|(k, _)| *k == snapshot_key) {
+        all.extend_from_slice(snap);
+    }
+    for (k, v) in &entries {
+        if *k != snapshot_key {
+            all.extend_from_slice(v);
+        }
+    }
+    if let Ok(doc) = Automerge::load(&all) {
+        return Ok(Some(LoadedDoc { doc, chunks, bytes }));
+    }
+    // Slow path, tolerant of changes whose dependencies are missing.
     let mut doc = match entries.iter().find(|(k, _)| *k == snapshot_key) {
         Some((_, bytes)) => Automerge::load(bytes).map_err(|e| corrupt(case, e))?,
         None => Automerge::new(),
     };
-    let mut chunks = 0;
-    let bytes = entries.iter().map(|(_, v)| v.len()).sum();
     for (k, v) in &entries {
         if *k != snapshot_key {
             // Order does not matter: automerge queues a change until its
             // dependencies have arrived.
             doc.load_incremental(v).map_err(|e| corrupt(case, e))?;
-            chunks += 1;
         }
     }
     Ok(Some(LoadedDoc { doc, chunks, bytes }))

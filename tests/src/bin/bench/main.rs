@@ -184,14 +184,17 @@ fn run_session_as<S: Storage>(
             t.relay_time += t0.elapsed();
             continue;
         }
-        if let Some(b) = to_device.pop_front() {
-            t.bytes += b.len() as u64;
-            t.frames += 1;
+        if !to_device.is_empty() {
+            // Likewise the device handles everything that has arrived.
             let t0 = Instant::now();
-            let out = client
-                .handle(r, Frame::decode(&b).expect("frame"), now)
-                .expect("device");
-            to_relay.extend(out.iter().map(Frame::encode));
+            while let Some(b) = to_device.pop_front() {
+                t.bytes += b.len() as u64;
+                t.frames += 1;
+                let out = client
+                    .handle(r, Frame::decode(&b).expect("frame"), now)
+                    .expect("device");
+                to_relay.extend(out.iter().map(Frame::encode));
+            }
             t.device_time += t0.elapsed();
             continue;
         }
