@@ -43,6 +43,7 @@
 //! relay for CPU. How late edits started against their schedule is printed
 //! to stderr to show when the device side, not the relay, was the limit.
 
+use crate::relay_process::RelayProcess;
 use crate::Row;
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::Customer;
@@ -55,9 +56,7 @@ use automerge::ChangeHash;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -168,121 +167,6 @@ struct Report {
     errors: Vec<String>,
     lost_acks: u64,
     lost_deliveries: u64,
-}
-
-/// The relay as a child process; killed when dropped.
-struct RelayProcess {
-    child: Child,
-    /// Kept open so the relay never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayProcess {
-    fn start(secret: &str) -> RelayProcess {
-        let exe = relay_binary();
-        let dir = tempfile::tempdir().expect("temporary relay data directory");
-        let mut child = Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("AFTERCASE_LOG", "warn")
-            .env("AFTERCASE_JWT_SECRET", secret)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
-        let mut stdout = BufReader::new(child.stdout.take().expect("relay stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the relay banner");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|u| u.starts_with("http://"))
-            .unwrap_or_else(|| panic!("unexpected relay banner {line:?}"))
-            .to_string();
-        RelayProcess {
-            child,
-            _stdout: stdout,
-            url,
-            _dir: dir,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    /// User plus system CPU time so far.
-    fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // The command name (field 2) may hold spaces; fields after its
-        // closing parenthesis are plain. utime and stime are fields 14, 15.
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Duration::from_millis(ticks * 10)
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The relay binary next to this one. Under `cargo run` it is built first
-/// (a no-op when up to date), as the end-to-end tests do: `cargo run --bin
-/// bench` builds only this package's binaries.
-fn relay_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the bench binary");
-    let dir = exe.parent().expect("bench binary directory").to_path_buf();
-    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if let (Ok(cargo), Some(target)) = (std::env::var("CARGO"), dir.parent()) {
-        if profile == "release" || profile == "debug" {
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "aftercase-server", "--bins"])
-                .arg("--target-dir")
-                .arg(target);
-            if profile == "release" {
-                cmd.arg("--release");
-            }
-            let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-            assert!(ok, "building aftercase-relay failed");
-        }
-    }
-    let relay = dir.join("aftercase-relay");
-    assert!(
-        relay.exists(),
-        "{} not found: build it with `cargo build -p aftercase-server --bins`",
-        relay.display()
-    );
-    relay
 }
 
 /// Each connection takes a descriptor in this process and one in the relay,

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 mod fanout;
 mod local_writes;
 mod memory;
+mod relay_process;
 
 /// One line of the results table.
 pub struct Row {

@@ -4,12 +4,12 @@
 //! bound lifted so that every document read stays loaded (what a server
 //! that keeps every document it touched does).
 
+use crate::relay_process::RelayProcess;
 use crate::{make_case_in, run_session_as, seed_device, Row};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::replica::Replica;
 use aftercase_sync::storage::{MemoryStorage, SledStorage};
 use aftercase_sync::CaseId;
-use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,28 +45,6 @@ fn seed(data_dir: &Path, n: u64) -> Vec<CaseId> {
     ids
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Kills the relay when dropped, even when the bench panics.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Pass {
     peak_rss_mib: f64,
     end_rss_mib: f64,
@@ -76,22 +54,7 @@ struct Pass {
 /// Starts the relay on `data_dir` with `memory_args`, reads every case once
 /// as head office, and reports its memory.
 fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&str]) -> Pass {
-    let mut child = Running(
-        Command::new(relay_bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(memory_args)
-            .env("AFTERCASE_LOG", "warn")
-            .env_remove("AFTERCASE_JWT_SECRET")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start relay"),
-    );
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.take().expect("stdout"))
-        .read_line(&mut banner)
-        .expect("banner");
-    let url = banner.trim().rsplit(' ').next().expect("url").to_string();
+    let relay = Arc::new(RelayProcess::start_in(data_dir, None, memory_args));
     let token = Command::new(relay_bin)
         .args(["token", "--data-dir"])
         .arg(data_dir)
@@ -109,14 +72,13 @@ fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&s
         .output()
         .expect("token");
     let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
-    let pid = child.0.id();
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (done, peak) = (done.clone(), peak.clone());
+        let (done, peak, relay) = (done.clone(), peak.clone(), relay.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(status_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                peak.fetch_max(relay.memory().0, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
         })
@@ -125,7 +87,7 @@ fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&s
     let t0 = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         let resp = http
-            .get(format!("{url}/v1/cases/{id}"))
+            .get(format!("{}/v1/cases/{id}", relay.url))
             .bearer_auth(&token)
             .send()
             .expect("request");
@@ -135,16 +97,14 @@ fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&s
             eprintln!(
                 "  read {} cases, relay RSS {} MiB",
                 i + 1,
-                status_kib(pid, "VmRSS:") / 1024
+                relay.memory().0 / 1024
             );
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let end = status_kib(pid, "VmRSS:");
-    let hwm = status_kib(pid, "VmHWM:");
+    let (end, hwm) = relay.memory();
     done.store(true, Ordering::Relaxed);
     sampler.join().expect("sampler");
-    drop(child);
     Pass {
         peak_rss_mib: hwm.max(peak.load(Ordering::Relaxed)) as f64 / 1024.0,
         end_rss_mib: end as f64 / 1024.0,

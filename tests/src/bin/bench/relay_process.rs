@@ -1,0 +1,141 @@
+//! The real `aftercase-relay` binary as a child process, for the scenarios
+//! that measure it over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+/// The relay as a child process; killed when dropped.
+pub struct RelayProcess {
+    child: Child,
+    /// Kept open so the relay never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// The temporary data directory, when the relay was given one.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl RelayProcess {
+    /// Starts the relay on a temporary data directory with `secret` as its
+    /// token-signing key.
+    pub fn start(secret: &str) -> RelayProcess {
+        let dir = tempfile::tempdir().expect("temporary relay data directory");
+        let mut relay = RelayProcess::start_in(dir.path(), Some(secret), &[]);
+        relay._dir = Some(dir);
+        relay
+    }
+
+    /// Starts the relay on `data_dir` with `extra` arguments to `serve`;
+    /// without a `secret`, the relay uses (or creates) the one in the data
+    /// directory, which `aftercase-relay token` then reads.
+    pub fn start_in(data_dir: &Path, secret: Option<&str>, extra: &[&str]) -> RelayProcess {
+        let exe = relay_binary();
+        let mut cmd = Command::new(&exe);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("AFTERCASE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        match secret {
+            Some(s) => cmd.env("AFTERCASE_JWT_SECRET", s),
+            None => cmd.env_remove("AFTERCASE_JWT_SECRET"),
+        };
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("relay stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the relay banner");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected relay banner {line:?}"))
+            .to_string();
+        RelayProcess {
+            child,
+            _stdout: stdout,
+            url,
+            _dir: None,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    pub fn memory(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// User plus system CPU time so far.
+    pub fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The command name (field 2) may hold spaces; fields after its
+        // closing parenthesis are plain. utime and stime are fields 14, 15.
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The relay binary next to this one. Under `cargo run` it is built first
+/// (a no-op when up to date), as the end-to-end tests do: `cargo run --bin
+/// bench` builds only this package's binaries.
+fn relay_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the bench binary");
+    let dir = exe.parent().expect("bench binary directory").to_path_buf();
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let (Ok(cargo), Some(target)) = (std::env::var("CARGO"), dir.parent()) {
+        if profile == "release" || profile == "debug" {
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "aftercase-server", "--bins"])
+                .arg("--target-dir")
+                .arg(target);
+            if profile == "release" {
+                cmd.arg("--release");
+            }
+            let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "building aftercase-relay failed");
+        }
+    }
+    let relay = dir.join("aftercase-relay");
+    assert!(
+        relay.exists(),
+        "{} not found: build it with `cargo build -p aftercase-server --bins`",
+        relay.display()
+    );
+    relay
+}
