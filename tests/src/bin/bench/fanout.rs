@@ -44,7 +44,7 @@
 //! to stderr to show when the device side, not the relay, was the limit.
 
 use crate::relay_process::RelayProcess;
-use crate::Row;
+use crate::{ms, percentile, Row};
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::Customer;
 use aftercase_sync::case::CaseKind;
@@ -578,18 +578,6 @@ async fn run_device(
             }
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn mib(kib: u64) -> String {

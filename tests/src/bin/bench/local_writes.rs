@@ -1,7 +1,7 @@
 //! Local writes through the SDK: `Device` edits from several threads, each
 //! edit reported only once durable (group commit shares the flushes).
 
-use crate::Row;
+use crate::{percentile, Row};
 use aftercase_client::{Device, DeviceConfig};
 use aftercase_sync::access::Role;
 use aftercase_sync::case::CaseKind;
@@ -24,11 +24,6 @@ fn open_device(dir: &Path) -> Device {
     .save(dir)
     .expect("config");
     Device::open(dir).expect("open device")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// Runs `writers` threads adding notes for `secs`; returns edits/s, p50, p99.
