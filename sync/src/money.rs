@@ -97,15 +97,83 @@ pub fn covers(policy: &Policy, role: Role, tier: Tier, amount_fen: i64) -> bool 
     limit(policy, role, tier).is_none_or(|l| amount_fen <= l)
 }
 
-/// Offers the customer accepted concurrently: more than one is a money
-/// conflict (two amounts agreed at once must never add up silently).
-pub fn accepted_conflict(offers: &[Offer]) -> Option<Vec<String>> {
-    let accepted: Vec<String> = offers
+/// Largest amount of one offer, in fen (¥100,000,000): beyond any real
+/// after-sales case, and far from integer overflow when amounts add up.
+pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000;
+
+/// Compensation of `tier` the case already grants: offers approved (by
+/// someone with the authority, or within the proposer's own) or accepted,
+/// leaving out `except`. Limits hold for this total, so two small offers
+/// cannot add up to what one large offer would need approval for.
+pub fn granted(offers: &[Offer], tier: Tier, except: Option<&str>) -> i64 {
+    offers
         .iter()
-        .filter(|o| o.status == "accepted")
-        .map(|o| o.id.clone())
+        .filter(|o| o.tier == tier && Some(o.id.as_str()) != except)
+        .filter(|o| matches!(o.status.as_str(), "approved" | "accepted"))
+        .map(|o| o.amount_fen)
+        .sum()
+}
+
+/// Offers the customer accepted concurrently (on devices that did not know
+/// of each other's acceptance): a money conflict a supervisor resolves, as
+/// two amounts agreed at once must never add up silently. Offers accepted
+/// one after the other, each knowing the earlier, are no conflict.
+pub fn accepted_conflict(doc: &automerge::Automerge, offers: &[Offer]) -> Option<Vec<String>> {
+    let accepted: Vec<&Offer> = offers.iter().filter(|o| o.status == "accepted").collect();
+    if accepted.len() < 2 {
+        return None;
+    }
+    let decisions = read::map(doc, &ROOT, DECISIONS)?;
+    // The change that recorded each acceptance.
+    let hashes: Vec<(String, String, Option<automerge::ChangeHash>)> = accepted
+        .iter()
+        .filter_map(|o| {
+            let entry = o.accept_entry.as_ref()?;
+            let obj = read::map(doc, &decisions, entry)?;
+            Some((o.id.clone(), entry.clone(), doc.hash_for_opid(&obj)))
+        })
         .collect();
-    (accepted.len() > 1).then_some(accepted)
+    let mut out = Vec::new();
+    for (i, (a, a_entry, a_hash)) in hashes.iter().enumerate() {
+        for (b, b_entry, b_hash) in hashes.iter().skip(i + 1) {
+            let (Some(ah), Some(bh)) = (a_hash, b_hash) else {
+                continue;
+            };
+            let sees = |entry: &str, at: &automerge::ChangeHash| {
+                matches!(doc.get_at(&decisions, entry, &[*at]), Ok(Some(_)))
+            };
+            if !sees(a_entry, bh) && !sees(b_entry, ah) {
+                for id in [a, b] {
+                    if !out.contains(id) {
+                        out.push(id.clone());
+                    }
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Moves that pay the customer.
+pub const PAYING: &[&str] = &["settled", "refunded", "partial_refund_keep"];
+
+/// A paying move needs an offer the customer accepted: the amount paid is
+/// one somebody with the authority granted (domain.md §3).
+pub fn paying_move_allowed<D: ReadDoc>(
+    doc: &D,
+    _kind: crate::case::CaseKind,
+    to: &str,
+) -> Result<(), String> {
+    if !PAYING.contains(&to) {
+        return Ok(());
+    }
+    if offers(doc).iter().any(|o| o.status == "accepted") {
+        Ok(())
+    } else {
+        Err(format!(
+            "moving to {to} pays the customer: it needs an offer approved within authority and accepted by the customer"
+        ))
+    }
 }
 
 /// Who may make an offer at all: technicians do not decide compensation.
@@ -139,6 +207,9 @@ pub struct Offer {
     pub policy_version: i64,
     #[serde(skip)]
     pub(crate) at: i64,
+    /// The decision entry that recorded the customer's acceptance.
+    #[serde(skip)]
+    pub(crate) accept_entry: Option<String>,
 }
 
 /// Reads every offer of a case with its current status.
@@ -170,6 +241,7 @@ pub fn offers<D: ReadDoc>(doc: &D) -> Vec<Offer> {
                 note: read::string(doc, &e, "note"),
                 policy_version: read::int(doc, &e, "policy_version").unwrap_or(0),
                 at: read::int(doc, &e, "at").unwrap_or(0),
+                accept_entry: None,
                 id,
             })
         })
@@ -188,7 +260,7 @@ pub fn offers<D: ReadDoc>(doc: &D) -> Vec<Offer> {
             })
             .collect();
     decisions.sort();
-    for (_, _, offer, decision, author) in decisions {
+    for (_, entry, offer, decision, author) in decisions {
         let Some(o) = out.iter_mut().find(|o| o.id == offer) else {
             continue;
         };
@@ -202,6 +274,9 @@ pub fn offers<D: ReadDoc>(doc: &D) -> Vec<Offer> {
         };
         if matches!(next, "approved" | "rejected") {
             o.decided_by = Some(author);
+        }
+        if next == "accepted" {
+            o.accept_entry = Some(entry);
         }
         o.status = next.into();
     }

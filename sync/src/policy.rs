@@ -51,6 +51,40 @@ pub struct Policy {
     /// When the no-reason window starts for in-store sales: "purchase"
     /// (handbook: from purchase, inclusive) or "day_after_receipt".
     pub no_reason_start: String,
+    /// A device time more than this many minutes ahead of the relay is not
+    /// believed: the relay judges the entry at its own receipt time.
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_minutes: i64,
+    /// A device time older than this many hours before receipt is not
+    /// believed either (no tablet stays offline longer).
+    #[serde(default = "default_offline")]
+    pub max_offline_hours: i64,
+    /// Most bytes one case may take at the relay (half a frame at most, so
+    /// every case fits in one frame).
+    #[serde(default = "default_case_bytes")]
+    pub max_case_bytes: usize,
+    /// Most bytes of one uploaded change.
+    #[serde(default = "default_change_bytes")]
+    pub max_change_bytes: usize,
+    /// Most entries (timeline, contacts, moves, offers...) in one case.
+    #[serde(default = "default_entries")]
+    pub max_entries_per_case: usize,
+}
+
+fn default_skew() -> i64 {
+    10
+}
+fn default_offline() -> i64 {
+    72
+}
+fn default_case_bytes() -> usize {
+    4 << 20
+}
+fn default_change_bytes() -> usize {
+    512 << 10
+}
+fn default_entries() -> usize {
+    5_000
 }
 
 impl Default for Policy {
@@ -76,6 +110,11 @@ impl Default for Policy {
             sanbao_max_repairs: 2,
             no_reason_days: 7,
             no_reason_start: "purchase".into(),
+            max_clock_skew_minutes: default_skew(),
+            max_offline_hours: default_offline(),
+            max_case_bytes: default_case_bytes(),
+            max_change_bytes: default_change_bytes(),
+            max_entries_per_case: default_entries(),
         }
     }
 }
@@ -121,6 +160,25 @@ impl Policy {
             if v < 0 {
                 return Err(bad(f, "must not be negative"));
             }
+        }
+        if !(1..=24 * 60).contains(&self.max_clock_skew_minutes) {
+            return Err(bad("max_clock_skew_minutes", "must be 1 to 1440"));
+        }
+        if !(1..=24 * 90).contains(&self.max_offline_hours) {
+            return Err(bad("max_offline_hours", "must be 1 to 2160 (90 days)"));
+        }
+        let half_frame = crate::protocol::MAX_FRAME_BYTES / 2;
+        if !(64 << 10..=half_frame).contains(&self.max_case_bytes) {
+            return Err(bad(
+                "max_case_bytes",
+                format!("must be 65536 to {half_frame}, so every case fits in one frame"),
+            ));
+        }
+        if !(4 << 10..=self.max_case_bytes).contains(&self.max_change_bytes) {
+            return Err(bad("max_change_bytes", "must be 4096 to max_case_bytes"));
+        }
+        if !(100..=1_000_000).contains(&self.max_entries_per_case) {
+            return Err(bad("max_entries_per_case", "must be 100 to 1000000"));
         }
         if self.supervisor_limit_fen < self.staff_virtual_limit_fen.max(self.staff_cash_limit_fen) {
             return Err(bad(

@@ -76,6 +76,27 @@ fn return_review_is_due_in_24_hours_and_late_offline_events_count() {
         timer(&doc, "refund", T0 + 40 * H + 7 * 24 * H + 1),
         (false, true)
     );
+    // A refund pays the customer: it needs an accepted offer.
+    let policy = aftercase_sync::policy::Policy::default();
+    let offer = aftercase_sync::case::offer::offer(
+        &mut doc,
+        id,
+        &ctx(T0 + 41 * H, 7),
+        &policy,
+        aftercase_sync::money::Tier::Cash,
+        29_900,
+        None,
+    )
+    .unwrap();
+    aftercase_sync::case::offer::decide(
+        &mut doc,
+        id,
+        &ctx(T0 + 41 * H, 8),
+        &policy,
+        &offer,
+        aftercase_sync::case::offer::Decision::Accept,
+    )
+    .unwrap();
     transition(
         &mut doc,
         id,

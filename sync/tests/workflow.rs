@@ -79,6 +79,39 @@ fn new_case(kind: CaseKind) -> (Automerge, CaseId) {
         },
     )
     .unwrap();
+    // The facts the money and window rules need, so every move of the
+    // flow can be tried: a purchase date inside the return window and an
+    // accepted offer for the paying moves.
+    let staff = ctx(Role::Staff, 1_000);
+    aftercase_sync::case::edit::set_field(
+        &mut doc,
+        id,
+        &staff,
+        aftercase_sync::case::CaseField::PurchaseDate,
+        "1970-01-01",
+    )
+    .unwrap();
+    let policy = aftercase_sync::policy::Policy::default();
+    let sup = ctx(Role::Supervisor, 1_001);
+    let offer = aftercase_sync::case::offer::offer(
+        &mut doc,
+        id,
+        &sup,
+        &policy,
+        aftercase_sync::money::Tier::Cash,
+        100,
+        None,
+    )
+    .unwrap();
+    aftercase_sync::case::offer::decide(
+        &mut doc,
+        id,
+        &ctx(Role::Staff, 1_002),
+        &policy,
+        &offer,
+        aftercase_sync::case::offer::Decision::Accept,
+    )
+    .unwrap();
     (doc, id)
 }
 

@@ -422,7 +422,7 @@ impl World {
             match self.relay.handle(&mut link.session, frame, now) {
                 Ok(out) => {
                     for f in &out.frames {
-                        if let Frame::Refused { doc, reason } = f {
+                        if let Frame::Refused { doc, reason, .. } = f {
                             self.log
                                 .push(format!("relay refuses {doc} from {}: {reason}", dev.name));
                         }

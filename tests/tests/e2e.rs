@@ -417,6 +417,9 @@ fn offline_fork_becomes_one_conflict_everywhere_until_a_supervisor_resolves_it()
     );
     let hq = relay.token("hq", "head_office", "HQ", "hq-1");
     let id = a.new_case("return_exchange");
+    // Bought today: inside the return window, so a clerk may accept.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    a.ok(&["case", "set", &id, "purchase_date", &today]);
     a.ok(&["case", "transition", &id, "under_review"]);
     a.ok(&["sync"]);
     b.ok(&["sync"]);

@@ -69,7 +69,20 @@ fn push(w: &mut World, p: Principal, case: CaseId, doc: &mut Automerge) -> Vec<F
 /// A named forgery applied to a copy of the case document.
 type Forgery<'a> = (&'a str, Box<dyn Fn(&mut Automerge) + 'a>);
 
+/// Writes an entry as a modified client would, complete with the fields
+/// every entry has and its timeline companion, so that the forgery is
+/// judged on the rule it targets rather than on its shape.
 fn forge_entry(doc: &mut Automerge, map: &str, id: &str, fields: &[(&str, &str)]) {
+    let (ty, companion) = match map {
+        "transitions" => ("transition", Some("status_change")),
+        "offers" => ("offer", Some("offer")),
+        "offer_decisions" => ("offer_decision", Some("offer_decision")),
+        "resolutions" => ("resolution", Some("conflict_resolved")),
+        "assignments" => ("assignment", Some("assignment")),
+        "contact_attempts" => ("contact", None),
+        _ => ("note", None),
+    };
+    let has = |k: &str| fields.iter().any(|(f, _)| *f == k);
     let mut tx = doc.transaction();
     let m = match tx.get(ROOT, map).unwrap() {
         Some((_, m)) => m,
@@ -79,7 +92,24 @@ fn forge_entry(doc: &mut Automerge, map: &str, id: &str, fields: &[(&str, &str)]
     for (k, v) in fields {
         tx.put(&e, *k, *v).unwrap();
     }
+    if !has("type") {
+        tx.put(&e, "type", ty).unwrap();
+    }
+    if matches!(map, "transitions" | "offers" | "offer_decisions") {
+        tx.put(&e, "policy_version", 1i64).unwrap();
+    }
     tx.put(&e, "at", ScalarValue::Timestamp(5)).unwrap();
+    if let Some(c) = companion {
+        let (_, tl) = tx.get(ROOT, "timeline").unwrap().unwrap();
+        let t = tx.put_object(&tl, format!("{id}-t"), ObjType::Map).unwrap();
+        tx.put(&t, "type", c).unwrap();
+        for k in ["author", "role", "device"] {
+            if let Some((_, v)) = fields.iter().find(|(f, _)| *f == k) {
+                tx.put(&t, k, *v).unwrap();
+            }
+        }
+        tx.put(&t, "at", ScalarValue::Timestamp(5)).unwrap();
+    }
     tx.commit();
 }
 

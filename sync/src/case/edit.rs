@@ -216,7 +216,7 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::ESCALATIONS,
             super::service::FREIGHT,
             super::service::ASSIGNMENTS,
-            "related_cases",
+            super::service::RELATED,
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;
         }
@@ -447,7 +447,29 @@ impl CaseField {
     }
 
     /// Whether the value is customer personal data (kept out of the timeline).
-    fn is_personal(self) -> bool {
+    /// Where the field is stored: the root map and the key in it (the
+    /// description is the root text itself).
+    pub fn place(self) -> (&'static str, &'static str) {
+        match self {
+            CaseField::Description => (root::DESCRIPTION, ""),
+            CaseField::CustomerName => (root::CUSTOMER, "name"),
+            CaseField::CustomerPhone => (root::CUSTOMER, "phone"),
+            CaseField::CustomerAddress => (root::CUSTOMER, "address"),
+            CaseField::CustomerMemberId => (root::CUSTOMER, "member_id"),
+            CaseField::OrderNo
+            | CaseField::PurchaseDate
+            | CaseField::ReceivedDate
+            | CaseField::InvoiceNo => (root::ORDER, self.as_str()),
+            _ => (root::FIELDS, self.as_str()),
+        }
+    }
+
+    /// Whether the stored value is a boolean (else a string).
+    pub fn is_bool(self) -> bool {
+        self == CaseField::SafetyRisk
+    }
+
+    pub(crate) fn is_personal(self) -> bool {
         matches!(
             self,
             CaseField::CustomerName
@@ -547,28 +569,15 @@ pub fn set_field(
                 // another part of the text survives the merge.
                 tx.update_text(&text, value)?;
             }
-            CaseField::CustomerName
-            | CaseField::CustomerPhone
-            | CaseField::CustomerAddress
-            | CaseField::CustomerMemberId => {
-                let c = ensure_map(tx, root::CUSTOMER)?;
-                let key = field.as_str().trim_start_matches("customer_");
-                tx.put(&c, key, value)?;
-            }
-            CaseField::OrderNo
-            | CaseField::PurchaseDate
-            | CaseField::ReceivedDate
-            | CaseField::InvoiceNo => {
-                let o = ensure_map(tx, root::ORDER)?;
-                tx.put(&o, field.as_str(), value)?;
-            }
             CaseField::SafetyRisk => {
-                let f = ensure_map(tx, root::FIELDS)?;
-                tx.put(&f, field.as_str(), value == "true")?;
+                let (container, key) = field.place();
+                let m = ensure_map(tx, container)?;
+                tx.put(&m, key, value == "true")?;
             }
             _ => {
-                let f = ensure_map(tx, root::FIELDS)?;
-                tx.put(&f, field.as_str(), value)?;
+                let (container, key) = field.place();
+                let m = ensure_map(tx, container)?;
+                tx.put(&m, key, value)?;
             }
         }
         let e = put_entry(tx, root::TIMELINE, ctx, "field_changed")?;

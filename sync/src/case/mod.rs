@@ -11,6 +11,7 @@ pub mod offer;
 pub mod read;
 pub mod schema;
 pub mod service;
+pub mod table;
 pub mod transition;
 pub mod view;
 

@@ -24,7 +24,12 @@ pub fn offer(
     if amount_fen <= 0 {
         return Err(invalid("amount", "must be more than zero"));
     }
+    if amount_fen > money::MAX_AMOUNT_FEN {
+        return Err(invalid("amount", "must be at most ¥100,000,000"));
+    }
     let offer_id = ctx_entry_id(ctx);
+    // Authority holds for what the case grants in all, not offer by offer.
+    let granted = money::granted(&money::offers(&*doc), tier, None);
     doc.transact::<_, _, AutomergeError>(|tx| {
         let e = put_entry(tx, money::OFFERS, ctx, "offer")?;
         tx.put(&e, "tier", tier.as_str())?;
@@ -33,7 +38,7 @@ pub fn offer(
         tx.put(
             &e,
             "needs_approval",
-            !money::covers(policy, ctx.role, tier, amount_fen),
+            !money::covers(policy, ctx.role, tier, granted + amount_fen),
         )?;
         if let Some(n) = note {
             tx.put(&e, "note", n)?;
@@ -138,8 +143,9 @@ pub fn decide(
             "only a supervisor or head office can withdraw an offer the customer accepted".into(),
         ));
     }
+    let granted = money::granted(&offers, o.tier, Some(offer_id));
     if matches!(decision, Decision::Approve | Decision::Reject)
-        && !money::covers(policy, ctx.role, o.tier, o.amount_fen)
+        && !money::covers(policy, ctx.role, o.tier, granted + o.amount_fen)
     {
         return Err(EditError::NotAllowed(format!(
             "{} of {} compensation is above what a {} may approve: ask {}",

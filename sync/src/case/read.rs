@@ -56,12 +56,15 @@ pub fn entries<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Vec<(String, ObjI
         return Vec::new();
     };
     let mut out: Vec<(String, ObjId)> = Vec::new();
+    // Linear: a case with many entries must not cost quadratic time to read.
+    let mut seen = std::collections::HashSet::new();
+    let several = values.len() > 1;
     for (value, m) in values {
         if !matches!(value, Value::Object(ObjType::Map)) {
             continue;
         }
         for k in doc.keys(&m) {
-            if out.iter().any(|(seen, _)| *seen == k) {
+            if several && !seen.insert(k.clone()) {
                 continue;
             }
             if let Some(id) = map(doc, &m, &k) {

@@ -30,6 +30,16 @@ pub const LADDER: &[&str] = &[
     "litigation",
 ];
 
+/// Whether an escalation level takes the case outside the company
+/// (mediation, 12315, arbitration, litigation): head office's decision
+/// (domain.md §3).
+pub fn is_external(level: &str) -> bool {
+    LADDER
+        .iter()
+        .position(|l| *l == level)
+        .is_some_and(|i| i >= 4)
+}
+
 /// Answers of the 1-5 survey on four dimensions (H3 §4.5.7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Survey {
@@ -126,6 +136,11 @@ pub fn escalate(
             ),
         ));
     };
+    if is_external(level) && ctx.role != crate::access::Role::HeadOffice {
+        return Err(EditError::NotAllowed(format!(
+            "{level} takes the case outside the company: only head office escalates there"
+        )));
+    }
     let current = escalation_level(&*doc).and_then(|l| LADDER.iter().position(|x| *x == l));
     if current.is_some_and(|c| to <= c) {
         return Err(invalid(
@@ -320,9 +335,9 @@ pub fn link(
 ) -> Result<(), EditError> {
     require_case(doc, id)?;
     doc.transact::<_, _, AutomergeError>(|tx| {
-        let m = match read::map(tx, &ROOT, "related_cases") {
+        let m = match read::map(tx, &ROOT, RELATED) {
             Some(m) => m,
-            None => tx.put_object(ROOT, "related_cases", automerge::ObjType::Map)?,
+            None => tx.put_object(ROOT, RELATED, automerge::ObjType::Map)?,
         };
         tx.put(&m, other.to_string(), relation)?;
         let t = put_entry(tx, root::TIMELINE, ctx, "linked_case")?;
@@ -335,6 +350,9 @@ pub fn link(
 
 /// Document key of assignments.
 pub const ASSIGNMENTS: &str = "assignments";
+
+/// Root key of the links to other cases.
+pub const RELATED: &str = "related_cases";
 
 /// Who may assign work.
 pub fn may_assign(role: crate::access::Role) -> bool {

@@ -43,7 +43,7 @@ pub fn transition_with(
         });
     }
     if IRREVERSIBLE.contains(&to) {
-        if let Some(ids) = crate::money::accepted_conflict(&crate::money::offers(&*doc)) {
+        if let Some(ids) = crate::money::accepted_conflict(doc, &crate::money::offers(&*doc)) {
             return Err(EditError::OpenConflict {
                 id: "offers".into(),
                 from: "offers".into(),
@@ -67,6 +67,7 @@ pub fn transition_with(
         crate::rules::warranty::staff_may_accept_return(&*doc, policy, ctx.now.0)
             .map_err(EditError::NotAllowed)?;
     }
+    crate::money::paying_move_allowed(&*doc, kind, to).map_err(EditError::NotAllowed)?;
     if let Some(r) = reason {
         if r.chars().count() > 2_000 {
             return Err(invalid("reason", "is longer than 2000 characters"));

@@ -236,7 +236,7 @@ impl CaseView {
     /// Reads a case document under the default policy. `id` is used when
     /// the document does not carry one. Open timers are not evaluated
     /// against a clock: call [`CaseView::evaluate_timers`].
-    pub fn from_doc<D: ReadDoc>(doc: &D, id: &str) -> CaseView {
+    pub fn from_doc(doc: &automerge::Automerge, id: &str) -> CaseView {
         CaseView::from_doc_with(doc, id, &crate::policy::Policy::default())
     }
 
@@ -250,8 +250,8 @@ impl CaseView {
     }
 
     /// Reads a case document under `policy`.
-    pub fn from_doc_with<D: ReadDoc>(
-        doc: &D,
+    pub fn from_doc_with(
+        doc: &automerge::Automerge,
         id: &str,
         policy: &crate::policy::Policy,
     ) -> CaseView {
@@ -375,7 +375,7 @@ impl CaseView {
             })
             .collect();
         let mut conflicts = conflicts;
-        if let Some(ids) = crate::money::accepted_conflict(&raw_offers) {
+        if let Some(ids) = crate::money::accepted_conflict(doc, &raw_offers) {
             conflicts.push(ConflictView {
                 id: "offers".into(),
                 status: "open".into(),
@@ -396,7 +396,7 @@ impl CaseView {
             .map(|o| o.policy_version)
             .chain(freight.as_ref().map(|f| f.policy_version))
             .max();
-        let mut related_cases: Vec<String> = read::map(doc, &ROOT, "related_cases")
+        let mut related_cases: Vec<String> = read::map(doc, &ROOT, super::service::RELATED)
             .map(|m| doc.keys(&m).collect())
             .unwrap_or_default();
         related_cases.sort();

@@ -242,7 +242,7 @@ impl ClientSession {
                 }
                 self.push_sync(r, doc, false, &mut out)?;
             }
-            Frame::Refused { doc, reason } => {
+            Frame::Refused { doc, reason, .. } => {
                 tracing::warn!(case = %doc, "relay refused a change");
                 self.pending.remove(&doc);
                 self.refused.insert(doc, reason);

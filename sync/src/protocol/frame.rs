@@ -5,7 +5,7 @@ use crate::ids::CaseId;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest frame accepted from a peer, in bytes. Larger frames close the
 /// connection before any decoding work is done.
@@ -62,6 +62,9 @@ pub enum Frame {
     Refused {
         /// The case.
         doc: CaseId,
+        /// A [`super::RefusalCode`] name (a string, so a device shows the
+        /// words of a code newer than itself).
+        code: String,
         /// Why, in words for the user.
         reason: String,
     },
@@ -125,6 +128,15 @@ pub enum DecodeError {
 }
 
 impl Frame {
+    /// A [`Frame::Refused`] for `doc`.
+    pub fn refused(doc: CaseId, r: &super::Refusal) -> Frame {
+        Frame::Refused {
+            doc,
+            code: r.code.as_str().to_string(),
+            reason: r.message.clone(),
+        }
+    }
+
     /// Encodes the frame with its version byte.
     pub fn encode(&self) -> Vec<u8> {
         let out = vec![PROTOCOL_VERSION];
@@ -208,7 +220,11 @@ mod tests {
                 }),
             (case_id(), proptest::collection::vec(any::<u8>(), 0..300))
                 .prop_map(|(doc, message)| Frame::Sync { doc, message }),
-            (case_id(), ".{0,40}").prop_map(|(doc, reason)| Frame::Refused { doc, reason }),
+            (case_id(), "[a-z_]{0,12}", ".{0,40}").prop_map(|(doc, code, reason)| Frame::Refused {
+                doc,
+                code,
+                reason
+            }),
             ".{0,40}".prop_map(|reason| Frame::Error { reason }),
             ".{0,40}".prop_map(|json| Frame::Policy { json }),
             ".{0,40}".prop_map(|json| Frame::PublishPolicy { json }),

@@ -9,9 +9,11 @@
 
 mod client;
 mod frame;
+mod refusal;
 
 pub use client::{ClientSession, SessionError};
 pub use frame::{DecodeError, DocBytes, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use refusal::{clip, Refusal, RefusalCode};
 
 /// Lets Automerge resend changes the peer asks for even though it believes
 /// they were sent already. Automerge never resends a change it counts as

@@ -12,13 +12,14 @@
 //! many connections' writes (group commit); [`Relay::mark_durable`] then
 //! lets announcements cover them.
 
+pub mod judge;
 mod keys;
 pub mod validate;
 
 use crate::access::{self, CaseMeta, Principal, Role};
 use crate::case::{schema, CaseKind, CaseView};
 use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
-use crate::protocol::{DocBytes, DocHeads, Frame, SessionError};
+use crate::protocol::{DocBytes, DocHeads, Frame, Refusal, RefusalCode, SessionError};
 use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
@@ -96,6 +97,9 @@ pub struct CaseFilter {
 struct Cached {
     doc: Automerge,
     weight: usize,
+    /// Bytes the case takes in storage (snapshot and change chunks), for
+    /// the per-case size limit.
+    bytes: usize,
 }
 
 /// Estimated memory of a loaded document from its stored size. Measured
@@ -201,9 +205,9 @@ impl<S: Storage> Relay<S> {
         self.cache_weight
     }
 
-    fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize) {
+    fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize, bytes: usize) {
         self.cache_weight += weight;
-        if let Some((_, old)) = self.cache.push(case, Cached { doc, weight }) {
+        if let Some((_, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
             self.cache_weight -= old.weight;
         }
         self.trim_cache();
@@ -267,7 +271,12 @@ impl<S: Storage> Relay<S> {
             if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
                 docs::compact(&self.storage, case, &loaded.doc)?;
             }
-            self.cache_put(case, loaded.doc, estimated_weight(loaded.bytes));
+            self.cache_put(
+                case,
+                loaded.doc,
+                estimated_weight(loaded.bytes),
+                loaded.bytes,
+            );
         }
         Ok(self.cache.get_mut(&case).map(|c| &mut c.doc))
     }
@@ -378,10 +387,7 @@ impl<S: Storage> Relay<S> {
                 .meta(*case)?
                 .is_some_and(|m| access::can_read(&s.principal, &m));
             if !visible {
-                frames.push(Frame::Refused {
-                    doc: *case,
-                    reason: access::not_visible(&s.principal).to_string(),
-                });
+                frames.push(Frame::refused(*case, &not_found(*case)));
                 continue;
             }
             // Stored bytes as they are: decoding and re-saving every
@@ -559,12 +565,9 @@ impl<S: Storage> Relay<S> {
         }))
     }
 
-    fn refuse(doc: CaseId, reason: &str) -> RelayOutput {
+    fn refuse(doc: CaseId, refusal: &Refusal) -> RelayOutput {
         RelayOutput {
-            frames: vec![Frame::Refused {
-                doc,
-                reason: reason.to_string(),
-            }],
+            frames: vec![Frame::refused(doc, refusal)],
             ..RelayOutput::default()
         }
     }
@@ -582,31 +585,42 @@ impl<S: Storage> Relay<S> {
         let meta = self.meta(case).map_err(SessionError::Storage)?;
         let known = meta.is_some();
         let p = &s.principal;
-        match &meta {
-            Some(m) if !access::can_read(p, m) => {
-                return Ok(Self::refuse(case, access::not_visible(p)))
+        if let Some(m) = &meta {
+            if !access::can_read(p, m) {
+                // Forget anything kept from when the case was visible (a
+                // technician unassigned since).
+                s.states.remove(&case);
+                return Ok(Self::refuse(case, &not_found(case)));
             }
-            Some(m) if !msg.changes.is_empty() && !access::can_write(p, m) => {
-                return Ok(Self::refuse(case, "you may not change this case"))
-            }
-            _ => {}
         }
-        let (mut doc, mut weight) = match self.doc(case).map_err(SessionError::Storage)? {
-            // `doc` just cached it and trimming never evicts the newest.
-            Some(_) => self
-                .cache_pop(case)
-                .map(|c| (c.doc, c.weight))
-                .ok_or_else(|| {
-                    SessionError::Storage(corrupt("relay cache", "a loaded case was evicted"))
-                })?,
-            None => (Automerge::new(), estimated_weight(0)),
-        };
-        let state = match s.states.entry(case) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                docs::load_sync_state(&self.storage, case, p.device.as_str())
-                    .map_err(SessionError::Storage)?,
-            ),
+        if let Some(too_big) = upload_too_large(&msg, &self.policy) {
+            return Ok(Self::refuse(case, &too_big));
+        }
+        let (mut doc, mut weight, stored_bytes) =
+            match self.doc(case).map_err(SessionError::Storage)? {
+                // `doc` just cached it and trimming never evicts the newest.
+                Some(_) => self
+                    .cache_pop(case)
+                    .map(|c| (c.doc, c.weight, c.bytes))
+                    .ok_or_else(|| {
+                        SessionError::Storage(corrupt("relay cache", "a loaded case was evicted"))
+                    })?,
+                None => (Automerge::new(), estimated_weight(0), 0),
+            };
+        // A case that does not exist yet gets a throwaway sync state until
+        // an upload creates it: probes for random ids must cost nothing
+        // that outlives the message.
+        let mut scratch = State::new();
+        let state = if known {
+            match s.states.entry(case) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    docs::load_sync_state(&self.storage, case, p.device.as_str())
+                        .map_err(SessionError::Storage)?,
+                ),
+            }
+        } else {
+            &mut scratch
         };
         let before = doc.get_heads();
         let needed = msg.need.clone();
@@ -623,17 +637,22 @@ impl<S: Storage> Relay<S> {
         let mut changed = None;
         let mut changed_store = None;
         if !changes.is_empty() {
-            let checked = match meta {
-                None => check_new_case(&doc, case),
-                Some(_) => Ok(()),
-            }
-            .and_then(|()| validate::check_upload(&doc, &before, &s.principal, &self.policy));
-            if let Err(reason) = checked {
+            let upload = judge::Upload {
+                case,
+                doc: &doc,
+                before: &before,
+                changes: &changes,
+                stored_bytes,
+                principal: &s.principal,
+                policy: &self.policy,
+                now,
+            };
+            if let Err(refusal) = judge::judge(&upload) {
                 // Nothing is stored and the document is not cached, so the
                 // next use reloads what was stored before this message.
-                tracing::info!(case = %case, device = %s.principal.device, "refused an upload");
+                tracing::info!(case = %case, device = %s.principal.device, code = %refusal.code, "refused an upload");
                 *state = State::new();
-                return Ok(Self::refuse(case, &reason));
+                return Ok(Self::refuse(case, &refusal));
             }
             let p = s.principal.clone();
             let kind = meta.as_ref().map(|m| m.kind.clone());
@@ -646,14 +665,37 @@ impl<S: Storage> Relay<S> {
                 }
             }
             tracing::debug!(case = %case, changes = changes.len(), kind = kind.as_deref().unwrap_or("new"), "accepted changes");
-            weight += 16 * changes.iter().map(|c| c.raw_bytes().len()).sum::<usize>();
+            let added: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+            weight += 16 * added;
             changed = Some(case);
+            let fresh = (!known).then(|| std::mem::take(state));
+            if let Some(st) = fresh {
+                s.states.insert(case, st);
+            }
+            let reply = match s.states.get_mut(&case) {
+                Some(st) => doc.generate_sync_message(st),
+                None => None,
+            };
+            self.cache_put(case, doc, weight, stored_bytes + added);
+            return Ok(RelayOutput {
+                frames: reply
+                    .map(|m| Frame::Sync {
+                        doc: case,
+                        message: m.encode(),
+                    })
+                    .into_iter()
+                    .collect(),
+                needs_flush: true,
+                changed,
+                changed_store,
+                policy_published: false,
+            });
         }
         let reply = doc.generate_sync_message(state);
-        // A document that was neither stored before nor just committed is a
-        // stranger's empty probe: not worth a cache slot.
-        if known || changed.is_some() {
-            self.cache_put(case, doc, weight);
+        // A document that was not stored before is a probe (or the first
+        // message of a new case): not worth a cache slot.
+        if known {
+            self.cache_put(case, doc, weight, stored_bytes);
         }
         Ok(RelayOutput {
             frames: reply
@@ -754,15 +796,28 @@ fn device_holds(state: Option<&State>, heads: &[[u8; 32]]) -> bool {
     heads.iter().all(|h| theirs.iter().any(|t| t.0 == *h))
 }
 
-/// A first upload must be a case document for the id it is sent under.
-fn check_new_case(doc: &Automerge, case: CaseId) -> Result<(), String> {
-    let id = crate::case::read::string(doc, &ROOT, schema::root::ID);
-    if id.as_deref() != Some(case.to_string().as_str()) {
-        return Err(format!("case {case} was uploaded without its own id"));
-    }
-    let kind = crate::case::read::string(doc, &ROOT, schema::root::KIND).unwrap_or_default();
-    kind.parse::<CaseKind>().map_err(|e| e.to_string())?;
-    Ok(())
+/// The one answer for a case that does not exist and for one the
+/// connection may not see, so nobody learns which ids exist elsewhere.
+fn not_found(case: CaseId) -> Refusal {
+    Refusal::new(
+        RefusalCode::NotFound,
+        format!("case {case} does not exist or is not yours to see"),
+    )
+}
+
+/// Refuses an oversized upload before any of it is applied: applying is
+/// the expensive part, and the relay holds its lock meanwhile.
+fn upload_too_large(msg: &Message, policy: &crate::policy::Policy) -> Option<Refusal> {
+    let bytes: usize = msg.changes.iter().map(|c| c.len()).sum();
+    (bytes > policy.max_case_bytes).then(|| {
+        Refusal::new(
+            RefusalCode::TooLarge,
+            format!(
+                "an upload of {bytes} bytes is over the limit of {} bytes per case",
+                policy.max_case_bytes
+            ),
+        )
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,217 +1,280 @@
-//! What the relay checks in every change a device uploads, before anything
-//! is stored. A modified client can write any bytes into a document; these
-//! checks make sure that what it writes is something its authenticated role
-//! may do, signed with its own identity. A change that fails is refused
-//! whole: nothing of it is stored or forwarded.
+//! The handbook's rules on what an upload's new entries say: moves follow
+//! the workflow and the role, money stays within authority for the whole
+//! case, windows and contact hours hold at a time the relay can trust.
+//! [`super::judge`] has already checked the shape and the authorship of
+//! every entry; this module judges their meaning.
 
-use crate::access::{Principal, Role};
+use super::judge::Upload;
+use crate::access::Role;
 use crate::case::read;
-use crate::case::schema::root;
+use crate::case::table::Log;
 use crate::case::CaseKind;
 use crate::money::{self, Tier};
 use crate::policy::Policy;
+use crate::protocol::{clip, Refusal, RefusalCode};
 use crate::workflow::{history, roles, table};
-use automerge::{Automerge, ChangeHash, ObjId, ReadDoc, ROOT};
-use std::collections::BTreeSet;
+use automerge::{Automerge, ObjId, ROOT};
 
-/// Maps whose entries are appended by users and carry author/role/device.
-const LOGS: &[&str] = &[
-    root::TIMELINE,
-    root::CONTACTS,
-    history::TRANSITIONS,
-    history::RESOLUTIONS,
-    money::OFFERS,
-    money::DECISIONS,
-    crate::case::service::SURVEYS,
-    crate::case::service::ESCALATIONS,
-    crate::case::service::FREIGHT,
-    crate::case::service::ASSIGNMENTS,
-];
+fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
+    Refusal::new(code, message)
+}
 
-/// Root fields fixed when the case is opened.
-const FIXED: &[&str] = &[
-    root::ID,
-    root::KIND,
-    root::STORE_ID,
-    root::CREATED_BY,
-    root::DEVICE_ID,
-    root::CREATED_AT,
-    root::CASE_NO,
-];
-
-fn new_entries(doc: &Automerge, before: &[ChangeHash], key: &str) -> Vec<(String, ObjId)> {
-    let Some(map) = read::map(doc, &ROOT, key) else {
-        return Vec::new();
-    };
-    let old: BTreeSet<String> = if before.is_empty() {
-        BTreeSet::new()
+/// The time to judge an entry by: the device's claim when it is plausible
+/// (not ahead of the relay by more than the allowed skew, not older than
+/// the longest a device may stay offline), else the relay's receipt time.
+/// A backdated or future-dated entry cannot open a window that is closed.
+pub fn trusted_at(claimed: i64, now: i64, p: &Policy) -> i64 {
+    let ahead = p.max_clock_skew_minutes.saturating_mul(60_000);
+    let behind = p.max_offline_hours.saturating_mul(3_600_000);
+    if claimed > now.saturating_add(ahead) || claimed < now.saturating_sub(behind) {
+        now
     } else {
-        doc.keys_at(&map, before).collect()
-    };
-    read::entries(doc, &ROOT, key)
-        .into_iter()
-        .filter(|(k, _)| !old.contains(k))
-        .collect()
-}
-
-fn scalar_at(doc: &Automerge, heads: Option<&[ChangeHash]>, key: &str) -> Option<String> {
-    let value = match heads {
-        Some(h) => doc.get_at(ROOT, key, h),
-        None => doc.get(ROOT, key),
-    };
-    match value.ok()?? {
-        (automerge::Value::Scalar(s), _) => Some(s.to_string()),
-        _ => None,
+        claimed
     }
 }
 
-/// Checks the changes between `before` and the current state of `doc`,
-/// uploaded by `p`. Returns a reason fit to show the person on refusal.
-pub fn check_upload(
-    doc: &Automerge,
-    before: &[ChangeHash],
-    p: &Principal,
-    policy: &Policy,
-) -> Result<(), String> {
-    let kind: CaseKind = read::string(doc, &ROOT, root::KIND)
+/// Judges the meaning of the upload's new entries (`log`, entry id).
+pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let role = u.principal.role;
+    let kind: CaseKind = read::string(doc, &ROOT, crate::case::schema::root::KIND)
         .and_then(|k| k.parse().ok())
-        .ok_or("the case has no valid kind")?;
-    if !before.is_empty() {
-        for key in FIXED {
-            if scalar_at(doc, Some(before), key) != scalar_at(doc, None, key) {
-                return Err(format!("{key} of a case cannot be changed"));
-            }
-        }
-    }
-    for log in LOGS {
-        for (id, e) in new_entries(doc, before, log) {
-            let author = read::string(doc, &e, "author").unwrap_or_default();
-            let role = read::string(doc, &e, "role").unwrap_or_default();
-            let device = read::string(doc, &e, "device").unwrap_or_default();
-            if author != p.user.as_str() || role != p.role.as_str() || device != p.device.as_str() {
-                return Err(format!(
-                    "entry {id} claims to be by {author} ({role}) on {device}, but this connection is {} ({}) on {}",
-                    p.user, p.role, p.device
-                ));
-            }
-            if *log == history::TRANSITIONS {
-                check_transition(doc, kind, &e, p.role)?;
-                let to = read::string(doc, &e, "to").unwrap_or_default();
-                if crate::case::transition::rule_applies(p.role, kind, &to) {
-                    let at = read::int(doc, &e, "at").unwrap_or(0);
-                    crate::rules::warranty::staff_may_accept_return(doc, policy, at)?;
-                }
-            }
-            if *log == history::RESOLUTIONS && !history::may_resolve(p.role) {
-                return Err("only a supervisor or head office can resolve a conflict".into());
-            }
-            if *log == root::CONTACTS
-                && read::string(doc, &e, "override").is_some()
-                && !crate::rules::contact::may_override(p.role)
+        .ok_or_else(|| refuse(RefusalCode::InvalidValue, "the case has no valid kind"))?;
+    for (log, key) in entries {
+        let Some(e) = read::map(doc, &ROOT, log.key).and_then(|m| read::map(doc, &m, key)) else {
+            continue;
+        };
+        let at = trusted_at(read::int(doc, &e, "at").unwrap_or(0), u.now.0, u.policy);
+        match log.key {
+            history::TRANSITIONS => check_transition(u, kind, &e, at)?,
+            crate::case::schema::root::CONTACTS => check_contact(u, &e, key, at)?,
+            crate::case::service::FREIGHT
+                if read::int(doc, &e, "rule") == Some(0) && !history::may_resolve(role) =>
             {
-                return Err("only a supervisor can override the contact rules".into());
+                return Err(refuse(
+                    RefusalCode::Forbidden,
+                    "only a supervisor or head office can override the freight rules",
+                ))
             }
-            if *log == crate::case::service::FREIGHT
-                && read::int(doc, &e, "rule") == Some(0)
-                && !history::may_resolve(p.role)
-            {
-                return Err(
-                    "only a supervisor or head office can override the freight rules".into(),
-                );
-            }
-            if *log == crate::case::service::ASSIGNMENTS
-                && !crate::case::service::may_assign(p.role)
-            {
-                return Err("a technician cannot assign cases".into());
-            }
-            if *log == money::OFFERS {
-                check_offer(doc, &e, p.role, policy)?;
-            }
-            if *log == money::DECISIONS {
-                check_decision(doc, &e, p.role, policy)?;
-            }
+            crate::case::service::ESCALATIONS => check_escalation(doc, &e, role)?,
+            crate::case::service::SURVEYS => check_survey(doc, &e)?,
+            money::OFFERS => check_offer(doc, &e, key, role, u.policy)?,
+            money::DECISIONS => check_decision(doc, &e, role, u.policy)?,
+            _ => {}
         }
     }
     Ok(())
 }
 
-fn check_transition(doc: &Automerge, kind: CaseKind, e: &ObjId, role: Role) -> Result<(), String> {
+fn check_transition(u: &Upload<'_>, kind: CaseKind, e: &ObjId, at: i64) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let role = u.principal.role;
     let from = read::string(doc, e, "from").unwrap_or_default();
     let to = read::string(doc, e, "to").unwrap_or_default();
     let prev = read::string(doc, e, "prev").unwrap_or_default();
     if !table::is_allowed(kind, &from, &to) {
-        return Err(format!("a {kind} cannot move from {from} to {to}"));
+        return Err(refuse(
+            RefusalCode::Workflow,
+            format!(
+                "a {kind} cannot move from {} to {}",
+                clip(&from, 32),
+                clip(&to, 32)
+            ),
+        ));
     }
-    roles::may_move(role, kind, &from, &to)?;
+    roles::may_move(role, kind, &from, &to).map_err(|m| refuse(RefusalCode::Forbidden, m))?;
     // The move must continue from where its predecessor left the case.
-    let expected_from = if prev.is_empty() {
+    let expected_from = if prev.is_empty() || prev == history::START {
         kind.initial_status().to_string()
     } else {
-        let prev_obj = read::map(
-            doc,
-            &read::map(doc, &ROOT, history::TRANSITIONS).ok_or("no moves")?,
-            &prev,
-        )
-        .ok_or_else(|| format!("move follows an unknown move {prev}"))?;
+        let prev_obj = read::map(doc, &ROOT, history::TRANSITIONS)
+            .and_then(|m| read::map(doc, &m, &prev))
+            .ok_or_else(|| {
+                refuse(
+                    RefusalCode::Workflow,
+                    format!("move follows an unknown move {}", clip(&prev, 40)),
+                )
+            })?;
         read::string(doc, &prev_obj, "to").unwrap_or_default()
     };
     if expected_from != from {
-        return Err(format!(
-            "move from {from} does not follow the case's state {expected_from}"
+        return Err(refuse(
+            RefusalCode::Workflow,
+            format!("move from {from} does not follow the case's state {expected_from}"),
+        ));
+    }
+    if crate::case::transition::rule_applies(role, kind, &to) {
+        crate::rules::warranty::staff_may_accept_return(doc, u.policy, at)
+            .map_err(|m| refuse(RefusalCode::Window, m))?;
+    }
+    money::paying_move_allowed(doc, kind, &to).map_err(|m| refuse(RefusalCode::Authority, m))?;
+    Ok(())
+}
+
+fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let channel = read::string(doc, e, "channel").unwrap_or_default();
+    if !matches!(channel.as_str(), "phone" | "sms" | "visit") {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("{} is not a contact channel", clip(&channel, 20)),
+        ));
+    }
+    let overridden = read::string(doc, e, "override").is_some();
+    if overridden && !crate::rules::contact::may_override(u.principal.role) {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "only a supervisor can override the contact rules",
+        ));
+    }
+    if channel != "phone" || overridden {
+        return Ok(());
+    }
+    // Calls to this customer on the same local day, as this case records
+    // them (the device also counts the customer's other cases).
+    let day = crate::rules::contact::local_day(u.policy, at);
+    let calls = read::map(doc, &ROOT, crate::case::schema::root::CONTACTS)
+        .map(|m| {
+            read::entries(doc, &ROOT, crate::case::schema::root::CONTACTS)
+                .into_iter()
+                .filter(|(k, c)| {
+                    let _ = &m;
+                    k != key
+                        && read::string(doc, c, "channel").as_deref() == Some("phone")
+                        && read::int(doc, c, "at")
+                            .map(|t| trusted_at(t, u.now.0, u.policy))
+                            .and_then(|t| crate::rules::contact::local_day(u.policy, t))
+                            == day
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let warnings =
+        crate::rules::contact::check_call(u.policy, at, u32::try_from(calls).unwrap_or(u32::MAX));
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    Err(refuse(
+        RefusalCode::ContactRules,
+        format!("{}; a supervisor can override", reasons.join("; ")),
+    ))
+}
+
+fn check_escalation(doc: &Automerge, e: &ObjId, role: Role) -> Result<(), Refusal> {
+    let level = read::string(doc, e, "level").unwrap_or_default();
+    if !crate::case::service::LADDER.contains(&level.as_str()) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("{} is not an escalation level", clip(&level, 32)),
+        ));
+    }
+    if crate::case::service::is_external(&level) && role != Role::HeadOffice {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            format!("{level} is taken outside the company: only head office escalates there"),
         ));
     }
     Ok(())
 }
 
-fn offer_terms(doc: &Automerge, e: &ObjId) -> Result<(Tier, i64), String> {
+fn check_survey(doc: &Automerge, e: &ObjId) -> Result<(), Refusal> {
+    for k in ["description", "attitude", "speed", "logistics"] {
+        let v = read::int(doc, e, k).unwrap_or(0);
+        if !(1..=5).contains(&v) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("survey score {k} must be 1 to 5"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn offer_terms(doc: &Automerge, e: &ObjId) -> Result<(Tier, i64), Refusal> {
     let tier: Tier = read::string(doc, e, "tier")
-        .ok_or("offer without a tier")?
-        .parse()?;
+        .ok_or_else(|| refuse(RefusalCode::InvalidValue, "offer without a tier"))?
+        .parse()
+        .map_err(|m: String| refuse(RefusalCode::InvalidValue, m))?;
     let amount = read::int(doc, e, "amount_fen")
-        .filter(|a| *a > 0)
-        .ok_or("offer without a positive amount")?;
+        .filter(|a| *a > 0 && *a <= money::MAX_AMOUNT_FEN)
+        .ok_or_else(|| {
+            refuse(
+                RefusalCode::InvalidValue,
+                "an offer needs a positive amount within ¥100,000,000",
+            )
+        })?;
     Ok((tier, amount))
 }
 
-fn check_offer(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), String> {
-    money::may_offer(role)?;
+fn check_offer(
+    doc: &Automerge,
+    e: &ObjId,
+    id: &str,
+    role: Role,
+    policy: &Policy,
+) -> Result<(), Refusal> {
+    money::may_offer(role).map_err(|m| refuse(RefusalCode::Forbidden, m))?;
     let (tier, amount) = offer_terms(doc, e)?;
     let needs = read::boolean(doc, e, "needs_approval").unwrap_or(true);
-    if !needs && !money::covers(policy, role, tier, amount) {
-        return Err(format!(
-            "{} of {tier} compensation is above what a {role} may grant without approval",
-            money::yuan(amount)
+    let offers = money::offers(doc);
+    let granted = money::granted(&offers, tier, Some(id));
+    if !needs && !money::covers(policy, role, tier, granted + amount) {
+        return Err(refuse(
+            RefusalCode::Authority,
+            format!(
+                "{} of {tier} compensation would bring the case to {}, above what a {role} may grant without approval",
+                money::yuan(amount),
+                money::yuan(granted + amount)
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), String> {
+fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), Refusal> {
     let decision = read::string(doc, e, "decision").unwrap_or_default();
     let offer_id = read::string(doc, e, "offer").unwrap_or_default();
-    let offer = read::entries(doc, &ROOT, money::OFFERS)
-        .into_iter()
-        .find(|(id, _)| *id == offer_id)
-        .map(|(_, o)| o)
-        .ok_or_else(|| format!("decision on an unknown offer {offer_id}"))?;
+    let offer = read::map(doc, &ROOT, money::OFFERS)
+        .and_then(|m| read::map(doc, &m, &offer_id))
+        .ok_or_else(|| {
+            refuse(
+                RefusalCode::InvalidValue,
+                format!("decision on an unknown offer {}", clip(&offer_id, 40)),
+            )
+        })?;
     let (tier, amount) = offer_terms(doc, &offer)?;
     match decision.as_str() {
-        "approve" | "reject" if money::covers(policy, role, tier, amount) => Ok(()),
-        "approve" | "reject" => Err(format!(
-            "{} of {tier} compensation is above what a {role} may approve",
-            money::yuan(amount)
+        "approve" | "reject" => {
+            let granted = money::granted(&money::offers(doc), tier, Some(&offer_id));
+            if money::covers(policy, role, tier, granted + amount) {
+                Ok(())
+            } else {
+                Err(refuse(
+                    RefusalCode::Authority,
+                    format!(
+                        "{} of {tier} compensation would bring the case to {}, above what a {role} may approve",
+                        money::yuan(amount),
+                        money::yuan(granted + amount)
+                    ),
+                ))
+            }
+        }
+        "withdraw" if !history::may_resolve(role) && offer_accepted(doc, &offer_id) => Err(refuse(
+            RefusalCode::Forbidden,
+            "only a supervisor or head office can withdraw an offer the customer accepted",
         )),
-        "withdraw" if !history::may_resolve(role) && offer_accepted(doc, &offer_id) => Err(
-            "only a supervisor or head office can withdraw an offer the customer accepted".into(),
-        ),
         "decline" | "accept" | "withdraw" => Ok(()),
-        other => Err(format!("unknown decision {other:?}")),
+        other => Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("unknown decision {:?}", clip(other, 20)),
+        )),
     }
 }
 
 fn offer_accepted(doc: &Automerge, offer_id: &str) -> bool {
-    // Status before this upload's own decisions would be ideal; the current
-    // status including them errs on the side of refusing.
+    // Status including this upload's own decisions errs on the side of
+    // refusing.
     money::offers(doc)
         .iter()
         .any(|o| o.id == offer_id && matches!(o.status.as_str(), "accepted" | "withdrawn"))

@@ -103,9 +103,8 @@ pub fn no_reason_window(
 /// Whether a store clerk may accept the return request in `doc` at device
 /// time `at`: inside the 7-day no-reason window, or within the 三包
 /// exchange period for a product-quality case. Outside both, only a
-/// supervisor may accept it (a goodwill return). Unknown purchase dates do
-/// not block: the clerk is asked to record them, and the relay and head
-/// office see the acceptance either way.
+/// supervisor may accept it (a goodwill return). Without a purchase date
+/// the window cannot be judged, so a clerk cannot accept.
 pub fn staff_may_accept_return<D: automerge::ReadDoc>(
     doc: &D,
     p: &Policy,
@@ -121,7 +120,10 @@ pub fn staff_may_accept_return<D: automerge::ReadDoc>(
             .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
     };
     let Some(purchased) = date("purchase_date") else {
-        return Ok(());
+        return Err(
+            "record the purchase date first: without it the return window cannot be checked (a supervisor may accept anyway)"
+                .into(),
+        );
     };
     let fields = read::map(doc, &ROOT, crate::case::schema::root::FIELDS);
     let field = |k: &str| fields.as_ref().and_then(|f| read::string(doc, f, k));

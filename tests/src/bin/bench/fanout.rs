@@ -509,7 +509,7 @@ async fn run_device(
                     Frame::Sync { doc, message } => automerge::sync::Message::decode(message)
                         .ok()
                         .map(|m| (*doc, m.heads)),
-                    Frame::Refused { doc, reason } => {
+                    Frame::Refused { doc, reason, .. } => {
                         rep.errors.push(format!("relay refused case {doc}: {reason}"));
                         None
                     }

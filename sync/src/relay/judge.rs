@@ -1,0 +1,729 @@
+//! The relay's judgement of an upload: every operation of every change a
+//! device sends must be one the write-rules table ([`crate::case::table`])
+//! allows for the connection, and the values it leaves must be valid.
+//!
+//! The check reads the operations themselves, not a diff of what is new:
+//! an edit of an existing entry, a deletion, a replaced map or an unknown
+//! key is visible only there. Its cost is linear in the size of the upload
+//! (plus a lookup per new entry), never in the size of the case.
+
+use super::validate;
+use crate::access::Principal;
+use crate::case::read;
+use crate::case::table::{self, Log, RootShape, Ty};
+use crate::case::CaseField;
+use crate::ids::{CaseId, Millis};
+use crate::policy::Policy;
+use crate::protocol::{clip, Refusal, RefusalCode};
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc, Value, ROOT};
+use std::collections::{HashMap, HashSet};
+
+/// One upload to judge: the document after applying it, the heads before.
+pub struct Upload<'a> {
+    /// The case.
+    pub case: CaseId,
+    /// The document with the upload applied (not yet stored).
+    pub doc: &'a Automerge,
+    /// The relay's heads before the upload (empty for a new case).
+    pub before: &'a [ChangeHash],
+    /// The uploaded changes, as `doc.get_changes(before)` returns them.
+    pub changes: &'a [Change],
+    /// Bytes the case took before the upload (stored changes and snapshot).
+    pub stored_bytes: usize,
+    /// Who uploads.
+    pub principal: &'a Principal,
+    /// The policy in force.
+    pub policy: &'a Policy,
+    /// Relay time of receipt.
+    pub now: Millis,
+}
+
+/// What an object named by an operation is.
+#[derive(Debug, Clone)]
+enum Obj {
+    /// A map, text or log at a root key.
+    Root(&'static str, RootShape, ObjId),
+    /// An entry created by this upload in a log.
+    Entry(&'static Log),
+    /// An item created by this upload (new cases only).
+    Item,
+}
+
+/// What an upload adds, collected while reading its operations.
+#[derive(Default)]
+struct Added {
+    entries: Vec<(&'static Log, String)>,
+    fields: Vec<CaseField>,
+    description: bool,
+    links: Vec<String>,
+    root_keys: HashSet<String>,
+}
+
+type OpKey = (u64, ActorId);
+
+fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
+    Refusal::new(code, message)
+}
+
+/// Judges an upload. `Ok` means it may be stored as it is.
+pub fn judge(u: &Upload<'_>) -> Result<(), Refusal> {
+    check_sizes(u)?;
+    let new_case = u.before.is_empty();
+    let mut objs = root_objects(u.doc);
+    let mut added = Added::default();
+    for change in u.changes {
+        let c = change.decode();
+        let start = c.start_op.get();
+        for (i, op) in c.operations.iter().enumerate() {
+            let id = (start + i as u64, c.actor_id.clone());
+            judge_op(u, new_case, &mut objs, &mut added, id, op)?;
+        }
+    }
+    check_values(u, new_case, &added)?;
+    validate::check_semantics(u, &added.entries)
+}
+
+fn check_sizes(u: &Upload<'_>) -> Result<(), Refusal> {
+    let mut total = u.stored_bytes;
+    for c in u.changes {
+        let size = c.raw_bytes().len();
+        if size > u.policy.max_change_bytes {
+            return Err(refuse(
+                RefusalCode::TooLarge,
+                format!(
+                    "one change of {size} bytes is over the limit of {} bytes per change",
+                    u.policy.max_change_bytes
+                ),
+            ));
+        }
+        total += size;
+    }
+    if total > u.policy.max_case_bytes {
+        return Err(refuse(
+            RefusalCode::TooLarge,
+            format!(
+                "the case would take {total} bytes, over the limit of {} bytes per case: close it and open a follow-up case",
+                u.policy.max_case_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The objects at the root keys of the case, keyed by the id of the
+/// operation that made them.
+fn root_objects(doc: &Automerge) -> HashMap<OpKey, Obj> {
+    let mut out = HashMap::new();
+    for (key, shape) in table::ROOT {
+        if matches!(shape, RootShape::Fixed(_)) {
+            continue;
+        }
+        let Ok(values) = doc.get_all(ROOT, *key) else {
+            continue;
+        };
+        for (value, id) in values {
+            if let (Value::Object(_), automerge::ObjId::Id(counter, actor, _)) = (&value, &id) {
+                out.insert(
+                    (*counter, actor.clone()),
+                    Obj::Root(key, *shape, id.clone()),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn existed(u: &Upload<'_>, obj: &ObjId, key: &str) -> bool {
+    !u.before.is_empty() && matches!(u.doc.get_at(obj, key, u.before), Ok(Some(_)))
+}
+
+fn valid_entry_id(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= table::MAX_ENTRY_ID
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn judge_op(
+    u: &Upload<'_>,
+    new_case: bool,
+    objs: &mut HashMap<OpKey, Obj>,
+    added: &mut Added,
+    id: OpKey,
+    op: &automerge::legacy::Op,
+) -> Result<(), Refusal> {
+    if matches!(
+        op.action,
+        OpType::Increment(_) | OpType::MarkBegin(_) | OpType::MarkEnd(_)
+    ) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "counters and text marks are not part of a case",
+        ));
+    }
+    let obj = match &op.obj {
+        ObjectId::Root => return judge_root_op(u, new_case, added, id, op, objs),
+        ObjectId::Id(o) => objs.get(&(o.0, o.1.clone())).cloned(),
+    };
+    let map_key = match &op.key {
+        Key::Map(k) => Some(k.as_str()),
+        Key::Seq(_) => None,
+    };
+    match obj {
+        Some(Obj::Root(_, RootShape::Text, _)) => match (&op.action, map_key) {
+            (OpType::Put(_) | OpType::Delete, None) => {
+                added.description = true;
+                Ok(())
+            }
+            _ => Err(refuse(
+                RefusalCode::InvalidValue,
+                "the description is plain text",
+            )),
+        },
+        Some(Obj::Root(name, RootShape::Log, container)) => {
+            let log = table::log(name).ok_or_else(|| {
+                refuse(RefusalCode::UnknownKey, format!("{name} is not a log"))
+            })?;
+            let Some(k) = map_key else {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("{name} is a map of entries"),
+                ));
+            };
+            match &op.action {
+                OpType::Make(ObjType::Map) if op.pred.is_empty() && valid_entry_id(k) => {}
+                OpType::Delete => {
+                    return Err(refuse(
+                        RefusalCode::AppendOnly,
+                        format!(
+                            "entry {} of {name} cannot be deleted: record a correction as a new entry",
+                            clip(k, 40)
+                        ),
+                    ))
+                }
+                OpType::Make(ObjType::Map) if op.pred.is_empty() => {
+                    return Err(refuse(
+                        RefusalCode::InvalidValue,
+                        format!("{} is not an entry id", clip(k, 40)),
+                    ))
+                }
+                _ => {
+                    return Err(refuse(
+                        RefusalCode::AppendOnly,
+                        format!(
+                            "entry {} of {name} cannot be replaced: record a correction as a new entry",
+                            clip(k, 40)
+                        ),
+                    ))
+                }
+            }
+            if !log.writers.contains(&u.principal.role) {
+                return Err(refuse(
+                    RefusalCode::Forbidden,
+                    format!("a {} may not add to {name}", u.principal.role),
+                ));
+            }
+            if existed(u, &container, k) {
+                return Err(refuse(
+                    RefusalCode::AppendOnly,
+                    format!("entry {} of {name} already exists and cannot be replaced", clip(k, 40)),
+                ));
+            }
+            objs.insert(id, Obj::Entry(log));
+            added.entries.push((log, k.to_string()));
+            Ok(())
+        }
+        Some(Obj::Root(name, RootShape::Fields, container)) => {
+            let field = map_key
+                .and_then(|k| table::settable(name, k))
+                .ok_or_else(|| {
+                    refuse(
+                        RefusalCode::UnknownKey,
+                        format!(
+                            "{name} has no field {}",
+                            clip(map_key.unwrap_or("(position)"), 40)
+                        ),
+                    )
+                })?;
+            match &op.action {
+                OpType::Put(_) => {}
+                OpType::Delete => {
+                    return Err(refuse(
+                        RefusalCode::AppendOnly,
+                        format!("{field} cannot be removed: set a new value"),
+                    ))
+                }
+                _ => {
+                    return Err(refuse(
+                        RefusalCode::InvalidValue,
+                        format!("{field} holds a plain value"),
+                    ))
+                }
+            }
+            if !table::may_overwrite(u.principal.role, field)
+                && existed(u, &container, field.place().1)
+            {
+                return Err(refuse(
+                    RefusalCode::Forbidden,
+                    format!(
+                        "{field} is already recorded; only a supervisor or head office may change it"
+                    ),
+                ));
+            }
+            added.fields.push(field);
+            Ok(())
+        }
+        Some(Obj::Root(name, RootShape::Links, container)) => {
+            let Some(k) = map_key else {
+                return Err(refuse(RefusalCode::InvalidValue, "links are keyed by case"));
+            };
+            if !matches!(op.action, OpType::Put(_)) || !op.pred.is_empty() {
+                return Err(refuse(
+                    RefusalCode::AppendOnly,
+                    "a link to another case cannot be changed or removed",
+                ));
+            }
+            if k.parse::<CaseId>().is_err() {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("{} is not a case id", clip(k, 40)),
+                ));
+            }
+            if existed(u, &container, k) {
+                return Err(refuse(
+                    RefusalCode::AppendOnly,
+                    format!("{name} already links case {k}"),
+                ));
+            }
+            added.links.push(k.to_string());
+            Ok(())
+        }
+        Some(Obj::Root(_, RootShape::Items, _)) if new_case => match (&op.action, map_key) {
+            (OpType::Make(ObjType::Map), Some(k)) if k.len() <= 8 && op.pred.is_empty() => {
+                objs.insert(id, Obj::Item);
+                Ok(())
+            }
+            _ => Err(refuse(
+                RefusalCode::InvalidValue,
+                "items are maps keyed by a short number",
+            )),
+        },
+        Some(Obj::Item) => match (&op.action, map_key) {
+            (OpType::Put(_), Some(k)) if table::ITEM_FIELDS.iter().any(|f| f.key == k) => Ok(()),
+            _ => Err(refuse(
+                RefusalCode::UnknownKey,
+                "an item has only sku and qty",
+            )),
+        },
+        Some(Obj::Root(name, RootShape::Items | RootShape::Frozen, _)) => Err(refuse(
+            RefusalCode::FixedField,
+            format!("{name} cannot be changed after the case is opened"),
+        )),
+        Some(Obj::Root(name, RootShape::Fixed(_), _)) => Err(refuse(
+            RefusalCode::FixedField,
+            format!("{name} cannot be changed"),
+        )),
+        Some(Obj::Entry(log)) => {
+            let Some(k) = map_key else {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("an entry of {} is a map", log.key),
+                ));
+            };
+            if log.field(k).is_none() {
+                return Err(refuse(
+                    RefusalCode::UnknownKey,
+                    format!("an entry of {} has no field {}", log.key, clip(k, 40)),
+                ));
+            }
+            match &op.action {
+                OpType::Put(_) => Ok(()),
+                _ => Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("{k} of an entry of {} holds a plain value", log.key),
+                )),
+            }
+        }
+        None => Err(refuse(
+            RefusalCode::AppendOnly,
+            "this upload changes something already recorded (an existing entry or value); recorded entries cannot be edited or deleted",
+        )),
+    }
+}
+
+fn judge_root_op(
+    u: &Upload<'_>,
+    new_case: bool,
+    added: &mut Added,
+    id: OpKey,
+    op: &automerge::legacy::Op,
+    objs: &mut HashMap<OpKey, Obj>,
+) -> Result<(), Refusal> {
+    let Key::Map(key) = &op.key else {
+        return Err(refuse(RefusalCode::Malformed, "the case root is a map"));
+    };
+    let Some((name, shape)) = table::ROOT.iter().find(|(k, _)| *k == key.as_str()) else {
+        return Err(refuse(
+            RefusalCode::UnknownKey,
+            format!("a case has no field {}", clip(key, 40)),
+        ));
+    };
+    if matches!(op.action, OpType::Delete) || !op.pred.is_empty() {
+        return Err(refuse(
+            if matches!(shape, RootShape::Fixed(_)) {
+                RefusalCode::FixedField
+            } else {
+                RefusalCode::AppendOnly
+            },
+            format!("{name} of a case cannot be removed or replaced"),
+        ));
+    }
+    if !added.root_keys.insert(name.to_string()) {
+        return Err(refuse(
+            RefusalCode::AppendOnly,
+            format!("{name} is written twice"),
+        ));
+    }
+    let expected = match shape {
+        RootShape::Fixed(_) => None,
+        RootShape::Text => Some(ObjType::Text),
+        _ => Some(ObjType::Map),
+    };
+    match (&op.action, expected) {
+        (OpType::Put(_), None) if new_case => Ok(()),
+        (OpType::Put(_), None) => Err(refuse(
+            RefusalCode::FixedField,
+            format!("{name} of a case cannot be changed"),
+        )),
+        // A container missing from a case made by an older version may be
+        // created; one that exists cannot be replaced.
+        (OpType::Make(t), Some(e)) if *t == e => {
+            if !new_case && matches!(u.doc.get_at(ROOT, *name, u.before), Ok(Some(_))) {
+                return Err(refuse(
+                    RefusalCode::AppendOnly,
+                    format!("{name} of a case cannot be replaced"),
+                ));
+            }
+            let exid = match u.doc.get_all(ROOT, *name) {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .find(|x| matches!(x, ObjId::Id(c, a, _) if *c == id.0 && *a == id.1)),
+                Err(_) => None,
+            };
+            if let Some(exid) = exid {
+                objs.insert(id, Obj::Root(name, *shape, exid));
+            }
+            Ok(())
+        }
+        _ => Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("{name} has the wrong type"),
+        )),
+    }
+}
+
+/// Whether `v` fits `ty`.
+fn fits(doc: &Automerge, obj: &ObjId, key: &str, ty: Ty) -> bool {
+    match ty {
+        Ty::Str(max) => read::string(doc, obj, key).is_some_and(|s| s.chars().count() <= max),
+        Ty::Int => matches!(
+            doc.get(obj, key),
+            Ok(Some((Value::Scalar(s), _))) if matches!(s.as_ref(), automerge::ScalarValue::Int(_))
+        ),
+        Ty::Time => matches!(
+            doc.get(obj, key),
+            Ok(Some((Value::Scalar(s), _))) if matches!(s.as_ref(), automerge::ScalarValue::Timestamp(_))
+        ),
+        Ty::Bool => read::boolean(doc, obj, key).is_some(),
+    }
+}
+
+fn describe(ty: Ty) -> String {
+    match ty {
+        Ty::Str(max) => format!("text of at most {max} characters"),
+        Ty::Int => "a whole number".into(),
+        Ty::Time => "a time".into(),
+        Ty::Bool => "true or false".into(),
+    }
+}
+
+fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let p = u.principal;
+    if new_case {
+        check_new_case(u, added)?;
+    }
+    let mut timeline_types: HashMap<String, usize> = HashMap::new();
+    let mut changed_fields: HashSet<String> = HashSet::new();
+    for (log, key) in &added.entries {
+        let container = read::map(doc, &ROOT, log.key)
+            .ok_or_else(|| refuse(RefusalCode::Malformed, format!("{} is missing", log.key)))?;
+        if doc
+            .get_all(&container, key.as_str())
+            .map(|v| v.len())
+            .unwrap_or(0)
+            != 1
+        {
+            return Err(refuse(
+                RefusalCode::AppendOnly,
+                format!("entry {key} of {} is written twice", log.key),
+            ));
+        }
+        let e = read::map(doc, &container, key)
+            .ok_or_else(|| refuse(RefusalCode::Malformed, format!("entry {key} is not a map")))?;
+        for f in log.all_fields() {
+            let present = matches!(doc.get(&e, f.key), Ok(Some(_)));
+            if !present {
+                if f.required {
+                    return Err(refuse(
+                        RefusalCode::InvalidValue,
+                        format!("an entry of {} needs {}", log.key, f.key),
+                    ));
+                }
+                continue;
+            }
+            if !fits(doc, &e, f.key, f.ty) {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!(
+                        "{} of an entry of {} must be {}",
+                        f.key,
+                        log.key,
+                        describe(f.ty)
+                    ),
+                ));
+            }
+        }
+        let ty = read::string(doc, &e, "type").unwrap_or_default();
+        if !log.types.contains(&ty.as_str()) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("{} is not a type of entry of {}", clip(&ty, 40), log.key),
+            ));
+        }
+        if ty == "created" && !new_case {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                "a case is created only once",
+            ));
+        }
+        let author = read::string(doc, &e, "author").unwrap_or_default();
+        let role = read::string(doc, &e, "role").unwrap_or_default();
+        let device = read::string(doc, &e, "device").unwrap_or_default();
+        if author != p.user.as_str() || role != p.role.as_str() || device != p.device.as_str() {
+            return Err(refuse(
+                RefusalCode::Identity,
+                format!(
+                    "entry {key} claims to be by {} ({}) on {}, but this connection is {} ({}) on {}",
+                    clip(&author, 40),
+                    clip(&role, 20),
+                    clip(&device, 40),
+                    p.user,
+                    p.role,
+                    p.device
+                ),
+            ));
+        }
+        if log.key == crate::case::schema::root::TIMELINE {
+            *timeline_types.entry(ty.clone()).or_default() += 1;
+            if ty == "field_changed" {
+                if let Some(f) = read::string(doc, &e, "field") {
+                    changed_fields.insert(f);
+                }
+            }
+        }
+    }
+    // Each entry of another log comes with its timeline entry, so the
+    // timeline head office reads tells the whole story.
+    let mut needed: HashMap<&str, usize> = HashMap::new();
+    for (log, _) in &added.entries {
+        if let Some(t) = log.timeline {
+            *needed.entry(t).or_default() += 1;
+        }
+    }
+    if !added.links.is_empty() {
+        *needed.entry("linked_case").or_default() += added.links.len();
+    }
+    for (t, n) in needed {
+        if timeline_types.get(t).copied().unwrap_or(0) < n {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("every {t} needs its timeline entry"),
+            ));
+        }
+    }
+    for field in &added.fields {
+        let (container, key) = field.place();
+        let obj = read::map(doc, &ROOT, container)
+            .ok_or_else(|| refuse(RefusalCode::Malformed, format!("{container} is missing")))?;
+        let value = if field.is_bool() {
+            read::boolean(doc, &obj, key).map(|b| b.to_string())
+        } else {
+            match doc.get(&obj, key) {
+                Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                    automerge::ScalarValue::Str(s) => Some(s.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        let value = value.ok_or_else(|| {
+            refuse(
+                RefusalCode::InvalidValue,
+                format!(
+                    "{field} must be {}",
+                    if field.is_bool() {
+                        "true or false"
+                    } else {
+                        "text"
+                    }
+                ),
+            )
+        })?;
+        field
+            .validate(&value)
+            .map_err(|e| refuse(RefusalCode::InvalidValue, clip(&e.to_string(), 200)))?;
+        if !new_case && !changed_fields.contains(field.as_str()) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("setting {field} needs its field_changed timeline entry"),
+            ));
+        }
+    }
+    if added.description {
+        let text =
+            read::string(doc, &ROOT, crate::case::schema::root::DESCRIPTION).unwrap_or_default();
+        if text.chars().count() > table::MAX_TEXT {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!(
+                    "the description is longer than {} characters",
+                    table::MAX_TEXT
+                ),
+            ));
+        }
+        if !new_case && !changed_fields.contains(CaseField::Description.as_str()) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                "editing the description needs its field_changed timeline entry",
+            ));
+        }
+    }
+    if let Some(links) = read::map(doc, &ROOT, crate::case::service::RELATED) {
+        for k in &added.links {
+            let r = read::string(doc, &links, k).unwrap_or_default();
+            if !table::RELATIONS.contains(&r.as_str()) {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!(
+                        "{} is not a relation: use {}",
+                        clip(&r, 40),
+                        table::RELATIONS.join(" or ")
+                    ),
+                ));
+            }
+        }
+    }
+    if !added.entries.is_empty() {
+        let total: usize = table::LOGS
+            .iter()
+            .filter_map(|l| read::map(doc, &ROOT, l.key))
+            .map(|m| doc.length(&m))
+            .sum();
+        if total > u.policy.max_entries_per_case {
+            return Err(refuse(
+                RefusalCode::TooMany,
+                format!(
+                    "the case would have {total} entries, over the limit of {}: close it and open a follow-up case",
+                    u.policy.max_entries_per_case
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A new case: every root key present with its type, and the creation
+/// fields naming this connection and this case.
+fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let p = u.principal;
+    for (key, shape) in table::ROOT {
+        if !added.root_keys.contains(*key) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("a new case needs {key}"),
+            ));
+        }
+        if let RootShape::Fixed(ty) = shape {
+            if !fits(doc, &ROOT, key, *ty) {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("{key} of a case must be {}", describe(*ty)),
+                ));
+            }
+        }
+    }
+    let s = |k: &str| read::string(doc, &ROOT, k).unwrap_or_default();
+    use crate::case::schema::root;
+    if s(root::ID) != u.case.to_string() {
+        return Err(refuse(
+            RefusalCode::Identity,
+            format!("case {} was uploaded without its own id", u.case),
+        ));
+    }
+    s(root::KIND)
+        .parse::<crate::case::CaseKind>()
+        .map_err(|e| refuse(RefusalCode::InvalidValue, e.to_string()))?;
+    for (key, expected) in [
+        (root::STORE_ID, p.store.as_str()),
+        (root::CREATED_BY, p.user.as_str()),
+        (root::DEVICE_ID, p.device.as_str()),
+    ] {
+        if s(key) != expected {
+            return Err(refuse(
+                RefusalCode::Identity,
+                format!(
+                    "{key} of a new case must be this connection's ({expected}), not {}",
+                    clip(&s(key), 40)
+                ),
+            ));
+        }
+    }
+    if let Some(items) = read::map(doc, &ROOT, root::ITEMS) {
+        for k in doc.keys(&items) {
+            let Some(item) = read::map(doc, &items, &k) else {
+                return Err(refuse(RefusalCode::InvalidValue, "an item is a map"));
+            };
+            for f in table::ITEM_FIELDS {
+                if !fits(doc, &item, f.key, f.ty) {
+                    return Err(refuse(
+                        RefusalCode::InvalidValue,
+                        format!("{} of an item must be {}", f.key, describe(f.ty)),
+                    ));
+                }
+            }
+        }
+    }
+    let created = added
+        .entries
+        .iter()
+        .filter(|(l, k)| {
+            l.key == root::TIMELINE
+                && read::map(doc, &ROOT, root::TIMELINE)
+                    .and_then(|t| read::map(doc, &t, k))
+                    .and_then(|e| read::string(doc, &e, "type"))
+                    .as_deref()
+                    == Some("created")
+        })
+        .count();
+    if created != 1 {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "a new case has exactly one created entry",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,890 @@
+//! The relay's judge against the write-rules table: every edit the product
+//! makes passes it, for every role allowed to make it; every path of the
+//! table is written by some edit; and forged operations of every kind
+//! (edits of recorded entries, deletions, replaced maps, unknown keys,
+//! forged identities, split offers) are refused with a typed code.
+
+use aftercase_sync::access::{Principal, Role};
+use aftercase_sync::case::edit::{self, create_case, Customer, EditContext, NewCase};
+use aftercase_sync::case::table::{self, RootShape};
+use aftercase_sync::case::{offer, service, transition, CaseField, CaseKind, ContactChannel};
+use aftercase_sync::money::Tier;
+use aftercase_sync::policy::Policy;
+use aftercase_sync::protocol::{Refusal, RefusalCode};
+use aftercase_sync::relay::judge::{judge, Upload};
+use aftercase_sync::rules::freight::FreightFacts;
+use aftercase_sync::{CaseId, Millis};
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ObjType, ReadDoc, ScalarValue, ROOT};
+use std::collections::BTreeSet;
+
+/// 2026-11-23 12:00 in China (inside calling hours), in UTC milliseconds.
+const NOON: i64 = 1_795_406_400_000;
+const CASE: [u8; 16] = [7; 16];
+
+fn principal(role: Role) -> Principal {
+    Principal {
+        user: format!("{}-1", role.as_str().replace('_', "-"))
+            .parse()
+            .unwrap(),
+        role,
+        store: "S1".parse().unwrap(),
+        device: format!("dev-{}", role.as_str().replace('_', "-"))
+            .parse()
+            .unwrap(),
+    }
+}
+
+fn ctx(p: &Principal, n: u8) -> EditContext {
+    EditContext {
+        author: p.user.clone(),
+        role: p.role,
+        device: p.device.clone(),
+        now: Millis(NOON + i64::from(n) * 1000),
+        nonce: [n; 16],
+    }
+}
+
+fn id() -> CaseId {
+    CaseId::from_bytes(CASE)
+}
+
+/// A case opened by a clerk, as the relay stored it.
+fn stored_case(kind: CaseKind) -> Automerge {
+    let staff = principal(Role::Staff);
+    let mut doc = Automerge::new().with_actor(ActorId::from(&[1u8; 16][..]));
+    create_case(
+        &mut doc,
+        &ctx(&staff, 1),
+        &NewCase {
+            id: id(),
+            case_no: "S1-dev-1".into(),
+            kind,
+            store: staff.store.clone(),
+            customer: Customer {
+                name: "Zhao Lei".into(),
+                phone: "13700000000".into(),
+            },
+            sku: Some("SKU-1".into()),
+            description: Some("screen cracked".into()),
+        },
+    )
+    .unwrap();
+    doc
+}
+
+/// Judges what `edit` adds to `doc` as an upload by `p`.
+fn judged(
+    doc: &Automerge,
+    p: &Principal,
+    edit: impl FnOnce(&mut Automerge),
+) -> Result<(), Refusal> {
+    judged_with(doc, p, &Policy::default(), edit)
+}
+
+fn judged_with(
+    doc: &Automerge,
+    p: &Principal,
+    policy: &Policy,
+    edit: impl FnOnce(&mut Automerge),
+) -> Result<(), Refusal> {
+    let before = doc.get_heads();
+    let mut device = doc.fork().with_actor(ActorId::from(&[42u8; 16][..]));
+    edit(&mut device);
+    let mut after = doc.clone();
+    after.merge(&mut device).unwrap();
+    let changes = after.get_changes(&before);
+    judge(&Upload {
+        case: id(),
+        doc: &after,
+        before: &before,
+        changes: &changes,
+        stored_bytes: doc.save().len(),
+        principal: p,
+        policy,
+        now: Millis(NOON + 60_000),
+    })
+}
+
+fn accept(doc: &mut Automerge, p: &Principal, edit: impl FnOnce(&mut Automerge)) {
+    let before = doc.get_heads();
+    let mut device = doc.fork().with_actor(ActorId::random());
+    edit(&mut device);
+    doc.merge(&mut device).unwrap();
+    let changes = doc.get_changes(&before);
+    judge(&Upload {
+        case: id(),
+        doc,
+        before: &before,
+        changes: &changes,
+        stored_bytes: 0,
+        principal: p,
+        policy: &Policy::default(),
+        now: Millis(NOON + 60_000),
+    })
+    .unwrap();
+}
+
+fn code(r: Result<(), Refusal>) -> RefusalCode {
+    r.expect_err("the judge accepted a forged upload").code
+}
+
+/// Every (root key, field) the document holds, for the coverage check.
+fn paths(doc: &Automerge) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for k in doc.keys(ROOT) {
+        out.insert(k.clone());
+        let Ok(Some((automerge::Value::Object(ObjType::Map), m))) = doc.get(ROOT, &k) else {
+            continue;
+        };
+        for sub in doc.keys(&m) {
+            match doc.get(&m, &sub) {
+                Ok(Some((automerge::Value::Object(ObjType::Map), e))) => {
+                    for f in doc.keys(&e) {
+                        out.insert(format!("{k}/*/{f}"));
+                    }
+                }
+                _ => {
+                    out.insert(format!("{k}/{sub}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_edit_passes_the_judge_and_covers_the_table() {
+    let policy = Policy::default();
+    let staff = principal(Role::Staff);
+    let sup = principal(Role::Supervisor);
+    let tech = principal(Role::Technician);
+    let ho = principal(Role::HeadOffice);
+
+    // A new case judged as a whole.
+    let empty = Automerge::new();
+    judged(&empty, &staff, |d| {
+        *d = stored_case(CaseKind::ReturnExchange);
+    })
+    .unwrap();
+
+    let mut doc = stored_case(CaseKind::ReturnExchange);
+    let c = id();
+    for (i, field) in CaseField::ALL.into_iter().enumerate() {
+        let value = match field {
+            CaseField::Priority => "high",
+            CaseField::Category => "product_quality",
+            CaseField::Channel => "phone",
+            CaseField::SaleChannel => "in_store",
+            CaseField::RequestedRemedy => "refund",
+            CaseField::SafetyRisk => "true",
+            CaseField::CustomerPhone => "13800000000",
+            CaseField::PurchaseDate | CaseField::ReceivedDate => "2026-11-20",
+            _ => "some text",
+        };
+        accept(&mut doc, &staff, |d| {
+            edit::set_field(d, c, &ctx(&staff, 10 + i as u8), field, value).unwrap()
+        });
+    }
+    accept(&mut doc, &tech, |d| {
+        edit::add_note(d, c, &ctx(&tech, 40), "checked the screen").unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        edit::log_contact(d, c, &ctx(&staff, 41), ContactChannel::Phone, "reached").unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        edit::log_contact(d, c, &ctx(&staff, 39), ContactChannel::Visit, "visited").unwrap()
+    });
+    accept(&mut doc, &sup, |d| {
+        edit::log_contact_with(
+            d,
+            c,
+            &ctx(&sup, 42),
+            ContactChannel::Sms,
+            "texted",
+            Some("customer asked"),
+        )
+        .unwrap()
+    });
+    for (n, to) in [(43, "under_review"), (44, "accepted")] {
+        accept(&mut doc, &staff, |d| {
+            transition::transition_with(d, c, &ctx(&staff, n), &policy, to, Some("ok")).unwrap()
+        });
+    }
+    let mut offer_id = String::new();
+    accept(&mut doc, &staff, |d| {
+        offer_id = offer::offer(
+            d,
+            c,
+            &ctx(&staff, 45),
+            &policy,
+            Tier::Virtual,
+            2_000,
+            Some("coupon"),
+        )
+        .unwrap()
+    });
+    let mut big = String::new();
+    accept(&mut doc, &staff, |d| {
+        big = offer::offer(d, c, &ctx(&staff, 46), &policy, Tier::Cash, 30_000, None).unwrap()
+    });
+    accept(&mut doc, &sup, |d| {
+        offer::decide(
+            d,
+            c,
+            &ctx(&sup, 47),
+            &policy,
+            &big,
+            offer::Decision::Approve,
+        )
+        .unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        offer::decide(
+            d,
+            c,
+            &ctx(&staff, 48),
+            &policy,
+            &big,
+            offer::Decision::Accept,
+        )
+        .unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        offer::decide(
+            d,
+            c,
+            &ctx(&staff, 49),
+            &policy,
+            &offer_id,
+            offer::Decision::Decline,
+        )
+        .unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        service::survey(
+            d,
+            c,
+            &ctx(&staff, 50),
+            &service::Survey {
+                description: 5,
+                attitude: 4,
+                speed: 3,
+                logistics: 5,
+                comment: Some("fine".into()),
+            },
+        )
+        .unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        service::escalate(d, c, &ctx(&staff, 51), "supervisor", None).unwrap()
+    });
+    accept(&mut doc, &ho, |d| {
+        service::escalate(d, c, &ctx(&ho, 52), "mediation", Some("M-1")).unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        service::decide_freight(
+            d,
+            c,
+            &ctx(&staff, 53),
+            &policy,
+            &FreightFacts {
+                seller_at_fault: true,
+                ..FreightFacts::default()
+            },
+        )
+        .unwrap();
+    });
+    accept(&mut doc, &sup, |d| {
+        service::override_freight(
+            d,
+            c,
+            &ctx(&sup, 54),
+            &policy,
+            aftercase_sync::rules::freight::Payer::Store,
+            aftercase_sync::rules::freight::Payer::Store,
+            "goodwill",
+        )
+        .unwrap();
+    });
+    accept(&mut doc, &sup, |d| {
+        service::assign(d, c, &ctx(&sup, 55), &tech.user).unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        service::link(
+            d,
+            c,
+            &ctx(&staff, 56),
+            CaseId::from_bytes([9; 16]),
+            "follow_up",
+        )
+        .unwrap()
+    });
+    for (n, to) in [(57, "awaiting_goods"), (58, "inspecting"), (59, "refunded")] {
+        accept(&mut doc, &sup, |d| {
+            transition::transition(d, c, &ctx(&sup, n), to, None).unwrap()
+        });
+    }
+
+    // Two devices move the case apart; a supervisor resolves it.
+    let mut a = doc.fork().with_actor(ActorId::from(&[50u8; 16][..]));
+    let mut b = doc.fork().with_actor(ActorId::from(&[51u8; 16][..]));
+    transition::transition(&mut a, c, &ctx(&sup, 60), "closed", None).unwrap();
+    transition::transition(&mut b, c, &ctx(&sup, 61), "cancelled", None).unwrap();
+    accept(&mut doc, &sup, |d| d.merge(&mut a).map(|_| ()).unwrap());
+    accept(&mut doc, &sup, |d| d.merge(&mut b).map(|_| ()).unwrap());
+    let view = aftercase_sync::case::CaseView::from_doc(&doc, "x");
+    let conflict = view.conflicts.first().expect("a conflict").id.clone();
+    accept(&mut doc, &sup, |d| {
+        transition::resolve(d, c, &ctx(&sup, 62), &conflict, "closed").unwrap()
+    });
+
+    // Coverage: every path the table names was written by some edit above,
+    // and every path written is in the table.
+    let written = paths(&doc);
+    let mut expected = BTreeSet::new();
+    for (k, shape) in table::ROOT {
+        expected.insert(k.to_string());
+        match shape {
+            RootShape::Log => {
+                for f in table::log(k).unwrap().all_fields() {
+                    expected.insert(format!("{k}/*/{}", f.key));
+                }
+            }
+            RootShape::Items => {
+                for f in table::ITEM_FIELDS {
+                    expected.insert(format!("{k}/*/{}", f.key));
+                }
+            }
+            _ => {}
+        }
+    }
+    for f in CaseField::ALL {
+        let (container, key) = f.place();
+        if f != CaseField::Description {
+            expected.insert(format!("{container}/{key}"));
+        }
+    }
+    let written_tabled: BTreeSet<String> = written
+        .iter()
+        .filter(|p| !p.starts_with("related_cases/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        written_tabled, expected,
+        "paths written by edits (left) and named by the table (right) differ"
+    );
+    // Every timeline entry type of the table was written by some edit.
+    let types: BTreeSet<String> = aftercase_sync::case::read::entries(&doc, &ROOT, "timeline")
+        .into_iter()
+        .filter_map(|(_, e)| aftercase_sync::case::read::string(&doc, &e, "type"))
+        .collect();
+    for t in table::TIMELINE_TYPES {
+        assert!(types.contains(*t), "no edit writes a {t} timeline entry");
+    }
+}
+
+/// A case with one entry of each common kind by other people.
+fn busy_case() -> (Automerge, String, String, String) {
+    let policy = Policy::default();
+    let staff = principal(Role::Staff);
+    let sup = principal(Role::Supervisor);
+    let mut doc = stored_case(CaseKind::DamageClaim);
+    let c = id();
+    accept(&mut doc, &sup, |d| {
+        edit::add_note(d, c, &ctx(&sup, 2), "supervisor's note").unwrap()
+    });
+    let mut o = String::new();
+    accept(&mut doc, &staff, |d| {
+        o = offer::offer(d, c, &ctx(&staff, 3), &policy, Tier::Virtual, 1_000, None).unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        transition::transition(d, c, &ctx(&staff, 4), "evidence_collected", None).unwrap()
+    });
+    let note = entry_where(&doc, "timeline", "type", "note");
+    let mv = aftercase_sync::case::read::entries(&doc, &ROOT, "transitions")[0]
+        .0
+        .clone();
+    (doc, note, o, mv)
+}
+
+fn entry_where(doc: &Automerge, log: &str, key: &str, value: &str) -> String {
+    aftercase_sync::case::read::entries(doc, &ROOT, log)
+        .into_iter()
+        .find(|(_, e)| aftercase_sync::case::read::string(doc, e, key).as_deref() == Some(value))
+        .map(|(k, _)| k)
+        .unwrap()
+}
+
+fn obj(doc: &Automerge, log: &str, entry: &str) -> automerge::ObjId {
+    let m = aftercase_sync::case::read::map(doc, &ROOT, log).unwrap();
+    aftercase_sync::case::read::map(doc, &m, entry).unwrap()
+}
+
+fn tx(d: &mut Automerge, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) {
+    let mut t = d.transaction();
+    f(&mut t);
+    t.commit();
+}
+
+#[test]
+fn edits_of_recorded_entries_are_refused_whoever_wrote_them() {
+    let (doc, note, offer_id, mv) = busy_case();
+    let staff = principal(Role::Staff);
+    let tech = principal(Role::Technician);
+    let n = obj(&doc, "timeline", &note);
+    let o = obj(&doc, "offers", &offer_id);
+    let m = obj(&doc, "transitions", &mv);
+    // Rewrite another person's note, and its author.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&n, "text", "rewritten")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&n, "author", "staff-1")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    // Raise one's own recorded offer, or flip its approval.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&o, "amount_fen", 99_999_900i64)
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&o, "needs_approval", true)
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    // Rewrite an earlier move.
+    assert_eq!(
+        code(judged(&doc, &tech, |d| tx(d, |t| t
+            .put(&m, "to", "cancelled")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    // Delete an entry, a field of an entry, a log, the timeline.
+    let tl = aftercase_sync::case::read::map(&doc, &ROOT, "timeline").unwrap();
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .delete(&tl, note.as_str())
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .delete(&n, "text")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .delete(ROOT, "transitions")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .delete(ROOT, "offers")
+            .unwrap()))),
+        RefusalCode::AppendOnly
+    );
+    // Replace the timeline with a new empty map.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| {
+            t.put_object(ROOT, "timeline", ObjType::Map).unwrap();
+        }))),
+        RefusalCode::AppendOnly
+    );
+    // Replace an entry by a new one under the same id.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| {
+            t.put_object(&tl, note.as_str(), ObjType::Map).unwrap();
+        }))),
+        RefusalCode::AppendOnly
+    );
+    // Fixed root fields and unknown keys.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(ROOT, "store_id", "S2")
+            .unwrap()))),
+        RefusalCode::FixedField
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(ROOT, "kind", "complaint")
+            .unwrap()))),
+        RefusalCode::FixedField
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(ROOT, "backdoor", 1i64)
+            .unwrap()))),
+        RefusalCode::UnknownKey
+    );
+    let fields = aftercase_sync::case::read::map(&doc, &ROOT, "fields").unwrap();
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&fields, "vip", "yes")
+            .unwrap()))),
+        RefusalCode::UnknownKey
+    );
+    // Counters are not part of a case.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| tx(d, |t| t
+            .put(&fields, "priority", ScalarValue::counter(1))
+            .unwrap()))),
+        RefusalCode::InvalidValue
+    );
+}
+
+#[test]
+fn new_entries_are_checked_for_shape_identity_and_authority() {
+    let (doc, _, offer_id, _) = busy_case();
+    let policy = Policy::default();
+    let staff = principal(Role::Staff);
+    let tech = principal(Role::Technician);
+    let c = id();
+    // An entry signed as someone else.
+    let mut forged = ctx(&staff, 70);
+    forged.author = "head-office-1".parse().unwrap();
+    assert_eq!(
+        code(judged(&doc, &staff, |d| edit::add_note(
+            d, c, &forged, "hi"
+        )
+        .unwrap())),
+        RefusalCode::Identity
+    );
+    // A technician offers, approves or assigns.
+    assert_eq!(
+        code(judged(&doc, &tech, |d| {
+            let mut t = d.transaction();
+            let offers = aftercase_sync::case::read::map(&t, &ROOT, "offers").unwrap();
+            let e = t.put_object(&offers, "abc", ObjType::Map).unwrap();
+            t.put(&e, "type", "offer").unwrap();
+            t.commit();
+        })),
+        RefusalCode::Forbidden
+    );
+    assert_eq!(
+        code(judged(&doc, &tech, |d| {
+            let mut t = d.transaction();
+            let a = aftercase_sync::case::read::map(&t, &ROOT, "assignments").unwrap();
+            let e = t.put_object(&a, "abc", ObjType::Map).unwrap();
+            t.put(&e, "assignee", "technician-1").unwrap();
+            t.commit();
+        })),
+        RefusalCode::Forbidden
+    );
+    // A clerk approves its own offer beyond authority by writing the flag.
+    let mut flagged = policy.clone();
+    flagged.staff_cash_limit_fen = 0;
+    assert_eq!(
+        code(judged_with(&doc, &staff, &flagged, |d| {
+            let id =
+                offer::offer(d, c, &ctx(&staff, 71), &policy, Tier::Cash, 30_000, None).unwrap();
+            let o = obj(d, "offers", &id);
+            tx(d, |t| t.put(&o, "needs_approval", false).unwrap());
+        })),
+        RefusalCode::Authority
+    );
+    // Limits hold per case: ¥10 granted already, so ¥45 more within the
+    // ¥50 virtual limit is refused when self-approved...
+    assert_eq!(
+        code(judged(&doc, &staff, |d| {
+            let id = offer::offer(
+                d,
+                c,
+                &ctx(&staff, 72),
+                &Policy {
+                    staff_virtual_limit_fen: 1_000_000,
+                    ..Policy::default()
+                },
+                Tier::Virtual,
+                4_500,
+                None,
+            )
+            .unwrap();
+            let _ = id;
+        })),
+        RefusalCode::Authority
+    );
+    // ...and the honest device asks for approval instead.
+    judged(&doc, &staff, |d| {
+        offer::offer(d, c, &ctx(&staff, 73), &policy, Tier::Virtual, 4_500, None).unwrap();
+    })
+    .unwrap();
+    // An entry with an unknown field, or a wrong type.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| {
+            let _ = edit::add_note(d, c, &ctx(&staff, 74), "x");
+            let n = entry_where(d, "timeline", "author", staff.user.as_str());
+            let _ = n;
+            let mut t = d.transaction();
+            let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+            let e = t.put_object(&tl, "zzz", ObjType::Map).unwrap();
+            t.put(&e, "secret", "x").unwrap();
+            t.commit();
+        })),
+        RefusalCode::UnknownKey
+    );
+    // A decision on the clerk's own offer is fine; a second upload cannot
+    // replace it.
+    judged(&doc, &staff, |d| {
+        offer::decide(
+            d,
+            c,
+            &ctx(&staff, 75),
+            &policy,
+            &offer_id,
+            offer::Decision::Accept,
+        )
+        .unwrap()
+    })
+    .unwrap();
+    // External escalation is head office's.
+    assert_eq!(
+        code(judged(&doc, &staff, |d| {
+            let mut t = d.transaction();
+            let m = aftercase_sync::case::read::map(&t, &ROOT, "escalations").unwrap();
+            let e = t.put_object(&m, "esc1", ObjType::Map).unwrap();
+            for (k, v) in [
+                ("type", "escalation"),
+                ("author", staff.user.as_str()),
+                ("role", "staff"),
+                ("device", staff.device.as_str()),
+                ("level", "litigation"),
+            ] {
+                t.put(&e, k, v).unwrap();
+            }
+            t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+            let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+            let e = t.put_object(&tl, "esc1t", ObjType::Map).unwrap();
+            for (k, v) in [
+                ("type", "escalation"),
+                ("author", staff.user.as_str()),
+                ("role", "staff"),
+                ("device", staff.device.as_str()),
+            ] {
+                t.put(&e, k, v).unwrap();
+            }
+            t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+            t.commit();
+        })),
+        RefusalCode::Forbidden
+    );
+}
+
+#[test]
+fn a_new_case_must_name_its_own_creator_store_and_device() {
+    let staff = principal(Role::Staff);
+    let empty = Automerge::new();
+    for (key, value) in [
+        ("created_by", "head-office-1"),
+        ("device_id", "ho-laptop"),
+        ("store_id", "S9"),
+    ] {
+        let r = judged(&empty, &staff, |d| {
+            *d = stored_case(CaseKind::Complaint);
+            tx(d, |t| t.put(ROOT, key, value).unwrap());
+        });
+        // Writing a root field twice in one upload is itself refused; a
+        // case created with a forged value in one go is an identity refusal.
+        assert!(
+            matches!(code(r), RefusalCode::AppendOnly | RefusalCode::FixedField),
+            "{key}"
+        );
+        let forged = judged(&empty, &staff, |d| {
+            let mut c = ctx(&staff, 1);
+            let mut store = staff.store.clone();
+            match key {
+                "created_by" => c.author = value.parse().unwrap(),
+                "device_id" => c.device = value.parse().unwrap(),
+                _ => store = value.parse().unwrap(),
+            }
+            create_case(
+                d,
+                &c,
+                &NewCase {
+                    id: id(),
+                    case_no: "n".into(),
+                    kind: CaseKind::Complaint,
+                    store,
+                    customer: Customer {
+                        name: "A".into(),
+                        phone: "13700000000".into(),
+                    },
+                    sku: None,
+                    description: None,
+                },
+            )
+            .unwrap();
+        });
+        assert_eq!(code(forged), RefusalCode::Identity, "{key}");
+    }
+    // A new case with an extra root key.
+    assert_eq!(
+        code(judged(&empty, &staff, |d| {
+            *d = stored_case(CaseKind::Complaint);
+            tx(d, |t| t.put(ROOT, "extra", "x").unwrap());
+        })),
+        RefusalCode::UnknownKey
+    );
+}
+
+#[test]
+fn size_and_count_limits_refuse_with_a_clear_code() {
+    let (doc, ..) = busy_case();
+    let staff = principal(Role::Staff);
+    let c = id();
+    let small = Policy {
+        max_change_bytes: 4096,
+        ..Policy::default()
+    };
+    let r = judged_with(&doc, &staff, &small, |d| {
+        edit::add_note(
+            d,
+            c,
+            &ctx(&staff, 80),
+            &(0..9_000u32)
+                .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20_000).unwrap())
+                .collect::<String>(),
+        )
+        .unwrap()
+    });
+    assert_eq!(code(r), RefusalCode::TooLarge);
+    let few = Policy {
+        max_entries_per_case: 100,
+        ..Policy::default()
+    };
+    let r = judged_with(&doc, &staff, &few, |d| {
+        for i in 0..120u8 {
+            edit::add_note(d, c, &ctx(&staff, 100 + i), "n").unwrap();
+        }
+    });
+    assert_eq!(code(r), RefusalCode::TooMany);
+}
+
+#[test]
+fn a_clerk_needs_a_purchase_date_and_cannot_reopen_the_window() {
+    let staff = principal(Role::Staff);
+    let mut doc = stored_case(CaseKind::ReturnExchange);
+    let c = id();
+    let policy = Policy::default();
+    accept(&mut doc, &staff, |d| {
+        transition::transition(d, c, &ctx(&staff, 2), "under_review", None).unwrap()
+    });
+    // Forged: accepted without a purchase date (the device would refuse).
+    let r = judged(&doc, &staff, |d| {
+        let mut t = d.transaction();
+        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
+        let prev = aftercase_sync::case::read::entries(&t, &ROOT, "transitions")[0]
+            .0
+            .clone();
+        let e = t.put_object(&m, "mv2", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "transition"),
+            ("author", staff.user.as_str()),
+            ("role", "staff"),
+            ("device", staff.device.as_str()),
+            ("from", "under_review"),
+            ("to", "accepted"),
+            ("prev", prev.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.put(&e, "policy_version", 1i64).unwrap();
+        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+        let e = t.put_object(&tl, "mv2t", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "status_change"),
+            ("author", staff.user.as_str()),
+            ("role", "staff"),
+            ("device", staff.device.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.commit();
+    });
+    assert_eq!(code(r), RefusalCode::Window);
+    // An old purchase, recorded; the clerk cannot change it afterwards.
+    accept(&mut doc, &staff, |d| {
+        edit::set_field(d, c, &ctx(&staff, 3), CaseField::PurchaseDate, "2026-09-01").unwrap()
+    });
+    let r = judged(&doc, &staff, |d| {
+        edit::set_field(d, c, &ctx(&staff, 4), CaseField::PurchaseDate, "2026-11-22").unwrap()
+    });
+    assert_eq!(code(r), RefusalCode::Forbidden);
+    // Backdating the acceptance to a time the relay does not believe
+    // (a month before receipt) does not open the window either.
+    let r = judged(&doc, &staff, |d| {
+        let mut old = ctx(&staff, 5);
+        old.now = Millis(NOON - 80 * 24 * 3_600_000);
+        // The device-side check runs at the claimed time and passes.
+        transition::transition_with(d, c, &old, &policy, "accepted", None).unwrap()
+    });
+    assert_eq!(code(r), RefusalCode::Window);
+}
+
+#[test]
+fn paying_moves_need_an_accepted_offer() {
+    let sup = principal(Role::Supervisor);
+    let mut doc = stored_case(CaseKind::DamageClaim);
+    let c = id();
+    for (n, to) in [
+        (2, "evidence_collected"),
+        (3, "assessed"),
+        (4, "offered"),
+        (5, "agreed"),
+    ] {
+        accept(&mut doc, &sup, |d| {
+            transition::transition(d, c, &ctx(&sup, n), to, None).unwrap()
+        });
+    }
+    // Forge the settlement the device would refuse: copy a move by hand.
+    let r = judged(&doc, &sup, |d| {
+        let mut t = d.transaction();
+        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
+        let prev = aftercase_sync::case::read::entries(&t, &ROOT, "transitions")
+            .into_iter()
+            .find(|(_, e)| {
+                aftercase_sync::case::read::string(&t, e, "to").as_deref() == Some("agreed")
+            })
+            .unwrap()
+            .0;
+        let e = t.put_object(&m, "settle", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "transition"),
+            ("author", sup.user.as_str()),
+            ("role", "supervisor"),
+            ("device", sup.device.as_str()),
+            ("from", "agreed"),
+            ("to", "settled"),
+            ("prev", prev.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.put(&e, "policy_version", 1i64).unwrap();
+        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+        let e = t.put_object(&tl, "settlet", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "status_change"),
+            ("author", sup.user.as_str()),
+            ("role", "supervisor"),
+            ("device", sup.device.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.commit();
+    });
+    assert_eq!(code(r), RefusalCode::Authority);
+}
