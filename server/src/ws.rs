@@ -162,8 +162,12 @@ async fn sender(
 enum End {
     /// The device went away or closed; nothing to tell it.
     Quiet,
-    /// The relay ends the connection and tells the device why.
+    /// The relay ends the connection and tells the device why, after
+    /// sending what was already handled.
     Close(CloseCode, String),
+    /// The relay ends the connection at once (the device is revoked or
+    /// does not read): nothing queued is sent, only the reason.
+    Cut(CloseCode, String),
 }
 
 /// One live sync connection.
@@ -275,9 +279,9 @@ impl Conn {
         let budget = tokio::select! {
             permit = tokio::time::timeout(self.state.write_timeout, reserve) => match permit {
                 Ok(Ok(p)) => p,
-                Ok(Err(_)) | Err(_) => return Err(End::Close(CloseCode::Again, TOO_SLOW.into())),
+                Ok(Err(_)) | Err(_) => return Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
             },
-            reason = revoked(&mut revocations, &self.verified) => return Err(End::Close(CloseCode::Policy, reason)),
+            reason = revoked(&mut revocations, &self.verified) => return Err(End::Cut(CloseCode::Policy, reason)),
         };
         let queued = Outgoing {
             ticket,
@@ -405,7 +409,7 @@ impl Conn {
                         match tokio::time::timeout(write_timeout, session.pong(&p)).await {
                             Ok(Ok(())) => Ok(()),
                             Ok(Err(_)) => Err(End::Quiet),
-                            Err(_) => Err(End::Close(CloseCode::Again, TOO_SLOW.into())),
+                            Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
                         }
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
@@ -417,7 +421,7 @@ impl Conn {
                 },
                 reason = revoked(&mut revocations, &self.verified) => {
                     tracing::info!(device = %principal.device, "closing a revoked connection");
-                    Err(End::Close(CloseCode::Policy, reason))
+                    Err(End::Cut(CloseCode::Policy, reason))
                 }
                 done = &mut sending => {
                     let r = done.unwrap_or(Ok(()));
@@ -432,7 +436,7 @@ impl Conn {
                     match tokio::time::timeout(write_timeout, session.ping(b"")).await {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(_)) => Err(End::Quiet),
-                        Err(_) => Err(End::Close(CloseCode::Again, TOO_SLOW.into())),
+                        Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
                     }
                 }
                 _ = &mut expires => Err(End::Close(CloseCode::Policy, "token expired".into())),
@@ -447,11 +451,11 @@ impl Conn {
         drop(tx);
         let end = match (sender_result, &end) {
             (Some(_), _) => end,
-            (None, End::Close(_, _)) => {
+            (None, End::Cut(_, _)) => {
                 sending.abort();
                 end
             }
-            (None, End::Quiet) => match tokio::time::timeout(write_timeout, &mut sending).await {
+            (None, _) => match tokio::time::timeout(write_timeout, &mut sending).await {
                 Ok(Ok(Err(reason))) => End::Close(CloseCode::Error, reason),
                 Ok(_) => end,
                 Err(_) => {
@@ -468,7 +472,7 @@ impl Conn {
             }
         }
         let closed_in_time = match end {
-            End::Close(code, reason) => {
+            End::Close(code, reason) | End::Cut(code, reason) => {
                 tracing::info!(%reason, "closing sync connection");
                 tokio::time::timeout(CLOSE_WAIT, async {
                     if code == CloseCode::Policy {

@@ -5,7 +5,7 @@ mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
-use support::{free_port, runtime, try_raw_socket, Cli, RawSocket, Relay};
+use support::{free_port, runtime, try_raw_socket, Cli, RawSocket, Relay, Watched};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Polls `check` until it holds; the bound only keeps a broken build from
@@ -179,4 +179,20 @@ fn revoking_one_token_or_a_user() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("token id must be"));
+}
+
+#[test]
+fn a_watching_device_is_cut_off_and_says_it_was_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let t = relay.token("bob", "supervisor", "S1", "tab-b");
+    let b = Cli::init(&tmp.path().join("b"), &relay.url, &t);
+    let mut watch = Watched::spawn(&b, &["sync", "--watch"]);
+    watch.wait_for("synced:");
+    relay.revoke(&["--device", "tab-b"]);
+    // The live connection is closed with the reason, the reconnect is
+    // refused, and the command stops instead of retrying forever.
+    watch.wait_for("device tab-b was revoked by the operator");
+    let last = watch.wait_for("access revoked");
+    assert!(last.contains("aftercase init"), "{last}");
 }
