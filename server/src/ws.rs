@@ -23,6 +23,7 @@ use aftercase_sync::access::Principal;
 use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
 use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
 use aftercase_sync::storage::SledStorage;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -134,10 +135,13 @@ struct Outgoing {
 /// frames while a flush is under way, so a burst of uploads shares flushes.
 /// Gives up (`Err`) when the socket does not take a frame within
 /// `write_timeout`.
+/// Once `cut` is set it sends nothing more but still makes every queued
+/// write durable and wakes its store, so other devices hear of it.
 async fn sender(
     state: Arc<AppState>,
     mut session: Session,
     mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    cut: Arc<AtomicBool>,
 ) -> Result<(), String> {
     while let Some(out) = rx.recv().await {
         if let Some(ticket) = out.ticket {
@@ -147,15 +151,37 @@ async fn sender(
             }
             state.wake(out.wake.as_ref());
         }
+        if cut.load(Ordering::SeqCst) {
+            continue;
+        }
         for f in out.frames {
-            match tokio::time::timeout(state.write_timeout, session.binary(f)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_closed)) => return Ok(()),
-                Err(_) => return Err(TOO_SLOW.into()),
-            }
+            let failed = match tokio::time::timeout(state.write_timeout, session.binary(f)).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_closed)) => Ok(()),
+                Err(_) => Err(TOO_SLOW.to_string()),
+            };
+            settle_rest(&state, rx).await;
+            return failed;
         }
     }
     Ok(())
+}
+
+/// The connection is going away: make the writes still queued durable and
+/// wake their stores, sending nothing.
+async fn settle_rest(state: &Arc<AppState>, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) {
+    rx.close();
+    while let Some(out) = rx.recv().await {
+        if let Some(ticket) = out.ticket {
+            match state.make_durable(ticket).await {
+                Ok(()) => state.wake(out.wake.as_ref()),
+                Err(e) => {
+                    tracing::error!(error = %e, "relay storage failed to flush");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Why the reader stopped.
@@ -278,10 +304,17 @@ impl Conn {
         };
         let budget = tokio::select! {
             permit = tokio::time::timeout(self.state.write_timeout, reserve) => match permit {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) | Err(_) => return Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(_)) | Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
             },
-            reason = revoked(&mut revocations, &self.verified) => return Err(End::Cut(CloseCode::Policy, reason)),
+            reason = revoked(&mut revocations, &self.verified) => Err(End::Cut(CloseCode::Policy, reason)),
+        };
+        let budget = match budget {
+            Ok(b) => b,
+            Err(end) => {
+                self.settle(ticket, out.changed_store);
+                return Err(end);
+            }
         };
         let queued = Outgoing {
             ticket,
@@ -289,7 +322,27 @@ impl Conn {
             frames: out.frames,
             _budget: Some(budget),
         };
-        tx.send(queued).await.map_err(|_| End::Quiet)
+        tx.send(queued).await.map_err(|refused| {
+            let Outgoing { ticket, wake, .. } = refused.0;
+            self.settle(ticket, wake);
+            End::Quiet
+        })
+    }
+
+    /// A write was applied but its answer will not be sent: still make it
+    /// durable and wake the store's connections, or other devices would
+    /// hear of it only after the next write.
+    fn settle(&self, ticket: Option<u64>, store: Option<aftercase_sync::StoreId>) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let state = self.state.clone();
+        actix_web::rt::spawn(async move {
+            match state.make_durable(ticket).await {
+                Ok(()) => state.wake(store.as_ref()),
+                Err(e) => tracing::error!(error = %e, "relay storage failed to flush"),
+            }
+        });
     }
 
     /// Handles one binary message from the device. `Err` ends the connection.
@@ -382,7 +435,9 @@ impl Conn {
         });
         let mut revocations = self.state.revocations().subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
-        let mut sending = actix_web::rt::spawn(sender(self.state.clone(), session.clone(), rx));
+        let cut = Arc::new(AtomicBool::new(false));
+        let mut sending =
+            actix_web::rt::spawn(sender(self.state.clone(), session.clone(), rx, cut.clone()));
         let mut sender_result: Option<Result<(), String>> = None;
         let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
         let expires = tokio::time::sleep(Duration::from_secs(
@@ -449,17 +504,19 @@ impl Conn {
         // closing, unless the device is the reason for closing: a revoked
         // device gets nothing more, and a slow one cannot take it.
         drop(tx);
+        // A cut sender is left to finish on its own: it sends nothing more
+        // but still makes queued writes durable.
         let end = match (sender_result, &end) {
             (Some(_), _) => end,
             (None, End::Cut(_, _)) => {
-                sending.abort();
+                cut.store(true, Ordering::SeqCst);
                 end
             }
             (None, _) => match tokio::time::timeout(write_timeout, &mut sending).await {
                 Ok(Ok(Err(reason))) => End::Close(CloseCode::Error, reason),
                 Ok(_) => end,
                 Err(_) => {
-                    sending.abort();
+                    cut.store(true, Ordering::SeqCst);
                     End::Close(CloseCode::Again, TOO_SLOW.into())
                 }
             },
