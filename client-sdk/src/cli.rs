@@ -305,19 +305,10 @@ enum CaseCommand {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AFTERCASE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 /// Parses arguments, runs the command, prints a one-line reason on failure.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    crate::logging::init("warn");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

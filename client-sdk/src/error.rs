@@ -43,6 +43,14 @@ pub enum SyncError {
         "token rejected by the relay: {0} (ask for a new token and run `aftercase init` again)"
     )]
     TokenRejected(String),
+    /// The operator revoked this device's token (or the device or user);
+    /// only a new token helps.
+    #[error("access revoked: {0} (then run `aftercase init` with the new token)")]
+    Revoked(String),
+    /// The relay refused another connection for this device or user; a
+    /// later attempt may work.
+    #[error("relay refused the connection: {0}")]
+    TooManyConnections(String),
     /// The relay closed the connection with a reason.
     #[error("relay closed the connection: {0}")]
     Closed(String),

@@ -13,6 +13,8 @@ mod config;
 mod device;
 mod error;
 mod live;
+mod logging;
+mod perms;
 mod transport;
 
 pub use config::{DeviceConfig, CONFIG_FILE};

@@ -100,7 +100,7 @@ impl Device {
 
     /// Stays connected: pushes local edits as they are made, receives other
     /// devices' changes as they happen, and reconnects with jittered
-    /// exponential backoff. Returns only on a rejected token.
+    /// exponential backoff. Returns only on a rejected or revoked token.
     pub async fn run_live(&self, mut on_event: impl FnMut(LiveEvent)) -> SyncError {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -115,7 +115,7 @@ impl Device {
                 }
                 Err(e) => e,
             };
-            if matches!(outcome, SyncError::TokenRejected(_)) {
+            if matches!(outcome, SyncError::TokenRejected(_) | SyncError::Revoked(_)) {
                 return outcome;
             }
             let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);

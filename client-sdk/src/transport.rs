@@ -11,7 +11,10 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects and authenticates. A 401 becomes [`SyncError::TokenRejected`].
+/// Connects and authenticates. A 401 becomes [`SyncError::TokenRejected`],
+/// or [`SyncError::Revoked`] when the relay says the token was revoked; a
+/// 429 becomes [`SyncError::TooManyConnections`]. The relay's own words are
+/// kept in each.
 pub async fn connect(cfg: &DeviceConfig) -> Result<Socket, SyncError> {
     let url = cfg.sync_url();
     let mut req = url
@@ -31,14 +34,21 @@ pub async fn connect(cfg: &DeviceConfig) -> Result<Socket, SyncError> {
     match tokio_tungstenite::connect_async_with_config(req, Some(ws_cfg), true).await {
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(resp)) => {
-            let body = resp
+            let json = resp
                 .body()
                 .as_deref()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| format!("HTTP {}", resp.status()));
-            if resp.status() == 401 || resp.status() == 403 {
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+            let field = |name: &str| {
+                json.as_ref()
+                    .and_then(|v| v.get(name).and_then(|e| e.as_str()).map(str::to_string))
+            };
+            let body = field("error").unwrap_or_else(|| format!("HTTP {}", resp.status()));
+            if field("code").as_deref() == Some("revoked") {
+                Err(SyncError::Revoked(body))
+            } else if resp.status() == 401 || resp.status() == 403 {
                 Err(SyncError::TokenRejected(body))
+            } else if resp.status() == 429 {
+                Err(SyncError::TooManyConnections(body))
             } else {
                 Err(SyncError::Unreachable {
                     url: cfg.relay.clone(),

@@ -2,8 +2,11 @@
 
 use crate::auth::Keys;
 use crate::config::ServeConfig;
-use crate::state::AppState;
-use crate::{http, secret, ws};
+use crate::error::ApiError;
+use crate::limits::ConnLimits;
+use crate::revoke::Revocations;
+use crate::state::{AppState, Settings};
+use crate::{http, perms, revoke, secret, ws};
 use actix_web::{web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
@@ -33,24 +36,55 @@ pub async fn run(
         "relay storage opened at {}",
         cfg.db_dir().display()
     );
-    let state = web::Data::new(AppState::new(relay, storage, Keys::new(&secret)));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::PathConfig::default())
-            .route("/healthz", web::get().to(http::healthz))
-            .route("/v1/sync", web::get().to(ws::sync))
-            .route("/v1/cases", web::get().to(http::list_cases))
-            .route("/v1/cases/{id}", web::get().to(http::get_case))
-            .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
-            .route("/v1/policy", web::get().to(http::get_policy))
-    })
-    .workers(cfg.workers)
-    // Sync frames are small and latency matters: without this, Nagle's
-    // algorithm holds a frame back until the previous one is acknowledged
-    // (measured: fan-out p90 23.8 ms before, see BENCHMARKS.md).
-    .tcp_nodelay(true)
-    .bind(cfg.listen)?;
+    // sled creates its files with the process umask: tighten the whole
+    // directory now that they exist (the secret and revocations are
+    // created 0600 already).
+    perms::restrict_tree(&cfg.data_dir)?;
+    let revocations = Revocations::load(&cfg.data_dir)?;
+    if !revocations.is_empty() {
+        tracing::info!(in_force = revocations.len(), "revocations loaded");
+    }
+    let state = web::Data::new(AppState::new(
+        relay,
+        storage,
+        Settings {
+            keys: Keys::new(&secret),
+            revocations,
+            limits: ConnLimits::new(cfg.max_device_connections, cfg.max_user_connections),
+            budget_bytes: cfg.send_budget_bytes(),
+            write_timeout: cfg.write_timeout,
+        },
+    ));
+    revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
+    let server =
+        HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PathConfig::default())
+                // Deserialization errors would quote the query; answer plainly.
+                .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                    ApiError::BadRequest("malformed query string".into()).into()
+                }))
+                .route("/healthz", web::get().to(http::healthz))
+                .route("/v1/sync", web::get().to(ws::sync))
+                .route("/v1/cases", web::get().to(http::list_cases))
+                .route("/v1/cases/{id}", web::get().to(http::get_case))
+                .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
+                .route("/v1/policy", web::get().to(http::get_policy))
+        })
+        .workers(cfg.workers)
+        // A handle on each connection's socket lets a sync connection whose
+        // device stopped reading be shut down (see ws::SocketHandle).
+        .on_connect(|conn, ext| {
+            if let Some(socket) = ws::SocketHandle::of(conn) {
+                ext.insert(socket);
+            }
+        })
+        // Sync frames are small and latency matters: without this, Nagle's
+        // algorithm holds a frame back until the previous one is acknowledged
+        // (measured: fan-out p90 23.8 ms before, see BENCHMARKS.md).
+        .tcp_nodelay(true)
+        .bind(cfg.listen)?;
     if let Some(addr) = server.addrs().first() {
         on_listen(*addr);
     }

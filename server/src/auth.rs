@@ -1,6 +1,10 @@
 //! Token issue and verification. HS256 only: the algorithm is pinned, and
-//! signature, `exp`, `nbf`, `aud` and `iss` are all checked.
+//! signature, `exp`, `nbf`, `aud` and `iss` are all checked, with at most
+//! [`LEEWAY_SECS`] of clock skew. Every token carries a random id (`jti`)
+//! and its issue time (`iat`) so an operator can revoke it (see
+//! [`crate::revoke`]).
 
+use crate::error::clip;
 use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::{DeviceId, StoreId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -10,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "aftercase-relay";
 /// The `aud` every token carries.
 pub const AUDIENCE: &str = "aftercase";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small, because an
+/// expired token must stop working promptly; device clocks do not matter
+/// here, only the relay's own clock is compared with the claims.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// Claims of a device token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,12 +34,32 @@ pub struct Claims {
     pub iss: String,
     /// Audience.
     pub aud: String,
-    /// Issued at (seconds).
+    /// Issued at (seconds). Revocations apply to tokens issued at or
+    /// before the revocation; tokens minted before `iat` was required count
+    /// as issued at 0.
+    #[serde(default)]
     pub iat: u64,
     /// Not before (seconds).
     pub nbf: u64,
     /// Expiry (seconds).
     pub exp: u64,
+    /// Random token id, for revoking one token. Tokens minted before ids
+    /// existed have none (empty).
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Who is calling.
+    pub principal: Principal,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// Issue time (seconds since the epoch; 0 when absent).
+    pub iat: u64,
+    /// The token id (empty for old tokens without one).
+    pub jti: String,
 }
 
 /// Why a token was not accepted. Messages never echo the token.
@@ -46,6 +74,9 @@ pub enum AuthError {
     /// Claims are present but not acceptable (unknown role, bad id).
     #[error("invalid token claims: {0}")]
     Claims(String),
+    /// The operator revoked the token, its device or its user.
+    #[error(transparent)]
+    Revoked(#[from] crate::revoke::Revoked),
 }
 
 /// Signs and verifies tokens with one secret.
@@ -66,7 +97,7 @@ impl Keys {
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -74,8 +105,17 @@ impl Keys {
         }
     }
 
-    /// Signs a token for `p`, valid for `ttl_secs` from `now_secs`.
-    pub fn issue(&self, p: &Principal, now_secs: u64, ttl_secs: u64) -> Result<String, AuthError> {
+    /// Signs a token for `p`, valid for `ttl_secs` from `now_secs`, with a
+    /// fresh random id. Returns the token and its id.
+    pub fn issue(
+        &self,
+        p: &Principal,
+        now_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(String, String), AuthError> {
+        let mut raw = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+        let jti: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let claims = Claims {
             sub: p.user.to_string(),
             role: p.role.to_string(),
@@ -86,30 +126,40 @@ impl Keys {
             iat: now_secs,
             nbf: now_secs.saturating_sub(60),
             exp: now_secs.saturating_add(ttl_secs),
+            jti: jti.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        Ok((token, jti))
     }
 
-    /// Verifies a token and returns the principal and the expiry (seconds).
-    pub fn verify(&self, token: &str) -> Result<(Principal, u64), AuthError> {
+    /// Verifies a token's signature and claims. Revocation is checked
+    /// separately ([`crate::revoke::Revocations::check`]).
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        // Error texts from the JWT library can quote claim values, which
+        // come from whoever sent the token: clip them.
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .map_err(|e| AuthError::Invalid(clip(&e.to_string())))?;
         let c = data.claims;
-        let claims = |e: &dyn std::fmt::Display| AuthError::Claims(e.to_string());
-        Ok((
-            Principal {
+        let claims = |e: &dyn std::fmt::Display| AuthError::Claims(clip(&e.to_string()));
+        if c.jti.len() > 64 {
+            return Err(AuthError::Claims("token id is too long".into()));
+        }
+        Ok(Verified {
+            principal: Principal {
                 user: UserId::new(c.sub).map_err(|e| claims(&e))?,
                 role: c.role.parse::<Role>().map_err(|e| claims(&e))?,
                 store: StoreId::new(c.store).map_err(|e| claims(&e))?,
                 device: DeviceId::new(c.device).map_err(|e| claims(&e))?,
             },
-            c.exp,
-        ))
+            exp: c.exp,
+            iat: c.iat,
+            jti: c.jti,
+        })
     }
 
     /// Verifies the `Authorization: Bearer` header of a request.
-    pub fn verify_header(&self, header: Option<&str>) -> Result<(Principal, u64), AuthError> {
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Verified, AuthError> {
         let value = header.ok_or(AuthError::Missing)?;
         let token = value
             .strip_prefix("Bearer ")
@@ -139,8 +189,16 @@ mod tests {
     #[test]
     fn accepts_own_tokens_and_rejects_tampering() {
         let keys = Keys::new(&[7; 32]);
-        let t = keys.issue(&p(), now(), 3600).unwrap();
-        assert_eq!(keys.verify(&t).unwrap().0, p());
+        let (t, jti) = keys.issue(&p(), now(), 3600).unwrap();
+        let v = keys.verify(&t).unwrap();
+        assert_eq!(v.principal, p());
+        assert_eq!(v.jti, jti);
+        assert_eq!(jti.len(), 32);
+        assert_ne!(
+            keys.issue(&p(), now(), 3600).unwrap().1,
+            jti,
+            "ids are random"
+        );
         let other = Keys::new(&[8; 32]);
         assert!(matches!(other.verify(&t), Err(AuthError::Invalid(_))));
         assert!(keys.verify("not.a.token").is_err());
@@ -150,7 +208,7 @@ mod tests {
     #[test]
     fn rejects_expired_and_foreign_algorithms() {
         let keys = Keys::new(&[7; 32]);
-        let old = keys.issue(&p(), now() - 10_000, 60).unwrap();
+        let (old, _) = keys.issue(&p(), now() - 10_000, 60).unwrap();
         let e = keys.verify(&old).unwrap_err();
         assert!(e.to_string().contains("Expired"), "{e}");
         // Same secret, different algorithm: refused because HS256 is pinned.
@@ -164,6 +222,7 @@ mod tests {
             iat: now(),
             nbf: now(),
             exp: now() + 600,
+            jti: String::new(),
         };
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
@@ -194,5 +253,28 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(keys.verify(&t), Err(AuthError::Claims(_))));
+    }
+
+    #[test]
+    fn leeway_is_at_most_five_seconds_and_old_tokens_without_id_still_work() {
+        let keys = Keys::new(&[7; 32]);
+        let sign = |v: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &v,
+                &EncodingKey::from_secret(&[7; 32]),
+            )
+            .unwrap()
+        };
+        let base = |exp: u64| {
+            serde_json::json!({"sub":"alice","role":"staff","store":"S1","device":"tab1",
+                "iss":ISSUER,"aud":AUDIENCE,"iat":now()-100,"nbf":now()-100,"exp":exp})
+        };
+        assert!(keys.verify(&sign(base(now() - 20))).is_err(), "20 s late");
+        let old = keys.verify(&sign(base(now() + 600))).unwrap();
+        assert_eq!(old.jti, "", "no id: treated as empty");
+        let mut no_iat = base(now() + 600);
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert_eq!(keys.verify(&sign(no_iat)).unwrap().iat, 0);
     }
 }

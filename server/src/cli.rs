@@ -2,9 +2,10 @@
 
 use crate::auth::Keys;
 use crate::config::ServeConfig;
+use crate::revoke::Target;
 use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::{DeviceId, StoreId, UserId};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -39,6 +40,21 @@ enum Command {
         /// HTTP worker threads.
         #[arg(long, default_value = "2")]
         workers: usize,
+        /// Most live sync connections per device; more are refused (429).
+        #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections_per_device: u32,
+        /// Most live sync connections per user, across their devices.
+        #[arg(long, default_value = "32", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections_per_user: u32,
+        /// A connection whose frames cannot be handed to its socket (the
+        /// device stopped reading) within this time is dropped, e.g. 30s.
+        #[arg(long, default_value = "30s")]
+        write_timeout: humantime::Duration,
+        /// MiB of frames that may wait to be sent, across all connections;
+        /// a connection that cannot get its share within --write-timeout is
+        /// dropped instead of growing memory.
+        #[arg(long, default_value = "256", value_parser = clap::value_parser!(u64).range(1..))]
+        send_budget_mib: u64,
     },
     /// Print a signed device token (last line of output).
     Token {
@@ -61,15 +77,25 @@ enum Command {
         #[arg(long, default_value = "30d")]
         ttl: humantime::Duration,
     },
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AFTERCASE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    /// Revoke a device, a user or one token. Tokens issued up to now for
+    /// that device or user are refused from then on, and their live
+    /// connections are closed within about two seconds; tokens issued
+    /// later work. Safe while the relay runs (it is not stopped or opened).
+    #[command(group(ArgGroup::new("what").required(true).args(["device", "user", "token"])))]
+    Revoke {
+        /// The relay's data directory (where `serve` keeps its data).
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
+        /// Revoke every token issued so far for this device.
+        #[arg(long)]
+        device: Option<DeviceId>,
+        /// Revoke every token issued so far for this user.
+        #[arg(long)]
+        user: Option<UserId>,
+        /// Revoke the one token with this id (printed by `token`).
+        #[arg(long)]
+        token: Option<String>,
+    },
 }
 
 /// Parses arguments, runs the command, maps errors to a one-line message.
@@ -92,14 +118,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cache_docs,
             memory_mib,
             workers,
+            max_connections_per_device,
+            max_connections_per_user,
+            write_timeout,
+            send_budget_mib,
         } => {
-            init_logging();
+            crate::logging::init("info");
             let cfg = ServeConfig {
                 listen,
                 data_dir,
                 cache_docs,
                 memory_mib,
                 workers: workers.max(1),
+                max_device_connections: max_connections_per_device as usize,
+                max_user_connections: max_connections_per_user as usize,
+                write_timeout: write_timeout.into(),
+                send_budget_mib,
             };
             actix_web::rt::System::new().block_on(crate::app::run(cfg, |addr| {
                 tracing::info!("listening on http://{addr}");
@@ -123,12 +157,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 store,
                 device,
             };
-            let token = keys.issue(&p, now, ttl.as_secs())?;
+            let (token, id) = keys.issue(&p, now, ttl.as_secs())?;
             eprintln!(
-                "token for {} ({}) of store {} on device {}, valid {}",
+                "token {id} for {} ({}) of store {} on device {}, valid {}",
                 p.user, p.role, p.store, p.device, ttl
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Revoke {
+            data_dir,
+            device,
+            user,
+            token,
+        } => {
+            let (target, what) = match (device, user, token) {
+                (Some(d), _, _) => (Target::Device(d.clone()), format!("device {d}")),
+                (_, Some(u), _) => (Target::User(u.clone()), format!("user {u}")),
+                (_, _, Some(t)) => {
+                    let what = format!("token {}", crate::error::clip(&t));
+                    (Target::Token(t), what)
+                }
+                // clap's required group guarantees one of the three.
+                (None, None, None) => anyhow::bail!("name a --device, --user or --token"),
+            };
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            let path = crate::revoke::write(&data_dir, target, now)?;
+            println!(
+                "revoked {what} ({}); a running relay refuses it within about a second",
+                path.display()
+            );
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `aftercase-relay serve` needs.
 #[derive(Debug, Clone)]
@@ -19,6 +20,17 @@ pub struct ServeConfig {
     pub memory_mib: u64,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Most live sync connections one device may hold; more are refused
+    /// with 429 before the upgrade.
+    pub max_device_connections: usize,
+    /// Most live sync connections one user may hold across devices.
+    pub max_user_connections: usize,
+    /// How long a frame may wait to be handed to a connection's socket (or
+    /// for send budget) before the relay gives up on that connection.
+    pub write_timeout: Duration,
+    /// Bytes of encoded frames that may wait to be sent, across every
+    /// connection, in MiB.
+    pub send_budget_mib: u64,
 }
 
 impl ServeConfig {
@@ -30,6 +42,11 @@ impl ServeConfig {
     /// Estimated bytes of loaded documents.
     pub fn doc_cache_bytes(&self) -> usize {
         usize::try_from(self.memory_mib * (1 << 20) / 2).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of the relay-wide send budget.
+    pub fn send_budget_bytes(&self) -> usize {
+        usize::try_from(self.send_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     /// Where the sled database lives.

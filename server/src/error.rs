@@ -13,12 +13,20 @@ pub enum ApiError {
     /// 401: no valid token.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: the token was valid but the operator revoked it, its device or
+    /// its user.
+    #[error("{0}")]
+    Revoked(String),
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
-    /// 404: no such case.
+    /// 404: no such case, or one the caller may not read (the two answer
+    /// alike so the API does not reveal which case ids exist).
     #[error("{0}")]
     NotFound(String),
+    /// 429: too many connections for this device or user.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 500: logged with details, answered without.
     #[error("internal error")]
     Internal(String),
@@ -32,7 +40,27 @@ impl From<aftercase_sync::storage::StorageError> for ApiError {
 
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
-        ApiError::Unauthorized(e.to_string())
+        match e {
+            crate::auth::AuthError::Revoked(r) => ApiError::Revoked(r.to_string()),
+            other => ApiError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A stable code for programs (the `code` field of the JSON answer), so
+    /// an app can tell a revoked token from an expired one without parsing
+    /// the words.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Revoked(_) => "revoked",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TooManyRequests(_) => "too_many_connections",
+            ApiError::Internal(_) => "internal",
+        }
     }
 }
 
@@ -40,9 +68,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::Revoked(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,9 +81,63 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "request failed");
         }
         let mut r = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized(_)) {
+        if matches!(self, ApiError::Unauthorized(_) | ApiError::Revoked(_)) {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        r.json(serde_json::json!({ "error": self.to_string() }))
+        // Messages are built from clipped input already; escaping once more
+        // here keeps any path that forgot from echoing control characters.
+        r.json(serde_json::json!({
+            "error": escape_controls(&self.to_string()),
+            "code": self.code(),
+        }))
+    }
+}
+
+/// Longest piece of caller input quoted back in an error message.
+pub const CLIP_CHARS: usize = 60;
+
+/// Caller input made safe to quote in an error message or a log line:
+/// control characters escaped, at most [`CLIP_CHARS`] characters kept, and
+/// an ellipsis when something was cut.
+pub fn clip(input: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in input.chars().enumerate() {
+        if i == CLIP_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_escapes_and_shortens() {
+        assert_eq!(clip("abc"), "abc");
+        assert_eq!(clip("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        let long = "x".repeat(500);
+        assert_eq!(clip(&long).chars().count(), CLIP_CHARS + 1);
+        assert_eq!(escape_controls("ok\r"), "ok\\r");
     }
 }

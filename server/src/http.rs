@@ -1,6 +1,12 @@
 //! The head-office read API.
+//!
+//! Every handler authenticates first (revoked tokens included), then does
+//! its relay work on a blocking thread so a long view or list never stalls
+//! the async workers that serve other requests and sync connections. A
+//! case the caller may not read is answered exactly like a case that does
+//! not exist, so case ids of other stores cannot be probed.
 
-use crate::error::ApiError;
+use crate::error::{clip, ApiError};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::access::{self, Principal, Role};
@@ -9,24 +15,41 @@ use aftercase_sync::relay::CaseFilter;
 use aftercase_sync::{CaseId, StoreId};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
 fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let header = req
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
-    Ok(state.keys.verify_header(header)?.0)
+    Ok(state.authenticate(header)?.principal)
 }
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a case id")))
+        .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case id", clip(raw))))
 }
 
-/// `GET /healthz`: liveness, no authentication.
+/// The one answer for a case that is missing or not readable by the caller.
+fn not_found(id: CaseId) -> ApiError {
+    ApiError::NotFound(format!("case {id} not found"))
+}
+
+/// Runs relay work on a blocking thread (it takes the relay lock).
+async fn blocking<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state: Arc<AppState> = state.clone().into_inner();
+    web::block(move || f(&state))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// `GET /healthz`: liveness, no authentication. Takes no lock, so it
+/// answers at once even while heavy uploads hold the relay.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let seq = state.relay().seq();
-    HttpResponse::Ok().json(json!({ "status": "ok", "seq": seq }))
+    HttpResponse::Ok().json(json!({ "status": "ok", "seq": state.seq() }))
 }
 
 /// Query of `GET /v1/cases`.
@@ -36,7 +59,8 @@ pub struct ListQuery {
     kind: Option<String>,
 }
 
-/// `GET /v1/cases?store=S&kind=K`: cases the caller may see.
+/// `GET /v1/cases?store=S&kind=K`: cases the caller may see (for a
+/// technician, only those assigned to or reported by them).
 pub async fn list_cases(
     req: HttpRequest,
     q: web::Query<ListQuery>,
@@ -44,7 +68,10 @@ pub async fn list_cases(
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
     let store = match &q.store {
-        Some(s) => Some(StoreId::new(s.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        Some(s) => Some(
+            StoreId::new(s.clone())
+                .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a store id", clip(s))))?,
+        ),
         None if p.role == Role::HeadOffice => None,
         None => Some(p.store.clone()),
     };
@@ -59,12 +86,18 @@ pub async fn list_cases(
     let kind = q
         .kind
         .as_deref()
-        .map(|k| k.parse::<CaseKind>())
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let rows = state.relay().list(&CaseFilter { store, kind })?;
+        .map(|k| {
+            k.parse::<CaseKind>()
+                .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case kind", clip(k))))
+        })
+        .transpose()?;
+    let rows = blocking(&state, move |s| {
+        Ok(s.relay().list(&CaseFilter { store, kind })?)
+    })
+    .await?;
     let cases: Vec<_> = rows
         .into_iter()
+        .filter(|(_, m)| access::can_read(&p, m))
         .map(|(id, m)| {
             json!({
                 "id": id.to_string(),
@@ -80,27 +113,17 @@ pub async fn list_cases(
     Ok(HttpResponse::Ok().json(json!({ "cases": cases })))
 }
 
-/// Authenticates the request and checks the caller may read the case in
-/// the path; returns the case id.
-fn readable_case(req: &HttpRequest, path: &str, state: &AppState) -> Result<CaseId, ApiError> {
-    let p = principal(req, state)?;
-    let id = case_id(path)?;
-    authorized(state, &p, id)?;
-    Ok(id)
-}
-
-fn authorized(state: &AppState, p: &Principal, id: CaseId) -> Result<(), ApiError> {
-    let meta = state
-        .relay()
-        .meta(id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
-    if !access::can_read(p, &meta) {
-        return Err(ApiError::Forbidden(format!(
-            "forbidden: {}",
-            access::not_visible(p)
-        )));
+/// Checks, with the relay locked, that `p` may read case `id`; a missing
+/// and an unreadable case give the same error.
+fn check_readable(
+    relay: &aftercase_sync::relay::Relay<aftercase_sync::storage::SledStorage>,
+    p: &Principal,
+    id: CaseId,
+) -> Result<(), ApiError> {
+    match relay.meta(id)? {
+        Some(meta) if access::can_read(p, &meta) => Ok(()),
+        _ => Err(not_found(id)),
     }
-    Ok(())
 }
 
 /// `GET /v1/cases/{id}`: the merged case as JSON, with the relay's audit trail.
@@ -109,25 +132,28 @@ pub async fn get_case(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = readable_case(&req, &path, &state)?;
-    let mut relay = state.relay();
-    let mut view = relay
-        .case_view(id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
-    view.evaluate_timers(crate::state::now_millis());
-    let audit: Vec<_> = relay
-        .audit(id)?
-        .into_iter()
-        .map(|(hash, r)| {
-            json!({
-                "change": hash,
-                "user": r.user,
-                "device": r.device,
-                "received_at": r.received_at.to_rfc3339(),
+    let p = principal(&req, &state)?;
+    let id = case_id(&path)?;
+    let (view, audit) = blocking(&state, move |s| {
+        let mut relay = s.relay();
+        check_readable(&relay, &p, id)?;
+        let mut view = relay.case_view(id)?.ok_or_else(|| not_found(id))?;
+        view.evaluate_timers(crate::state::now_millis());
+        let audit: Vec<_> = relay
+            .audit(id)?
+            .into_iter()
+            .map(|(hash, r)| {
+                json!({
+                    "change": hash,
+                    "user": r.user,
+                    "device": r.device,
+                    "received_at": r.received_at.to_rfc3339(),
+                })
             })
-        })
-        .collect();
-    drop(relay);
+            .collect();
+        Ok((view, audit))
+    })
+    .await?;
     let mut body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("audit".into(), json!(audit));
@@ -141,7 +167,7 @@ pub async fn get_policy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     principal(&req, &state)?;
-    let json = state.relay().policy().1.to_string();
+    let json = blocking(&state, |s| Ok(s.relay().policy().1.to_string())).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(json))
@@ -153,11 +179,14 @@ pub async fn get_doc(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = readable_case(&req, &path, &state)?;
-    let bytes = state
-        .relay()
-        .doc_bytes(id)?
-        .ok_or_else(|| ApiError::NotFound(format!("no case {id}")))?;
+    let p = principal(&req, &state)?;
+    let id = case_id(&path)?;
+    let bytes = blocking(&state, move |s| {
+        let mut relay = s.relay();
+        check_readable(&relay, &p, id)?;
+        relay.doc_bytes(id)?.ok_or_else(|| not_found(id))
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))

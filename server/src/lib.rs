@@ -8,6 +8,9 @@
 //! principal may see is decided by `aftercase_sync::access` from relay-side
 //! metadata. The sync protocol itself lives in `aftercase_sync`; this crate
 //! only moves its frames between sockets and the core.
+//!
+//! Operators revoke devices, users or tokens with [`revoke::write`] (the
+//! `revoke` command), which the running relay picks up within a second.
 
 pub mod app;
 pub mod auth;
@@ -15,6 +18,10 @@ pub mod cli;
 pub mod config;
 mod error;
 mod http;
+mod limits;
+pub mod logging;
+mod perms;
+pub mod revoke;
 pub mod secret;
 mod state;
 mod ws;

@@ -1,18 +1,30 @@
 //! State shared by every request and connection.
 
-use crate::auth::Keys;
+use crate::auth::{AuthError, Keys, Verified};
+use crate::error::ApiError;
+use crate::limits::{ConnLimits, SendBudget};
+use crate::revoke::Revocations;
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::{SledStorage, Storage, StorageError};
 use aftercase_sync::StoreId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// The relay core behind one lock, the keys, group commit, and the signals
-/// that wake connections when a case of theirs changed.
+/// The relay core behind one lock, the keys, group commit, the signals
+/// that wake connections when a case of theirs changed, revocations and
+/// the limits on connections.
+///
+/// The relay lock is taken only on blocking threads (`web::block`): frame
+/// handling and views do CPU work under it, and an async worker waiting
+/// for it would stall every other connection and request on that worker.
 pub struct AppState {
     relay: Mutex<Relay<SledStorage>>,
+    /// The relay's sequence as of the last frame handled, readable without
+    /// the lock (health checks, group commit, wake-ups).
+    seq: AtomicU64,
     /// The relay's storage, flushed outside the relay's lock.
     storage: SledStorage,
     /// Token keys.
@@ -26,24 +38,87 @@ pub struct AppState {
     /// use; head office listens to `everything`.
     stores: Mutex<HashMap<StoreId, watch::Sender<u64>>>,
     everything: watch::Sender<u64>,
+    /// Revocations in force; replaced whenever the directory changes.
+    revocations: watch::Sender<Arc<Revocations>>,
+    /// Live sync connections per device and user.
+    pub limits: Arc<ConnLimits>,
+    /// Bytes waiting to be sent, across connections.
+    pub budget: SendBudget,
+    /// Bytes one connection may have waiting to be sent.
+    pub per_connection_budget: usize,
+    /// How long a connection may take to accept its frames.
+    pub write_timeout: Duration,
+}
+
+/// The parts of [`AppState`] that come from configuration.
+pub struct Settings {
+    /// Token keys.
+    pub keys: Keys,
+    /// Revocations read at startup.
+    pub revocations: Revocations,
+    /// Connection limits.
+    pub limits: ConnLimits,
+    /// Send budget, in bytes.
+    pub budget_bytes: usize,
+    /// Write timeout.
+    pub write_timeout: Duration,
 }
 
 impl AppState {
     /// Wraps an opened relay and a handle on its storage.
-    pub fn new(relay: Relay<SledStorage>, storage: SledStorage, keys: Keys) -> AppState {
+    pub fn new(relay: Relay<SledStorage>, storage: SledStorage, settings: Settings) -> AppState {
         let (everything, _) = watch::channel(relay.seq());
+        let (revocations, _) = watch::channel(Arc::new(settings.revocations));
         AppState {
+            seq: AtomicU64::new(relay.seq()),
             relay: Mutex::new(relay),
             storage,
-            keys,
+            keys: settings.keys,
             issued: AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
             stores: Mutex::new(HashMap::new()),
             everything,
+            revocations,
+            limits: Arc::new(settings.limits),
+            budget: SendBudget::new(settings.budget_bytes),
+            // An eighth of the whole (at least 8 MiB, at most all of it):
+            // a few stalled devices cannot starve the others.
+            per_connection_budget: (settings.budget_bytes / 8)
+                .max(8 << 20)
+                .min(settings.budget_bytes),
+            write_timeout: settings.write_timeout,
         }
     }
 
-    /// Locks the relay core.
+    /// Verifies the `Authorization` header and checks the token is not
+    /// revoked. Every request and every new connection goes through here.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Verified, ApiError> {
+        let v = self.keys.verify_header(header)?;
+        self.revocations
+            .borrow()
+            .check(&v)
+            .map_err(|r| ApiError::from(AuthError::Revoked(r)))?;
+        Ok(v)
+    }
+
+    /// The channel carrying the revocations in force (for [`crate::revoke::watch`]).
+    pub fn revocations(&self) -> &watch::Sender<Arc<Revocations>> {
+        &self.revocations
+    }
+
+    /// The relay sequence as of the last handled frame, without the lock.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Records the relay's sequence; call with the relay lock held, after
+    /// any call that may have advanced it.
+    pub fn note_seq(&self, relay: &Relay<SledStorage>) {
+        self.seq.store(relay.seq(), Ordering::SeqCst);
+    }
+
+    /// Locks the relay core. Call only on a blocking thread (see the type's
+    /// documentation).
     pub fn relay(&self) -> MutexGuard<'_, Relay<SledStorage>> {
         // A panic while holding the lock cannot leave the relay half-written:
         // storage batches are atomic and the cache only holds committed
@@ -61,23 +136,27 @@ impl AppState {
     /// every write applied before it started, from any connection (group
     /// commit), so waiters behind a running flush usually find their write
     /// already covered.
-    pub async fn make_durable(&self, ticket: u64) -> Result<(), StorageError> {
+    pub async fn make_durable(self: &Arc<Self>, ticket: u64) -> Result<(), StorageError> {
         let mut flushed = self.flushed.lock().await;
         if *flushed >= ticket {
             return Ok(());
         }
-        // Every ticket up to `upto` was issued after its write was applied,
-        // and `seq` is read after that: the flush below covers them all.
+        // Every ticket up to `upto` was issued after its write was applied
+        // and the sequence noted (under the relay lock), and `seq` is read
+        // after that: the flush below covers them all.
         let upto = self.issued.load(Ordering::SeqCst);
-        let seq = self.relay().seq();
-        let storage = self.storage.clone();
-        actix_web::web::block(move || storage.flush())
-            .await
-            .map_err(|e| StorageError::Backend {
-                op: "flush",
-                message: e.to_string(),
-            })??;
-        self.relay().mark_durable(seq);
+        let seq = self.seq();
+        let state = self.clone();
+        actix_web::web::block(move || {
+            state.storage.flush()?;
+            state.relay().mark_durable(seq);
+            Ok::<_, StorageError>(())
+        })
+        .await
+        .map_err(|e| StorageError::Backend {
+            op: "flush",
+            message: e.to_string(),
+        })??;
         *flushed = upto;
         Ok(())
     }
@@ -100,7 +179,7 @@ impl AppState {
     /// Wakes the connections that may see a durable change of `store`'s
     /// case (`None`: every connection, for a new policy).
     pub fn wake(&self, store: Option<&StoreId>) {
-        let seq = self.relay().seq();
+        let seq = self.seq();
         let stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
         match store {
             Some(s) => {

@@ -1,15 +1,87 @@
 //! The WebSocket sync endpoint: authenticates, then shuttles frames between
 //! the socket and the relay core.
+//!
+//! Each connection has a reader (this module's `run`) and a sender task.
+//! The reader decodes a frame, hands it to the relay core on a blocking
+//! thread (the core takes the relay lock and does CPU work), encodes the
+//! answer there too, reserves its size from the relay-wide send budget and
+//! queues it for the sender. The sender waits for the group flush the
+//! answer depends on and hands the frames to the socket. A device that
+//! stops reading is dropped after the write timeout, whether its frames
+//! wait for the socket or for budget, so it never makes the relay hold
+//! unbounded memory.
 
-use crate::error::ApiError;
+use crate::auth::Verified;
+use crate::error::{clip, ApiError};
+use crate::limits::{ConnSlot, SendBudget};
+use crate::revoke::Revocations;
 use crate::state::{now_millis, AppState};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use aftercase_sync::access::Principal;
 use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
+use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
+use aftercase_sync::storage::SledStorage;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
-/// `GET /v1/sync`: upgrade to a sync connection. A missing or bad token is
-/// answered with 401 before the upgrade.
+/// Most cases the core accepts in one `Fetch` (its own limit; a larger
+/// fetch is passed through whole so the core refuses it as before).
+const FETCH_LIMIT: usize = 1000;
+
+/// A fetch is handled this many cases at a time, each part reserving send
+/// budget before the next is read from storage, so one fetch of large
+/// cases never sits in memory whole.
+const FETCH_PART: usize = 32;
+
+/// Longest wait for the close frames of a connection the relay ends.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// After the relay ended a connection, how long the device has to close
+/// its side before the socket is shut down under it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The reason given to a device that does not read what it asked for.
+const TOO_SLOW: &str = "connection dropped: the device did not read its data in time";
+
+/// A duplicate handle on a connection's TCP socket, taken when the
+/// connection is accepted. It lets the relay shut down a connection whose
+/// peer stopped reading: actix has no write timeout of its own, so without
+/// this, bytes already handed to actix would wait for that peer forever.
+#[derive(Clone)]
+pub struct SocketHandle(Arc<std::net::TcpStream>);
+
+impl SocketHandle {
+    /// Duplicates the socket of an accepted connection (`None` if it is not
+    /// a TCP stream or the descriptor cannot be duplicated).
+    pub fn of(conn: &dyn std::any::Any) -> Option<SocketHandle> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            let tcp = conn.downcast_ref::<actix_web::rt::net::TcpStream>()?;
+            let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+            Some(SocketHandle(Arc::new(std::net::TcpStream::from(fd))))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = conn;
+            None
+        }
+    }
+
+    /// Ends the connection in both directions; the peer's reads and writes
+    /// fail and actix drops the connection with whatever it still buffered.
+    fn shutdown(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// `GET /v1/sync`: upgrade to a sync connection. A missing, bad or revoked
+/// token is answered with 401, and a device or user over its connection
+/// limit with 429, before the upgrade.
 pub async fn sync(
     req: HttpRequest,
     body: web::Payload,
@@ -19,26 +91,30 @@ pub async fn sync(
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
-    let (principal, exp) = state.keys.verify_header(header)?;
+    let verified = state.authenticate(header)?;
+    let slot = state.limits.open(&verified.principal).map_err(|e| {
+        tracing::info!(device = %verified.principal.device, "sync connection refused: {e}");
+        ApiError::TooManyRequests(e.to_string())
+    })?;
+    let socket = req.conn_data::<SocketHandle>().cloned();
     let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(clip(&e.to_string())))?;
     let stream = stream
         .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
-    tracing::info!(user = %principal.user, device = %principal.device, store = %principal.store, role = %principal.role, "sync connection opened");
-    actix_web::rt::spawn(run(state.into_inner(), principal, exp, session, stream));
+    let p = &verified.principal;
+    tracing::info!(user = %p.user, device = %p.device, store = %p.store, role = %p.role, "sync connection opened");
+    let own_budget = SendBudget::new(state.per_connection_budget);
+    let conn = Conn {
+        state: state.into_inner(),
+        verified,
+        _slot: slot,
+        socket,
+        own_budget,
+    };
+    actix_web::rt::spawn(conn.run(session, stream));
     Ok(response)
-}
-
-async fn close(session: Session, code: CloseCode, reason: String) {
-    tracing::info!(%reason, "closing sync connection");
-    let _ = session
-        .close(Some(CloseReason {
-            code,
-            description: Some(reason),
-        }))
-        .await;
 }
 
 /// Frames on their way to the device, with the write they acknowledge.
@@ -47,16 +123,25 @@ struct Outgoing {
     ticket: Option<u64>,
     /// Store whose connections to wake once the write is durable.
     wake: Option<aftercase_sync::StoreId>,
-    frames: Vec<Frame>,
+    /// Encoded frames.
+    frames: Vec<Bytes>,
+    /// Their share of the relay's and the connection's send budgets,
+    /// returned once they are handed over.
+    _budget: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 /// Sends frames in order, each batch only once the write it acknowledges is
 /// on disk. Running beside the reader lets the connection keep handling
 /// frames while a flush is under way, so a burst of uploads shares flushes.
+/// Gives up (`Err`) when the socket does not take a frame within
+/// `write_timeout`.
+/// Once `cut` is set it sends nothing more but still makes every queued
+/// write durable and wakes its store, so other devices hear of it.
 async fn sender(
-    state: std::sync::Arc<AppState>,
+    state: Arc<AppState>,
     mut session: Session,
     mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    cut: Arc<AtomicBool>,
 ) -> Result<(), String> {
     while let Some(out) = rx.recv().await {
         if let Some(ticket) = out.ticket {
@@ -66,128 +151,443 @@ async fn sender(
             }
             state.wake(out.wake.as_ref());
         }
+        if cut.load(Ordering::SeqCst) {
+            continue;
+        }
         for f in out.frames {
-            if session.binary(f.encode()).await.is_err() {
-                return Ok(());
-            }
+            let failed = match tokio::time::timeout(state.write_timeout, session.binary(f)).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_closed)) => Ok(()),
+                Err(_) => Err(TOO_SLOW.to_string()),
+            };
+            settle_rest(&state, rx).await;
+            return failed;
         }
     }
     Ok(())
 }
 
-async fn run(
-    state: std::sync::Arc<AppState>,
-    principal: aftercase_sync::access::Principal,
-    exp: u64,
-    mut session: Session,
-    mut stream: actix_ws::AggregatedMessageStream,
-) {
-    let mut rs = state.relay().session(principal);
-    let mut changes = state.subscribe(match rs.principal().role {
-        aftercase_sync::access::Role::HeadOffice => None,
-        _ => Some(&rs.principal().store),
-    });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
-    let sending = actix_web::rt::spawn(sender(state.clone(), session.clone(), rx));
-    let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
-    let expires = tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now_secs)));
-    tokio::pin!(expires);
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(20),
-        Duration::from_secs(20),
-    );
-    let outcome: Option<(CloseCode, String)> = loop {
-        tokio::select! {
-            msg = stream.recv() => match msg {
-                None => break None,
-                Some(Err(e)) => break Some((CloseCode::Policy, format!("bad websocket frame: {e}"))),
-                Some(Ok(AggregatedMessage::Binary(bytes))) => {
-                    let frame = match Frame::decode(&bytes) {
-                        Ok(f) => f,
-                        Err(e) => break Some((CloseCode::Policy, e.to_string())),
-                    };
-                    let result = state.relay().handle(&mut rs, frame, now_millis());
-                    match result {
-                        Ok(out) => {
-                            if let Some(case) = out.changed {
-                                tracing::debug!(%case, "case changed");
-                            }
-                            if out.policy_published {
-                                // Wake everyone; the sessions send the policy.
-                                state.wake(None);
-                            }
-                            let ticket = out.needs_flush.then(|| state.ticket());
-                            let queued = Outgoing { ticket, wake: out.changed_store, frames: out.frames };
-                            if tx.send(queued).await.is_err() {
-                                break None;
-                            }
-                        }
-                        Err(SessionError::Storage(e)) => {
-                            tracing::error!(error = %e, "relay storage failed");
-                            break Some((CloseCode::Error, "relay storage failure, retry later".into()));
-                        }
-                        Err(e) => break Some((CloseCode::Policy, e.to_string())),
-                    }
+/// The connection is going away: make the writes still queued durable and
+/// wake their stores, sending nothing.
+async fn settle_rest(state: &Arc<AppState>, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) {
+    rx.close();
+    while let Some(out) = rx.recv().await {
+        if let Some(ticket) = out.ticket {
+            match state.make_durable(ticket).await {
+                Ok(()) => state.wake(out.wake.as_ref()),
+                Err(e) => {
+                    tracing::error!(error = %e, "relay storage failed to flush");
+                    return;
                 }
-                Some(Ok(AggregatedMessage::Text(_))) => {
-                    break Some((CloseCode::Unsupported, "text frames are not part of the sync protocol".into()))
+            }
+        }
+    }
+}
+
+/// Why the reader stopped.
+enum End {
+    /// The device went away or closed; nothing to tell it.
+    Quiet,
+    /// The relay ends the connection and tells the device why, after
+    /// sending what was already handled.
+    Close(CloseCode, String),
+    /// The relay ends the connection at once (the device is revoked or
+    /// does not read): nothing queued is sent, only the reason.
+    Cut(CloseCode, String),
+}
+
+/// One live sync connection.
+struct Conn {
+    state: Arc<AppState>,
+    verified: Verified,
+    /// Counted against the device's and user's limits while it lives.
+    _slot: ConnSlot,
+    socket: Option<SocketHandle>,
+    /// This connection's own cap on bytes waiting to be sent, so one device
+    /// that stops reading cannot take the whole relay-wide budget.
+    own_budget: SendBudget,
+}
+
+type Core = Relay<SledStorage>;
+
+/// A frame handled (or announcement made) by the core, encoded.
+struct Handled {
+    session: RelaySession,
+    result: Result<Output, SessionError>,
+}
+
+struct Output {
+    frames: Vec<Bytes>,
+    bytes: usize,
+    needs_flush: bool,
+    changed_store: Option<aftercase_sync::StoreId>,
+    policy_published: bool,
+}
+
+fn encode(frames: &[Frame]) -> (Vec<Bytes>, usize) {
+    let encoded: Vec<Bytes> = frames.iter().map(|f| Bytes::from(f.encode())).collect();
+    let bytes = encoded.iter().map(Bytes::len).sum();
+    (encoded, bytes)
+}
+
+/// Waits until the revocations in force refuse this connection's token;
+/// returns the reason.
+async fn revoked(rx: &mut watch::Receiver<Arc<Revocations>>, v: &Verified) -> String {
+    loop {
+        if let Err(r) = rx.borrow_and_update().check(v) {
+            return r.to_string();
+        }
+        if rx.changed().await.is_err() {
+            // The relay is shutting down; other branches end the connection.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `f` on the relay core on a blocking thread, giving the session
+    /// back with the result.
+    async fn core(
+        &self,
+        session: RelaySession,
+        f: impl FnOnce(&mut Core, &mut RelaySession) -> Result<RelayOutput, SessionError>
+            + Send
+            + 'static,
+    ) -> Option<Handled> {
+        let state = self.state.clone();
+        let mut session = session;
+        web::block(move || {
+            let result = {
+                let mut relay = state.relay();
+                let r = f(&mut relay, &mut session);
+                state.note_seq(&relay);
+                r
+            };
+            // Encoding is CPU work too: done here, after the lock is released.
+            let result = result.map(|out| {
+                let (frames, bytes) = encode(&out.frames);
+                Output {
+                    frames,
+                    bytes,
+                    needs_flush: out.needs_flush,
+                    changed_store: out.changed_store,
+                    policy_published: out.policy_published,
                 }
-                Some(Ok(AggregatedMessage::Ping(p))) => {
-                    if session.pong(&p).await.is_err() { break None; }
-                }
-                Some(Ok(AggregatedMessage::Pong(_))) => {}
-                Some(Ok(AggregatedMessage::Close(_))) => break None,
+            });
+            Handled { session, result }
+        })
+        .await
+        .ok()
+    }
+
+    /// Reserves budget for `out` and queues it for the sender. `Err` ends
+    /// the connection.
+    async fn queue(
+        &self,
+        out: Output,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        if out.policy_published {
+            // Wake everyone; the sessions send the policy.
+            self.state.wake(None);
+        }
+        let ticket = out.needs_flush.then(|| self.state.ticket());
+        if out.frames.is_empty() && ticket.is_none() {
+            return Ok(());
+        }
+        // A revocation must not wait for a slow device's budget.
+        let mut revocations = self.state.revocations().subscribe();
+        let reserve = async {
+            let own = self.own_budget.reserve(out.bytes).await?;
+            let shared = self.state.budget.reserve(out.bytes).await?;
+            Ok::<_, tokio::sync::AcquireError>((own, shared))
+        };
+        let budget = tokio::select! {
+            permit = tokio::time::timeout(self.state.write_timeout, reserve) => match permit {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(_)) | Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
             },
-            changed = changes.changed() => {
-                if changed.is_err() { break None; }
-                let frames = state.relay().announce(&mut rs);
-                match frames {
-                    Ok(frames) if frames.is_empty() => {}
-                    Ok(frames) => {
-                        if tx.send(Outgoing { ticket: None, wake: None, frames }).await.is_err() {
-                            break None;
+            reason = revoked(&mut revocations, &self.verified) => Err(End::Cut(CloseCode::Policy, reason)),
+        };
+        let budget = match budget {
+            Ok(b) => b,
+            Err(end) => {
+                self.settle(ticket, out.changed_store);
+                return Err(end);
+            }
+        };
+        let queued = Outgoing {
+            ticket,
+            wake: out.changed_store,
+            frames: out.frames,
+            _budget: Some(budget),
+        };
+        tx.send(queued).await.map_err(|refused| {
+            let Outgoing { ticket, wake, .. } = refused.0;
+            self.settle(ticket, wake);
+            End::Quiet
+        })
+    }
+
+    /// A write was applied but its answer will not be sent: still make it
+    /// durable and wake the store's connections, or other devices would
+    /// hear of it only after the next write.
+    fn settle(&self, ticket: Option<u64>, store: Option<aftercase_sync::StoreId>) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let state = self.state.clone();
+        actix_web::rt::spawn(async move {
+            match state.make_durable(ticket).await {
+                Ok(()) => state.wake(store.as_ref()),
+                Err(e) => tracing::error!(error = %e, "relay storage failed to flush"),
+            }
+        });
+    }
+
+    /// Handles one binary message from the device. `Err` ends the connection.
+    async fn frame(
+        &self,
+        rs: &mut Option<RelaySession>,
+        bytes: Bytes,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        let frame =
+            Frame::decode(&bytes).map_err(|e| End::Close(CloseCode::Policy, e.to_string()))?;
+        drop(bytes);
+        // A fetch is handled in parts (see FETCH_PART); anything else whole.
+        let parts: Vec<Frame> = match frame {
+            Frame::Fetch { docs } if docs.len() > FETCH_PART && docs.len() <= FETCH_LIMIT => docs
+                .chunks(FETCH_PART)
+                .map(|c| Frame::Fetch { docs: c.to_vec() })
+                .collect(),
+            other => vec![other],
+        };
+        for part in parts {
+            let Some(session) = rs.take() else {
+                return Err(End::Quiet);
+            };
+            let handled = self
+                .core(session, move |relay, s| relay.handle(s, part, now_millis()))
+                .await
+                .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
+            *rs = Some(handled.session);
+            match handled.result {
+                Ok(out) => self.queue(out, tx).await?,
+                Err(SessionError::Storage(e)) => {
+                    tracing::error!(error = %e, "relay storage failed");
+                    return Err(End::Close(
+                        CloseCode::Error,
+                        "relay storage failure, retry later".into(),
+                    ));
+                }
+                Err(e) => return Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Announces what changed for this connection's device.
+    async fn announce(
+        &self,
+        rs: &mut Option<RelaySession>,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        let Some(session) = rs.take() else {
+            return Err(End::Quiet);
+        };
+        let handled = self
+            .core(session, |relay, s| {
+                relay
+                    .announce(s)
+                    .map(|frames| RelayOutput {
+                        frames,
+                        ..Default::default()
+                    })
+                    .map_err(SessionError::Storage)
+            })
+            .await
+            .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
+        *rs = Some(handled.session);
+        match handled.result {
+            Ok(out) => self.queue(out, tx).await,
+            Err(e) => {
+                tracing::error!(error = %e, "announce failed");
+                Err(End::Close(
+                    CloseCode::Error,
+                    "relay storage failure, retry later".into(),
+                ))
+            }
+        }
+    }
+
+    async fn run(self, mut session: Session, mut stream: actix_ws::AggregatedMessageStream) {
+        let principal: Principal = self.verified.principal.clone();
+        let state = self.state.clone();
+        let p = principal.clone();
+        let Ok(rs) = web::block(move || state.relay().session(p)).await else {
+            return;
+        };
+        let mut rs = Some(rs);
+        let mut changes = self.state.subscribe(match principal.role {
+            aftercase_sync::access::Role::HeadOffice => None,
+            _ => Some(&principal.store),
+        });
+        let mut revocations = self.state.revocations().subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
+        let cut = Arc::new(AtomicBool::new(false));
+        let mut sending =
+            actix_web::rt::spawn(sender(self.state.clone(), session.clone(), rx, cut.clone()));
+        let mut sender_result: Option<Result<(), String>> = None;
+        let now_secs = chrono::Utc::now().timestamp().max(0) as u64;
+        let expires = tokio::time::sleep(Duration::from_secs(
+            self.verified.exp.saturating_sub(now_secs),
+        ));
+        tokio::pin!(expires);
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(20),
+            Duration::from_secs(20),
+        );
+        let write_timeout = self.state.write_timeout;
+        let end: End = loop {
+            let step = tokio::select! {
+                msg = stream.recv() => match msg {
+                    None => Err(End::Quiet),
+                    Some(Err(e)) => Err(End::Close(CloseCode::Policy, format!("bad websocket frame: {}", clip(&e.to_string())))),
+                    Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                        self.frame(&mut rs, bytes, &tx).await
+                    }
+                    Some(Ok(AggregatedMessage::Text(_))) => {
+                        Err(End::Close(CloseCode::Unsupported, "text frames are not part of the sync protocol".into()))
+                    }
+                    Some(Ok(AggregatedMessage::Ping(p))) => {
+                        match tokio::time::timeout(write_timeout, session.pong(&p)).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(_)) => Err(End::Quiet),
+                            Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "announce failed");
-                        break Some((CloseCode::Error, "relay storage failure, retry later".into()));
+                    Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+                    Some(Ok(AggregatedMessage::Close(_))) => Err(End::Quiet),
+                },
+                changed = changes.changed() => match changed {
+                    Err(_) => Err(End::Quiet),
+                    Ok(()) => self.announce(&mut rs, &tx).await,
+                },
+                reason = revoked(&mut revocations, &self.verified) => {
+                    tracing::info!(device = %principal.device, "closing a revoked connection");
+                    Err(End::Cut(CloseCode::Policy, reason))
+                }
+                done = &mut sending => {
+                    let r = done.unwrap_or(Ok(()));
+                    let end = match &r {
+                        Err(reason) => End::Close(CloseCode::Again, reason.clone()),
+                        Ok(()) => End::Quiet,
+                    };
+                    sender_result = Some(r);
+                    Err(end)
+                }
+                _ = ping.tick() => {
+                    match tokio::time::timeout(write_timeout, session.ping(b"")).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(End::Quiet),
+                        Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
                     }
                 }
+                _ = &mut expires => Err(End::Close(CloseCode::Policy, "token expired".into())),
+            };
+            if let Err(end) = step {
+                break end;
             }
-            _ = ping.tick() => {
-                if session.ping(b"").await.is_err() { break None; }
+        };
+        // Let everything already handled go out (once durable) before
+        // closing, unless the device is the reason for closing: a revoked
+        // device gets nothing more, and a slow one cannot take it.
+        drop(tx);
+        // A cut sender is left to finish on its own: it sends nothing more
+        // but still makes queued writes durable.
+        let end = match (sender_result, &end) {
+            (Some(_), _) => end,
+            (None, End::Cut(_, _)) => {
+                cut.store(true, Ordering::SeqCst);
+                end
             }
-            _ = &mut expires => break Some((CloseCode::Policy, "token expired".into())),
+            (None, _) => match tokio::time::timeout(write_timeout, &mut sending).await {
+                Ok(Ok(Err(reason))) => End::Close(CloseCode::Error, reason),
+                Ok(_) => end,
+                Err(_) => {
+                    cut.store(true, Ordering::SeqCst);
+                    End::Close(CloseCode::Again, TOO_SLOW.into())
+                }
+            },
+        };
+        if let Some(rs) = rs {
+            let state = self.state.clone();
+            let saved = web::block(move || state.relay().end_session(rs)).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!(error = %e, "could not persist sync states");
+            }
         }
-    };
-    // Let everything already handled go out (once durable) before closing.
-    drop(tx);
-    let outcome = match sending.await {
-        Ok(Err(reason)) => Some((CloseCode::Error, reason)),
-        _ => outcome,
-    };
-    let device = rs.principal().device.clone();
-    if let Err(e) = state.relay().end_session(rs) {
-        tracing::warn!(error = %e, "could not persist sync states");
-    }
-    match outcome {
-        Some((code, reason)) => {
-            if code == CloseCode::Policy {
-                // Tell the device why before closing, in the protocol too.
-                let _ = session
-                    .binary(
-                        Frame::Error {
+        let closed_in_time = match end {
+            End::Close(code, reason) | End::Cut(code, reason) => {
+                tracing::info!(%reason, "closing sync connection");
+                tokio::time::timeout(CLOSE_WAIT, async {
+                    if code == CloseCode::Policy {
+                        // Tell the device why before closing, in the protocol too.
+                        let error = Frame::Error {
                             reason: reason.clone(),
-                        }
-                        .encode(),
-                    )
-                    .await;
+                        };
+                        let _ = session.binary(error.encode()).await;
+                    }
+                    let _ = session
+                        .close(Some(CloseReason {
+                            code,
+                            description: Some(reason),
+                        }))
+                        .await;
+                })
+                .await
+                .is_ok()
             }
-            close(session, code, reason).await
+            End::Quiet => tokio::time::timeout(CLOSE_WAIT, session.close(None))
+                .await
+                .is_ok(),
+        };
+        if let Some(socket) = self.socket.clone() {
+            if closed_in_time {
+                // The close frame is queued; if the device still has not
+                // taken it after the grace period, stop waiting for it.
+                actix_web::rt::spawn(async move {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    socket.shutdown();
+                });
+            } else {
+                socket.shutdown();
+            }
         }
-        None => {
-            let _ = session.close(None).await;
-        }
+        tracing::info!(device = %principal.device, "sync connection closed");
     }
-    tracing::info!(%device, "sync connection closed");
+}
+
+/// Reasons echo what a device sent at most clipped (they go back to it and
+/// into the log).
+fn clip_reason(reason: &str) -> String {
+    if reason.chars().count() <= 200 && !reason.chars().any(char::is_control) {
+        reason.to_string()
+    } else {
+        let mut out: String = reason
+            .chars()
+            .take(200)
+            .flat_map(|c| {
+                let v: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                v
+            })
+            .collect();
+        out.push('…');
+        out
+    }
 }

@@ -140,14 +140,15 @@ fn other_stores_and_bad_tokens_are_refused() {
         Value::Array(vec![]),
         "another store's device received a case"
     );
+    // Another store's case answers like a missing one (no id probing).
     let (status, body) = relay.get(&format!("/v1/cases/{id}"), Some(&tx));
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     let body = String::from_utf8(body).unwrap();
     assert!(
         !body.contains("Han Meimei") && !body.contains("WM-8KG"),
         "{body}"
     );
-    assert_eq!(relay.get(&format!("/v1/cases/{id}/doc"), Some(&tx)).0, 403);
+    assert_eq!(relay.get(&format!("/v1/cases/{id}/doc"), Some(&tx)).0, 404);
     let (s, list) = relay.get_json("/v1/cases?store=S1", &tx);
     assert_eq!(s, 403, "{list}");
     let (s, list) = relay.get_json("/v1/cases?store=S1&kind=complaint", &thq);
@@ -587,7 +588,8 @@ fn a_repair_from_report_to_follow_up_call() {
         other.ok(&["case", "list"]).trim(),
         "no cases on this device"
     );
-    assert_eq!(relay.get(&format!("/v1/cases/{id}"), Some(&olga)).0, 403);
+    // Not assigned to her: answered like a missing case.
+    assert_eq!(relay.get(&format!("/v1/cases/{id}"), Some(&olga)).0, 404);
     assert_eq!(tech.show(&id)["assignee"], "tom");
     let err = tech.fails(&["case", "offer", &id, "--tier", "virtual", "--amount", "10"]);
     assert!(err.contains("technician may not offer"), "{err}");

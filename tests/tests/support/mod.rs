@@ -56,13 +56,30 @@ impl Relay {
 
     /// Starts a relay listening on `addr`.
     pub fn start_on(data_dir: &Path, addr: &str) -> Relay {
+        Relay::start_with(data_dir, addr, &[], "warn", None)
+    }
+
+    /// Starts a relay on `addr` with extra `serve` flags, the log filter
+    /// `log`, and its stderr written to `log_file` (inherited when `None`).
+    pub fn start_with(
+        data_dir: &Path,
+        addr: &str,
+        extra: &[&str],
+        log: &str,
+        log_file: Option<&Path>,
+    ) -> Relay {
+        let stderr = match log_file {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("relay log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(bin_dir().join("aftercase-relay"))
             .args(["serve", "--listen", addr, "--data-dir"])
             .arg(data_dir)
-            .env("AFTERCASE_LOG", "warn")
+            .args(extra)
+            .env("AFTERCASE_LOG", log)
             .env_remove("AFTERCASE_JWT_SECRET")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start relay");
         let stdout = child.stdout.take().expect("stdout");
@@ -88,6 +105,60 @@ impl Relay {
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `aftercase-relay revoke --data-dir DIR args...`; asserts success and
+    /// returns stdout.
+    pub fn revoke(&self, args: &[&str]) -> String {
+        let out = Command::new(bin_dir().join("aftercase-relay"))
+            .args(["revoke", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .expect("run revoke");
+        assert!(
+            out.status.success(),
+            "revoke failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    /// A signed token and its id (`jti`, from the `token` command's stderr).
+    pub fn token_with_id(
+        &self,
+        user: &str,
+        role: &str,
+        store: &str,
+        device: &str,
+    ) -> (String, String) {
+        let out = Command::new(bin_dir().join("aftercase-relay"))
+            .args(["token", "--data-dir"])
+            .arg(&self.data_dir)
+            .args([
+                "--user", user, "--role", role, "--store", store, "--device", device,
+            ])
+            .output()
+            .expect("run token");
+        assert!(out.status.success());
+        let token = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .lines()
+            .last()
+            .expect("token line")
+            .to_string();
+        let stderr = String::from_utf8(out.stderr).expect("utf8");
+        let id = stderr
+            .split_whitespace()
+            .nth(1)
+            .expect("token id on stderr")
+            .to_string();
+        (token, id)
     }
 
     /// Whether the process is still running.
@@ -291,4 +362,63 @@ impl Drop for Watched {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Cli {
+    /// Runs `aftercase --data-dir DIR args...` with extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(bin_dir().join("aftercase"));
+        cmd.arg("--data-dir").arg(&self.dir).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run aftercase")
+    }
+}
+
+/// A raw WebSocket to a relay.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a raw sync WebSocket with `token`; the error keeps the relay's
+/// HTTP answer when the upgrade is refused.
+pub async fn try_raw_socket(
+    relay_url: &str,
+    token: &str,
+) -> Result<RawSocket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = relay_url.replace("http://", "ws://") + "/v1/sync";
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_frame_size(Some(64 << 20))
+        .max_message_size(Some(64 << 20));
+    tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The status and body of a refused upgrade.
+pub fn refusal(e: &tokio_tungstenite::tungstenite::Error) -> (u16, String) {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => (
+            resp.status().as_u16(),
+            resp.body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default(),
+        ),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// A current-thread tokio runtime for raw socket work in a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
