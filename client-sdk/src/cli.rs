@@ -253,6 +253,13 @@ enum CaseCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Drop this device's changes to a case the relay refused: the local
+    /// copy is kept in the device's reject log and the relay's version is
+    /// fetched at the next sync.
+    Discard {
+        /// Case id.
+        id: CaseId,
+    },
     /// Approve a proposed offer (within your limit).
     Approve {
         /// Case id.
@@ -577,6 +584,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     device.assign(id, &technician)?;
                     eprintln!("assigned to {technician}");
                 }
+                CaseCommand::Discard { id } => {
+                    let kept = device.discard(id)?;
+                    eprintln!(
+                        "local changes to case {id} dropped ({kept} bytes kept in the reject log); the relay's version comes with the next sync"
+                    );
+                }
                 CaseCommand::Approve { id, offer_id } => {
                     device.decide(id, &offer_id, Decision::Approve)?;
                     eprintln!("offer approved");
@@ -725,6 +738,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     s.last_sync.as_deref().unwrap_or("never")
                 );
                 println!("relay:           {}", s.relay);
+                if !s.refused.is_empty() {
+                    println!("refused by the relay: {} case(s)", s.refused.len());
+                    for r in &s.refused {
+                        println!("  {}  [{}] {}", r.case, r.code, r.reason);
+                    }
+                    println!(
+                        "  fix and sync again, or drop your changes with `aftercase case discard ID`"
+                    );
+                }
             }
         }
     }

@@ -23,6 +23,8 @@ pub struct SyncStatus {
     pub cursor: u64,
     /// The relay this device syncs with.
     pub relay: String,
+    /// Cases whose local changes the relay refused, with its reasons.
+    pub refused: Vec<aftercase_sync::replica::Refused>,
 }
 
 /// A set-up device. Cheap to clone; clones share the same local store, so an
@@ -311,7 +313,16 @@ impl Device {
             last_sync: s.last_sync.map(|m| m.to_rfc3339()),
             cursor: s.cursor.0,
             relay: self.config.relay.clone(),
+            refused: self.replica().refusals()?,
         })
+    }
+
+    /// Drops the local changes of a refused case: the local document goes
+    /// to the reject log in the device's store (nothing typed is lost) and
+    /// the relay's version is fetched at the next sync. Returns the bytes
+    /// kept in the reject log.
+    pub fn discard(&self, case: CaseId) -> Result<usize, ClientError> {
+        Ok(self.replica().discard(case, now())?)
     }
 }
 

@@ -11,6 +11,9 @@ use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use std::collections::HashMap;
 
+mod refusals;
+pub use refusals::Refused;
+
 /// The peer name under which a device stores its sync state with the relay.
 const RELAY_PEER: &str = "relay";
 
@@ -741,6 +744,7 @@ impl<S: Storage> Replica<S> {
             let mut b = Batch::new();
             b.delete(keys::dirty(case));
             self.storage.apply(b)?;
+            self.clear_refusal(case)?;
         }
         Ok(covered)
     }

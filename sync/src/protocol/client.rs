@@ -107,6 +107,15 @@ impl ClientSession {
         let mut dirty: Vec<CaseId> = self.dirty.iter().copied().collect();
         dirty.sort();
         self.upload_queue = dirty.into();
+        // Discarded cases: take the relay's version whole.
+        let wanted = r.wanted()?;
+        for case in &wanted {
+            // Settled only once the relay answered for it.
+            self.pending.insert(*case, Vec::new());
+        }
+        if !wanted.is_empty() {
+            out.push(Frame::Fetch { docs: wanted });
+        }
         self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
         Ok(out)
     }
@@ -242,9 +251,13 @@ impl ClientSession {
                 }
                 self.push_sync(r, doc, false, &mut out)?;
             }
-            Frame::Refused { doc, reason, .. } => {
-                tracing::warn!(case = %doc, "relay refused a change");
+            Frame::Refused { doc, code, reason } => {
+                tracing::warn!(case = %doc, code = %crate::protocol::clip(&code, 20), "relay refused a change");
                 self.pending.remove(&doc);
+                r.got_wanted(doc)?;
+                if self.dirty.contains(&doc) {
+                    r.record_refusal(doc, &code, &reason, now)?;
+                }
                 self.refused.insert(doc, reason);
             }
             Frame::Error { reason } => return Err(SessionError::Remote(reason)),
@@ -264,6 +277,7 @@ impl ClientSession {
                         other => SessionError::Replica(other),
                     })?;
                 for DocBytes { doc, .. } in &docs {
+                    r.got_wanted(*doc)?;
                     if let Some(wanted) = self.pending.get(doc) {
                         if r.has_all(*doc, wanted)? {
                             self.pending.remove(doc);
