@@ -148,6 +148,8 @@ pub async fn get_case(
                     "user": r.user,
                     "device": r.device,
                     "received_at": r.received_at.to_rfc3339(),
+                    "claimed_at": r.claimed_at.map(|c| c.to_rfc3339()),
+                    "clock_skew_ms": r.skew_ms(),
                 })
             })
             .collect();

@@ -104,6 +104,7 @@ fn judged_with(
         policy,
         now: Millis(NOON + 60_000),
     })
+    .map(|_| ())
 }
 
 fn accept(doc: &mut Automerge, p: &Principal, edit: impl FnOnce(&mut Automerge)) {
@@ -887,4 +888,232 @@ fn paying_moves_need_an_accepted_offer() {
         t.commit();
     });
     assert_eq!(code(r), RefusalCode::Authority);
+}
+
+mod hostile_ops {
+    //! Random operation sequences from a hostile client: whatever the judge
+    //! accepts never changes a protected path (a fixed root field, a root
+    //! container, or any field of an entry recorded before).
+    use super::*;
+    use proptest::prelude::*;
+
+    const LOGS: &[&str] = &[
+        "timeline",
+        "offers",
+        "transitions",
+        "offer_decisions",
+        "assignments",
+    ];
+    const ROOT_KEYS: &[&str] = &[
+        "id",
+        "store_id",
+        "created_by",
+        "kind",
+        "timeline",
+        "offers",
+        "transitions",
+        "customer",
+        "extra",
+    ];
+    const FIELDS: &[&str] = &[
+        "type",
+        "author",
+        "role",
+        "device",
+        "at",
+        "text",
+        "amount_fen",
+        "needs_approval",
+        "to",
+        "assignee",
+        "zz",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum HostileOp {
+        PutRoot(usize, i64),
+        DeleteRoot(usize),
+        MakeRoot(usize),
+        PutEntry(usize, usize, usize, i64),
+        DeleteEntry(usize, usize),
+        DeleteEntryField(usize, usize, usize),
+        NewEntry(usize, Vec<(usize, i64)>),
+        /// What the product itself writes: a note.
+        Honest,
+    }
+
+    fn op() -> impl Strategy<Value = HostileOp> {
+        prop_oneof![
+            (0..ROOT_KEYS.len(), any::<i64>()).prop_map(|(k, v)| HostileOp::PutRoot(k, v)),
+            (0..ROOT_KEYS.len()).prop_map(HostileOp::DeleteRoot),
+            (0..ROOT_KEYS.len()).prop_map(HostileOp::MakeRoot),
+            (0..LOGS.len(), 0..4usize, 0..FIELDS.len(), any::<i64>())
+                .prop_map(|(l, e, f, v)| HostileOp::PutEntry(l, e, f, v)),
+            (0..LOGS.len(), 0..4usize).prop_map(|(l, e)| HostileOp::DeleteEntry(l, e)),
+            (0..LOGS.len(), 0..4usize, 0..FIELDS.len())
+                .prop_map(|(l, e, f)| HostileOp::DeleteEntryField(l, e, f)),
+            (
+                0..LOGS.len(),
+                proptest::collection::vec((0..FIELDS.len(), any::<i64>()), 0..8)
+            )
+                .prop_map(|(l, f)| HostileOp::NewEntry(l, f)),
+            Just(HostileOp::Honest),
+        ]
+    }
+
+    /// A value of a type chosen by `v`: strings that could pass as valid.
+    fn value(v: i64, field: &str, p: &Principal) -> ScalarValue {
+        match v.rem_euclid(6) {
+            0 => ScalarValue::Int(v),
+            1 => ScalarValue::Timestamp(NOON),
+            2 => ScalarValue::Boolean(v % 2 == 0),
+            3 => match field {
+                "author" => ScalarValue::Str(p.user.as_str().into()),
+                "role" => ScalarValue::Str(p.role.as_str().into()),
+                "device" => ScalarValue::Str(p.device.as_str().into()),
+                "type" => ScalarValue::Str("note".into()),
+                _ => ScalarValue::Str("cancelled".into()),
+            },
+            4 => ScalarValue::Str("head-office-1".into()),
+            _ => ScalarValue::Str(format!("v{v}").into()),
+        }
+    }
+
+    fn entry_ids<D: ReadDoc>(doc: &D, log: &str) -> Vec<String> {
+        let mut ids: Vec<String> = aftercase_sync::case::read::entries(doc, &ROOT, log)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn apply(d: &mut Automerge, ops: &[HostileOp], p: &Principal) {
+        for (n, op) in ops.iter().enumerate() {
+            if matches!(op, HostileOp::Honest) {
+                edit::add_note(d, id(), &ctx(p, 200 + n as u8), "an honest note").unwrap();
+            }
+        }
+        let mut t = d.transaction();
+        for (n, op) in ops.iter().enumerate() {
+            let entry = |t: &automerge::transaction::Transaction<'_>, l: usize, e: usize| {
+                let ids = entry_ids(t, LOGS[l]);
+                let m = aftercase_sync::case::read::map(t, &ROOT, LOGS[l])?;
+                let id = ids.get(e % ids.len().max(1))?.clone();
+                Some((m.clone(), aftercase_sync::case::read::map(t, &m, &id)?, id))
+            };
+            // Errors are ignored: a hostile client writes what it can.
+            match op {
+                HostileOp::PutRoot(k, v) => {
+                    let _ = t.put(ROOT, ROOT_KEYS[*k], value(*v, ROOT_KEYS[*k], p));
+                }
+                HostileOp::DeleteRoot(k) => {
+                    let _ = t.delete(ROOT, ROOT_KEYS[*k]);
+                }
+                HostileOp::MakeRoot(k) => {
+                    let _ = t.put_object(ROOT, ROOT_KEYS[*k], ObjType::Map);
+                }
+                HostileOp::PutEntry(l, e, f, v) => {
+                    if let Some((_, o, _)) = entry(&t, *l, *e) {
+                        let _ = t.put(&o, FIELDS[*f], value(*v, FIELDS[*f], p));
+                    }
+                }
+                HostileOp::DeleteEntry(l, e) => {
+                    if let Some((m, _, id)) = entry(&t, *l, *e) {
+                        let _ = t.delete(&m, id.as_str());
+                    }
+                }
+                HostileOp::DeleteEntryField(l, e, f) => {
+                    if let Some((_, o, _)) = entry(&t, *l, *e) {
+                        let _ = t.delete(&o, FIELDS[*f]);
+                    }
+                }
+                HostileOp::NewEntry(l, fields) => {
+                    if let Some(m) = aftercase_sync::case::read::map(&t, &ROOT, LOGS[*l]) {
+                        if let Ok(o) = t.put_object(&m, format!("h{n}"), ObjType::Map) {
+                            for (f, v) in fields {
+                                let _ = t.put(&o, FIELDS[*f], value(*v, FIELDS[*f], p));
+                            }
+                        }
+                    }
+                }
+                HostileOp::Honest => {}
+            }
+        }
+        t.commit();
+    }
+
+    /// Values with their op ids, independent of actor numbering.
+    fn values(v: Vec<(automerge::Value<'_>, automerge::ObjId)>) -> Vec<String> {
+        v.into_iter().map(|(x, id)| format!("{x:?}@{id}")).collect()
+    }
+
+    /// Everything a hostile upload must not change, as text.
+    fn protected(doc: &Automerge, base: &Automerge) -> String {
+        let mut out = String::new();
+        for (k, shape) in table::ROOT {
+            let v = doc.get_all(ROOT, *k).unwrap();
+            match shape {
+                RootShape::Fixed(_) => out.push_str(&format!("{k}={:?};", values(v))),
+                _ => out.push_str(&format!(
+                    "{k}:{:?};",
+                    v.iter().map(|(_, id)| id.to_string()).collect::<Vec<_>>()
+                )),
+            }
+        }
+        out.push_str(&format!(
+            "root keys {:?};",
+            doc.keys(ROOT).collect::<Vec<_>>()
+        ));
+        for l in LOGS {
+            for id in entry_ids(base, l) {
+                let e = aftercase_sync::case::read::map(
+                    doc,
+                    &aftercase_sync::case::read::map(doc, &ROOT, l).unwrap(),
+                    &id,
+                );
+                let fields = e.map(|e| {
+                    doc.keys(&e)
+                        .map(|f| format!("{f}={:?}", values(doc.get_all(&e, &f).unwrap())))
+                        .collect::<Vec<_>>()
+                });
+                out.push_str(&format!("{l}/{id}={fields:?};"));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn accepted_hostile_uploads_never_change_a_protected_path(
+            ops in proptest::collection::vec(op(), 1..12),
+            role in 0..4usize,
+        ) {
+            let (base, ..) = busy_case();
+            let p = principal([Role::Staff, Role::Technician, Role::Supervisor, Role::HeadOffice][role]);
+            let before = base.get_heads();
+            let mut device = base.fork().with_actor(ActorId::from(&[66u8; 16][..]));
+            apply(&mut device, &ops, &p);
+            let mut after = base.clone();
+            after.merge(&mut device).unwrap();
+            let changes = after.get_changes(&before);
+            let verdict = judge(&Upload {
+                case: id(),
+                doc: &after,
+                before: &before,
+                changes: &changes,
+                stored_bytes: 0,
+                principal: &p,
+                policy: &Policy::default(),
+                now: Millis(NOON + 60_000),
+            });
+            if ops.iter().all(|o| matches!(o, HostileOp::Honest)) {
+                prop_assert!(verdict.is_ok(), "honest notes refused: {:?}", verdict.err());
+            }
+            if verdict.is_ok() {
+                prop_assert_eq!(protected(&after, &base), protected(&base, &base));
+            }
+        }
+    }
 }

@@ -148,6 +148,11 @@ impl World {
         }
     }
 
+    /// The simulated time now (relay clock; devices are never ahead of it).
+    pub fn now(&self) -> Millis {
+        Millis(self.now)
+    }
+
     fn tick(&mut self) -> Millis {
         self.now += self.rng.random_range(1..5_000);
         Millis(self.now)

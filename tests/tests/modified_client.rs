@@ -21,6 +21,17 @@ fn principal(role: Role, user: &str, device: &str) -> Principal {
 /// Runs automerge sync of `doc` against the relay on a raw session; returns
 /// every frame the relay sent.
 fn push(w: &mut World, p: Principal, case: CaseId, doc: &mut Automerge) -> Vec<Frame> {
+    push_at(w, p, case, doc, Millis(2))
+}
+
+/// [`push`] with the relay's clock at `now`.
+fn push_at(
+    w: &mut World,
+    p: Principal,
+    case: CaseId,
+    doc: &mut Automerge,
+    now: Millis,
+) -> Vec<Frame> {
     let mut s = w.relay.session(p);
     let mut all = w
         .relay
@@ -47,7 +58,7 @@ fn push(w: &mut World, p: Principal, case: CaseId, doc: &mut Automerge) -> Vec<F
                     doc: case,
                     message: m.encode(),
                 },
-                Millis(2),
+                now,
             )
             .unwrap();
         let mut replied = false;
@@ -453,4 +464,69 @@ fn fetching_another_stores_case_by_id_is_refused() {
         .handle(&mut s, Frame::Fetch { docs: many }, Millis(3))
         .unwrap_err();
     assert!(err.to_string().contains("at most 1000"), "{err}");
+}
+
+#[test]
+fn a_device_clock_far_ahead_is_judged_and_shown_at_the_relays_time() {
+    use aftercase_sync::case::edit::{create_case, EditContext, NewCase};
+    use aftercase_sync::case::CaseKind;
+    let mut w = World::new(13, 8);
+    let id = CaseId::from_bytes([0x44; 16]);
+    let relay_now = 1_790_000_000_000i64;
+    let ahead = relay_now + 30 * 24 * 3_600_000;
+    let mut doc = Automerge::new().with_actor(ActorId::random());
+    create_case(
+        &mut doc,
+        &EditContext {
+            author: "user-tab-a".parse().unwrap(),
+            role: Role::Staff,
+            device: "tab-a".parse().unwrap(),
+            now: Millis(ahead),
+            nonce: [4; 16],
+        },
+        &NewCase {
+            id,
+            case_no: "S1-tab-a-4".into(),
+            kind: CaseKind::Complaint,
+            store: "S1".parse().unwrap(),
+            customer: aftercase_sync::case::edit::Customer {
+                name: "R".into(),
+                phone: "1234567".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    let frames = push_at(
+        &mut w,
+        principal(Role::Staff, "user-tab-a", "tab-a"),
+        id,
+        &mut doc,
+        Millis(relay_now),
+    );
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Refused { .. })),
+        "{frames:?}"
+    );
+    // The record keeps what the device claimed, and its skew.
+    let audit = w.relay.audit(id).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].1.claimed_at, Some(Millis(ahead)));
+    assert_eq!(audit[0].1.skew_ms(), Some(ahead - relay_now));
+    // Head office's view counts from the receipt, not the claimed future.
+    let view = w.relay_view(id).unwrap();
+    let created = view
+        .timeline
+        .iter()
+        .find(|e| e.kind == "created")
+        .expect("created entry");
+    assert_eq!(
+        created.at.as_deref(),
+        Some(Millis(relay_now).to_rfc3339().as_str()),
+        "{created:?}"
+    );
+    // The stored document itself is untouched.
+    let stored = automerge::Automerge::load(&w.relay.doc_bytes(id).unwrap().unwrap()).unwrap();
+    assert_eq!(stored.get_heads(), doc.get_heads());
 }

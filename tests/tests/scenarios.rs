@@ -143,7 +143,7 @@ fn concurrent_moves_through_the_relay_become_a_conflict_everywhere() {
     let options = view.allowed_transitions.clone();
     assert!(options.len() >= 2, "{options:?}");
     let e = aftercase_sync::replica::Entropy {
-        now: aftercase_sync::Millis(1_790_000_000_000),
+        now: w.now(),
         nonce: [1; 16],
     };
     w.devices[a]
@@ -151,7 +151,7 @@ fn concurrent_moves_through_the_relay_become_a_conflict_everywhere() {
         .transition(case, e, &options[0], None)
         .unwrap();
     let e = aftercase_sync::replica::Entropy {
-        now: aftercase_sync::Millis(1_790_000_000_001),
+        now: aftercase_sync::Millis(w.now().0 + 1),
         nonce: [2; 16],
     };
     w.devices[b]

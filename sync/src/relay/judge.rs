@@ -66,8 +66,18 @@ fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
     Refusal::new(code, message)
 }
 
+/// What the relay learns from an upload it accepts.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The latest time the upload's entries claim (device clock).
+    pub claimed_at: Option<i64>,
+    /// Entries judged at the relay's time because their claimed time was
+    /// not plausible.
+    pub clock_fixes: Vec<super::ClockFix>,
+}
+
 /// Judges an upload. `Ok` means it may be stored as it is.
-pub fn judge(u: &Upload<'_>) -> Result<(), Refusal> {
+pub fn judge(u: &Upload<'_>) -> Result<Verdict, Refusal> {
     check_sizes(u)?;
     let new_case = u.before.is_empty();
     let mut objs = root_objects(u.doc);
@@ -81,7 +91,49 @@ pub fn judge(u: &Upload<'_>) -> Result<(), Refusal> {
         }
     }
     check_values(u, new_case, &added)?;
-    validate::check_semantics(u, &added.entries)
+    validate::check_semantics(u, &added.entries)?;
+    Ok(verdict(u, &added))
+}
+
+fn verdict(u: &Upload<'_>, added: &Added) -> Verdict {
+    let mut v = Verdict::default();
+    for (log, key) in &added.entries {
+        let Some(at) = read::map(u.doc, &ROOT, log.key)
+            .and_then(|m| read::map(u.doc, &m, key))
+            .and_then(|e| read::int(u.doc, &e, "at"))
+        else {
+            continue;
+        };
+        v.claimed_at = Some(v.claimed_at.map_or(at, |c: i64| c.max(at)));
+        let trusted = validate::trusted_at(at, u.now.0, u.policy);
+        if trusted != at {
+            v.clock_fixes.push(super::ClockFix {
+                log: log.key.to_string(),
+                entry: key.clone(),
+                at: trusted,
+            });
+        }
+    }
+    v
+}
+
+/// Writes the trusted times into a local copy of a case (for views only).
+pub fn apply_clock_fixes(doc: &mut Automerge, fixes: &[super::ClockFix]) {
+    let mut tx = doc.transaction();
+    for f in fixes {
+        let entry = read::map(&tx, &ROOT, &f.log).and_then(|m| read::map(&tx, &m, &f.entry));
+        if let Some(e) = entry {
+            // A failed write leaves the claimed time: the view is still
+            // correct in every other respect.
+            let _ = automerge::transaction::Transactable::put(
+                &mut tx,
+                &e,
+                "at",
+                automerge::ScalarValue::Timestamp(f.at),
+            );
+        }
+    }
+    tx.commit();
 }
 
 fn check_sizes(u: &Upload<'_>) -> Result<(), Refusal> {

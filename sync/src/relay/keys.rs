@@ -7,6 +7,7 @@
 //! | `ra` seq | case(16) + heads (32 each): every case by latest change |
 //! | `ro` len store seq | case(16) + heads: the same, per owning store |
 //! | `ru` case hash | [`super::AuditRecord`] (postcard) |
+//! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
 
 use crate::ids::{CaseId, StoreId};
 
@@ -15,6 +16,11 @@ pub const META: &[u8] = b"rm";
 pub const ALL: &[u8] = b"ra";
 pub const AUDIT: &[u8] = b"ru";
 pub const POLICY: &[u8] = b"rp";
+pub const CLOCK: &[u8] = b"rt";
+
+pub fn clock(case: CaseId) -> Vec<u8> {
+    [CLOCK, case.as_bytes()].concat()
+}
 
 pub fn meta(case: CaseId) -> Vec<u8> {
     [META, case.as_bytes()].concat()

@@ -45,6 +45,52 @@ pub struct AuditRecord {
     pub device: DeviceId,
     /// Relay time of receipt.
     pub received_at: Millis,
+    /// The latest time the upload's entries claim (device clock), so the
+    /// device's skew against the relay stays on record. `None` for records
+    /// written before it was kept, and for uploads without entries.
+    pub claimed_at: Option<Millis>,
+}
+
+/// The record as first written (without `claimed_at`).
+#[derive(Deserialize)]
+struct AuditRecordV1 {
+    user: UserId,
+    device: DeviceId,
+    received_at: Millis,
+}
+
+impl AuditRecord {
+    fn decode(bytes: &[u8]) -> Result<AuditRecord, postcard::Error> {
+        postcard::from_bytes(bytes).or_else(|e| {
+            postcard::from_bytes::<AuditRecordV1>(bytes)
+                .map(|v| AuditRecord {
+                    user: v.user,
+                    device: v.device,
+                    received_at: v.received_at,
+                    claimed_at: None,
+                })
+                .map_err(|_| e)
+        })
+    }
+
+    /// How far the device clock was ahead of the relay (negative: behind),
+    /// in milliseconds, if the upload claimed a time.
+    pub fn skew_ms(&self) -> Option<i64> {
+        self.claimed_at.map(|c| c.0 - self.received_at.0)
+    }
+}
+
+/// An entry whose claimed time the relay did not believe, and the time it
+/// judged it at instead (its receipt). Head office's view shows the case
+/// with these times, so timers count from the earliest trustworthy time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockFix {
+    /// The log (root key).
+    pub log: String,
+    /// The entry id.
+    pub entry: String,
+    /// The trusted time.
+    pub at: i64,
 }
 
 /// What handling a frame produced.
@@ -287,11 +333,28 @@ impl<S: Storage> Relay<S> {
             return Ok(None);
         };
         let policy = self.policy.clone();
+        let fixes = self.clock_fixes(case)?;
         Ok(self.doc(case)?.map(|d| {
-            let mut v = CaseView::from_doc_with(&*d, &case.to_string(), &policy);
+            let mut v = if fixes.is_empty() {
+                CaseView::from_doc_with(&*d, &case.to_string(), &policy)
+            } else {
+                // A local copy with the trusted times; never stored.
+                let mut fixed = d.fork();
+                judge::apply_clock_fixes(&mut fixed, &fixes);
+                CaseView::from_doc_with(&fixed, &case.to_string(), &policy)
+            };
             v.store_id = Some(meta.store.to_string());
             v
         }))
+    }
+
+    /// Entries of `case` whose claimed times the relay did not believe.
+    pub fn clock_fixes(&self, case: CaseId) -> Result<Vec<ClockFix>, StorageError> {
+        self.storage
+            .get(&keys::clock(case))?
+            .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("clock fixes", e)))
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     /// The standard Automerge binary of a case.
@@ -304,7 +367,7 @@ impl<S: Storage> Relay<S> {
         let mut out = Vec::new();
         for (k, v) in self.storage.scan_prefix(&keys::audit_prefix(case))? {
             let hash = k.get(18..).map(hex).unwrap_or_default();
-            let rec: AuditRecord = postcard::from_bytes(&v).map_err(|e| corrupt("audit", e))?;
+            let rec = AuditRecord::decode(&v).map_err(|e| corrupt("audit", e))?;
             out.push((hash, rec));
         }
         out.sort_by(|a, b| (a.1.received_at, &a.0).cmp(&(b.1.received_at, &b.0)));
@@ -393,6 +456,10 @@ impl<S: Storage> Relay<S> {
             // Stored bytes as they are: decoding and re-saving every
             // document dominated a fresh device's first sync.
             if let Some(bytes) = docs::stored_bytes(&self.storage, *case)? {
+                if bytes.len() > MAX_CASE_FRAME {
+                    frames.push(Frame::refused(*case, &too_large_to_send(*case)));
+                    continue;
+                }
                 if !docs.is_empty()
                     && (size + bytes.len() > SNAPSHOT_FRAME_BYTES
                         || docs.len() == SNAPSHOTS_PER_FRAME)
@@ -559,10 +626,9 @@ impl<S: Storage> Relay<S> {
         let Some(state) = s.states.get_mut(&case) else {
             return Ok(None);
         };
-        Ok(doc.generate_sync_message(state).map(|m| Frame::Sync {
-            doc: case,
-            message: m.encode(),
-        }))
+        Ok(doc
+            .generate_sync_message(state)
+            .map(|m| sync_frame(case, m.encode())))
     }
 
     fn refuse(doc: CaseId, refusal: &Refusal) -> RelayOutput {
@@ -647,16 +713,20 @@ impl<S: Storage> Relay<S> {
                 policy: &self.policy,
                 now,
             };
-            if let Err(refusal) = judge::judge(&upload) {
-                // Nothing is stored and the document is not cached, so the
-                // next use reloads what was stored before this message.
-                tracing::info!(case = %case, device = %s.principal.device, code = %refusal.code, "refused an upload");
-                *state = State::new();
-                return Ok(Self::refuse(case, &refusal));
-            }
+            let verdict = match judge::judge(&upload) {
+                Ok(v) => v,
+                Err(refusal) => {
+                    // Nothing is stored and the document is not cached, so
+                    // the next use reloads what was stored before this
+                    // message.
+                    tracing::info!(case = %case, device = %s.principal.device, code = %refusal.code, "refused an upload");
+                    *state = State::new();
+                    return Ok(Self::refuse(case, &refusal));
+                }
+            };
             let p = s.principal.clone();
             let kind = meta.as_ref().map(|m| m.kind.clone());
-            let result = self.commit(case, &doc, &changes, meta, &p, now, state);
+            let result = self.commit(case, &doc, &changes, meta, &p, now, state, &verdict);
             match result {
                 Ok(store) => changed_store = Some(store),
                 Err(e) => {
@@ -679,10 +749,7 @@ impl<S: Storage> Relay<S> {
             self.cache_put(case, doc, weight, stored_bytes + added);
             return Ok(RelayOutput {
                 frames: reply
-                    .map(|m| Frame::Sync {
-                        doc: case,
-                        message: m.encode(),
-                    })
+                    .map(|m| sync_frame(case, m.encode()))
                     .into_iter()
                     .collect(),
                 needs_flush: true,
@@ -699,10 +766,7 @@ impl<S: Storage> Relay<S> {
         }
         Ok(RelayOutput {
             frames: reply
-                .map(|m| Frame::Sync {
-                    doc: case,
-                    message: m.encode(),
-                })
+                .map(|m| sync_frame(case, m.encode()))
                 .into_iter()
                 .collect(),
             needs_flush: changed.is_some(),
@@ -726,6 +790,7 @@ impl<S: Storage> Relay<S> {
         p: &Principal,
         now: Millis,
         state: &State,
+        verdict: &judge::Verdict,
     ) -> Result<StoreId, StorageError> {
         let seq = self.seq + 1;
         let mut b = Batch::new();
@@ -741,7 +806,16 @@ impl<S: Storage> Relay<S> {
             user: p.user.clone(),
             device: p.device.clone(),
             received_at: now,
+            claimed_at: verdict.claimed_at.map(Millis),
         };
+        if !verdict.clock_fixes.is_empty() {
+            let mut fixes = self.clock_fixes(case)?;
+            fixes.extend(verdict.clock_fixes.iter().cloned());
+            b.put(
+                keys::clock(case),
+                postcard::to_stdvec(&fixes).map_err(|e| corrupt("clock fixes", e))?,
+            );
+        }
         let rec_bytes = postcard::to_stdvec(&rec).map_err(|e| corrupt("audit", e))?;
         for c in changes {
             b.put(keys::audit(case, &c.hash().0), rec_bytes.clone());
@@ -794,6 +868,28 @@ fn device_holds(state: Option<&State>, heads: &[[u8; 32]]) -> bool {
         return false;
     };
     heads.iter().all(|h| theirs.iter().any(|t| t.0 == *h))
+}
+
+/// Largest case (or sync message) sent in one frame, leaving room for the
+/// frame's own fields.
+const MAX_CASE_FRAME: usize = crate::protocol::MAX_FRAME_BYTES - 64 * 1024;
+
+/// A sync message as a frame, or a refusal when it would not fit in one: a
+/// case stored before the size limits existed must not make every sync of
+/// its store fail on one oversized frame.
+fn sync_frame(case: CaseId, message: Vec<u8>) -> Frame {
+    if message.len() > MAX_CASE_FRAME {
+        tracing::warn!(case = %case, bytes = message.len(), "a case is too large to send");
+        return Frame::refused(case, &too_large_to_send(case));
+    }
+    Frame::Sync { doc: case, message }
+}
+
+fn too_large_to_send(case: CaseId) -> Refusal {
+    Refusal::new(
+        RefusalCode::TooLarge,
+        format!("case {case} is too large to send to a device; head office can read it"),
+    )
 }
 
 /// The one answer for a case that does not exist and for one the
