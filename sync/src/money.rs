@@ -158,12 +158,28 @@ pub fn accepted_conflict(doc: &automerge::Automerge, offers: &[Offer]) -> Option
 pub const PAYING: &[&str] = &["settled", "refunded", "partial_refund_keep"];
 
 /// A paying move needs an offer the customer accepted: the amount paid is
-/// one somebody with the authority granted (domain.md §3).
+/// one somebody with the authority granted (domain.md §3). A complaint is
+/// not archived while compensation is still open: every offer must be
+/// accepted, declined, rejected or withdrawn first.
 pub fn paying_move_allowed<D: ReadDoc>(
     doc: &D,
-    _kind: crate::case::CaseKind,
+    kind: crate::case::CaseKind,
     to: &str,
 ) -> Result<(), String> {
+    if kind == crate::case::CaseKind::Complaint && to == "archived" {
+        if let Some(o) = offers(doc)
+            .into_iter()
+            .find(|o| matches!(o.status.as_str(), "proposed" | "approved"))
+        {
+            return Err(format!(
+                "offer {} of {} is still {}: the customer must accept or decline it (or it must be withdrawn) before the complaint is archived",
+                o.id,
+                yuan(o.amount_fen),
+                o.status
+            ));
+        }
+        return Ok(());
+    }
     if !PAYING.contains(&to) {
         return Ok(());
     }

@@ -1117,3 +1117,200 @@ mod hostile_ops {
         }
     }
 }
+
+/// A move written by hand, as a modified client would, with its timeline
+/// companion: judged on the rule it breaks, not on its shape.
+fn forge_move(d: &mut Automerge, p: &Principal, from: &str, to: &str, n: u8) {
+    let prev = aftercase_sync::workflow::derive(&*d, {
+        let k = aftercase_sync::case::read::string(&*d, &ROOT, "kind").unwrap();
+        k.parse().unwrap()
+    })
+    .head;
+    let mut t = d.transaction();
+    let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
+    let e = t
+        .put_object(&m, format!("forged{n}"), ObjType::Map)
+        .unwrap();
+    for (k, v) in [
+        ("type", "transition"),
+        ("author", p.user.as_str()),
+        ("role", p.role.as_str()),
+        ("device", p.device.as_str()),
+        ("from", from),
+        ("to", to),
+        ("prev", prev.as_str()),
+    ] {
+        t.put(&e, k, v).unwrap();
+    }
+    t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+    t.put(&e, "policy_version", 1i64).unwrap();
+    let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+    let e = t
+        .put_object(&tl, format!("forged{n}t"), ObjType::Map)
+        .unwrap();
+    for (k, v) in [
+        ("type", "status_change"),
+        ("author", p.user.as_str()),
+        ("role", p.role.as_str()),
+        ("device", p.device.as_str()),
+    ] {
+        t.put(&e, k, v).unwrap();
+    }
+    t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+    t.commit();
+}
+
+#[test]
+fn a_complaint_is_not_archived_with_compensation_open() {
+    let sup = principal(Role::Supervisor);
+    let staff = principal(Role::Staff);
+    let policy = Policy::default();
+    let mut doc = stored_case(CaseKind::Complaint);
+    let c = id();
+    for (n, to) in [(2, "accepted"), (3, "in_handling"), (4, "replied")] {
+        accept(&mut doc, &sup, |d| {
+            transition::transition(d, c, &ctx(&sup, n), to, None).unwrap()
+        });
+    }
+    // A clerk's cash offer waits for approval.
+    accept(&mut doc, &staff, |d| {
+        offer::offer(d, c, &ctx(&staff, 5), &policy, Tier::Cash, 20_000, None).unwrap();
+    });
+    // The device refuses to archive, and so does the relay when forged.
+    let mut local = doc.fork();
+    let err = transition::transition(&mut local, c, &ctx(&sup, 6), "archived", None).unwrap_err();
+    assert!(
+        err.to_string().contains("before the complaint is archived"),
+        "{err}"
+    );
+    let r = judged(&doc, &sup, |d| {
+        forge_move(d, &sup, "replied", "archived", 7)
+    });
+    assert_eq!(code(r), RefusalCode::Authority);
+    // Once the customer declines it, archiving is fine.
+    let o = aftercase_sync::money::offers(&doc)[0].id.clone();
+    accept(&mut doc, &staff, |d| {
+        offer::decide(d, c, &ctx(&staff, 8), &policy, &o, offer::Decision::Decline).unwrap()
+    });
+    judged(&doc, &sup, |d| {
+        transition::transition(d, c, &ctx(&sup, 9), "archived", None).unwrap()
+    })
+    .unwrap();
+}
+
+#[test]
+fn offers_accepted_one_after_another_are_no_conflict_but_concurrent_ones_are() {
+    let sup = principal(Role::Supervisor);
+    let policy = Policy::default();
+    let c = id();
+    let mut doc = stored_case(CaseKind::DamageClaim);
+    let mut ids = Vec::new();
+    for n in 0..3u8 {
+        accept(&mut doc, &sup, |d| {
+            ids.push(
+                offer::offer(d, c, &ctx(&sup, 10 + n), &policy, Tier::Cash, 1_000, None).unwrap(),
+            )
+        });
+    }
+    // One after the other: the second acceptance knew the first.
+    for (n, o) in ids[..2].iter().enumerate() {
+        accept(&mut doc, &sup, |d| {
+            offer::decide(
+                d,
+                c,
+                &ctx(&sup, 20 + n as u8),
+                &policy,
+                o,
+                offer::Decision::Accept,
+            )
+            .unwrap()
+        });
+    }
+    let offers = aftercase_sync::money::offers(&doc);
+    assert_eq!(
+        aftercase_sync::money::accepted_conflict(&doc, &offers),
+        None
+    );
+    // Offline, one tablet has the customer accept the third offer while
+    // another makes and has them accept a fourth: neither knew of the
+    // other's acceptance, so the two are a conflict.
+    let mut a = doc.fork();
+    let mut b = doc.fork();
+    let o3 = ids[2].clone();
+    offer::decide(
+        &mut a,
+        c,
+        &ctx(&sup, 30),
+        &policy,
+        &o3,
+        offer::Decision::Accept,
+    )
+    .unwrap();
+    let o4 = offer::offer(&mut b, c, &ctx(&sup, 31), &policy, Tier::Cash, 1_000, None).unwrap();
+    offer::decide(
+        &mut b,
+        c,
+        &ctx(&sup, 32),
+        &policy,
+        &o4,
+        offer::Decision::Accept,
+    )
+    .unwrap();
+    a.merge(&mut b).unwrap();
+    let offers = aftercase_sync::money::offers(&a);
+    let mut conflict = aftercase_sync::money::accepted_conflict(&a, &offers).expect("a conflict");
+    conflict.sort();
+    let mut want = vec![o3, o4];
+    want.sort();
+    assert_eq!(conflict, want);
+}
+
+#[test]
+fn the_relay_holds_the_contact_rules_without_an_override() {
+    let staff = principal(Role::Staff);
+    let sup = principal(Role::Supervisor);
+    let c = id();
+    let doc = stored_case(CaseKind::Complaint);
+    let forge_call = |d: &mut Automerge, p: &Principal, at: i64, n: u8, overridden: bool| {
+        let mut t = d.transaction();
+        let m = aftercase_sync::case::read::map(&t, &ROOT, "contact_attempts").unwrap();
+        let e = t.put_object(&m, format!("call{n}"), ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "contact"),
+            ("author", p.user.as_str()),
+            ("role", p.role.as_str()),
+            ("device", p.device.as_str()),
+            ("channel", "phone"),
+            ("outcome", "no answer"),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        if overridden {
+            t.put(&e, "override", "customer asked to be called back")
+                .unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(at)).unwrap();
+        t.commit();
+    };
+    // 23:30 China time the night before: outside the calling hours, and
+    // within what the relay believes of a device clock (12.5 h before its
+    // own time, well inside the 72 h a tablet may be offline).
+    let late = NOON - 12 * 3_600_000 - 30 * 60_000;
+    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 1, false));
+    assert_eq!(code(r), RefusalCode::ContactRules);
+    // A staff override is forbidden; a supervisor's is accepted.
+    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 2, true));
+    assert_eq!(code(r), RefusalCode::Forbidden);
+    judged(&doc, &sup, |d| forge_call(d, &sup, late, 3, true)).unwrap();
+    // A fourth call the same day is refused; the device would have said so.
+    let mut busy = doc.clone();
+    for n in 0..3u8 {
+        accept(&mut busy, &staff, |d| {
+            edit::log_contact(d, c, &ctx(&staff, 40 + n), ContactChannel::Phone, "tried").unwrap()
+        });
+    }
+    let r = judged(&busy, &staff, |d| {
+        forge_call(d, &staff, NOON + 50_000, 4, false)
+    });
+    assert_eq!(code(r), RefusalCode::ContactRules);
+}
