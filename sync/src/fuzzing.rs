@@ -33,8 +33,10 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
     };
     let id = CaseId::from_bytes(SEED_CASE);
     let mut doc = Automerge::new();
+    // The connection below is user "fuzz" on device "seed": the relay
+    // refuses a case whose creator is not the uploader.
     let ctx = EditContext {
-        author: UserId::new("seed").unwrap_or_else(|_| unreachable!("valid literal id")),
+        author: UserId::new("fuzz").unwrap_or_else(|_| unreachable!("valid literal id")),
         role: Role::Staff,
         device: DeviceId::new("seed").unwrap_or_else(|_| unreachable!("valid literal id")),
         now: Millis(1),
@@ -80,11 +82,14 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
             )
             .unwrap_or_else(|e| panic!("seeding: {e}"));
         for f in out.frames {
-            if let Frame::Sync { message, .. } = f {
-                let msg = automerge::sync::Message::decode(&message)
+            if let Frame::Sync { message, .. } = &f {
+                let msg = automerge::sync::Message::decode(message)
                     .unwrap_or_else(|e| panic!("relay reply: {e}"));
                 doc.receive_sync_message(&mut st, msg)
                     .unwrap_or_else(|e| panic!("relay reply: {e}"));
+            }
+            if let Frame::Refused { reason, .. } = f {
+                panic!("the relay refused the seed case: {reason}");
             }
         }
     }
@@ -139,4 +144,85 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
             );
         }
     }
+}
+
+/// Applies `data` as Automerge change bytes to the seeded case and judges
+/// the result as an upload by a clerk of the case's own store. Panics only
+/// if an invariant breaks: the judge must not panic, and an upload it
+/// accepts must leave every fixed root field and every recorded entry of
+/// the case as it was.
+pub fn judge_accepts_arbitrary_changes(data: &[u8]) {
+    let mut relay = seeded_relay();
+    let id = CaseId::from_bytes(SEED_CASE);
+    let stored = match relay.doc_bytes(id) {
+        Ok(Some(b)) => b,
+        _ => panic!("the seeded case is stored"),
+    };
+    let Ok(base) = Automerge::load(&stored) else {
+        panic!("the seeded case loads");
+    };
+    let before = base.get_heads();
+    let mut after = base.clone();
+    if after.load_incremental(data).is_err() {
+        return;
+    }
+    let changes = after.get_changes(&before);
+    if changes.is_empty() {
+        return;
+    }
+    let p = principal("S1", "fuzzer");
+    let policy = crate::policy::Policy::default();
+    let verdict = crate::relay::judge::judge(&crate::relay::judge::Upload {
+        case: id,
+        doc: &after,
+        before: &before,
+        changes: &changes,
+        stored_bytes: stored.len(),
+        principal: &p,
+        policy: &policy,
+        now: Millis(5),
+    });
+    if verdict.is_ok() {
+        assert_eq!(
+            protected(&after, &base),
+            protected(&base, &base),
+            "an accepted upload changed a protected path"
+        );
+    }
+}
+
+/// The fixed root fields and every entry `base` holds, as text.
+fn protected(doc: &Automerge, base: &Automerge) -> String {
+    use crate::case::{read, table};
+    use automerge::{ReadDoc, ROOT};
+    let mut out = String::new();
+    for (k, _) in table::ROOT {
+        let v: Vec<String> = doc
+            .get_all(ROOT, *k)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(v, id)| format!("{v:?}@{id}"))
+            .collect();
+        out.push_str(&format!("{k}={v:?};"));
+    }
+    for l in table::LOGS {
+        for (key, _) in read::entries(base, &ROOT, l.key) {
+            let e = read::map(doc, &ROOT, l.key).and_then(|m| read::map(doc, &m, &key));
+            let fields: Option<Vec<String>> = e.map(|e| {
+                doc.keys(&e)
+                    .map(|f| {
+                        let v: Vec<String> = doc
+                            .get_all(&e, &f)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(v, id)| format!("{v:?}@{id}"))
+                            .collect();
+                        format!("{f}={v:?}")
+                    })
+                    .collect()
+            });
+            out.push_str(&format!("{}/{key}={fields:?};", l.key));
+        }
+    }
+    out
 }

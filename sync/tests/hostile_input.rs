@@ -1,7 +1,7 @@
 //! Hostile input at the relay: random frames, random and mutated Automerge
 //! messages, and every input the fuzzers kept (`fuzz/corpus`, `fuzz/artifacts`).
 
-use aftercase_sync::fuzzing::relay_accepts_arbitrary_frames;
+use aftercase_sync::fuzzing::{judge_accepts_arbitrary_changes, relay_accepts_arbitrary_frames};
 use aftercase_sync::protocol::Frame;
 use proptest::prelude::*;
 
@@ -49,13 +49,17 @@ fn replay_kept_fuzz_inputs() {
         "artifacts/relay_frames",
         "corpus/frame_decode",
         "artifacts/frame_decode",
+        "corpus/judge_changes",
+        "artifacts/judge_changes",
     ] {
         let Ok(entries) = std::fs::read_dir(root.join(sub)) else {
             continue;
         };
         for e in entries.flatten() {
             let data = std::fs::read(e.path()).unwrap();
-            if sub.ends_with("frame_decode") {
+            if sub.ends_with("judge_changes") {
+                judge_accepts_arbitrary_changes(&data);
+            } else if sub.ends_with("frame_decode") {
                 if let Ok(f) = Frame::decode(&data) {
                     assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
                 }
@@ -131,4 +135,54 @@ proptest! {
 fn a_valid_upload_from_another_store_leaves_the_seeded_case_alone() {
     let data = framed(&[valid_upload()]);
     relay_accepts_arbitrary_frames(&data);
+}
+
+/// Change bytes a clerk's device could send for the seeded case: an honest
+/// note, and edits of recorded entries and fixed fields.
+fn seed_changes() -> Vec<Vec<u8>> {
+    use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
+    let mut relay = aftercase_sync::fuzzing::seeded_relay();
+    let id = aftercase_sync::CaseId::from_bytes(aftercase_sync::fuzzing::SEED_CASE);
+    let base = automerge::Automerge::load(&relay.doc_bytes(id).unwrap().unwrap()).unwrap();
+    let heads = base.get_heads();
+    let mut out = Vec::new();
+    let mut honest = base.fork();
+    let ctx = aftercase_sync::case::EditContext {
+        author: "fuzz".parse().unwrap(),
+        role: aftercase_sync::access::Role::Staff,
+        device: "fuzzer".parse().unwrap(),
+        now: aftercase_sync::Millis(5),
+        nonce: [9; 16],
+    };
+    aftercase_sync::case::edit::add_note(&mut honest, id, &ctx, "hello").unwrap();
+    out.push(honest.save_after(&heads));
+    let mut forged = base.fork();
+    let tl = aftercase_sync::case::read::map(&forged, &automerge::ROOT, "timeline").unwrap();
+    let first = forged.keys(&tl).next().unwrap();
+    let e = aftercase_sync::case::read::map(&forged, &tl, &first).unwrap();
+    let mut t = forged.transaction();
+    t.put(&e, "author", "fuzz").unwrap();
+    t.put(automerge::ROOT, "store_id", "S9").unwrap();
+    t.delete(automerge::ROOT, "offers").unwrap();
+    t.commit();
+    out.push(forged.save_after(&heads));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_change_bytes_never_get_past_the_judge(
+        which in 0..2usize,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        let mut data = seed_changes().swap_remove(which);
+        for (i, b) in flips {
+            let at = i.index(data.len());
+            data[at] = b;
+        }
+        judge_accepts_arbitrary_changes(&data);
+    }
 }
