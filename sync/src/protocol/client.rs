@@ -1,6 +1,6 @@
 //! The device side of one connection.
 
-use super::frame::{DocBytes, DocHeads, Frame};
+use super::frame::{DocBytes, DocHeads, Frame, PieceKind};
 use crate::ids::{CaseId, Cursor, Millis};
 use crate::replica::{Replica, ReplicaError};
 use crate::storage::Storage;
@@ -54,7 +54,22 @@ pub struct ClientSession {
     /// so each case is still loaded when the relay's answer comes back and
     /// the relay is not handed everything at once.
     upload_queue: VecDeque<CaseId>,
+    /// Pieces of an oversized case or sync message being joined.
+    assembling: HashMap<CaseId, Assembly>,
 }
+
+/// A case or sync message arriving in pieces.
+struct Assembly {
+    kind: PieceKind,
+    total: u32,
+    next: u32,
+    bytes: Vec<u8>,
+}
+
+/// Most bytes a device joins from pieces for one case: far above any case
+/// the relay's size limits let grow, and a bound on what a relay can make
+/// a device hold.
+const MAX_ASSEMBLED_BYTES: usize = 256 << 20;
 
 /// Cases offered to the relay up front; each frame from the relay lets the
 /// device offer [`UPLOAD_REFILL`] more.
@@ -85,6 +100,7 @@ impl ClientSession {
             policy_news: None,
             load_threads: 1,
             upload_queue: VecDeque::new(),
+            assembling: HashMap::new(),
         }
     }
 
@@ -285,6 +301,26 @@ impl ClientSession {
                     }
                 }
             }
+            Frame::Piece {
+                doc,
+                kind,
+                index,
+                total,
+                bytes,
+            } => {
+                if let Some(whole) = self.join_piece(doc, kind, index, total, bytes)? {
+                    let frame = match kind {
+                        PieceKind::Sync => Frame::Sync {
+                            doc,
+                            message: whole,
+                        },
+                        PieceKind::Snapshot => Frame::Snapshots {
+                            docs: vec![DocBytes { doc, bytes: whole }],
+                        },
+                    };
+                    return self.handle(r, frame, now);
+                }
+            }
             Frame::Fetch { .. } => {
                 return Err(SessionError::Protocol(
                     "unexpected fetch from the relay".into(),
@@ -331,6 +367,49 @@ impl ClientSession {
         Ok(())
     }
 
+    /// Adds a piece; returns the joined bytes once the last piece arrived.
+    fn join_piece(
+        &mut self,
+        doc: CaseId,
+        kind: PieceKind,
+        index: u32,
+        total: u32,
+        bytes: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, SessionError> {
+        let bad = |what: &str| {
+            SessionError::Protocol(format!("piece {index} of {total} for case {doc}: {what}"))
+        };
+        if index == 0 {
+            self.assembling.insert(
+                doc,
+                Assembly {
+                    kind,
+                    total,
+                    next: 0,
+                    bytes: Vec::new(),
+                },
+            );
+        }
+        let a = self
+            .assembling
+            .get_mut(&doc)
+            .ok_or_else(|| bad("no first piece"))?;
+        if a.kind != kind || a.total != total || a.next != index || index >= total {
+            self.assembling.remove(&doc);
+            return Err(bad("out of order"));
+        }
+        if a.bytes.len() + bytes.len() > MAX_ASSEMBLED_BYTES {
+            self.assembling.remove(&doc);
+            return Err(bad("more than a device joins"));
+        }
+        a.bytes.extend_from_slice(&bytes);
+        a.next += 1;
+        if a.next < a.total {
+            return Ok(None);
+        }
+        Ok(self.assembling.remove(&doc).map(|a| a.bytes))
+    }
+
     /// Whether every local change was confirmed or refused. Stops at the
     /// first unconfirmed case: this runs after every frame.
     fn all_confirmed(&self) -> bool {
@@ -356,5 +435,39 @@ impl ClientSession {
     /// Number of announced cases still being downloaded.
     pub fn pending_downloads(&self) -> usize {
         self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_join_in_order_and_anything_else_is_refused() {
+        let mut s = ClientSession::new();
+        let doc = CaseId::from_bytes([3; 16]);
+        let k = PieceKind::Snapshot;
+        assert_eq!(s.join_piece(doc, k, 0, 3, vec![1]).unwrap(), None);
+        assert_eq!(s.join_piece(doc, k, 1, 3, vec![2]).unwrap(), None);
+        assert_eq!(
+            s.join_piece(doc, k, 2, 3, vec![3]).unwrap(),
+            Some(vec![1, 2, 3])
+        );
+        // Out of order, a wrong total, a kind switch, no first piece.
+        assert!(s.join_piece(doc, k, 1, 3, vec![2]).is_err());
+        s.join_piece(doc, k, 0, 3, vec![1]).unwrap();
+        assert!(s.join_piece(doc, k, 2, 3, vec![3]).is_err());
+        s.join_piece(doc, k, 0, 3, vec![1]).unwrap();
+        assert!(s.join_piece(doc, k, 1, 4, vec![2]).is_err());
+        s.join_piece(doc, k, 0, 2, vec![1]).unwrap();
+        assert!(s.join_piece(doc, PieceKind::Sync, 1, 2, vec![2]).is_err());
+        assert!(s.join_piece(doc, k, 0, 0, vec![1]).is_err());
+        // A relay cannot make a device hold more than the bound.
+        s.join_piece(doc, k, 0, 1000, vec![0; MAX_ASSEMBLED_BYTES / 2])
+            .unwrap();
+        assert!(s
+            .join_piece(doc, k, 1, 1000, vec![0; MAX_ASSEMBLED_BYTES / 2 + 1])
+            .is_err());
+        assert!(s.assembling.is_empty());
     }
 }

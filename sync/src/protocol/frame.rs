@@ -29,6 +29,15 @@ pub struct DocBytes {
     pub bytes: Vec<u8>,
 }
 
+/// What a sequence of [`Frame::Piece`]s carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PieceKind {
+    /// A whole case, as in [`Frame::Snapshots`].
+    Snapshot,
+    /// One sync message, as in [`Frame::Sync`].
+    Sync,
+}
+
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -101,6 +110,22 @@ pub enum Frame {
     Snapshots {
         /// The cases.
         docs: Vec<DocBytes>,
+    },
+    /// Relay → device: one piece of a case or sync message too large for
+    /// one frame. Pieces of one case come in order, `index` 0 to
+    /// `total - 1`, with nothing else for that case in between; the device
+    /// joins them and handles the whole as a snapshot or a sync message.
+    Piece {
+        /// The case.
+        doc: CaseId,
+        /// What the joined bytes are.
+        kind: PieceKind,
+        /// This piece's position.
+        index: u32,
+        /// How many pieces there are.
+        total: u32,
+        /// The piece.
+        bytes: Vec<u8>,
     },
 }
 
@@ -182,6 +207,7 @@ impl Frame {
             Frame::PolicyRefused { .. } => "policy_refused",
             Frame::Fetch { .. } => "fetch",
             Frame::Snapshots { .. } => "snapshots",
+            Frame::Piece { .. } => "piece",
         }
     }
 }
@@ -236,6 +262,24 @@ mod tests {
                 0..3
             )
             .prop_map(|docs| Frame::Snapshots { docs }),
+            (
+                case_id(),
+                any::<bool>(),
+                any::<u32>(),
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..100)
+            )
+                .prop_map(|(doc, sync, index, total, bytes)| Frame::Piece {
+                    doc,
+                    kind: if sync {
+                        PieceKind::Sync
+                    } else {
+                        PieceKind::Snapshot
+                    },
+                    index,
+                    total,
+                    bytes
+                }),
         ]
     }
 

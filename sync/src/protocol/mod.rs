@@ -12,7 +12,9 @@ mod frame;
 mod refusal;
 
 pub use client::{ClientSession, SessionError};
-pub use frame::{DecodeError, DocBytes, DocHeads, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use frame::{
+    DecodeError, DocBytes, DocHeads, Frame, PieceKind, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 pub use refusal::{clip, Refusal, RefusalCode};
 
 /// Lets Automerge resend changes the peer asks for even though it believes

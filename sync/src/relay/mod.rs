@@ -19,7 +19,7 @@ pub mod validate;
 use crate::access::{self, CaseMeta, Principal, Role};
 use crate::case::{schema, CaseKind, CaseView};
 use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
-use crate::protocol::{DocBytes, DocHeads, Frame, Refusal, RefusalCode, SessionError};
+use crate::protocol::{DocBytes, DocHeads, Frame, PieceKind, Refusal, RefusalCode, SessionError};
 use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
@@ -172,6 +172,9 @@ pub struct Relay<S: Storage> {
     /// or a crash would hand that sequence number to a different change the
     /// device would then never be told about.
     durable_seq: u64,
+    /// Largest case or sync message sent in one frame; larger ones go in
+    /// pieces.
+    frame_limit: usize,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -216,6 +219,7 @@ impl<S: Storage> Relay<S> {
             cache_budget: usize::MAX,
             seq,
             durable_seq: seq,
+            frame_limit: MAX_CASE_FRAME,
         })
     }
 
@@ -244,6 +248,12 @@ impl<S: Storage> Relay<S> {
     pub fn set_cache_budget(&mut self, bytes: usize) {
         self.cache_budget = bytes;
         self.trim_cache();
+    }
+
+    /// Sends cases and sync messages over `bytes` in pieces (default: what
+    /// fits in one frame). For tests, and for devices with small buffers.
+    pub fn set_frame_limit(&mut self, bytes: usize) {
+        self.frame_limit = bytes.clamp(1024, MAX_CASE_FRAME);
     }
 
     /// Estimated memory of the loaded documents.
@@ -456,8 +466,8 @@ impl<S: Storage> Relay<S> {
             // Stored bytes as they are: decoding and re-saving every
             // document dominated a fresh device's first sync.
             if let Some(bytes) = docs::stored_bytes(&self.storage, *case)? {
-                if bytes.len() > MAX_CASE_FRAME {
-                    frames.push(Frame::refused(*case, &too_large_to_send(*case)));
+                if bytes.len() > self.frame_limit {
+                    frames.extend(pieces(*case, PieceKind::Snapshot, &bytes, self.frame_limit));
                     continue;
                 }
                 if !docs.is_empty()
@@ -581,9 +591,7 @@ impl<S: Storage> Relay<S> {
                 // Automerge has nothing to send, the announcement alone
                 // makes the device ask, as on a reconnect.
                 if s.caught_up {
-                    if let Some(f) = self.push(s, doc)? {
-                        frames.push(f);
-                    }
+                    frames.extend(self.push(s, doc)?);
                 }
                 docs.push(DocHeads { doc, heads });
             }
@@ -616,19 +624,21 @@ impl<S: Storage> Relay<S> {
     }
 
     /// A sync message for `case` on a session that has synced it before.
-    fn push(&mut self, s: &mut RelaySession, case: CaseId) -> Result<Option<Frame>, StorageError> {
+    fn push(&mut self, s: &mut RelaySession, case: CaseId) -> Result<Vec<Frame>, StorageError> {
         if !s.states.contains_key(&case) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
+        let limit = self.frame_limit;
         let Some(doc) = self.doc(case)? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let Some(state) = s.states.get_mut(&case) else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         Ok(doc
             .generate_sync_message(state)
-            .map(|m| sync_frame(case, m.encode())))
+            .map(|m| sync_frames(case, m.encode(), limit))
+            .unwrap_or_default())
     }
 
     fn refuse(doc: CaseId, refusal: &Refusal) -> RelayOutput {
@@ -749,9 +759,8 @@ impl<S: Storage> Relay<S> {
             self.cache_put(case, doc, weight, stored_bytes + added);
             return Ok(RelayOutput {
                 frames: reply
-                    .map(|m| sync_frame(case, m.encode()))
-                    .into_iter()
-                    .collect(),
+                    .map(|m| sync_frames(case, m.encode(), self.frame_limit))
+                    .unwrap_or_default(),
                 needs_flush: true,
                 changed,
                 changed_store,
@@ -766,9 +775,8 @@ impl<S: Storage> Relay<S> {
         }
         Ok(RelayOutput {
             frames: reply
-                .map(|m| sync_frame(case, m.encode()))
-                .into_iter()
-                .collect(),
+                .map(|m| sync_frames(case, m.encode(), self.frame_limit))
+                .unwrap_or_default(),
             needs_flush: changed.is_some(),
             changed,
             changed_store,
@@ -874,22 +882,33 @@ fn device_holds(state: Option<&State>, heads: &[[u8; 32]]) -> bool {
 /// frame's own fields.
 const MAX_CASE_FRAME: usize = crate::protocol::MAX_FRAME_BYTES - 64 * 1024;
 
-/// A sync message as a frame, or a refusal when it would not fit in one: a
-/// case stored before the size limits existed must not make every sync of
-/// its store fail on one oversized frame.
-fn sync_frame(case: CaseId, message: Vec<u8>) -> Frame {
-    if message.len() > MAX_CASE_FRAME {
-        tracing::warn!(case = %case, bytes = message.len(), "a case is too large to send");
-        return Frame::refused(case, &too_large_to_send(case));
+/// A sync message as frames: one, or pieces when it would not fit in one
+/// (a case stored before the size limits existed must not make every sync
+/// of its store fail on one oversized frame).
+fn sync_frames(case: CaseId, message: Vec<u8>, limit: usize) -> Vec<Frame> {
+    if message.len() > limit {
+        return pieces(case, PieceKind::Sync, &message, limit);
     }
-    Frame::Sync { doc: case, message }
+    vec![Frame::Sync { doc: case, message }]
 }
 
-fn too_large_to_send(case: CaseId) -> Refusal {
-    Refusal::new(
-        RefusalCode::TooLarge,
-        format!("case {case} is too large to send to a device; head office can read it"),
-    )
+/// `bytes` cut into [`Frame::Piece`]s of at most `size` bytes (and 1 MiB).
+fn pieces(case: CaseId, kind: PieceKind, bytes: &[u8], size: usize) -> Vec<Frame> {
+    // Pieces of at most 1 MiB keep each send small against the relay's
+    // send budget, whatever the frame limit.
+    let chunks: Vec<&[u8]> = bytes.chunks(size.clamp(1, 1 << 20)).collect();
+    let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Frame::Piece {
+            doc: case,
+            kind,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            total,
+            bytes: c.to_vec(),
+        })
+        .collect()
 }
 
 /// The one answer for a case that does not exist and for one the
