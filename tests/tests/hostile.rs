@@ -641,3 +641,78 @@ fn a_refused_case_is_listed_and_can_be_discarded_without_blocking_others() {
     assert_eq!(status["refused"], serde_json::json!([]));
     assert_eq!(status["pending_cases"], 0);
 }
+
+#[test]
+fn a_case_cannot_be_grown_past_the_limit_and_the_store_still_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let alice = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let id = alice.new_case("complaint");
+    alice.ok(&["sync"]);
+    let rt = runtime();
+    let token = relay.token("mallory", "staff", "S1", "evil-1");
+    let mut ws = rt.block_on(try_raw_socket(&relay.url, &token)).unwrap();
+    rt.block_on(hello(&mut ws));
+    let mut doc = rt.block_on(fetch(&mut ws, &id));
+    let ctx = |n: u32| aftercase_sync::case::EditContext {
+        author: "mallory".parse().unwrap(),
+        role: aftercase_sync::access::Role::Staff,
+        device: "evil-1".parse().unwrap(),
+        now: aftercase_sync::Millis(chrono::Utc::now().timestamp_millis()),
+        nonce: {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&n.to_be_bytes());
+            b
+        },
+    };
+    // Notes of 10,000 characters that do not compress, 12 per upload
+    // (under the 512 KiB change limit), until the relay says no.
+    let mut uploaded = 0usize;
+    let mut refused = None;
+    for round in 0..40u32 {
+        let mut next = doc.fork();
+        for k in 0..12u32 {
+            let n = round * 100 + k;
+            let text: String = (0..10_000u32)
+                .map(|i| {
+                    char::from_u32(
+                        0x4e00 + (i.wrapping_mul(7919) ^ n.wrapping_mul(104_729)) % 20_000,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            aftercase_sync::case::edit::add_note(&mut next, id.parse().unwrap(), &ctx(n), &text)
+                .unwrap();
+        }
+        let bytes = next.save_after(&doc.get_heads()).len();
+        match rt.block_on(upload(&mut ws, &id, &mut next)) {
+            Ok(()) => {
+                uploaded += bytes;
+                doc = next;
+            }
+            Err((code, reason)) => {
+                refused = Some((code, reason));
+                break;
+            }
+        }
+    }
+    let (code, reason) = refused.expect("the relay refuses to grow the case without end");
+    assert_eq!(code, "too_large", "{reason}");
+    assert!(
+        uploaded <= 4 << 20,
+        "{uploaded} bytes were accepted into one case"
+    );
+    // The store's devices, old and new, still sync the case.
+    alice.ok(&["sync"]);
+    let bob = Cli::init(
+        &tmp.path().join("b"),
+        &relay.url,
+        &relay.token("bob", "staff", "S1", "tab-b"),
+    );
+    bob.ok(&["sync"]);
+    assert_eq!(bob.show(&id)["id"], serde_json::json!(id));
+}
