@@ -225,7 +225,7 @@ pub struct Offer {
     pub(crate) at: i64,
     /// The decision entry that recorded the customer's acceptance.
     #[serde(skip)]
-    pub(crate) accept_entry: Option<String>,
+    pub accept_entry: Option<String>,
 }
 
 /// Reads every offer of a case with its current status.

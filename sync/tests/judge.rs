@@ -819,8 +819,27 @@ fn a_clerk_needs_a_purchase_date_and_cannot_reopen_the_window() {
     accept(&mut doc, &staff, |d| {
         edit::set_field(d, c, &ctx(&staff, 3), CaseField::PurchaseDate, "2026-09-01").unwrap()
     });
-    let r = judged(&doc, &staff, |d| {
-        edit::set_field(d, c, &ctx(&staff, 4), CaseField::PurchaseDate, "2026-11-22").unwrap()
+    let mut local = doc.fork();
+    let err = edit::set_field(
+        &mut local,
+        c,
+        &ctx(&staff, 4),
+        CaseField::PurchaseDate,
+        "2026-11-22",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("already recorded"), "{err}");
+    // A modified client writes it anyway: the relay refuses.
+    let r = judged(&doc, &sup_like(&staff), |d| {
+        // Written as a supervisor would, then uploaded by the clerk.
+        edit::set_field(
+            d,
+            c,
+            &ctx(&principal(Role::Supervisor), 4),
+            CaseField::PurchaseDate,
+            "2026-11-22",
+        )
+        .unwrap()
     });
     assert_eq!(code(r), RefusalCode::Forbidden);
     // Backdating the acceptance to a time the relay does not believe
@@ -832,6 +851,12 @@ fn a_clerk_needs_a_purchase_date_and_cannot_reopen_the_window() {
         transition::transition_with(d, c, &old, &policy, "accepted", None).unwrap()
     });
     assert_eq!(code(r), RefusalCode::Window);
+}
+
+/// The clerk's own connection (an edit made under another role's name is
+/// refused for its field before its identity is even looked at).
+fn sup_like(p: &Principal) -> Principal {
+    p.clone()
 }
 
 #[test]
@@ -1313,4 +1338,115 @@ fn the_relay_holds_the_contact_rules_without_an_override() {
         forge_call(d, &staff, NOON + 50_000, 4, false)
     });
     assert_eq!(code(r), RefusalCode::ContactRules);
+}
+
+#[test]
+fn a_move_made_knowing_an_open_conflict_is_refused() {
+    let sup = principal(Role::Supervisor);
+    let staff = principal(Role::Staff);
+    let c = id();
+    let mut doc = stored_case(CaseKind::Repair);
+    // Two tablets move the case apart offline: both uploads stand, and the
+    // case has an open conflict.
+    let mut a = doc.fork();
+    let mut b = doc.fork();
+    transition::transition(&mut a, c, &ctx(&staff, 2), "confirmed", None).unwrap();
+    transition::transition(&mut b, c, &ctx(&sup, 3), "cancelled", None).unwrap();
+    accept(&mut doc, &staff, |d| d.merge(&mut a).map(|_| ()).unwrap());
+    accept(&mut doc, &sup, |d| d.merge(&mut b).map(|_| ()).unwrap());
+    let view = aftercase_sync::case::CaseView::from_doc(&doc, "x");
+    assert_eq!(view.conflicts.len(), 1);
+    // A modified client that holds both moves continues one anyway.
+    let confirmed = entry_where(&doc, "transitions", "to", "confirmed");
+    let r = judged(&doc, &staff, |d| {
+        let mut t = d.transaction();
+        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
+        let e = t.put_object(&m, "knowing", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "transition"),
+            ("author", staff.user.as_str()),
+            ("role", "staff"),
+            ("device", staff.device.as_str()),
+            ("from", "confirmed"),
+            ("to", "dispatched"),
+            ("prev", confirmed.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.put(&e, "policy_version", 1i64).unwrap();
+        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+        let e = t.put_object(&tl, "knowingt", ObjType::Map).unwrap();
+        for (k, v) in [
+            ("type", "status_change"),
+            ("author", staff.user.as_str()),
+            ("role", "staff"),
+            ("device", staff.device.as_str()),
+        ] {
+            t.put(&e, k, v).unwrap();
+        }
+        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+        t.commit();
+    });
+    assert_eq!(code(r), RefusalCode::Workflow);
+    // The supervisor resolves it; then moves go on.
+    let conflict = view.conflicts[0].id.clone();
+    accept(&mut doc, &sup, |d| {
+        transition::resolve(d, c, &ctx(&sup, 4), &conflict, "confirmed").unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        transition::transition(d, c, &ctx(&staff, 5), "dispatched", None).unwrap()
+    });
+}
+
+#[test]
+fn freight_decisions_name_real_payers_and_rules() {
+    let staff = principal(Role::Staff);
+    let doc = stored_case(CaseKind::ReturnExchange);
+    let forge = |outbound: &'static str, rule: i64| {
+        move |d: &mut Automerge| {
+            let mut t = d.transaction();
+            let m = aftercase_sync::case::read::map(&t, &ROOT, "freight_decisions").unwrap();
+            let e = t.put_object(&m, "fr1", ObjType::Map).unwrap();
+            for (k, v) in [
+                ("type", "freight"),
+                ("author", "staff-1"),
+                ("role", "staff"),
+                ("device", "dev-staff"),
+                ("outbound", outbound),
+                ("return", "seller"),
+                ("rule_text", "x"),
+            ] {
+                t.put(&e, k, v).unwrap();
+            }
+            t.put(&e, "rule", rule).unwrap();
+            t.put(&e, "policy_version", 1i64).unwrap();
+            t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+            let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+            let e = t.put_object(&tl, "fr1t", ObjType::Map).unwrap();
+            for (k, v) in [
+                ("type", "freight"),
+                ("author", "staff-1"),
+                ("role", "staff"),
+                ("device", "dev-staff"),
+            ] {
+                t.put(&e, k, v).unwrap();
+            }
+            t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
+            t.commit();
+        }
+    };
+    judged(&doc, &staff, forge("seller", 2)).unwrap();
+    assert_eq!(
+        code(judged(&doc, &staff, forge("nobody", 2))),
+        RefusalCode::InvalidValue
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, forge("seller", 9))),
+        RefusalCode::InvalidValue
+    );
+    assert_eq!(
+        code(judged(&doc, &staff, forge("store", 0))),
+        RefusalCode::Forbidden
+    );
 }

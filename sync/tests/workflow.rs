@@ -409,13 +409,15 @@ fn a_clerk_accepts_returns_only_inside_the_windows() {
         ("2026-03-01", "in_store", "product_quality", 16, true), // 三包 exchange, day 15
         ("2026-03-01", "in_store", "product_quality", 17, false), // day 16
     ];
+    // The facts are recorded by a supervisor (new_case already set a
+    // purchase date, which a clerk may not change).
     for &(bought, channel, category, request, ok) in table {
         let (mut doc, id) = new_case(CaseKind::ReturnExchange);
         let t = day(request);
         set_field(
             &mut doc,
             id,
-            &at(Role::Staff, 1, t),
+            &at(Role::Supervisor, 1, t),
             CaseField::PurchaseDate,
             bought,
         )
@@ -423,7 +425,7 @@ fn a_clerk_accepts_returns_only_inside_the_windows() {
         set_field(
             &mut doc,
             id,
-            &at(Role::Staff, 2, t),
+            &at(Role::Supervisor, 2, t),
             CaseField::SaleChannel,
             channel,
         )

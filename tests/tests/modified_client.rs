@@ -526,6 +526,11 @@ fn a_device_clock_far_ahead_is_judged_and_shown_at_the_relays_time() {
         Some(Millis(relay_now).to_rfc3339().as_str()),
         "{created:?}"
     );
+    // So does the case's creation time, which its timers count from.
+    assert_eq!(
+        view.created_at.as_deref(),
+        Some(Millis(relay_now).to_rfc3339().as_str())
+    );
     // The stored document itself is untouched.
     let stored = automerge::Automerge::load(&w.relay.doc_bytes(id).unwrap().unwrap()).unwrap();
     assert_eq!(stored.get_heads(), doc.get_heads());

@@ -558,6 +558,16 @@ pub fn set_field(
 ) -> Result<(), EditError> {
     field.validate(value)?;
     require_case(doc, id)?;
+    if !super::table::may_overwrite(ctx.role, field) {
+        let (container, key) = field.place();
+        let recorded = read::map(doc, &ROOT, container)
+            .is_some_and(|m| matches!(doc.get(&m, key), Ok(Some(_))));
+        if recorded {
+            return Err(EditError::NotAllowed(format!(
+                "{field} is already recorded; only a supervisor or head office may change it"
+            )));
+        }
+    }
     doc.transact::<_, _, AutomergeError>(|tx| {
         match field {
             CaseField::Description => {

@@ -158,6 +158,11 @@ pub fn resolve(
     Ok(())
 }
 
+/// Whether `to` is a move that cannot be undone (money has left).
+pub fn is_irreversible(to: &str) -> bool {
+    IRREVERSIBLE.contains(&to)
+}
+
 /// Whether the return-window rule applies to this move.
 pub fn rule_applies(role: crate::access::Role, kind: crate::case::CaseKind, to: &str) -> bool {
     role == crate::access::Role::Staff

@@ -34,11 +34,12 @@ pub enum RefusalCode {
     ContactRules,
     /// A change or case over the size limits.
     TooLarge,
-    /// Too many entries, operations or connections.
+    /// Too many entries in a case.
     TooMany,
     /// Bytes that are not what the protocol expects.
     Malformed,
-    /// The token or device was revoked.
+    /// The token or device was revoked (the relay answers this in HTTP and
+    /// close reasons; reserved here so the name stays the same everywhere).
     Revoked,
 }
 

@@ -4,8 +4,9 @@
 //!
 //! The check reads the operations themselves, not a diff of what is new:
 //! an edit of an existing entry, a deletion, a replaced map or an unknown
-//! key is visible only there. Its cost is linear in the size of the upload
-//! (plus a lookup per new entry), never in the size of the case.
+//! key is visible only there. The walk is linear in the size of the upload
+//! plus a lookup per new entry; a few checks (the entry count, money, the
+//! day's calls) read part of the case, which the case limits bound.
 
 use super::validate;
 use crate::access::Principal;
@@ -114,6 +115,19 @@ fn verdict(u: &Upload<'_>, added: &Added) -> Verdict {
             });
         }
     }
+    // The case's own creation time, which timers count from.
+    if u.before.is_empty() {
+        if let Some(at) = read::int(u.doc, &ROOT, crate::case::schema::root::CREATED_AT) {
+            let trusted = validate::trusted_at(at, u.now.0, u.policy);
+            if trusted != at {
+                v.clock_fixes.push(super::ClockFix {
+                    log: String::new(),
+                    entry: crate::case::schema::root::CREATED_AT.to_string(),
+                    at: trusted,
+                });
+            }
+        }
+    }
     v
 }
 
@@ -121,6 +135,16 @@ fn verdict(u: &Upload<'_>, added: &Added) -> Verdict {
 pub fn apply_clock_fixes(doc: &mut Automerge, fixes: &[super::ClockFix]) {
     let mut tx = doc.transaction();
     for f in fixes {
+        if f.log.is_empty() {
+            // A root time (the creation time).
+            let _ = automerge::transaction::Transactable::put(
+                &mut tx,
+                ROOT,
+                f.entry.as_str(),
+                automerge::ScalarValue::Timestamp(f.at),
+            );
+            continue;
+        }
         let entry = read::map(&tx, &ROOT, &f.log).and_then(|m| read::map(&tx, &m, &f.entry));
         if let Some(e) = entry {
             // A failed write leaves the claimed time: the view is still

@@ -80,8 +80,9 @@ impl AuditRecord {
     }
 }
 
-/// An entry whose claimed time the relay did not believe, and the time it
-/// judged it at instead (its receipt). Head office's view shows the case
+/// An entry (or, with an empty `log`, a root time such as `created_at`)
+/// whose claimed time the relay did not believe, and the time it judged it
+/// at instead (its receipt). Head office's view shows the case
 /// with these times, so timers count from the earliest trustworthy time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockFix {
@@ -816,9 +817,9 @@ impl<S: Storage> Relay<S> {
             received_at: now,
             claimed_at: verdict.claimed_at.map(Millis),
         };
+        let mut fixes = self.clock_fixes(case)?;
+        fixes.extend(verdict.clock_fixes.iter().cloned());
         if !verdict.clock_fixes.is_empty() {
-            let mut fixes = self.clock_fixes(case)?;
-            fixes.extend(verdict.clock_fixes.iter().cloned());
             b.put(
                 keys::clock(case),
                 postcard::to_stdvec(&fixes).map_err(|e| corrupt("clock fixes", e))?,
@@ -831,7 +832,16 @@ impl<S: Storage> Relay<S> {
         // The assignee comes from assignment entries the relay has just
         // validated as written by this authenticated principal (or accepted
         // earlier from others), never from an unchecked field.
-        let assignee = crate::case::service::assignee(doc).and_then(|u| UserId::new(u).ok());
+        // Assignments are ordered by time, so a far-future claim must not
+        // keep one "latest" for ever: read them with the trusted times.
+        let assignee = if fixes.is_empty() {
+            crate::case::service::assignee(doc)
+        } else {
+            let mut fixed = doc.fork();
+            judge::apply_clock_fixes(&mut fixed, &fixes);
+            crate::case::service::assignee(&fixed)
+        }
+        .and_then(|u| UserId::new(u).ok());
         let meta = match meta {
             Some(mut m) => {
                 b.delete(keys::all(m.seq));

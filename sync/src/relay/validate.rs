@@ -13,7 +13,7 @@ use crate::money::{self, Tier};
 use crate::policy::Policy;
 use crate::protocol::{clip, Refusal, RefusalCode};
 use crate::workflow::{history, roles, table};
-use automerge::{Automerge, ObjId, ROOT};
+use automerge::{Automerge, ObjId, ReadDoc, ROOT};
 
 fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
     Refusal::new(code, message)
@@ -48,18 +48,11 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
         match log.key {
             history::TRANSITIONS => check_transition(u, kind, &e, at)?,
             crate::case::schema::root::CONTACTS => check_contact(u, &e, key, at)?,
-            crate::case::service::FREIGHT
-                if read::int(doc, &e, "rule") == Some(0) && !history::may_resolve(role) =>
-            {
-                return Err(refuse(
-                    RefusalCode::Forbidden,
-                    "only a supervisor or head office can override the freight rules",
-                ))
-            }
+            crate::case::service::FREIGHT => check_freight(doc, &e, role)?,
             crate::case::service::ESCALATIONS => check_escalation(doc, &e, role)?,
             crate::case::service::SURVEYS => check_survey(doc, &e)?,
             money::OFFERS => check_offer(doc, &e, key, role, u.policy)?,
-            money::DECISIONS => check_decision(doc, &e, role, u.policy)?,
+            money::DECISIONS => check_decision(u, &e)?,
             _ => {}
         }
     }
@@ -108,6 +101,77 @@ fn check_transition(u: &Upload<'_>, kind: CaseKind, e: &ObjId, at: i64) -> Resul
             .map_err(|m| refuse(RefusalCode::Window, m))?;
     }
     money::paying_move_allowed(doc, kind, &to).map_err(|m| refuse(RefusalCode::Authority, m))?;
+    check_knew_no_conflict(u, kind, e, &to)
+}
+
+/// A move made by a device that knew of an open conflict is refused, as the
+/// device itself refuses it: the conflict is a supervisor's to resolve. A
+/// move made offline without knowing is how conflicts arise, and stands.
+fn check_knew_no_conflict(
+    u: &Upload<'_>,
+    kind: CaseKind,
+    e: &ObjId,
+    to: &str,
+) -> Result<(), Refusal> {
+    let doc = u.doc;
+    let Some(moves) = read::map(doc, &ROOT, history::TRANSITIONS) else {
+        return Ok(());
+    };
+    let Some(me) = doc.hash_for_opid(e) else {
+        return Ok(());
+    };
+    let knows = |entry: &str| matches!(doc.get_at(&moves, entry, &[me]), Ok(Some(_)));
+    let wf = history::derive(doc, kind);
+    if let Some(c) = wf.open_conflict() {
+        let point = if c.id == history::START {
+            ""
+        } else {
+            c.id.as_str()
+        };
+        let branches: Vec<String> = read::entries(doc, &ROOT, history::TRANSITIONS)
+            .into_iter()
+            .filter(|(_, m)| {
+                read::string(doc, m, "prev").as_deref().unwrap_or_default() == point
+                    && read::string(doc, m, "from").as_deref() == Some(c.from.as_str())
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let prev = read::string(doc, e, "prev").unwrap_or_default();
+        let continues = prev == point || branches.contains(&prev);
+        // The branches other than this move itself.
+        let others: Vec<&String> = branches
+            .iter()
+            .filter(|b| read::map(doc, &moves, b).as_ref() != Some(e))
+            .collect();
+        if continues && others.len() > 1 && others.iter().all(|b| knows(b)) {
+            return Err(refuse(
+                RefusalCode::Workflow,
+                format!(
+                    "this case has an open conflict ({} → {}): a supervisor or head office must resolve it first",
+                    c.from,
+                    c.options.join(" or ")
+                ),
+            ));
+        }
+    }
+    if crate::case::transition::is_irreversible(to) {
+        if let Some(ids) = money::accepted_conflict(doc, &money::offers(doc)) {
+            let decisions = read::map(doc, &ROOT, money::DECISIONS);
+            let knew_all = decisions.is_some_and(|d| {
+                money::offers(doc)
+                    .iter()
+                    .filter(|o| ids.contains(&o.id))
+                    .filter_map(|o| o.accept_entry.clone())
+                    .all(|entry| matches!(doc.get_at(&d, &entry, &[me]), Ok(Some(_))))
+            });
+            if knew_all {
+                return Err(refuse(
+                    RefusalCode::Authority,
+                    "two offers were accepted at once on this case: a supervisor must settle that before it is closed for good",
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -159,6 +223,37 @@ fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Re
         RefusalCode::ContactRules,
         format!("{}; a supervisor can override", reasons.join("; ")),
     ))
+}
+
+fn check_freight(doc: &Automerge, e: &ObjId, role: Role) -> Result<(), Refusal> {
+    const PAYERS: &[&str] = &["seller", "customer", "store", "pending_head_office"];
+    for k in ["outbound", "return"] {
+        let v = read::string(doc, e, k).unwrap_or_default();
+        if !PAYERS.contains(&v.as_str()) {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!(
+                    "{} is not a freight payer: use {}",
+                    clip(&v, 32),
+                    PAYERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let rule = read::int(doc, e, "rule").unwrap_or(-1);
+    if !(0..=8).contains(&rule) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "a freight rule is 1 to 8, or 0 for an override",
+        ));
+    }
+    if rule == 0 && !history::may_resolve(role) {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "only a supervisor or head office can override the freight rules",
+        ));
+    }
+    Ok(())
 }
 
 fn check_escalation(doc: &Automerge, e: &ObjId, role: Role) -> Result<(), Refusal> {
@@ -232,7 +327,8 @@ fn check_offer(
     Ok(())
 }
 
-fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Result<(), Refusal> {
+fn check_decision(u: &Upload<'_>, e: &ObjId) -> Result<(), Refusal> {
+    let (doc, role, policy) = (u.doc, u.principal.role, u.policy);
     let decision = read::string(doc, e, "decision").unwrap_or_default();
     let offer_id = read::string(doc, e, "offer").unwrap_or_default();
     let offer = read::map(doc, &ROOT, money::OFFERS)
@@ -260,7 +356,7 @@ fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Re
                 ))
             }
         }
-        "withdraw" if !history::may_resolve(role) && offer_accepted(doc, &offer_id) => Err(refuse(
+        "withdraw" if !history::may_resolve(role) && accepted_before(u, &offer_id) => Err(refuse(
             RefusalCode::Forbidden,
             "only a supervisor or head office can withdraw an offer the customer accepted",
         )),
@@ -272,10 +368,18 @@ fn check_decision(doc: &Automerge, e: &ObjId, role: Role, policy: &Policy) -> Re
     }
 }
 
-fn offer_accepted(doc: &Automerge, offer_id: &str) -> bool {
-    // Status including this upload's own decisions errs on the side of
-    // refusing.
-    money::offers(doc)
-        .iter()
-        .any(|o| o.id == offer_id && matches!(o.status.as_str(), "accepted" | "withdrawn"))
+/// Whether the customer had accepted the offer before this upload (its own
+/// decisions aside: a clerk may withdraw an offer still open).
+fn accepted_before(u: &Upload<'_>, offer_id: &str) -> bool {
+    if u.before.is_empty() {
+        return false;
+    }
+    // Rare (a withdrawal by a clerk), so reading the case as it was is
+    // affordable here.
+    let old = u.doc.fork_at(u.before);
+    old.is_ok_and(|d| {
+        money::offers(&d)
+            .iter()
+            .any(|o| o.id == offer_id && o.status == "accepted")
+    })
 }
