@@ -2,7 +2,7 @@
 //! and per user, and a relay-wide budget of bytes waiting to be sent.
 
 use aftercase_sync::access::Principal;
-use aftercase_sync::{DeviceId, UserId};
+use aftercase_sync::{DeviceId, StoreId, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
@@ -17,7 +17,9 @@ pub struct ConnLimits {
 
 #[derive(Debug, Default)]
 struct Counts {
-    devices: HashMap<DeviceId, usize>,
+    /// Device names are chosen per store ("tab-1" in every store), so a
+    /// device is its store and its name.
+    devices: HashMap<(StoreId, DeviceId), usize>,
     users: HashMap<UserId, usize>,
 }
 
@@ -46,7 +48,7 @@ pub enum TooMany {
 #[derive(Debug)]
 pub struct ConnSlot {
     limits: Arc<ConnLimits>,
-    device: DeviceId,
+    device: (StoreId, DeviceId),
     user: UserId,
 }
 
@@ -71,7 +73,8 @@ impl ConnLimits {
     /// connection lives.
     pub fn open(self: &Arc<Self>, p: &Principal) -> Result<ConnSlot, TooMany> {
         let mut c = self.counts();
-        let d = c.devices.get(&p.device).copied().unwrap_or(0);
+        let device = (p.store.clone(), p.device.clone());
+        let d = c.devices.get(&device).copied().unwrap_or(0);
         if d >= self.max_device {
             return Err(TooMany::Device {
                 device: p.device.clone(),
@@ -85,11 +88,11 @@ impl ConnLimits {
                 max: self.max_user,
             });
         }
-        c.devices.insert(p.device.clone(), d + 1);
+        c.devices.insert(device.clone(), d + 1);
         c.users.insert(p.user.clone(), u + 1);
         Ok(ConnSlot {
             limits: self.clone(),
-            device: p.device.clone(),
+            device,
             user: p.user.clone(),
         })
     }
@@ -179,6 +182,12 @@ mod tests {
         drop(a1);
         let _a3 = l.open(&p("alice", "tab-a")).unwrap();
         assert!(l.open(&p("bob", "tab-z")).is_ok());
+        // The same device name in another store is another device.
+        let mut other = p("carol", "tab-a");
+        other.store = StoreId::new("S2").unwrap();
+        let _c1 = l.open(&other).unwrap();
+        let _c2 = l.open(&other).unwrap();
+        assert!(matches!(l.open(&other), Err(TooMany::Device { .. })));
     }
 
     #[tokio::test]
