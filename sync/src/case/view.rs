@@ -227,9 +227,11 @@ fn time(ms: Option<i64>) -> Option<String> {
     ms.map(|m| Millis(m).to_rfc3339())
 }
 
-fn fields_str<D: ReadDoc>(doc: &D, key: &str) -> Option<String> {
-    let f = read::map(doc, &ROOT, root::FIELDS)?;
-    read::string(doc, &f, key)
+/// A settable field's text, read where the write-rules table puts it.
+fn field<D: ReadDoc>(doc: &D, f: super::CaseField) -> Option<String> {
+    let (container, key) = f.place();
+    let m = read::map(doc, &ROOT, container)?;
+    read::string(doc, &m, key)
 }
 
 impl CaseView {
@@ -255,22 +257,19 @@ impl CaseView {
         id: &str,
         policy: &crate::policy::Policy,
     ) -> CaseView {
-        let customer = read::map(doc, &ROOT, root::CUSTOMER)
-            .map(|c| CustomerView {
-                name: read::string(doc, &c, "name"),
-                phone: read::string(doc, &c, "phone"),
-                address: read::string(doc, &c, "address"),
-                member_id: read::string(doc, &c, "member_id"),
-            })
-            .unwrap_or_default();
-        let order = read::map(doc, &ROOT, root::ORDER)
-            .map(|o| OrderView {
-                order_no: read::string(doc, &o, "order_no"),
-                purchase_date: read::string(doc, &o, "purchase_date"),
-                received_date: read::string(doc, &o, "received_date"),
-                invoice_no: read::string(doc, &o, "invoice_no"),
-            })
-            .unwrap_or_default();
+        use super::CaseField as F;
+        let customer = CustomerView {
+            name: field(doc, F::CustomerName),
+            phone: field(doc, F::CustomerPhone),
+            address: field(doc, F::CustomerAddress),
+            member_id: field(doc, F::CustomerMemberId),
+        };
+        let order = OrderView {
+            order_no: field(doc, F::OrderNo),
+            purchase_date: field(doc, F::PurchaseDate),
+            received_date: field(doc, F::ReceivedDate),
+            invoice_no: field(doc, F::InvoiceNo),
+        };
         let mut items: Vec<ItemView> = read::entries(doc, &ROOT, root::ITEMS)
             .into_iter()
             .map(|(id, o)| ItemView {
@@ -357,9 +356,12 @@ impl CaseView {
                     .collect()
             })
             .unwrap_or_default();
-        let safety_risk = read::map(doc, &ROOT, root::FIELDS)
-            .and_then(|f| read::boolean(doc, &f, "safety_risk"))
-            .unwrap_or(false);
+        let safety_risk = {
+            let (container, key) = F::SafetyRisk.place();
+            read::map(doc, &ROOT, container)
+                .and_then(|f| read::boolean(doc, &f, key))
+                .unwrap_or(false)
+        };
         let raw_offers = crate::money::offers(doc);
         let offers: Vec<OfferView> = raw_offers
             .iter()
@@ -423,11 +425,11 @@ impl CaseView {
             order,
             items,
             description: read::string(doc, &ROOT, root::DESCRIPTION).unwrap_or_default(),
-            priority: fields_str(doc, "priority"),
-            category: fields_str(doc, "category"),
-            channel: fields_str(doc, "channel"),
-            sale_channel: fields_str(doc, "sale_channel"),
-            requested_remedy: fields_str(doc, "requested_remedy"),
+            priority: field(doc, F::Priority),
+            category: field(doc, F::Category),
+            channel: field(doc, F::Channel),
+            sale_channel: field(doc, F::SaleChannel),
+            requested_remedy: field(doc, F::RequestedRemedy),
             safety_risk,
             timeline,
             contact_attempts: contacts.into_iter().map(|(_, c)| c).collect(),
