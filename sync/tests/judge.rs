@@ -782,37 +782,7 @@ fn a_clerk_needs_a_purchase_date_and_cannot_reopen_the_window() {
     });
     // Forged: accepted without a purchase date (the device would refuse).
     let r = judged(&doc, &staff, |d| {
-        let mut t = d.transaction();
-        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
-        let prev = aftercase_sync::case::read::entries(&t, &ROOT, "transitions")[0]
-            .0
-            .clone();
-        let e = t.put_object(&m, "mv2", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "transition"),
-            ("author", staff.user.as_str()),
-            ("role", "staff"),
-            ("device", staff.device.as_str()),
-            ("from", "under_review"),
-            ("to", "accepted"),
-            ("prev", prev.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.put(&e, "policy_version", 1i64).unwrap();
-        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
-        let e = t.put_object(&tl, "mv2t", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "status_change"),
-            ("author", staff.user.as_str()),
-            ("role", "staff"),
-            ("device", staff.device.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.commit();
+        forge_move(d, &staff, "under_review", "accepted", 60)
     });
     assert_eq!(code(r), RefusalCode::Window);
     // An old purchase, recorded; the clerk cannot change it afterwards.
@@ -874,44 +844,8 @@ fn paying_moves_need_an_accepted_offer() {
             transition::transition(d, c, &ctx(&sup, n), to, None).unwrap()
         });
     }
-    // Forge the settlement the device would refuse: copy a move by hand.
-    let r = judged(&doc, &sup, |d| {
-        let mut t = d.transaction();
-        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
-        let prev = aftercase_sync::case::read::entries(&t, &ROOT, "transitions")
-            .into_iter()
-            .find(|(_, e)| {
-                aftercase_sync::case::read::string(&t, e, "to").as_deref() == Some("agreed")
-            })
-            .unwrap()
-            .0;
-        let e = t.put_object(&m, "settle", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "transition"),
-            ("author", sup.user.as_str()),
-            ("role", "supervisor"),
-            ("device", sup.device.as_str()),
-            ("from", "agreed"),
-            ("to", "settled"),
-            ("prev", prev.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.put(&e, "policy_version", 1i64).unwrap();
-        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
-        let e = t.put_object(&tl, "settlet", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "status_change"),
-            ("author", sup.user.as_str()),
-            ("role", "supervisor"),
-            ("device", sup.device.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.commit();
-    });
+    // Forge the settlement the device would refuse.
+    let r = judged(&doc, &sup, |d| forge_move(d, &sup, "agreed", "settled", 61));
     assert_eq!(code(r), RefusalCode::Authority);
 }
 
@@ -1146,11 +1080,16 @@ mod hostile_ops {
 /// A move written by hand, as a modified client would, with its timeline
 /// companion: judged on the rule it breaks, not on its shape.
 fn forge_move(d: &mut Automerge, p: &Principal, from: &str, to: &str, n: u8) {
-    let prev = aftercase_sync::workflow::derive(&*d, {
+    let head = aftercase_sync::workflow::derive(&*d, {
         let k = aftercase_sync::case::read::string(&*d, &ROOT, "kind").unwrap();
         k.parse().unwrap()
     })
     .head;
+    forge_move_after(d, p, from, to, n, &head);
+}
+
+/// [`forge_move`] continuing from the move `prev`.
+fn forge_move_after(d: &mut Automerge, p: &Principal, from: &str, to: &str, n: u8, prev: &str) {
     let mut t = d.transaction();
     let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
     let e = t
@@ -1163,7 +1102,7 @@ fn forge_move(d: &mut Automerge, p: &Principal, from: &str, to: &str, n: u8) {
         ("device", p.device.as_str()),
         ("from", from),
         ("to", to),
-        ("prev", prev.as_str()),
+        ("prev", prev),
     ] {
         t.put(&e, k, v).unwrap();
     }
@@ -1359,34 +1298,7 @@ fn a_move_made_knowing_an_open_conflict_is_refused() {
     // A modified client that holds both moves continues one anyway.
     let confirmed = entry_where(&doc, "transitions", "to", "confirmed");
     let r = judged(&doc, &staff, |d| {
-        let mut t = d.transaction();
-        let m = aftercase_sync::case::read::map(&t, &ROOT, "transitions").unwrap();
-        let e = t.put_object(&m, "knowing", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "transition"),
-            ("author", staff.user.as_str()),
-            ("role", "staff"),
-            ("device", staff.device.as_str()),
-            ("from", "confirmed"),
-            ("to", "dispatched"),
-            ("prev", confirmed.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.put(&e, "policy_version", 1i64).unwrap();
-        let tl = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
-        let e = t.put_object(&tl, "knowingt", ObjType::Map).unwrap();
-        for (k, v) in [
-            ("type", "status_change"),
-            ("author", staff.user.as_str()),
-            ("role", "staff"),
-            ("device", staff.device.as_str()),
-        ] {
-            t.put(&e, k, v).unwrap();
-        }
-        t.put(&e, "at", ScalarValue::Timestamp(NOON)).unwrap();
-        t.commit();
+        forge_move_after(d, &staff, "confirmed", "dispatched", 62, &confirmed)
     });
     assert_eq!(code(r), RefusalCode::Workflow);
     // The supervisor resolves it; then moves go on.
