@@ -34,8 +34,9 @@ const FETCH_LIMIT: usize = 1000;
 
 /// A fetch is handled this many cases at a time, each part reserving send
 /// budget before the next is read from storage, so one fetch of large
-/// cases never sits in memory whole.
-const FETCH_PART: usize = 32;
+/// cases never sits in memory whole: 8 cases at the 4 MiB case limit are
+/// 32 MiB, a connection's own share of the send budget.
+const FETCH_PART: usize = 8;
 
 /// Longest wait for the close frames of a connection the relay ends.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -357,10 +358,14 @@ impl Conn {
         drop(bytes);
         // A fetch is handled in parts (see FETCH_PART); anything else whole.
         let parts: Vec<Frame> = match frame {
-            Frame::Fetch { docs } if docs.len() > FETCH_PART && docs.len() <= FETCH_LIMIT => docs
-                .chunks(FETCH_PART)
-                .map(|c| Frame::Fetch { docs: c.to_vec() })
-                .collect(),
+            Frame::Fetch { docs } if docs.len() > FETCH_PART && docs.len() <= FETCH_LIMIT => {
+                // Each case once, whatever the device asked.
+                let mut seen = std::collections::HashSet::new();
+                let docs: Vec<_> = docs.into_iter().filter(|d| seen.insert(*d)).collect();
+                docs.chunks(FETCH_PART)
+                    .map(|c| Frame::Fetch { docs: c.to_vec() })
+                    .collect()
+            }
             other => vec![other],
         };
         for part in parts {

@@ -535,3 +535,48 @@ fn a_device_clock_far_ahead_is_judged_and_shown_at_the_relays_time() {
     let stored = automerge::Automerge::load(&w.relay.doc_bytes(id).unwrap().unwrap()).unwrap();
     assert_eq!(stored.get_heads(), doc.get_heads());
 }
+
+#[test]
+fn an_oversized_change_is_refused_before_it_is_applied() {
+    use automerge::sync::{ChunkList, Message, MessageVersion};
+    let mut w = World::new(15, 8);
+    let id = CaseId::from_bytes([0x55; 16]);
+    // A change chunk header (magic, checksum, type 1) claiming 600 KiB,
+    // followed by bytes that are no change at all: applying it would fail
+    // with a protocol error, so a `too_large` refusal shows the size was
+    // judged from the header, before anything was applied.
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 1];
+    chunk.resize(600 << 10, 0xab);
+    let msg = Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: ChunkList::from(vec![chunk]),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    let mut s = w
+        .relay
+        .session(principal(Role::Staff, "user-tab-a", "tab-a"));
+    let hello = Frame::Hello {
+        cursor: 0,
+        policy_version: 1,
+    };
+    w.relay.handle(&mut s, hello, Millis(1)).unwrap();
+    let out = w
+        .relay
+        .handle(
+            &mut s,
+            Frame::Sync {
+                doc: id,
+                message: msg.encode(),
+            },
+            Millis(2),
+        )
+        .expect("refused, not a protocol error");
+    assert!(
+        matches!(&out.frames[..], [Frame::Refused { code, .. }] if code == "too_large"),
+        "{:?}",
+        out.frames.iter().map(Frame::name).collect::<Vec<_>>()
+    );
+}

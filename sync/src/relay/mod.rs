@@ -456,7 +456,13 @@ impl<S: Storage> Relay<S> {
         let mut frames = Vec::new();
         let mut docs = Vec::new();
         let mut size = 0;
+        // A case asked for twice is sent once: a short fetch naming one
+        // large case a thousand times must not cost a thousand copies.
+        let mut seen = std::collections::HashSet::new();
         for case in cases {
+            if !seen.insert(*case) {
+                continue;
+            }
             let visible = self
                 .meta(*case)?
                 .is_some_and(|m| access::can_read(&s.principal, &m));
@@ -931,18 +937,47 @@ fn not_found(case: CaseId) -> Refusal {
 }
 
 /// Refuses an oversized upload before any of it is applied: applying is
-/// the expensive part, and the relay holds its lock meanwhile.
+/// the expensive part, and the relay holds its lock meanwhile. The whole
+/// message is held to the case limit; a change chunk to the change limit,
+/// read from its header (an Automerge chunk starts with 4 magic bytes and
+/// a 4-byte checksum, then its type: 1 a change, 2 a compressed change,
+/// whose size is known only once inflated, which costs far less than
+/// applying it).
 fn upload_too_large(msg: &Message, policy: &crate::policy::Policy) -> Option<Refusal> {
     let bytes: usize = msg.changes.iter().map(|c| c.len()).sum();
-    (bytes > policy.max_case_bytes).then(|| {
-        Refusal::new(
+    if bytes > policy.max_case_bytes {
+        return Some(Refusal::new(
             RefusalCode::TooLarge,
             format!(
                 "an upload of {bytes} bytes is over the limit of {} bytes per case",
                 policy.max_case_bytes
             ),
+        ));
+    }
+    let too_big = |size: usize| {
+        Refusal::new(
+            RefusalCode::TooLarge,
+            format!(
+                "one change of {size} bytes is over the limit of {} bytes per change",
+                policy.max_change_bytes
+            ),
         )
-    })
+    };
+    for chunk in msg.changes.iter() {
+        match chunk.get(8) {
+            Some(1) if chunk.len() > policy.max_change_bytes => return Some(too_big(chunk.len())),
+            Some(2) => {
+                if let Ok(c) = automerge::Change::from_bytes(chunk.to_vec()) {
+                    let size = c.raw_bytes().len();
+                    if size > policy.max_change_bytes {
+                        return Some(too_big(size));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn hex(bytes: &[u8]) -> String {
