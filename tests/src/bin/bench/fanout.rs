@@ -641,7 +641,11 @@ async fn drive(sizes: &Sizes, relay: &RelayProcess, secret: &str) -> Vec<Row> {
                 user: format!("u-{store:03}-{slot:02}").parse().expect("user id"),
                 role: Role::Staff,
                 store: format!("S{store:03}").parse().expect("store id"),
-                device: format!("tab-{slot:02}").parse().expect("device id"),
+                // Device ids are unique across stores: the relay limits
+                // live connections per device id.
+                device: format!("tab-{store:03}-{slot:02}")
+                    .parse()
+                    .expect("device id"),
             };
             let spec = DeviceSpec {
                 slot,
