@@ -3,14 +3,17 @@
 # scenario, our figure, the baseline's figure, ratio.
 #   scripts/bench.sh           full sizes, release build (what BENCHMARKS.md records)
 #   scripts/bench.sh --quick   small sizes, the test build profile (CI smoke check)
-# Extra arguments go to the harness, e.g. `--only sync|writes|memory|fanout`.
+# Extra arguments go to the harness, e.g.
+# `--only sync|writes|memory|fanout|validate|attacks`.
+# Builds into $CARGO_TARGET_DIR when it is set, else ./target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
 if [[ "${1:-}" == "--quick" ]]; then
   # The relay scenarios start the real relay binary, built beside the harness.
   cargo build --quiet --locked -p aftercase-server -p aftercase-tests --bins
-  exec target/debug/bench "$@"
+  exec "$target/debug/bench" "$@"
 else
   cargo build --quiet --locked --release -p aftercase-server -p aftercase-tests --bins
-  exec target/release/bench "$@"
+  exec "$target/release/bench" "$@"
 fi

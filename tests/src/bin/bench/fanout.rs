@@ -43,12 +43,12 @@
 //! relay for CPU. How late edits started against their schedule is printed
 //! to stderr to show when the device side, not the relay, was the limit.
 
-use crate::relay_process::RelayProcess;
+use crate::relay_process::{connect, RelayProcess, Socket};
 use crate::{ms, percentile, Row};
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::Customer;
 use aftercase_sync::case::CaseKind;
-use aftercase_sync::protocol::{ClientSession, Frame, MAX_FRAME_BYTES};
+use aftercase_sync::protocol::{ClientSession, Frame};
 use aftercase_sync::replica::{DeviceIdentity, Entropy, Replica};
 use aftercase_sync::storage::MemoryStorage;
 use aftercase_sync::{CaseId, Millis};
@@ -61,12 +61,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Time between two edits of one device.
 const PERIOD: Duration = Duration::from_secs(2);
@@ -256,21 +251,6 @@ fn entropy(rng: &mut SmallRng) -> Entropy {
         now: now_millis(),
         nonce,
     }
-}
-
-async fn connect(url: &str, token: &str) -> Result<Socket, String> {
-    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-    let auth = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "token is not a valid header value".to_string())?;
-    req.headers_mut().insert("Authorization", auth);
-    let cfg = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES));
-    tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
-        .await
-        .map(|(s, _)| s)
-        .map_err(|e| format!("connect: {e}"))
 }
 
 async fn send(socket: &mut Socket, frames: Vec<Frame>, shared: &Shared) -> Result<(), String> {
@@ -636,7 +616,7 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
 async fn drive(sizes: &Sizes, relay: &RelayProcess, secret: &str) -> Vec<Row> {
     let n = sizes.devices();
     let shared = Arc::new(Shared {
-        url: format!("{}/v1/sync", relay.url.replacen("http://", "ws://", 1)),
+        url: relay.ws_url(),
         ready: AtomicUsize::new(0),
         outstanding: AtomicI64::new(0),
         edits: AtomicU64::new(0),
@@ -661,7 +641,11 @@ async fn drive(sizes: &Sizes, relay: &RelayProcess, secret: &str) -> Vec<Row> {
                 user: format!("u-{store:03}-{slot:02}").parse().expect("user id"),
                 role: Role::Staff,
                 store: format!("S{store:03}").parse().expect("store id"),
-                device: format!("tab-{slot:02}").parse().expect("device id"),
+                // Device ids are unique across stores: the relay limits
+                // live connections per device id.
+                device: format!("tab-{store:03}-{slot:02}")
+                    .parse()
+                    .expect("device id"),
             };
             let spec = DeviceSpec {
                 slot,
@@ -849,14 +833,7 @@ async fn drive(sizes: &Sizes, relay: &RelayProcess, secret: &str) -> Vec<Row> {
         sizes.stores,
         PERIOD.as_secs()
     );
-    let dist = |v: &[Duration]| {
-        format!(
-            "p50 {}, p99 {}, max {}",
-            ms(percentile(v, 0.5)),
-            ms(percentile(v, 0.99)),
-            ms(v.last().copied().unwrap_or_default())
-        )
-    };
+    let dist = |v: &[Duration]| crate::spread(v, ms);
     let verdict = |v: &[Duration], target: f64| {
         if percentile(v, 0.99).as_secs_f64() * 1000.0 < target {
             "met"

@@ -22,7 +22,9 @@ use automerge::Automerge;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+mod attacks;
 mod fanout;
+mod judge;
 mod local_writes;
 mod memory;
 mod relay_process;
@@ -278,6 +280,22 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// [`ms`] for figures well under a millisecond.
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// `p50 .., p99 .., max ..` of sorted samples, each shown by `unit`
+/// ([`ms`] or [`us`]).
+fn spread(sorted: &[Duration], unit: fn(Duration) -> String) -> String {
+    format!(
+        "p50 {}, p99 {}, max {}",
+        unit(percentile(sorted, 0.5)),
+        unit(percentile(sorted, 0.99)),
+        unit(sorted.last().copied().unwrap_or_default())
+    )
+}
+
 fn kib(b: u64) -> String {
     if b > 10 * 1024 {
         format!("{:.1} KiB", b as f64 / 1024.0)
@@ -440,7 +458,8 @@ fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one group: sync, writes, memory, fanout.
+    // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
+    // attacks.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -464,6 +483,13 @@ fn main() {
     }
     if want("fanout") {
         rows.extend(fanout::run(quick));
+    }
+    if want("validate") {
+        eprintln!("judging uploads...");
+        rows.extend(judge::rows(quick));
+    }
+    if want("attacks") {
+        rows.extend(attacks::run(quick));
     }
     println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");

@@ -1,10 +1,34 @@
 //! The real `aftercase-relay` binary as a child process, for the scenarios
-//! that measure it over loopback.
+//! that measure it over loopback, and a WebSocket connection to it.
 
+use aftercase_sync::protocol::MAX_FRAME_BYTES;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A sync connection to the relay.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a sync connection (`url` is the relay's `ws://.../v1/sync`) with
+/// a bearer token, accepting frames up to the protocol's limit.
+pub async fn connect(url: &str, token: &str) -> Result<Socket, String> {
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    let auth = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "token is not a valid header value".to_string())?;
+    req.headers_mut().insert("Authorization", auth);
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
+        .await
+        .map(|(s, _)| s)
+        .map_err(|e| format!("connect: {e}"))
+}
 
 /// The relay as a child process; killed when dropped.
 pub struct RelayProcess {
@@ -15,14 +39,23 @@ pub struct RelayProcess {
     pub url: String,
     /// The temporary data directory, when the relay was given one.
     _dir: Option<tempfile::TempDir>,
+    /// Its data directory and signing secret, for [`RelayProcess::token`].
+    data_dir: PathBuf,
+    secret: Option<String>,
+    exe: PathBuf,
 }
 
 impl RelayProcess {
     /// Starts the relay on a temporary data directory with `secret` as its
     /// token-signing key.
     pub fn start(secret: &str) -> RelayProcess {
+        RelayProcess::start_with(secret, &[])
+    }
+
+    /// [`RelayProcess::start`] with `extra` arguments to `serve`.
+    pub fn start_with(secret: &str, extra: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temporary relay data directory");
-        let mut relay = RelayProcess::start_in(dir.path(), Some(secret), &[]);
+        let mut relay = RelayProcess::start_in(dir.path(), Some(secret), extra);
         relay._dir = Some(dir);
         relay
     }
@@ -61,7 +94,38 @@ impl RelayProcess {
             _stdout: stdout,
             url,
             _dir: None,
+            data_dir: data_dir.to_path_buf(),
+            secret: secret.map(str::to_string),
+            exe,
         }
+    }
+
+    /// The sync endpoint, `ws://.../v1/sync`.
+    pub fn ws_url(&self) -> String {
+        format!("{}/v1/sync", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// A device token signed by the relay's own `token` command.
+    pub fn token(&self, user: &str, role: &str, store: &str, device: &str) -> String {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["token", "--data-dir"])
+            .arg(&self.data_dir)
+            .args([
+                "--user", user, "--role", role, "--store", store, "--device", device,
+            ])
+            .stderr(Stdio::null());
+        match &self.secret {
+            Some(s) => cmd.env("AFTERCASE_JWT_SECRET", s),
+            None => cmd.env_remove("AFTERCASE_JWT_SECRET"),
+        };
+        let out = cmd.output().expect("run aftercase-relay token");
+        assert!(out.status.success(), "aftercase-relay token failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("a token line")
+            .trim()
+            .to_string()
     }
 
     /// Its process id.
