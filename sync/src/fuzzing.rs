@@ -178,6 +178,7 @@ pub fn judge_accepts_arbitrary_changes(data: &[u8]) {
         before: &before,
         changes: &changes,
         stored_bytes: stored.len(),
+        entries_before: None,
         principal: &p,
         policy: &policy,
         now: Millis(5),

@@ -580,3 +580,86 @@ fn an_oversized_change_is_refused_before_it_is_applied() {
         out.frames.iter().map(Frame::name).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_entry_limit_holds_across_uploads() {
+    use aftercase_sync::case::edit::{add_note, create_case, EditContext, NewCase};
+    let mut w = World::new(16, 8);
+    // Head office sets a low entry limit.
+    let policy = aftercase_sync::policy::Policy {
+        version: 2,
+        max_entries_per_case: 100,
+        ..Default::default()
+    };
+    let mut ho = w.relay.session(Principal {
+        user: "hq".parse().unwrap(),
+        role: Role::HeadOffice,
+        store: "HQ".parse().unwrap(),
+        device: "hq-1".parse().unwrap(),
+    });
+    let hello = Frame::Hello {
+        cursor: 0,
+        policy_version: 1,
+    };
+    w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
+    let json = serde_json::to_string(&policy).unwrap();
+    let out = w
+        .relay
+        .handle(&mut ho, Frame::PublishPolicy { json }, Millis(1))
+        .unwrap();
+    assert!(out.policy_published);
+    let id = CaseId::from_bytes([0x66; 16]);
+    let now = 1_790_000_000_000i64;
+    let ctx = |n: u32| EditContext {
+        author: "user-tab-a".parse().unwrap(),
+        role: Role::Staff,
+        device: "tab-a".parse().unwrap(),
+        now: Millis(now),
+        nonce: {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&n.to_be_bytes());
+            b
+        },
+    };
+    let mut doc = Automerge::new().with_actor(ActorId::random());
+    create_case(
+        &mut doc,
+        &ctx(0),
+        &NewCase {
+            id,
+            case_no: "S1-tab-a-6".into(),
+            kind: aftercase_sync::case::CaseKind::Complaint,
+            store: "S1".parse().unwrap(),
+            customer: aftercase_sync::case::edit::Customer {
+                name: "R".into(),
+                phone: "1234567".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    let staff = principal(Role::Staff, "user-tab-a", "tab-a");
+    let refused = |frames: &[Frame]| {
+        frames.iter().find_map(|f| match f {
+            Frame::Refused { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+    };
+    let frames = push_at(&mut w, staff.clone(), id, &mut doc, Millis(now));
+    assert_eq!(refused(&frames), None);
+    // Uploads of 30 notes each: the fourth would pass 100 entries.
+    for round in 0..4u32 {
+        let mut next = doc.fork();
+        for k in 0..30 {
+            add_note(&mut next, id, &ctx(round * 100 + k + 1), "n").unwrap();
+        }
+        let frames = push_at(&mut w, staff.clone(), id, &mut next, Millis(now));
+        if round < 3 {
+            assert_eq!(refused(&frames), None, "round {round}");
+            doc = next;
+        } else {
+            assert_eq!(refused(&frames).as_deref(), Some("too_many"));
+        }
+    }
+}

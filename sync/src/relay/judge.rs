@@ -32,6 +32,10 @@ pub struct Upload<'a> {
     pub changes: &'a [Change],
     /// Bytes the case took before the upload (stored changes and snapshot).
     pub stored_bytes: usize,
+    /// Entries the case's logs held before the upload, if the relay keeps
+    /// the count (else the judge counts them, which costs a pass over the
+    /// logs).
+    pub entries_before: Option<usize>,
     /// Who uploads.
     pub principal: &'a Principal,
     /// The policy in force.
@@ -75,6 +79,8 @@ pub struct Verdict {
     /// Entries judged at the relay's time because their claimed time was
     /// not plausible.
     pub clock_fixes: Vec<super::ClockFix>,
+    /// Entries the case's logs hold with the upload.
+    pub entries: usize,
 }
 
 /// Judges an upload. `Ok` means it may be stored as it is.
@@ -91,13 +97,16 @@ pub fn judge(u: &Upload<'_>) -> Result<Verdict, Refusal> {
             judge_op(u, new_case, &mut objs, &mut added, id, op)?;
         }
     }
-    check_values(u, new_case, &added)?;
+    let entries = check_values(u, new_case, &added)?;
     validate::check_semantics(u, &added.entries)?;
-    Ok(verdict(u, &added))
+    Ok(verdict(u, &added, entries))
 }
 
-fn verdict(u: &Upload<'_>, added: &Added) -> Verdict {
-    let mut v = Verdict::default();
+fn verdict(u: &Upload<'_>, added: &Added, entries: usize) -> Verdict {
+    let mut v = Verdict {
+        entries,
+        ..Verdict::default()
+    };
     for (log, key) in &added.entries {
         let Some(at) = read::map(u.doc, &ROOT, log.key)
             .and_then(|m| read::map(u.doc, &m, key))
@@ -525,7 +534,9 @@ fn describe(ty: Ty) -> String {
     }
 }
 
-fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<(), Refusal> {
+/// Checks what the upload's entries and fields hold; returns the number of
+/// entries the case's logs hold with it.
+fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, Refusal> {
     let doc = u.doc;
     let p = u.principal;
     if new_case {
@@ -702,23 +713,26 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<(), Ref
             }
         }
     }
-    if !added.entries.is_empty() {
-        let total: usize = table::LOGS
+    // Counting a log costs a pass over it: the relay keeps the count, and
+    // entries are only ever added.
+    let total = match u.entries_before {
+        Some(n) => n + added.entries.len(),
+        None => table::LOGS
             .iter()
             .filter_map(|l| read::map(doc, &ROOT, l.key))
             .map(|m| doc.length(&m))
-            .sum();
-        if total > u.policy.max_entries_per_case {
-            return Err(refuse(
-                RefusalCode::TooMany,
-                format!(
-                    "the case would have {total} entries, over the limit of {}: close it and open a follow-up case",
-                    u.policy.max_entries_per_case
-                ),
-            ));
-        }
+            .sum(),
+    };
+    if !added.entries.is_empty() && total > u.policy.max_entries_per_case {
+        return Err(refuse(
+            RefusalCode::TooMany,
+            format!(
+                "the case would have {total} entries, over the limit of {}: close it and open a follow-up case",
+                u.policy.max_entries_per_case
+            ),
+        ));
     }
-    Ok(())
+    Ok(total)
 }
 
 /// A new case: every root key present with its type, and the creation

@@ -359,6 +359,19 @@ impl<S: Storage> Relay<S> {
         }))
     }
 
+    /// The entries the case's logs hold, as last counted (`None` for a case
+    /// stored before the count was kept).
+    fn entry_count(&self, case: CaseId) -> Result<Option<usize>, StorageError> {
+        self.storage
+            .get(&keys::entries(case))?
+            .map(|b| {
+                <[u8; 8]>::try_from(b.as_slice())
+                    .map(|a| u64::from_be_bytes(a) as usize)
+                    .map_err(|_| corrupt("entry count", "not 8 bytes"))
+            })
+            .transpose()
+    }
+
     /// Entries of `case` whose claimed times the relay did not believe.
     pub fn clock_fixes(&self, case: CaseId) -> Result<Vec<ClockFix>, StorageError> {
         self.storage
@@ -720,12 +733,18 @@ impl<S: Storage> Relay<S> {
         let mut changed = None;
         let mut changed_store = None;
         if !changes.is_empty() {
+            let entries_before = if known {
+                self.entry_count(case).map_err(SessionError::Storage)?
+            } else {
+                Some(0)
+            };
             let upload = judge::Upload {
                 case,
                 doc: &doc,
                 before: &before,
                 changes: &changes,
                 stored_bytes,
+                entries_before,
                 principal: &s.principal,
                 policy: &self.policy,
                 now,
@@ -823,6 +842,10 @@ impl<S: Storage> Relay<S> {
             received_at: now,
             claimed_at: verdict.claimed_at.map(Millis),
         };
+        b.put(
+            keys::entries(case),
+            (verdict.entries as u64).to_be_bytes().to_vec(),
+        );
         let mut fixes = self.clock_fixes(case)?;
         fixes.extend(verdict.clock_fixes.iter().cloned());
         if !verdict.clock_fixes.is_empty() {

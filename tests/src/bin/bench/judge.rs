@@ -113,6 +113,8 @@ struct Prepared {
     before: Vec<ChangeHash>,
     changes: Vec<Change>,
     stored_bytes: usize,
+    /// What the relay keeps for a stored case (it counts once, then adds).
+    entries_before: Option<usize>,
 }
 
 impl Prepared {
@@ -131,6 +133,15 @@ impl Prepared {
             } else {
                 stored.save().len()
             },
+            entries_before: Some(
+                aftercase_sync::case::table::LOGS
+                    .iter()
+                    .filter_map(|l| {
+                        aftercase_sync::case::read::map(stored, &automerge::ROOT, l.key)
+                    })
+                    .map(|m| automerge::ReadDoc::length(stored, &m))
+                    .sum(),
+            ),
             before,
             changes,
         }
@@ -149,6 +160,7 @@ impl Prepared {
             before: &self.before,
             changes: &self.changes,
             stored_bytes: self.stored_bytes,
+            entries_before: self.entries_before,
             principal: p,
             policy: &policy,
             now: Millis(NOON + 3_600_000),
