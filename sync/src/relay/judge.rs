@@ -48,7 +48,7 @@ pub struct Upload<'a> {
 #[derive(Debug, Clone)]
 enum Obj {
     /// A map, text or log at a root key.
-    Root(&'static str, RootShape, ObjId),
+    Root(&'static str, RootShape),
     /// An entry created by this upload in a log.
     Entry(&'static Log),
     /// An item created by this upload (new cases only).
@@ -63,6 +63,9 @@ struct Added {
     description: bool,
     links: Vec<String>,
     root_keys: HashSet<String>,
+    /// Every operation of the upload so far (a `pred` outside it names a
+    /// value recorded before).
+    ops: HashSet<OpKey>,
 }
 
 type OpKey = (u64, ActorId);
@@ -94,7 +97,8 @@ pub fn judge(u: &Upload<'_>) -> Result<Verdict, Refusal> {
         let start = c.start_op.get();
         for (i, op) in c.operations.iter().enumerate() {
             let id = (start + i as u64, c.actor_id.clone());
-            judge_op(u, new_case, &mut objs, &mut added, id, op)?;
+            judge_op(u, new_case, &mut objs, &mut added, id.clone(), op)?;
+            added.ops.insert(id);
         }
     }
     let entries = check_values(u, new_case, &added)?;
@@ -209,18 +213,11 @@ fn root_objects(doc: &Automerge) -> HashMap<OpKey, Obj> {
         };
         for (value, id) in values {
             if let (Value::Object(_), automerge::ObjId::Id(counter, actor, _)) = (&value, &id) {
-                out.insert(
-                    (*counter, actor.clone()),
-                    Obj::Root(key, *shape, id.clone()),
-                );
+                out.insert((*counter, actor.clone()), Obj::Root(key, *shape));
             }
         }
     }
     out
-}
-
-fn existed(u: &Upload<'_>, obj: &ObjId, key: &str) -> bool {
-    !u.before.is_empty() && matches!(u.doc.get_at(obj, key, u.before), Ok(Some(_)))
 }
 
 fn valid_entry_id(k: &str) -> bool {
@@ -256,7 +253,7 @@ fn judge_op(
         Key::Seq(_) => None,
     };
     match obj {
-        Some(Obj::Root(_, RootShape::Text, _)) => match (&op.action, map_key) {
+        Some(Obj::Root(_, RootShape::Text)) => match (&op.action, map_key) {
             (OpType::Put(_) | OpType::Delete, None) => {
                 added.description = true;
                 Ok(())
@@ -266,7 +263,7 @@ fn judge_op(
                 "the description is plain text",
             )),
         },
-        Some(Obj::Root(name, RootShape::Log, container)) => {
+        Some(Obj::Root(name, RootShape::Log)) => {
             let log = table::log(name).ok_or_else(|| {
                 refuse(RefusalCode::UnknownKey, format!("{name} is not a log"))
             })?;
@@ -309,17 +306,14 @@ fn judge_op(
                     format!("a {} may not add to {name}", u.principal.role),
                 ));
             }
-            if existed(u, &container, k) {
-                return Err(refuse(
-                    RefusalCode::AppendOnly,
-                    format!("entry {} of {name} already exists and cannot be replaced", clip(k, 40)),
-                ));
-            }
+            // An id already in the log is caught after applying: the new
+            // map then stands beside the old one (`check_values`), which is
+            // cheaper than reading the log as it was.
             objs.insert(id, Obj::Entry(log));
             added.entries.push((log, k.to_string()));
             Ok(())
         }
-        Some(Obj::Root(name, RootShape::Fields, container)) => {
+        Some(Obj::Root(name, RootShape::Fields)) => {
             let field = map_key
                 .and_then(|k| table::settable(name, k))
                 .ok_or_else(|| {
@@ -346,9 +340,13 @@ fn judge_op(
                     ))
                 }
             }
-            if !table::may_overwrite(u.principal.role, field)
-                && existed(u, &container, field.place().1)
-            {
+            // A value recorded before the upload is one this put replaces
+            // (`pred`) and the upload did not make itself.
+            let recorded = op
+                .pred
+                .iter()
+                .any(|p| !added.ops.contains(&(p.0, p.1.clone())));
+            if !table::may_overwrite(u.principal.role, field) && recorded {
                 return Err(refuse(
                     RefusalCode::Forbidden,
                     format!(
@@ -359,7 +357,7 @@ fn judge_op(
             added.fields.push(field);
             Ok(())
         }
-        Some(Obj::Root(name, RootShape::Links, container)) => {
+        Some(Obj::Root(_, RootShape::Links)) => {
             let Some(k) = map_key else {
                 return Err(refuse(RefusalCode::InvalidValue, "links are keyed by case"));
             };
@@ -375,16 +373,12 @@ fn judge_op(
                     format!("{} is not a case id", clip(k, 40)),
                 ));
             }
-            if existed(u, &container, k) {
-                return Err(refuse(
-                    RefusalCode::AppendOnly,
-                    format!("{name} already links case {k}"),
-                ));
-            }
+            // A link already recorded is caught after applying, as for
+            // entries (`check_values`).
             added.links.push(k.to_string());
             Ok(())
         }
-        Some(Obj::Root(_, RootShape::Items, _)) if new_case => match (&op.action, map_key) {
+        Some(Obj::Root(_, RootShape::Items)) if new_case => match (&op.action, map_key) {
             (OpType::Make(ObjType::Map), Some(k)) if k.len() <= 8 && op.pred.is_empty() => {
                 objs.insert(id, Obj::Item);
                 Ok(())
@@ -401,11 +395,11 @@ fn judge_op(
                 "an item has only sku and qty",
             )),
         },
-        Some(Obj::Root(name, RootShape::Items | RootShape::Frozen, _)) => Err(refuse(
+        Some(Obj::Root(name, RootShape::Items | RootShape::Frozen)) => Err(refuse(
             RefusalCode::FixedField,
             format!("{name} cannot be changed after the case is opened"),
         )),
-        Some(Obj::Root(name, RootShape::Fixed(_), _)) => Err(refuse(
+        Some(Obj::Root(name, RootShape::Fixed(_))) => Err(refuse(
             RefusalCode::FixedField,
             format!("{name} cannot be changed"),
         )),
@@ -490,16 +484,7 @@ fn judge_root_op(
                     format!("{name} of a case cannot be replaced"),
                 ));
             }
-            let exid = match u.doc.get_all(ROOT, *name) {
-                Ok(v) => v
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .find(|x| matches!(x, ObjId::Id(c, a, _) if *c == id.0 && *a == id.1)),
-                Err(_) => None,
-            };
-            if let Some(exid) = exid {
-                objs.insert(id, Obj::Root(name, *shape, exid));
-            }
+            objs.insert(id, Obj::Root(name, *shape));
             Ok(())
         }
         _ => Err(refuse(
@@ -700,6 +685,17 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, 
     }
     if let Some(links) = read::map(doc, &ROOT, crate::case::service::RELATED) {
         for k in &added.links {
+            if doc
+                .get_all(&links, k.as_str())
+                .map(|v| v.len())
+                .unwrap_or(0)
+                != 1
+            {
+                return Err(refuse(
+                    RefusalCode::AppendOnly,
+                    format!("this case already links case {}", clip(k, 40)),
+                ));
+            }
             let r = read::string(doc, &links, k).unwrap_or_default();
             if !table::RELATIONS.contains(&r.as_str()) {
                 return Err(refuse(
