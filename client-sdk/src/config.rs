@@ -95,7 +95,7 @@ impl DeviceConfig {
     /// only by the owner because it holds the token.
     pub fn save(&self, data_dir: &Path) -> Result<(), ClientError> {
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-        crate::perms::restrict_dir(data_dir).map_err(io(data_dir))?;
+        aftercase_sync::storage::perms::restrict_dir(data_dir).map_err(io(data_dir))?;
         let path = data_dir.join(CONFIG_FILE);
         let tmp = data_dir.join(format!("{CONFIG_FILE}.tmp"));
         let text =

@@ -73,9 +73,11 @@ impl Device {
     pub fn open(data_dir: &Path) -> Result<Device, ClientError> {
         let config = DeviceConfig::load(data_dir)?;
         let storage = SledStorage::open(&data_dir.join("db"))?;
-        crate::perms::restrict_tree(data_dir).map_err(|source| ClientError::Io {
-            path: data_dir.display().to_string(),
-            source,
+        aftercase_sync::storage::perms::restrict_tree(data_dir).map_err(|source| {
+            ClientError::Io {
+                path: data_dir.display().to_string(),
+                source,
+            }
         })?;
         // A fresh actor per process: automerge refuses a reused actor whose
         // history went backwards (e.g. a tablet restored from backup).

@@ -14,7 +14,6 @@ mod device;
 mod error;
 mod live;
 mod logging;
-mod perms;
 mod transport;
 
 pub use config::{DeviceConfig, CONFIG_FILE};

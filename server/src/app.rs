@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::limits::ConnLimits;
 use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
-use crate::{http, perms, revoke, secret, ws};
+use crate::{http, revoke, secret, ws};
 use actix_web::{web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
@@ -39,7 +39,7 @@ pub async fn run(
     // sled creates its files with the process umask: tighten the whole
     // directory now that they exist (the secret and revocations are
     // created 0600 already).
-    perms::restrict_tree(&cfg.data_dir)?;
+    aftercase_sync::storage::perms::restrict_tree(&cfg.data_dir)?;
     let revocations = Revocations::load(&cfg.data_dir)?;
     if !revocations.is_empty() {
         tracing::info!(in_force = revocations.len(), "revocations loaded");

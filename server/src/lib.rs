@@ -20,7 +20,6 @@ mod error;
 mod http;
 mod limits;
 pub mod logging;
-mod perms;
 pub mod revoke;
 pub mod secret;
 mod state;

@@ -1,13 +1,8 @@
-//! The relay's log subscriber.
-//!
-//! Dependencies log request details at debug and trace level (actix-http
-//! and hyper print headers, tungstenite and sled print payloads), which
-//! would put bearer tokens and customer data in the log. So whatever
-//! `AFTERCASE_LOG` asks for, events from crates other than ours are capped
-//! at info. Our own crates never log tokens or customer personal data at
-//! any level.
+//! The relay's log subscriber: whatever `AFTERCASE_LOG` asks for, other
+//! crates' events are capped at info ([`aftercase_sync::logs::allowed`]),
+//! so no bearer token or customer data reaches the log.
 
-use tracing::Level;
+use aftercase_sync::logs::allowed;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -15,16 +10,6 @@ use tracing_subscriber::Layer;
 
 /// Environment variable holding the filter, e.g. `debug` or `aftercase_sync=trace`.
 pub const ENV: &str = "AFTERCASE_LOG";
-
-/// Whether events of `target` may be logged at `level`: ours at any level,
-/// everything else at info or less verbose.
-pub fn allowed(target: &str, level: &Level) -> bool {
-    let ours = target
-        .split("::")
-        .next()
-        .is_some_and(|krate| krate.starts_with("aftercase"));
-    ours || *level <= Level::INFO
-}
 
 /// Installs the subscriber (stderr), with `default` when `AFTERCASE_LOG` is unset.
 pub fn init(default: &str) {
@@ -37,20 +22,4 @@ pub fn init(default: &str) {
                 .with_filter(env.and(cap)),
         )
         .try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dependencies_are_capped_at_info() {
-        assert!(allowed("aftercase_server::ws", &Level::TRACE));
-        assert!(allowed("aftercase_sync::relay", &Level::DEBUG));
-        assert!(allowed("actix_http::h1", &Level::INFO));
-        assert!(!allowed("actix_http::h1", &Level::DEBUG));
-        assert!(!allowed("tungstenite::protocol", &Level::TRACE));
-        assert!(!allowed("sled", &Level::TRACE));
-        assert!(allowed("hyper", &Level::WARN));
-    }
 }

@@ -123,7 +123,7 @@ pub fn write(data_dir: &Path, target: Target, now_secs: u64) -> Result<PathBuf, 
     }
     let dir = data_dir.join(DIR);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    crate::perms::restrict_dir(&dir).map_err(io(&dir))?;
+    aftercase_sync::storage::perms::restrict_dir(&dir).map_err(io(&dir))?;
     let utc = chrono::DateTime::from_timestamp(i64::try_from(now_secs).unwrap_or(0), 0)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();

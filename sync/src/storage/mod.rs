@@ -14,6 +14,7 @@ pub mod docs;
 mod group;
 pub mod keys;
 mod memory;
+pub mod perms;
 #[cfg(feature = "sled-storage")]
 mod sled_store;
 

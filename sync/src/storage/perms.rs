@@ -1,10 +1,13 @@
-//! Owner-only permissions for the relay's data directory: it holds the
-//! signing secret, every customer's case and the revocations.
+//! Owner-only permissions for a data directory: the relay's holds the
+//! signing secret, every customer's case and the revocations; a device's
+//! holds its token and its store's cases.
 //!
 //! sled creates its files with the process umask, so after opening the
-//! database the relay walks the directory once and tightens everything:
-//! directories 0700, files 0600. Files sled creates later (snapshots) sit
-//! inside a 0700 directory, so nobody else can reach them either.
+//! database the relay and the device walk the directory once and tighten
+//! everything: directories 0700, files 0600. Files sled creates later sit
+//! inside a 0700 directory, so nobody else can reach them either. Beside
+//! [`super::SledStorage`] because both binaries open one (the rest of this
+//! crate does no IO).
 
 use std::path::Path;
 
@@ -22,7 +25,7 @@ pub fn restrict_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Makes `dir` and every directory below it 0700 and every file 0600.
 /// Symbolic links are left alone (never followed), so a link planted in the
-/// directory cannot make the relay change permissions elsewhere.
+/// directory cannot make us change permissions elsewhere.
 pub fn restrict_tree(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
