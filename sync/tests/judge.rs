@@ -1365,3 +1365,262 @@ fn freight_decisions_name_real_payers_and_rules() {
         RefusalCode::Forbidden
     );
 }
+
+/// An entry of `log` written by hand: a note by `p` unless `fields` say
+/// otherwise (later values win).
+fn forge_entry(
+    d: &mut Automerge,
+    p: &Principal,
+    log: &str,
+    id: &str,
+    fields: &[(&str, ScalarValue)],
+) {
+    let mut t = d.transaction();
+    let m = aftercase_sync::case::read::map(&t, &ROOT, log).unwrap();
+    let e = t.put_object(&m, id, ObjType::Map).unwrap();
+    let common: [(&str, ScalarValue); 5] = [
+        ("type", "note".into()),
+        ("author", p.user.as_str().into()),
+        ("role", p.role.as_str().into()),
+        ("device", p.device.as_str().into()),
+        ("at", ScalarValue::Timestamp(NOON)),
+    ];
+    for (k, v) in common.iter().chain(fields.iter()) {
+        t.put(&e, *k, v.clone()).unwrap();
+    }
+    t.commit();
+}
+
+#[test]
+fn every_shape_rule_refuses_with_its_code() {
+    let staff = principal(Role::Staff);
+    let doc = stored_case(CaseKind::Complaint);
+    let c = id();
+    let tl = |fields: Vec<(&'static str, ScalarValue)>, id: &'static str| {
+        let staff = staff.clone();
+        move |d: &mut Automerge| forge_entry(d, &staff, "timeline", id, &fields)
+    };
+    // The baseline is accepted: a well-formed note by hand.
+    judged(&doc, &staff, tl(vec![("text", "fine".into())], "ok1")).unwrap();
+    type Forgery = Box<dyn FnOnce(&mut Automerge)>;
+    let cases: Vec<(&str, Forgery, RefusalCode)> = vec![
+        (
+            "unknown entry type",
+            Box::new(tl(vec![("type", "bribe".into())], "t1")),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a second created entry",
+            Box::new(tl(vec![("type", "created".into())], "t2")),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a field of the wrong type",
+            Box::new(tl(vec![("text", 5i64.into())], "t3")),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "text over its bound",
+            Box::new(tl(vec![("text", "x".repeat(10_001).into())], "t4")),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "an id that is not an id",
+            Box::new(tl(vec![], "no spaces allowed")),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a required field missing",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    let mut t = d.transaction();
+                    let m = aftercase_sync::case::read::map(&t, &ROOT, "timeline").unwrap();
+                    let e = t.put_object(&m, "t6", ObjType::Map).unwrap();
+                    t.put(&e, "type", "note").unwrap();
+                    t.put(&e, "author", staff.user.as_str()).unwrap();
+                    t.commit();
+                }
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a move without its timeline entry",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    forge_entry(
+                        d,
+                        &staff,
+                        "transitions",
+                        "m1",
+                        &[
+                            ("type", "transition".into()),
+                            ("from", "registered".into()),
+                            ("to", "accepted".into()),
+                            ("prev", "".into()),
+                            ("policy_version", 1i64.into()),
+                        ],
+                    )
+                }
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a field set without its field_changed entry",
+            Box::new(|d: &mut Automerge| {
+                let f = aftercase_sync::case::read::map(&*d, &ROOT, "fields").unwrap();
+                let mut t = d.transaction();
+                t.put(&f, "priority", "high").unwrap();
+                t.commit();
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a field value not allowed",
+            Box::new(move |d: &mut Automerge| {
+                edit::set_field(
+                    d,
+                    c,
+                    &ctx(&principal(Role::Staff), 90),
+                    CaseField::Priority,
+                    "high",
+                )
+                .unwrap();
+                let f = aftercase_sync::case::read::map(&*d, &ROOT, "fields").unwrap();
+                let mut t = d.transaction();
+                t.put(&f, "priority", "whenever").unwrap();
+                t.commit();
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "an object inside the description",
+            Box::new(|d: &mut Automerge| {
+                let text = match d.get(ROOT, "description").unwrap() {
+                    Some((_, id)) => id,
+                    None => unreachable!(),
+                };
+                let mut t = d.transaction();
+                t.insert_object(&text, 0, ObjType::Map).unwrap();
+                t.commit();
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a link that is no case id",
+            Box::new(|d: &mut Automerge| {
+                let m = aftercase_sync::case::read::map(&*d, &ROOT, "related_cases").unwrap();
+                let mut t = d.transaction();
+                t.put(&m, "not-a-case", "follow_up").unwrap();
+                t.commit();
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "an item added after creation",
+            Box::new(|d: &mut Automerge| {
+                let m = aftercase_sync::case::read::map(&*d, &ROOT, "items").unwrap();
+                let mut t = d.transaction();
+                t.put_object(&m, "2", ObjType::Map).unwrap();
+                t.commit();
+            }),
+            RefusalCode::FixedField,
+        ),
+        (
+            "a tag",
+            Box::new(|d: &mut Automerge| {
+                let m = aftercase_sync::case::read::map(&*d, &ROOT, "tags").unwrap();
+                let mut t = d.transaction();
+                t.put(&m, "vip", true).unwrap();
+                t.commit();
+            }),
+            RefusalCode::FixedField,
+        ),
+        (
+            "a survey score out of range",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    forge_entry(
+                        d,
+                        &staff,
+                        "surveys",
+                        "s1",
+                        &[
+                            ("type", "survey".into()),
+                            ("description", 9i64.into()),
+                            ("attitude", 5i64.into()),
+                            ("speed", 5i64.into()),
+                            ("logistics", 5i64.into()),
+                        ],
+                    );
+                    forge_entry(d, &staff, "timeline", "s1t", &[("type", "survey".into())]);
+                }
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a decision on no offer",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    forge_entry(
+                        d,
+                        &staff,
+                        "offer_decisions",
+                        "d1",
+                        &[
+                            ("type", "offer_decision".into()),
+                            ("offer", "ghost".into()),
+                            ("decision", "accept".into()),
+                            ("policy_version", 1i64.into()),
+                        ],
+                    );
+                    forge_entry(
+                        d,
+                        &staff,
+                        "timeline",
+                        "d1t",
+                        &[("type", "offer_decision".into())],
+                    );
+                }
+            }),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a move that does not follow the case's state",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    forge_move_after(d, &staff, "accepted", "in_handling", 91, "")
+                }
+            }),
+            RefusalCode::Workflow,
+        ),
+        (
+            "a move after an unknown move",
+            Box::new({
+                let staff = staff.clone();
+                move |d: &mut Automerge| {
+                    forge_move_after(d, &staff, "registered", "accepted", 92, "ghost")
+                }
+            }),
+            RefusalCode::Workflow,
+        ),
+    ];
+    for (name, forge, want) in cases {
+        let r = judged(&doc, &staff, forge);
+        assert_eq!(r.map_err(|e| e.code), Err(want), "{name}");
+    }
+    // Two devices using one id at once: the merged log holds both.
+    let mut a = doc.fork();
+    let mut b = doc.fork();
+    forge_entry(&mut a, &staff, "timeline", "twin", &[("text", "a".into())]);
+    forge_entry(&mut b, &staff, "timeline", "twin", &[("text", "b".into())]);
+    let r = judged(&doc, &staff, |d| {
+        d.merge(&mut a).unwrap();
+        d.merge(&mut b).unwrap();
+    });
+    assert_eq!(code(r), RefusalCode::AppendOnly);
+}
