@@ -77,6 +77,14 @@ enum Command {
         #[arg(long, default_value = "30d")]
         ttl: humantime::Duration,
     },
+    /// Rebuild the read model (each case's summary for head office's lists)
+    /// from the stored documents. Run it with the relay stopped (its
+    /// database is held open by a running relay).
+    Reindex {
+        /// The relay's data directory.
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
+    },
     /// Revoke a device, a user or one token. Tokens issued up to now for
     /// that device or user are refused from then on, and their live
     /// connections are closed within about two seconds; tokens issued
@@ -163,6 +171,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 p.user, p.role, p.store, p.device, ttl
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Reindex { data_dir } => {
+            let db = data_dir.join("db");
+            anyhow::ensure!(db.exists(), "no relay data in {}", data_dir.display());
+            let storage = aftercase_sync::storage::SledStorage::open(&db)
+                .map_err(|e| anyhow::anyhow!("{e} (is the relay still running?)"))?;
+            let mut relay = aftercase_sync::relay::Relay::open(
+                storage,
+                std::num::NonZeroUsize::new(64).unwrap_or(std::num::NonZeroUsize::MIN),
+            )?;
+            let n = relay.reindex()?;
+            println!("read model rebuilt: {n} case(s)");
             Ok(())
         }
         Command::Revoke {

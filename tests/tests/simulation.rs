@@ -93,6 +93,17 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
             .relay
             .list(&Default::default())
             .map_err(|e| e.to_string())?;
+        // The read model, written at each commit (and through relay
+        // crashes that kept only some batches), matches the documents.
+        for (c, _) in &all {
+            let stored = w.relay.summary(*c).map_err(|e| e.to_string())?;
+            let derived = w.relay.derive_summary(*c).map_err(|e| e.to_string())?;
+            if stored.is_none() || stored != derived {
+                return Err(format!(
+                    "read model differs on {c}:\n stored  {stored:?}\n derived {derived:?}"
+                ));
+            }
+        }
         Ok(all
             .iter()
             .filter_map(|(c, _)| w.relay.case_view(*c).ok().flatten())

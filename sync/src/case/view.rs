@@ -86,6 +86,13 @@ pub struct TimerView {
     due_ms: i64,
 }
 
+impl TimerView {
+    /// When it falls due, in milliseconds.
+    pub fn due_millis(&self) -> i64 {
+        self.due_ms
+    }
+}
+
 /// A compensation offer as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferView {

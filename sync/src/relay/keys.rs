@@ -7,6 +7,7 @@
 //! | `ra` seq | case(16) + heads (32 each): every case by latest change |
 //! | `ro` len store seq | case(16) + heads: the same, per owning store |
 //! | `ru` case hash | [`super::AuditRecord`] (postcard) |
+//! | `rv` case | the case's [`super::summary::CaseSummary`] (JSON), the read model |
 //! | `rn` case | entries in the case's logs (u64 BE), kept so the entry limit costs no pass over them |
 //! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
 
@@ -19,6 +20,11 @@ pub const AUDIT: &[u8] = b"ru";
 pub const POLICY: &[u8] = b"rp";
 pub const CLOCK: &[u8] = b"rt";
 pub const ENTRIES: &[u8] = b"rn";
+pub const SUMMARY: &[u8] = b"rv";
+
+pub fn summary(case: CaseId) -> Vec<u8> {
+    [SUMMARY, case.as_bytes()].concat()
+}
 
 pub fn entries(case: CaseId) -> Vec<u8> {
     [ENTRIES, case.as_bytes()].concat()

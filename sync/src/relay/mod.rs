@@ -14,6 +14,7 @@
 
 pub mod judge;
 mod keys;
+pub mod summary;
 pub mod validate;
 
 use crate::access::{self, CaseMeta, Principal, Role};
@@ -26,6 +27,7 @@ use automerge::{Automerge, ROOT};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use summary::CaseSummary;
 
 /// Cases per [`Frame::Announce`].
 const ANNOUNCE_CHUNK: usize = 1000;
@@ -357,6 +359,65 @@ impl<S: Storage> Relay<S> {
             v.store_id = Some(meta.store.to_string());
             v
         }))
+    }
+
+    /// The case's summary in the read model.
+    pub fn summary(&self, case: CaseId) -> Result<Option<CaseSummary>, StorageError> {
+        self.storage
+            .get(&keys::summary(case))?
+            .map(|b| serde_json::from_slice(&b).map_err(|e| corrupt("case summary", e)))
+            .transpose()
+    }
+
+    /// Derives the summary of `case` from its stored document, as a commit
+    /// would (`None` for an unknown case).
+    pub fn derive_summary(&mut self, case: CaseId) -> Result<Option<CaseSummary>, StorageError> {
+        let Some(meta) = self.meta(case)? else {
+            return Ok(None);
+        };
+        // Who sent the latest change is a fact of the commit, not of the
+        // document: kept from the stored summary, else the latest audit
+        // record.
+        let last = match self.summary(case)? {
+            Some(s) => (s.last_user, s.last_device),
+            None => self
+                .audit(case)?
+                .pop()
+                .map(|(_, r)| (r.user.to_string(), r.device.to_string()))
+                .unwrap_or_default(),
+        };
+        let fixes = self.clock_fixes(case)?;
+        let policy = self.policy.clone();
+        let Some(doc) = self.doc(case)? else {
+            return Ok(None);
+        };
+        let fixed = (!fixes.is_empty()).then(|| {
+            let mut f = doc.fork();
+            judge::apply_clock_fixes(&mut f, &fixes);
+            f
+        });
+        let seen = fixed.as_ref().unwrap_or(doc);
+        let view = CaseView::from_doc_with(seen, &case.to_string(), &policy);
+        Ok(Some(CaseSummary::derive(
+            &view, seen, &meta, &last.0, &last.1,
+        )))
+    }
+
+    /// Rebuilds the read model from the documents; returns how many cases
+    /// it holds. For an upgrade, or a read model suspected wrong.
+    pub fn reindex(&mut self) -> Result<usize, StorageError> {
+        let cases = self.list(&CaseFilter::default())?;
+        let mut n = 0;
+        for (case, _) in cases {
+            if let Some(summary) = self.derive_summary(case)? {
+                let mut b = Batch::new();
+                b.put(keys::summary(case), summary_bytes(&summary)?);
+                self.storage.apply(b)?;
+                n += 1;
+            }
+        }
+        self.storage.flush()?;
+        Ok(n)
     }
 
     /// The entries the case's logs hold, as last counted (`None` for a case
@@ -863,14 +924,13 @@ impl<S: Storage> Relay<S> {
         // earlier from others), never from an unchecked field.
         // Assignments are ordered by time, so a far-future claim must not
         // keep one "latest" for ever: read them with the trusted times.
-        let assignee = if fixes.is_empty() {
-            crate::case::service::assignee(doc)
-        } else {
+        let fixed = (!fixes.is_empty()).then(|| {
             let mut fixed = doc.fork();
             judge::apply_clock_fixes(&mut fixed, &fixes);
-            crate::case::service::assignee(&fixed)
-        }
-        .and_then(|u| UserId::new(u).ok());
+            fixed
+        });
+        let seen = fixed.as_ref().unwrap_or(doc);
+        let assignee = crate::case::service::assignee(seen).and_then(|u| UserId::new(u).ok());
         let meta = match meta {
             Some(mut m) => {
                 b.delete(keys::all(m.seq));
@@ -891,6 +951,10 @@ impl<S: Storage> Relay<S> {
                 assignee,
             },
         };
+        // The read model, in the same batch as the change it follows.
+        let view = CaseView::from_doc_with(seen, &case.to_string(), &self.policy);
+        let summary = CaseSummary::derive(&view, seen, &meta, p.user.as_str(), p.device.as_str());
+        b.put(keys::summary(case), summary_bytes(&summary)?);
         let index = keys::index_value(case, &doc.get_heads());
         b.put(keys::all(seq), index.clone());
         b.put(keys::store(&meta.store, seq), index);
@@ -948,6 +1012,10 @@ fn pieces(case: CaseId, kind: PieceKind, bytes: &[u8], size: usize) -> Vec<Frame
             bytes: c.to_vec(),
         })
         .collect()
+}
+
+fn summary_bytes(s: &CaseSummary) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(s).map_err(|e| corrupt("case summary", e))
 }
 
 /// The one answer for a case that does not exist and for one the
