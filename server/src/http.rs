@@ -11,9 +11,9 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::access::{self, Principal, Role};
 use aftercase_sync::case::CaseKind;
+use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::CaseFilter;
 use aftercase_sync::{CaseId, StoreId};
-use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -52,30 +52,137 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok", "seq": state.seq() }))
 }
 
-/// Query of `GET /v1/cases`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    store: Option<String>,
-    kind: Option<String>,
+/// Filters of `GET /v1/cases`, read from the case summaries of the relay's
+/// read model. An unknown parameter is refused by name, so a typo never
+/// silently returns everything.
+#[derive(Debug, Default)]
+struct ListFilter {
+    store: Option<StoreId>,
+    kind: Option<CaseKind>,
+    status: Option<String>,
+    assignee: Option<String>,
+    case_no: Option<String>,
+    has_conflict: Option<bool>,
+    awaiting_approval: Option<bool>,
+    breached: Option<bool>,
+    due_before: Option<i64>,
+    updated_since: Option<i64>,
 }
 
-/// `GET /v1/cases?store=S&kind=K`: cases the caller may see (for a
-/// technician, only those assigned to or reported by them).
+const LIST_PARAMS: &[&str] = &[
+    "store",
+    "kind",
+    "status",
+    "assignee",
+    "case_no",
+    "has_conflict",
+    "awaiting_approval",
+    "breached",
+    "due_before",
+    "updated_since",
+];
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name}: \"{}\" is not true or false",
+            clip(v)
+        ))),
+    }
+}
+
+fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{name}: \"{}\" is not a time like 2026-12-01T09:00:00+08:00",
+                clip(v)
+            ))
+        })
+}
+
+impl ListFilter {
+    fn parse(query: &str) -> Result<ListFilter, ApiError> {
+        let pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|_| ApiError::BadRequest("malformed query string".into()))?
+            .into_inner();
+        let mut f = ListFilter::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "store" => {
+                    f.store = Some(StoreId::new(v.clone()).map_err(|_| {
+                        ApiError::BadRequest(format!("\"{}\" is not a store id", clip(&v)))
+                    })?)
+                }
+                "kind" => {
+                    f.kind = Some(v.parse::<CaseKind>().map_err(|_| {
+                        ApiError::BadRequest(format!("\"{}\" is not a case kind", clip(&v)))
+                    })?)
+                }
+                "status" => f.status = Some(v),
+                "assignee" => f.assignee = Some(v),
+                "case_no" => f.case_no = Some(v),
+                "has_conflict" => f.has_conflict = Some(parse_bool(&k, &v)?),
+                "awaiting_approval" => f.awaiting_approval = Some(parse_bool(&k, &v)?),
+                "breached" => f.breached = Some(parse_bool(&k, &v)?),
+                "due_before" => f.due_before = Some(parse_time(&k, &v)?),
+                "updated_since" => f.updated_since = Some(parse_time(&k, &v)?),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown parameter \"{}\": use {}",
+                        clip(other),
+                        LIST_PARAMS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether a case with summary `s` passes, at relay time `now`.
+    fn keeps(&self, s: &CaseSummary, now: i64) -> bool {
+        let breached = !s.late.is_empty() || s.open_timers.iter().any(|(_, d)| *d < now);
+        self.status
+            .as_ref()
+            .is_none_or(|x| s.status.as_ref() == Some(x))
+            && self
+                .assignee
+                .as_ref()
+                .is_none_or(|x| s.assignee.as_ref() == Some(x))
+            && self
+                .case_no
+                .as_ref()
+                .is_none_or(|x| s.case_no.as_ref() == Some(x))
+            && self
+                .has_conflict
+                .is_none_or(|b| (s.open_conflicts > 0) == b)
+            && self
+                .awaiting_approval
+                .is_none_or(|b| (s.awaiting_approval > 0) == b)
+            && self.breached.is_none_or(|b| breached == b)
+            && self
+                .due_before
+                .is_none_or(|t| s.next_due().is_some_and(|d| d < t))
+            && self.updated_since.is_none_or(|t| s.updated_at >= t)
+    }
+}
+
+/// `GET /v1/cases`: the cases the caller may see (a store's staff its
+/// store, head office any, a technician only cases assigned to or reported
+/// by them), filtered on the read model; see [`LIST_PARAMS`].
 pub async fn list_cases(
     req: HttpRequest,
-    q: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
-    let store = match &q.store {
-        Some(s) => Some(
-            StoreId::new(s.clone())
-                .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a store id", clip(s))))?,
-        ),
-        None if p.role == Role::HeadOffice => None,
-        None => Some(p.store.clone()),
-    };
-    if let Some(s) = &store {
+    let mut f = ListFilter::parse(req.query_string())?;
+    if f.store.is_none() && p.role != Role::HeadOffice {
+        f.store = Some(p.store.clone());
+    }
+    if let Some(s) = &f.store {
         if !access::can_list_store(&p, s) {
             return Err(ApiError::Forbidden(format!(
                 "forbidden: you may list only the cases of store {}",
@@ -83,33 +190,62 @@ pub async fn list_cases(
             )));
         }
     }
-    let kind = q
-        .kind
-        .as_deref()
-        .map(|k| {
-            k.parse::<CaseKind>()
-                .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case kind", clip(k))))
-        })
-        .transpose()?;
-    let rows = blocking(&state, move |s| {
-        Ok(s.relay().list(&CaseFilter { store, kind })?)
-    })
-    .await?;
-    let cases: Vec<_> = rows
-        .into_iter()
-        .filter(|(_, m)| access::can_read(&p, m))
-        .map(|(id, m)| {
-            json!({
+    let now = crate::state::now_millis().0;
+    let cases = blocking(&state, move |s| {
+        let mut relay = s.relay();
+        let rows = relay.list(&CaseFilter {
+            store: f.store.clone(),
+            kind: f.kind,
+        })?;
+        let mut out = Vec::new();
+        for (id, m) in rows {
+            if !access::can_read(&p, &m) {
+                continue;
+            }
+            // A case stored before the read model existed is summarised
+            // from its document (`aftercase-relay reindex` stores them all).
+            let summary = match relay.summary(id)? {
+                Some(x) => x,
+                None => match relay.derive_summary(id)? {
+                    Some(x) => x,
+                    None => continue,
+                },
+            };
+            if !f.keeps(&summary, now) {
+                continue;
+            }
+            let breached: Vec<&str> = summary
+                .late
+                .iter()
+                .map(String::as_str)
+                .chain(
+                    summary
+                        .open_timers
+                        .iter()
+                        .filter(|(_, d)| *d < now)
+                        .map(|(n, _)| n.as_str()),
+                )
+                .collect();
+            out.push(json!({
                 "id": id.to_string(),
+                "case_no": summary.case_no,
                 "store_id": m.store,
                 "kind": m.kind,
+                "status": summary.status,
+                "assignee": summary.assignee,
+                "open_conflicts": summary.open_conflicts,
+                "awaiting_approval": summary.awaiting_approval,
+                "next_due": summary.next_due().map(|d| aftercase_sync::Millis(d).to_rfc3339()),
+                "breached": breached,
                 "created_by": m.created_by,
                 "created_device": m.created_device,
                 "first_received_at": m.first_received.to_rfc3339(),
                 "last_received_at": m.last_received.to_rfc3339(),
-            })
-        })
-        .collect();
+            }));
+        }
+        Ok(out)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "cases": cases })))
 }
 
