@@ -67,7 +67,15 @@ struct ListFilter {
     breached: Option<bool>,
     due_before: Option<i64>,
     updated_since: Option<i64>,
+    /// Cases after this id (the previous page's `next`).
+    after: Option<CaseId>,
+    /// Page size.
+    limit: usize,
 }
+
+/// Cases per page unless `limit` says otherwise, and the most it may say.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
 
 const LIST_PARAMS: &[&str] = &[
     "store",
@@ -80,6 +88,8 @@ const LIST_PARAMS: &[&str] = &[
     "breached",
     "due_before",
     "updated_since",
+    "after",
+    "limit",
 ];
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
@@ -109,7 +119,10 @@ impl ListFilter {
         let pairs: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(query)
             .map_err(|_| ApiError::BadRequest("malformed query string".into()))?
             .into_inner();
-        let mut f = ListFilter::default();
+        let mut f = ListFilter {
+            limit: PAGE,
+            ..ListFilter::default()
+        };
         for (k, v) in pairs {
             match k.as_str() {
                 "store" => {
@@ -130,6 +143,23 @@ impl ListFilter {
                 "breached" => f.breached = Some(parse_bool(&k, &v)?),
                 "due_before" => f.due_before = Some(parse_time(&k, &v)?),
                 "updated_since" => f.updated_since = Some(parse_time(&k, &v)?),
+                "after" => {
+                    f.after = Some(v.parse::<CaseId>().map_err(|_| {
+                        ApiError::BadRequest(format!("after: \"{}\" is not a case id", clip(&v)))
+                    })?)
+                }
+                "limit" => {
+                    f.limit = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit: \"{}\" is not a number from 1 to {MAX_PAGE}",
+                                clip(&v)
+                            ))
+                        })?
+                }
                 other => {
                     return Err(ApiError::BadRequest(format!(
                         "unknown parameter \"{}\": use {}",
@@ -191,42 +221,43 @@ pub async fn list_cases(
         }
     }
     let now = crate::state::now_millis().0;
-    let cases = blocking(&state, move |s| {
-        let mut relay = s.relay();
-        let rows = relay.list(&CaseFilter {
-            store: f.store.clone(),
-            kind: f.kind,
-        })?;
-        let mut out = Vec::new();
-        for (id, m) in rows {
-            if !access::can_read(&p, &m) {
-                continue;
-            }
-            // A case stored before the read model existed is summarised
-            // from its document (`aftercase-relay reindex` stores them all).
-            let summary = match relay.summary(id)? {
-                Some(x) => x,
-                None => match relay.derive_summary(id)? {
+    let cases =
+        blocking(&state, move |s| {
+            let mut relay = s.relay();
+            let rows = relay.list(&CaseFilter {
+                store: f.store.clone(),
+                kind: f.kind,
+            })?;
+            let mut out = Vec::new();
+            for (id, m) in rows {
+                if !access::can_read(&p, &m) || f.after.is_some_and(|a| id <= a) {
+                    continue;
+                }
+                // A case stored before the read model existed is summarised
+                // from its document (`aftercase-relay reindex` stores them all).
+                let summary = match relay.summary(id)? {
                     Some(x) => x,
-                    None => continue,
-                },
-            };
-            if !f.keeps(&summary, now) {
-                continue;
-            }
-            let breached: Vec<&str> = summary
-                .late
-                .iter()
-                .map(String::as_str)
-                .chain(
-                    summary
-                        .open_timers
-                        .iter()
-                        .filter(|(_, d)| *d < now)
-                        .map(|(n, _)| n.as_str()),
-                )
-                .collect();
-            out.push(json!({
+                    None => match relay.derive_summary(id)? {
+                        Some(x) => x,
+                        None => continue,
+                    },
+                };
+                if !f.keeps(&summary, now) {
+                    continue;
+                }
+                let breached: Vec<&str> = summary
+                    .late
+                    .iter()
+                    .map(String::as_str)
+                    .chain(
+                        summary
+                            .open_timers
+                            .iter()
+                            .filter(|(_, d)| *d < now)
+                            .map(|(n, _)| n.as_str()),
+                    )
+                    .collect();
+                out.push((id, json!({
                 "id": id.to_string(),
                 "case_no": summary.case_no,
                 "store_id": m.store,
@@ -241,12 +272,23 @@ pub async fn list_cases(
                 "created_device": m.created_device,
                 "first_received_at": m.first_received.to_rfc3339(),
                 "last_received_at": m.last_received.to_rfc3339(),
-            }));
-        }
-        Ok(out)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({ "cases": cases })))
+            })));
+            }
+            // Pages follow case ids, which never change: a case that changes
+            // between two pages is neither skipped nor repeated.
+            out.sort_by_key(|(id, _)| *id);
+            let more = out.len() > f.limit;
+            out.truncate(f.limit);
+            let next = if more {
+                out.last().map(|(id, _)| id.to_string())
+            } else {
+                None
+            };
+            Ok((out.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), next))
+        })
+        .await?;
+    let (cases, next) = cases;
+    Ok(HttpResponse::Ok().json(json!({ "cases": cases, "next": next })))
 }
 
 /// Checks, with the relay locked, that `p` may read case `id`; a missing

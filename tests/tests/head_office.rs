@@ -72,6 +72,22 @@ fn the_case_list_filters_on_the_read_model() {
     let (_, v) = list("?updated_since=2000-01-01T00:00:00Z&breached=false", &hq);
     assert_eq!(ids(&v).len(), 4);
 
+    // Pages of two, in case-id order, follow `next` to the end; a case
+    // changed between pages is neither skipped nor repeated.
+    let (_, p1) = list("?limit=2", &hq);
+    assert_eq!(ids(&p1).len(), 2);
+    let next = p1["next"].as_str().expect("a next page").to_string();
+    s1.ok(&["case", "note", &reported, "changed between pages"]);
+    s1.ok(&["sync"]);
+    let (_, p2) = list(&format!("?limit=2&after={next}"), &hq);
+    assert_eq!(ids(&p2).len(), 2);
+    assert_eq!(p2["next"], serde_json::Value::Null);
+    let mut paged = ids(&p1);
+    paged.extend(ids(&p2));
+    assert_eq!(paged, ids(&all), "pages cover every case once, in order");
+    let (s, _) = relay.get("/v1/cases?limit=0", Some(&hq));
+    assert_eq!(s, 400);
+
     // A typo is refused by name, not ignored.
     let (s, body) = relay.get("/v1/cases?stauts=closed", Some(&hq));
     assert_eq!(s, 400);
