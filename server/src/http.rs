@@ -233,14 +233,11 @@ pub async fn list_cases(
                 if !access::can_read(&p, &m) || f.after.is_some_and(|a| id <= a) {
                     continue;
                 }
-                // A case stored before the read model existed is summarised
-                // from its document (`aftercase-relay reindex` stores them all).
-                let summary = match relay.summary(id)? {
-                    Some(x) => x,
-                    None => match relay.derive_summary(id)? {
-                        Some(x) => x,
-                        None => continue,
-                    },
+                // A case stored before the read model existed, or summarised
+                // under an older policy, is summarised again from its
+                // document (`aftercase-relay reindex` does them all at once).
+                let Some(summary) = relay.current_summary(id)? else {
+                    continue;
                 };
                 if !f.keeps(&summary, now) {
                     continue;

@@ -663,3 +663,44 @@ fn the_entry_limit_holds_across_uploads() {
         }
     }
 }
+
+#[test]
+fn a_new_policy_refreshes_the_read_models_deadlines() {
+    let mut w = World::new(17, 8);
+    let a = w.add_device("tab-a", Role::Staff, "S1");
+    let case = w.create_case(a);
+    w.heal_and_check().unwrap();
+    let before = w.relay.summary(case).unwrap().expect("a summary at commit");
+    assert_eq!(before.policy_version, 1);
+    assert!(before.next_due().is_some(), "{before:?}");
+    let due = |s: &aftercase_sync::relay::summary::CaseSummary| s.next_due();
+    // Head office gives first responses three more hours.
+    let mut ho = w.relay.session(Principal {
+        user: "hq".parse().unwrap(),
+        role: Role::HeadOffice,
+        store: "HQ".parse().unwrap(),
+        device: "hq-1".parse().unwrap(),
+    });
+    let hello = Frame::Hello {
+        cursor: 0,
+        policy_version: 1,
+    };
+    w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
+    let old = aftercase_sync::policy::Policy::default();
+    let policy = aftercase_sync::policy::Policy {
+        version: 2,
+        first_response_hours: old.first_response_hours + 3,
+        return_review_hours: old.return_review_hours + 3,
+        complaint_reply_hours: old.complaint_reply_hours + 3,
+        ..old
+    };
+    let json = serde_json::to_string(&policy).unwrap();
+    w.relay
+        .handle(&mut ho, Frame::PublishPolicy { json }, Millis(1))
+        .unwrap();
+    let after = w.relay.current_summary(case).unwrap().unwrap();
+    assert_eq!(after.policy_version, 2);
+    assert_eq!(due(&after).map(|d| d - 3 * 3_600_000), due(&before));
+    // And it was stored, so the next read is the same.
+    assert_eq!(w.relay.summary(case).unwrap(), Some(after));
+}

@@ -399,8 +399,30 @@ impl<S: Storage> Relay<S> {
         let seen = fixed.as_ref().unwrap_or(doc);
         let view = CaseView::from_doc_with(seen, &case.to_string(), &policy);
         Ok(Some(CaseSummary::derive(
-            &view, seen, &meta, &last.0, &last.1,
+            &view,
+            seen,
+            &meta,
+            &last.0,
+            &last.1,
+            policy.version,
         )))
+    }
+
+    /// The case's summary, derived afresh (and stored) when it is missing or
+    /// was computed under an older policy, whose deadlines may differ.
+    pub fn current_summary(&mut self, case: CaseId) -> Result<Option<CaseSummary>, StorageError> {
+        match self.summary(case)? {
+            Some(s) if s.policy_version == self.policy.version => Ok(Some(s)),
+            _ => {
+                let fresh = self.derive_summary(case)?;
+                if let Some(s) = &fresh {
+                    let mut b = Batch::new();
+                    b.put(keys::summary(case), summary_bytes(s)?);
+                    self.storage.apply(b)?;
+                }
+                Ok(fresh)
+            }
+        }
     }
 
     /// Rebuilds the read model from the documents; returns how many cases
@@ -953,7 +975,14 @@ impl<S: Storage> Relay<S> {
         };
         // The read model, in the same batch as the change it follows.
         let view = CaseView::from_doc_with(seen, &case.to_string(), &self.policy);
-        let summary = CaseSummary::derive(&view, seen, &meta, p.user.as_str(), p.device.as_str());
+        let summary = CaseSummary::derive(
+            &view,
+            seen,
+            &meta,
+            p.user.as_str(),
+            p.device.as_str(),
+            self.policy.version,
+        );
         b.put(keys::summary(case), summary_bytes(&summary)?);
         let index = keys::index_value(case, &doc.get_heads());
         b.put(keys::all(seq), index.clone());

@@ -49,6 +49,9 @@ pub struct CaseSummary {
     pub last_user: String,
     /// See `last_user`.
     pub last_device: String,
+    /// The policy version the deadlines were computed under.
+    #[serde(default)]
+    pub policy_version: u32,
 }
 
 impl CaseSummary {
@@ -60,6 +63,7 @@ impl CaseSummary {
         meta: &CaseMeta,
         last_user: &str,
         last_device: &str,
+        policy_version: u32,
     ) -> CaseSummary {
         let offers = money::offers(doc);
         CaseSummary {
@@ -103,6 +107,7 @@ impl CaseSummary {
             updated_at: meta.last_received.0,
             last_user: last_user.to_string(),
             last_device: last_device.to_string(),
+            policy_version,
         }
     }
 
