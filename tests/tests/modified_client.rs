@@ -77,6 +77,33 @@ fn push_at(
     all
 }
 
+/// A case opened by user-tab-a on tab-a of store S1, as its device writes it.
+fn opened_on_tab_a(
+    id: CaseId,
+    kind: aftercase_sync::case::CaseKind,
+    ctx: &aftercase_sync::case::EditContext,
+) -> Automerge {
+    let mut doc = Automerge::new().with_actor(ActorId::random());
+    aftercase_sync::case::edit::create_case(
+        &mut doc,
+        ctx,
+        &aftercase_sync::case::NewCase {
+            id,
+            case_no: "S1-tab-a-1".into(),
+            kind,
+            store: "S1".parse().unwrap(),
+            customer: aftercase_sync::case::edit::Customer {
+                name: "R".into(),
+                phone: "1234567".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    doc
+}
+
 /// A named forgery applied to a copy of the case document.
 type Forgery<'a> = (&'a str, Box<dyn Fn(&mut Automerge) + 'a>);
 
@@ -333,7 +360,7 @@ fn forged_moves_and_identities_are_refused_with_nothing_applied() {
 
 #[test]
 fn a_clerk_cannot_accept_an_out_of_window_return_by_editing_the_document() {
-    use aftercase_sync::case::edit::{create_case, set_field, EditContext, NewCase};
+    use aftercase_sync::case::edit::{set_field, EditContext};
     use aftercase_sync::case::transition::transition;
     use aftercase_sync::case::{CaseField, CaseKind};
     let mut w = World::new(12, 8);
@@ -345,24 +372,7 @@ fn a_clerk_cannot_accept_an_out_of_window_return_by_editing_the_document() {
         now: Millis(1_790_000_000_000 + n as i64),
         nonce: [n; 16],
     };
-    let mut doc = Automerge::new().with_actor(ActorId::random());
-    create_case(
-        &mut doc,
-        &ctx(1),
-        &NewCase {
-            id,
-            case_no: "S1-tab-a-9".into(),
-            kind: CaseKind::ReturnExchange,
-            store: "S1".parse().unwrap(),
-            customer: aftercase_sync::case::edit::Customer {
-                name: "R".into(),
-                phone: "1234567".into(),
-            },
-            sku: None,
-            description: None,
-        },
-    )
-    .unwrap();
+    let mut doc = opened_on_tab_a(id, CaseKind::ReturnExchange, &ctx(1));
     set_field(&mut doc, id, &ctx(2), CaseField::PurchaseDate, "2020-01-01").unwrap();
     transition(&mut doc, id, &ctx(3), "under_review", None).unwrap();
     let frames = push(
@@ -468,15 +478,15 @@ fn fetching_another_stores_case_by_id_is_refused() {
 
 #[test]
 fn a_device_clock_far_ahead_is_judged_and_shown_at_the_relays_time() {
-    use aftercase_sync::case::edit::{create_case, EditContext, NewCase};
+    use aftercase_sync::case::edit::EditContext;
     use aftercase_sync::case::CaseKind;
     let mut w = World::new(13, 8);
     let id = CaseId::from_bytes([0x44; 16]);
     let relay_now = 1_790_000_000_000i64;
     let ahead = relay_now + 30 * 24 * 3_600_000;
-    let mut doc = Automerge::new().with_actor(ActorId::random());
-    create_case(
-        &mut doc,
+    let mut doc = opened_on_tab_a(
+        id,
+        CaseKind::Complaint,
         &EditContext {
             author: "user-tab-a".parse().unwrap(),
             role: Role::Staff,
@@ -484,20 +494,7 @@ fn a_device_clock_far_ahead_is_judged_and_shown_at_the_relays_time() {
             now: Millis(ahead),
             nonce: [4; 16],
         },
-        &NewCase {
-            id,
-            case_no: "S1-tab-a-4".into(),
-            kind: CaseKind::Complaint,
-            store: "S1".parse().unwrap(),
-            customer: aftercase_sync::case::edit::Customer {
-                name: "R".into(),
-                phone: "1234567".into(),
-            },
-            sku: None,
-            description: None,
-        },
-    )
-    .unwrap();
+    );
     let frames = push_at(
         &mut w,
         principal(Role::Staff, "user-tab-a", "tab-a"),
@@ -583,7 +580,7 @@ fn an_oversized_change_is_refused_before_it_is_applied() {
 
 #[test]
 fn the_entry_limit_holds_across_uploads() {
-    use aftercase_sync::case::edit::{add_note, create_case, EditContext, NewCase};
+    use aftercase_sync::case::edit::{add_note, EditContext};
     let mut w = World::new(16, 8);
     // Head office sets a low entry limit.
     let policy = aftercase_sync::policy::Policy {
@@ -621,24 +618,7 @@ fn the_entry_limit_holds_across_uploads() {
             b
         },
     };
-    let mut doc = Automerge::new().with_actor(ActorId::random());
-    create_case(
-        &mut doc,
-        &ctx(0),
-        &NewCase {
-            id,
-            case_no: "S1-tab-a-6".into(),
-            kind: aftercase_sync::case::CaseKind::Complaint,
-            store: "S1".parse().unwrap(),
-            customer: aftercase_sync::case::edit::Customer {
-                name: "R".into(),
-                phone: "1234567".into(),
-            },
-            sku: None,
-            description: None,
-        },
-    )
-    .unwrap();
+    let mut doc = opened_on_tab_a(id, aftercase_sync::case::CaseKind::Complaint, &ctx(0));
     let staff = principal(Role::Staff, "user-tab-a", "tab-a");
     let refused = |frames: &[Frame]| {
         frames.iter().find_map(|f| match f {
