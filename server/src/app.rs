@@ -1,12 +1,13 @@
 //! Wiring: open storage, build state, serve.
 
+use crate::api::{audit, cases, queues, service};
 use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::ConnLimits;
 use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
-use crate::{http, revoke, secret, ws};
+use crate::{refresh, revoke, secret, ws};
 use actix_web::{web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
@@ -31,6 +32,10 @@ pub async fn run(
     let storage = SledStorage::open_with_cache(&cfg.db_dir(), cfg.sled_cache_bytes())?;
     let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
     relay.set_cache_budget(cfg.doc_cache_bytes());
+    // Customer phones are kept in the read model only as a salted hash.
+    relay.init_customer_salt(rand::random())?;
+    let read_model = aftercase_sync::relay::load_read_model(&storage)?;
+    tracing::info!(cases = read_model.len(), "read model loaded");
     tracing::info!(
         seq = relay.seq(),
         "relay storage opened at {}",
@@ -47,6 +52,7 @@ pub async fn run(
     let state = web::Data::new(AppState::new(
         relay,
         storage,
+        read_model,
         Settings {
             keys: Keys::new(&secret),
             revocations,
@@ -56,6 +62,7 @@ pub async fn run(
         },
     ));
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
+    actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
     let server =
         HttpServer::new(move || {
             App::new()
@@ -65,12 +72,18 @@ pub async fn run(
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     ApiError::BadRequest("malformed query string".into()).into()
                 }))
-                .route("/healthz", web::get().to(http::healthz))
+                .route("/healthz", web::get().to(cases::healthz))
                 .route("/v1/sync", web::get().to(ws::sync))
-                .route("/v1/cases", web::get().to(http::list_cases))
-                .route("/v1/cases/{id}", web::get().to(http::get_case))
-                .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
-                .route("/v1/policy", web::get().to(http::get_policy))
+                .route("/v1/cases", web::get().to(cases::list_cases))
+                .route("/v1/cases/{id}", web::get().to(cases::get_case))
+                .route("/v1/cases/{id}/doc", web::get().to(cases::get_doc))
+                .route("/v1/policy", web::get().to(cases::get_policy))
+                .route("/v1/queues/conflicts", web::get().to(queues::conflicts))
+                .route("/v1/queues/approvals", web::get().to(queues::approvals))
+                .route("/v1/queues/overdue", web::get().to(queues::overdue))
+                .route("/v1/queues/due-soon", web::get().to(queues::due_soon))
+                .route("/v1/metrics/service", web::get().to(service::service))
+                .route("/v1/audit", web::get().to(audit::audit))
         })
         .workers(cfg.workers)
         // A handle on each connection's socket lets a sync connection whose

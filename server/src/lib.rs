@@ -12,14 +12,15 @@
 //! Operators revoke devices, users or tokens with [`revoke::write`] (the
 //! `revoke` command), which the running relay picks up within a second.
 
+mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 mod error;
-mod http;
 mod limits;
 pub mod logging;
+mod refresh;
 pub mod revoke;
 pub mod secret;
 mod state;
