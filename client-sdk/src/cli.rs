@@ -4,6 +4,7 @@ use crate::{Device, LiveEvent, SyncError};
 use aftercase_sync::case::offer::Decision;
 use aftercase_sync::case::service::Survey;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
+use aftercase_sync::labels;
 use aftercase_sync::rules::freight::{FreightFacts, Payer};
 use aftercase_sync::CaseId;
 use clap::{Parser, Subcommand};
@@ -330,10 +331,28 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The case's kind as `repair 维修` (`-` when it has none).
+fn kind_text(v: &CaseView) -> String {
+    v.kind
+        .as_deref()
+        .map_or_else(|| "-".into(), labels::kind_text)
+}
+
+/// The case's status as `dispatched 派工`: the code first, so scripts
+/// matching the English word keep working.
+fn status_text(v: &CaseView) -> Option<String> {
+    let status = v.status.as_deref()?;
+    Some(labels::state_text(v.kind.as_deref().unwrap_or(""), status))
+}
+
 fn print_case(v: &CaseView) {
     let or = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     println!("case     {} ({})", v.id, or(&v.case_no));
-    println!("kind     {}   status {}", or(&v.kind), or(&v.status));
+    println!(
+        "kind     {}   status {}",
+        kind_text(v),
+        status_text(v).unwrap_or_else(|| "-".into())
+    );
     if v.allowed_transitions.is_empty() {
         println!("next     (none)");
     } else {
@@ -372,7 +391,8 @@ fn print_case(v: &CaseView) {
             (false, true) => "OVERDUE",
             (false, false) => "open",
         };
-        println!("deadline {:<18} due {}  {state}", t.name, t.due);
+        let name = labels::text(&t.name, labels::timer(&t.name));
+        println!("deadline {name:<22} due {}  {state}", t.due);
     }
     if let Some(f) = &v.freight {
         println!(
@@ -619,11 +639,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         for v in cases {
                             println!(
-                                "{}  {:<18} {:<16} {:<11} {}",
+                                "{}  {:<18} {:<20} {:<24} {}",
                                 v.id,
-                                v.case_no.unwrap_or_default(),
-                                v.kind.unwrap_or_default(),
-                                v.status.unwrap_or_default(),
+                                v.case_no.clone().unwrap_or_default(),
+                                kind_text(&v),
+                                status_text(&v).unwrap_or_default(),
                                 v.customer.name.unwrap_or_default()
                             );
                         }

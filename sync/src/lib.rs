@@ -15,6 +15,7 @@ pub mod case;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod labels;
 pub mod logs;
 pub mod money;
 pub mod policy;

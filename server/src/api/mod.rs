@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cases;
 pub mod csv_out;
+pub mod labels;
 pub mod params;
 pub mod queues;
 pub mod rows;

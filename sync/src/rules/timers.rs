@@ -13,6 +13,33 @@ const DAY: i64 = 24 * HOUR;
 /// Timeline entry types the customer sees or hears.
 pub const CUSTOMER_VISIBLE: &[&str] = &["call", "sms", "visit", "customer_reply"];
 
+/// The deadline names, one constant each so that [`NAMES`] (and the
+/// labels in `crate::labels`, checked against it) cannot miss one.
+pub const RETURN_REVIEW: &str = "return_review";
+/// See [`RETURN_REVIEW`].
+pub const REFUND: &str = "refund";
+/// See [`RETURN_REVIEW`].
+pub const FIRST_RESPONSE: &str = "first_response";
+/// See [`RETURN_REVIEW`].
+pub const COMPLAINT_REPLY: &str = "complaint_reply";
+/// See [`RETURN_REVIEW`].
+pub const SUGGEST_ESCALATION: &str = "suggest_escalation";
+/// See [`RETURN_REVIEW`].
+pub const CUSTOMER_UPDATE: &str = "customer_update";
+/// See [`RETURN_REVIEW`].
+pub const FOLLOW_UP_SURVEY: &str = "follow_up_survey";
+
+/// Every deadline [`timers`] can produce.
+pub const NAMES: [&str; 7] = [
+    RETURN_REVIEW,
+    REFUND,
+    FIRST_RESPONSE,
+    COMPLAINT_REPLY,
+    SUGGEST_ESCALATION,
+    CUSTOMER_UPDATE,
+    FOLLOW_UP_SURVEY,
+];
+
 /// One deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {
@@ -29,7 +56,7 @@ pub struct Timer {
     pub breached: bool,
 }
 
-fn timer(name: &str, started: i64, span: i64, done: Option<i64>) -> Timer {
+fn timer(name: &'static str, started: i64, span: i64, done: Option<i64>) -> Timer {
     let due = started + span;
     Timer {
         name: name.into(),
@@ -63,14 +90,14 @@ pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> 
     match kind {
         CaseKind::ReturnExchange => {
             out.push(timer(
-                "return_review",
+                RETURN_REVIEW,
                 created,
                 p.return_review_hours * HOUR,
                 first_of(w, &["accepted", "rejected"]).or(cancelled),
             ));
             if let Some(received) = first_of(w, &["inspecting"]) {
                 out.push(timer(
-                    "refund",
+                    REFUND,
                     received,
                     p.refund_days * DAY,
                     first_after(
@@ -89,19 +116,19 @@ pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> 
         }
         CaseKind::Complaint => {
             out.push(timer(
-                "first_response",
+                FIRST_RESPONSE,
                 created,
                 p.first_response_hours * HOUR,
                 first_of(w, &["accepted", "not_accepted"]).or(cancelled),
             ));
             out.push(timer(
-                "complaint_reply",
+                COMPLAINT_REPLY,
                 created,
                 p.complaint_reply_hours * HOUR,
                 first_of(w, &["replied", "not_accepted"]).or(cancelled),
             ));
             out.push(timer(
-                "suggest_escalation",
+                SUGGEST_ESCALATION,
                 created,
                 p.escalate_after_days * DAY,
                 first_of(w, &["archived"]).or(cancelled),
@@ -128,7 +155,7 @@ pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> 
                 .filter(|at| *at >= since)
                 .max();
             out.push(timer(
-                "customer_update",
+                CUSTOMER_UPDATE,
                 last_contact.unwrap_or(since).max(since),
                 p.customer_update_hours * HOUR,
                 None,
@@ -144,7 +171,7 @@ pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> 
     if let Some((from, to)) = survey {
         if let Some(start) = first_of(w, &[from]) {
             out.push(timer(
-                "follow_up_survey",
+                FOLLOW_UP_SURVEY,
                 start,
                 p.survey_within_days * DAY,
                 first_after(w, &[to, "archived", "closed"], start),
