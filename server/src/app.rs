@@ -1,13 +1,13 @@
 //! Wiring: open storage, build state, serve.
 
-use crate::api::{audit, cases, queues, service};
+use crate::api::{audit, cases, labels, queues, service};
 use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::ConnLimits;
 use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
-use crate::{refresh, revoke, secret, ws};
+use crate::{dashboard, refresh, revoke, secret, ws};
 use actix_web::{web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
@@ -84,6 +84,8 @@ pub async fn run(
                 .route("/v1/queues/due-soon", web::get().to(queues::due_soon))
                 .route("/v1/metrics/service", web::get().to(service::service))
                 .route("/v1/audit", web::get().to(audit::audit))
+                .route("/v1/labels", web::get().to(labels::labels))
+                .configure(dashboard::routes)
         })
         .workers(cfg.workers)
         // A handle on each connection's socket lets a sync connection whose

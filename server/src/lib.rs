@@ -3,7 +3,8 @@
 //! Typical workflow: [`config::ServeConfig`] is parsed from the command line,
 //! [`secret::load_or_create`] finds the signing key, [`app::run`] opens the
 //! sled store and serves `GET /v1/sync` (WebSocket), `GET /v1/cases`,
-//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc` and `GET /healthz`.
+//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc`, `GET /healthz` and head
+//! office's dashboard at `/` (static files compiled in, see `dashboard`).
 //! Every request and every connection is authenticated by [`auth`]; what a
 //! principal may see is decided by `aftercase_sync::access` from relay-side
 //! metadata. The sync protocol itself lives in `aftercase_sync`; this crate
@@ -17,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod dashboard;
 mod error;
 mod limits;
 pub mod logging;
