@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, then every test of the
 # workspace (unit, property, simulation and end-to-end tests of the real
-# binaries on loopback). Needs only the Rust toolchain.
+# binaries on loopback, and the dashboard in a headless Chromium). Needs
+# the Rust toolchain; installs Chromium and chromedriver from Debian's
+# packages when they are missing (scripts/install-browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/install-browser.sh
 cargo test --workspace --locked
