@@ -5,17 +5,22 @@
 use super::cases::{principal, read, scope_for, stream_cases, MAX_PAGE, PAGE};
 use super::csv_out::{self, Format};
 use super::params::Params;
+use super::query::{DueQueueQuery, FlagQueueQuery};
 use super::rows;
-use crate::error::{clip, ApiError};
+use super::rows::{CasePage, CaseRow};
+use crate::error::{clip, ApiError, ErrorBody};
 use crate::state::{now_millis, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::case::CaseKind;
 use aftercase_sync::relay::readmodel::{Query, Scope};
 use aftercase_sync::{CaseId, Millis, StoreId};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-const PARAMS: &[&str] = &["store", "kind", "after", "limit"];
-const DUE_PARAMS: &[&str] = &["store", "after", "limit", "within_hours"];
+/// Parameters this endpoint accepts besides `format`.
+pub(crate) const PARAMS: &[&str] = &["store", "kind", "after", "limit"];
+/// Parameters this endpoint accepts besides `format`.
+pub(crate) const DUE_PARAMS: &[&str] = &["store", "after", "limit", "within_hours"];
 
 /// Scope of a queue: the caller's, narrowed to `store` when head office
 /// asks for one.
@@ -73,15 +78,34 @@ async fn flagged(
                 .map(|(id, s)| rows::csv(*id, s, now))
                 .collect(),
         ),
-        Format::Json => Ok(HttpResponse::Ok().json(json!({
-            "cases": page.rows.iter().map(|(id, s)| rows::json(*id, s, now)).collect::<Vec<_>>(),
-            "next": page.next.map(|n| n.to_string()),
-        }))),
+        Format::Json => Ok(HttpResponse::Ok().json(CasePage {
+            cases: page
+                .rows
+                .iter()
+                .map(|(id, s)| rows::json(*id, s, now))
+                .collect(),
+            next: page.next.map(|n| n.to_string()),
+        })),
     }
 }
 
 /// `GET /v1/queues/conflicts`: cases with an open workflow or money
 /// conflict, waiting for a supervisor.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/conflicts",
+    tag = "queues",
+    params(FlagQueueQuery),
+    responses(
+        (status = 200, description = "A page of the queue, or the queue as CSV.", content(
+            (CasePage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's queue asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn conflicts(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -91,6 +115,21 @@ pub async fn conflicts(
 
 /// `GET /v1/queues/approvals`: cases with compensation offers awaiting a
 /// supervisor's or head office's approval.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/approvals",
+    tag = "queues",
+    params(FlagQueueQuery),
+    responses(
+        (status = 200, description = "A page of the queue, or the queue as CSV.", content(
+            (CasePage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's queue asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn approvals(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -102,6 +141,27 @@ pub async fn approvals(
 fn due_cursor(v: &str) -> Option<(i64, CaseId)> {
     let (d, id) = v.split_once('.')?;
     Some((d.parse().ok()?, id.parse().ok()?))
+}
+
+/// One case of a due queue: its row and the deadline that put it there.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DueRow {
+    /// When the deadline falls (or fell) due, RFC 3339.
+    pub due_at: String,
+    /// The deadlines due at that time.
+    pub due: Vec<String>,
+    /// The case.
+    #[serde(flatten)]
+    pub case: CaseRow,
+}
+
+/// A page of a due queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DuePage {
+    /// The cases of this page, earliest deadline first.
+    pub cases: Vec<DueRow>,
+    /// `after=` for the next page; null on the last.
+    pub next: Option<String>,
 }
 
 /// Cases whose earliest open deadline is in `[from, to)`, earliest first.
@@ -151,15 +211,18 @@ async fn due(
                     .collect(),
             )
         }
-        Format::Json => Ok(HttpResponse::Ok().json(json!({
-            "cases": page.rows.iter().map(|(d, id, s)| {
-                let mut v = rows::json(*id, s, now);
-                v["due_at"] = json!(Millis(*d).to_rfc3339());
-                v["due"] = json!(due_names(s, *d));
-                v
-            }).collect::<Vec<_>>(),
-            "next": page.next.map(|(d, id)| format!("{d}.{id}")),
-        }))),
+        Format::Json => Ok(HttpResponse::Ok().json(DuePage {
+            cases: page
+                .rows
+                .iter()
+                .map(|(d, id, s)| DueRow {
+                    due_at: Millis(*d).to_rfc3339(),
+                    due: due_names(s, *d),
+                    case: rows::json(*id, s, now),
+                })
+                .collect(),
+            next: page.next.map(|(d, id)| format!("{d}.{id}")),
+        })),
     }
 }
 
@@ -174,6 +237,21 @@ fn due_names(s: &aftercase_sync::relay::summary::CaseSummary, at: i64) -> Vec<St
 
 /// `GET /v1/queues/overdue`: cases with an open deadline already past,
 /// the longest overdue first.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/overdue",
+    tag = "queues",
+    params(DueQueueQuery),
+    responses(
+        (status = 200, description = "A page of the queue, or the queue as CSV.", content(
+            (DuePage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's queue asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn overdue(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -183,6 +261,21 @@ pub async fn overdue(
 
 /// `GET /v1/queues/due-soon`: cases whose next deadline falls within
 /// `within_hours` (24 unless given), soonest first.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/due-soon",
+    tag = "queues",
+    params(DueQueueQuery),
+    responses(
+        (status = 200, description = "A page of the queue, or the queue as CSV.", content(
+            (DuePage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's queue asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn due_soon(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1,0 +1,129 @@
+//! Every route of the relay in one table. `app.rs` registers exactly
+//! these, and the tests in `openapi.rs` hold the OpenAPI document to it:
+//! every API route is documented with its method, and every documented
+//! path is a route. A new endpoint is a line here and a
+//! `#[utoipa::path]` on its handler, listed in `openapi::ApiDoc`.
+
+use super::{audit, cases, openapi, queues, service};
+use crate::ws;
+use actix_web::http::Method;
+use actix_web::web;
+
+/// What a route serves, which decides whether the OpenAPI document must
+/// describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Part of the HTTP API: the document describes it.
+    Api,
+    /// The WebSocket sync endpoint: a binary protocol over one upgraded
+    /// connection (ARCHITECTURE.md), not something OpenAPI describes.
+    WebSocket,
+    /// Not an API (a page, an asset, Prometheus text): left out of the
+    /// document.
+    // No such route yet (the dashboard and `/metrics` will be).
+    #[allow(dead_code)]
+    Asset,
+}
+
+/// One route of the relay.
+pub struct Route {
+    /// The HTTP method it answers.
+    pub method: Method,
+    /// The path, with `{name}` segments as in OpenAPI.
+    pub path: &'static str,
+    /// Whether the OpenAPI document describes it.
+    // Read only by the tests that compare the table with the document.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub kind: Kind,
+    /// Attaches the handler to a route already restricted to `method`.
+    pub handler: fn(actix_web::Route) -> actix_web::Route,
+}
+
+/// The relay's routes.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/healthz",
+        kind: Kind::Api,
+        handler: |r| r.to(cases::healthz),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/openapi.json",
+        kind: Kind::Api,
+        handler: |r| r.to(openapi::openapi_json),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/sync",
+        kind: Kind::WebSocket,
+        handler: |r| r.to(ws::sync),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/cases",
+        kind: Kind::Api,
+        handler: |r| r.to(cases::list_cases),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/cases/{id}",
+        kind: Kind::Api,
+        handler: |r| r.to(cases::get_case),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/cases/{id}/doc",
+        kind: Kind::Api,
+        handler: |r| r.to(cases::get_doc),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/policy",
+        kind: Kind::Api,
+        handler: |r| r.to(cases::get_policy),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/queues/conflicts",
+        kind: Kind::Api,
+        handler: |r| r.to(queues::conflicts),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/queues/approvals",
+        kind: Kind::Api,
+        handler: |r| r.to(queues::approvals),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/queues/overdue",
+        kind: Kind::Api,
+        handler: |r| r.to(queues::overdue),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/queues/due-soon",
+        kind: Kind::Api,
+        handler: |r| r.to(queues::due_soon),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/metrics/service",
+        kind: Kind::Api,
+        handler: |r| r.to(service::service),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/audit",
+        kind: Kind::Api,
+        handler: |r| r.to(audit::audit),
+    },
+];
+
+/// Registers every route of [`ROUTES`] (`App::configure`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for r in ROUTES {
+        cfg.route(r.path, (r.handler)(web::route().method(r.method.clone())));
+    }
+}
