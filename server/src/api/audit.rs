@@ -41,6 +41,7 @@ pub struct AuditEntry {
     /// The case it changed.
     pub case_id: String,
     /// That case's number.
+    #[schema(required = true)]
     pub case_no: Option<String>,
     /// The store that owns the case.
     pub store_id: String,
@@ -51,6 +52,7 @@ pub struct AuditEntry {
     /// From which device.
     pub device: String,
     /// The latest device time the upload claimed, RFC 3339.
+    #[schema(required = true)]
     pub claimed_at: Option<String>,
     /// How many changes it held.
     pub changes: u32,
@@ -64,6 +66,7 @@ pub struct AuditPage {
     /// The records, oldest first.
     pub entries: Vec<AuditEntry>,
     /// `after=` for the next page; null on the last.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 

@@ -273,8 +273,10 @@ pub struct CaseAudit {
     /// When the relay received it, RFC 3339.
     pub received_at: String,
     /// The latest device time the upload claimed, RFC 3339.
+    #[schema(required = true)]
     pub claimed_at: Option<String>,
     /// `claimed_at` minus `received_at`, in ms.
+    #[schema(required = true)]
     pub clock_skew_ms: Option<i64>,
 }
 

@@ -161,6 +161,7 @@ pub struct DuePage {
     /// The cases of this page, earliest deadline first.
     pub cases: Vec<DueRow>,
     /// `after=` for the next page; null on the last.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 

@@ -31,34 +31,42 @@ fn time(ms: Option<i64>) -> Option<String> {
 }
 
 /// One case of a list or queue as JSON: the schema of the OpenAPI
-/// document is derived from this struct, and the handlers send it.
+/// document is derived from this struct, and the handlers send it. Like
+/// every answer's, its empty values are sent as null, never left out, so
+/// the schema lists them as required.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CaseRow {
     /// Case UUID.
     pub id: String,
     /// STORE-DEVICE-SEQ.
+    #[schema(required = true)]
     pub case_no: Option<String>,
     /// The store that owns the case.
     pub store_id: String,
     /// repair, installation, return_exchange, damage_claim or complaint.
     pub kind: String,
     /// Current state, derived from the workflow events.
+    #[schema(required = true)]
     pub status: Option<String>,
     /// The technician or installer the case is assigned to.
+    #[schema(required = true)]
     pub assignee: Option<String>,
     /// Open workflow or money conflicts.
     pub open_conflicts: u32,
     /// Offers waiting for a supervisor's or head office's approval.
     pub awaiting_approval: u32,
     /// The earliest open deadline, RFC 3339.
+    #[schema(required = true)]
     pub next_due: Option<String>,
     /// Deadlines missed (open and past due, or met late).
     pub breached: Vec<String>,
     /// The highest escalation step reached.
+    #[schema(required = true)]
     pub escalation: Option<String>,
     /// Who opened the case.
     pub created_by: String,
     /// When it was opened, RFC 3339.
+    #[schema(required = true)]
     pub created_at: Option<String>,
     /// When the relay last accepted a change to it, RFC 3339.
     pub updated_at: String,
@@ -74,6 +82,7 @@ pub struct CasePage {
     /// The cases of this page, in case-id order.
     pub cases: Vec<CaseRow>,
     /// `after=` for the next page; null on the last.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
