@@ -3,7 +3,10 @@
 //! Typical workflow: [`config::ServeConfig`] is parsed from the command line,
 //! [`secret::load_or_create`] finds the signing key, [`app::run`] opens the
 //! sled store and serves `GET /v1/sync` (WebSocket), `GET /v1/cases`,
-//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc` and `GET /healthz`.
+//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc`, the queues, metrics and
+//! audit feed, and `GET /healthz`, every route from one table
+//! (`api/routes.rs`), with the API described as OpenAPI 3.1 at
+//! `GET /v1/openapi.json`.
 //! Every request and every connection is authenticated by [`auth`]; what a
 //! principal may see is decided by `aftercase_sync::access` from relay-side
 //! metadata. The sync protocol itself lives in `aftercase_sync`; this crate
