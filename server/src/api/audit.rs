@@ -102,6 +102,8 @@ fn csv(r: &FeedRecord) -> Vec<String> {
     ]
 }
 
+/// The audit feed.
+///
 /// `GET /v1/audit?since=&after=&store=&limit=`: `since` is a time,
 /// `after` the `next` of the previous page.
 #[utoipa::path(

@@ -63,6 +63,8 @@ pub struct Health {
     pub seq: u64,
 }
 
+/// Liveness.
+///
 /// `GET /healthz`: liveness, no authentication. Takes no lock, so it
 /// answers at once even while heavy uploads hold the relay.
 #[utoipa::path(
@@ -181,6 +183,8 @@ pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> H
     csv_out::streamed("cases", first.chain(pages))
 }
 
+/// List cases.
+///
 /// `GET /v1/cases`: the cases the caller may see, filtered on the read
 /// model (see [`LIST_PARAMS`]), a page at a time in case-id order, or the
 /// whole list as streamed CSV (`format=csv` without `limit`).
@@ -290,6 +294,8 @@ pub struct CaseDetail {
     pub audit: Vec<CaseAudit>,
 }
 
+/// One case with its audit trail.
+///
 /// `GET /v1/cases/{id}`: the merged case as JSON, with the relay's audit trail.
 #[utoipa::path(
     get,
@@ -333,6 +339,8 @@ pub async fn get_case(
     Ok(HttpResponse::Ok().json(CaseDetail { case: view, audit }))
 }
 
+/// The policy in force.
+///
 /// `GET /v1/policy`: the policy in force (any authenticated caller).
 #[utoipa::path(
     get,
@@ -354,6 +362,8 @@ pub async fn get_policy(
         .body(json))
 }
 
+/// One case as an Automerge document.
+///
 /// `GET /v1/cases/{id}/doc`: the standard Automerge binary.
 #[utoipa::path(
     get,

@@ -80,6 +80,8 @@ pub fn document() -> Result<&'static str, ApiError> {
     Ok(DOC.get_or_init(|| json))
 }
 
+/// The OpenAPI document of this API.
+///
 /// `GET /v1/openapi.json`: this API described as OpenAPI 3.1. Needs no
 /// token: it holds no data.
 #[utoipa::path(

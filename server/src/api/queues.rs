@@ -89,6 +89,8 @@ async fn flagged(
     }
 }
 
+/// Cases with an open conflict.
+///
 /// `GET /v1/queues/conflicts`: cases with an open workflow or money
 /// conflict, waiting for a supervisor.
 #[utoipa::path(
@@ -113,6 +115,8 @@ pub async fn conflicts(
     flagged(req, state, |q| q.has_conflict = Some(true)).await
 }
 
+/// Cases with offers awaiting approval.
+///
 /// `GET /v1/queues/approvals`: cases with compensation offers awaiting a
 /// supervisor's or head office's approval.
 #[utoipa::path(
@@ -236,6 +240,8 @@ fn due_names(s: &aftercase_sync::relay::summary::CaseSummary, at: i64) -> Vec<St
         .collect()
 }
 
+/// Cases past a deadline.
+///
 /// `GET /v1/queues/overdue`: cases with an open deadline already past,
 /// the longest overdue first.
 #[utoipa::path(
@@ -260,6 +266,8 @@ pub async fn overdue(
     due(req, state, |now, _| (i64::MIN, now)).await
 }
 
+/// Cases with a deadline soon.
+///
 /// `GET /v1/queues/due-soon`: cases whose next deadline falls within
 /// `within_hours` (24 unless given), soonest first.
 #[utoipa::path(

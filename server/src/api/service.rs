@@ -115,6 +115,8 @@ pub struct ServiceReport {
     pub quality_skus: Vec<QualitySku>,
 }
 
+/// Service metrics over a period.
+///
 /// `GET /v1/metrics/service?from=&to=&group_by=&store=&kind=`: cases
 /// opened in `[from, to)` (this month in the store's time zone unless
 /// given; at most 366 days), scoped like the case list.
