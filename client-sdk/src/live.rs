@@ -3,7 +3,7 @@
 use crate::device::{now, Device};
 use crate::error::SyncError;
 use crate::transport::{self, Socket};
-use aftercase_sync::protocol::{ClientSession, Frame, SessionError};
+use aftercase_sync::protocol::{ClientSession, DecodeError, Frame, SessionError, PROTOCOL_VERSION};
 use aftercase_sync::CaseId;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -136,10 +136,10 @@ impl Device {
         aftercase_sync::policy::Policy::from_json(json)
             .map_err(|e| SyncError::Session(e.to_string()))?;
         let mut socket = transport::connect(&self.config).await?;
-        let mut client = new_session();
+        let mut client = new_session(&self.app_version);
         let mut frames = {
             let mut r = self.replica();
-            client.start(&mut r).map_err(session_error)?
+            client.start(&mut r, now()).map_err(session_error)?
         };
         frames.push(Frame::PublishPolicy {
             json: json.to_string(),
@@ -156,8 +156,7 @@ impl Device {
             let Message::Binary(bytes) = msg else {
                 continue;
             };
-            let frame = Frame::decode(&bytes)
-                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+            let frame = Frame::decode(&bytes).map_err(bad_frame)?;
             let out = {
                 let mut r = self.replica();
                 client.handle(&mut r, frame, now()).map_err(session_error)?
@@ -188,13 +187,16 @@ impl Device {
         socket: &mut Socket,
         mut mode: Mode<'_>,
     ) -> Result<SyncReport, SyncError> {
-        let mut client = new_session();
+        let mut client = new_session(&self.app_version);
         let (frames, dirty_before) = {
             let mut r = self.replica();
             let dirty = r
                 .dirty_cases()
                 .map_err(|e| SyncError::Session(e.to_string()))?;
-            (client.start(&mut r).map_err(session_error)?, dirty.len())
+            (
+                client.start(&mut r, now()).map_err(session_error)?,
+                dirty.len(),
+            )
         };
         send(socket, frames).await?;
         let mut report = SyncReport::default();
@@ -235,7 +237,7 @@ impl Device {
                     match msg {
                         Message::Binary(bytes) => {
                             let frame = Frame::decode(&bytes)
-                                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+                                .map_err(bad_frame)?;
                             let received: Vec<CaseId> = match &frame {
                                 Frame::Sync { doc, .. } => vec![*doc],
                                 Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
@@ -297,7 +299,24 @@ impl Device {
 
 /// A session decoding fetched cases on every core: a fresh tablet's first
 /// sync is bound by decoding them.
-fn new_session() -> ClientSession {
+fn new_session(app_version: &str) -> ClientSession {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    ClientSession::new().with_load_threads(threads)
+    ClientSession::new()
+        .with_load_threads(threads)
+        .with_app_version(app_version)
+}
+
+/// A frame from the relay that does not decode. The core's words for a
+/// version mismatch are the relay's (an old device must update the app);
+/// here the relay is the other side, so say which side is behind.
+fn bad_frame(e: DecodeError) -> SyncError {
+    match e {
+        DecodeError::Version { got } if got < PROTOCOL_VERSION => SyncError::Session(format!(
+            "the relay speaks sync protocol version {got}, older than this app's {PROTOCOL_VERSION}: the relay must be updated"
+        )),
+        DecodeError::Version { got } => SyncError::Session(format!(
+            "the relay speaks sync protocol version {got}, newer than this app's {PROTOCOL_VERSION}: update the app"
+        )),
+        other => SyncError::Session(format!("relay sent a bad frame: {other}")),
+    }
 }

@@ -20,10 +20,12 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use aftercase_sync::access::Principal;
-use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
+use aftercase_sync::protocol::{
+    error_for_version, DecodeError, Frame, SessionError, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
 use aftercase_sync::storage::SledStorage;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -113,6 +115,7 @@ pub async fn sync(
         _slot: slot,
         socket,
         own_budget,
+        peer_version: AtomicU8::new(PROTOCOL_VERSION),
     };
     actix_web::rt::spawn(conn.run(session, stream));
     Ok(response)
@@ -207,6 +210,10 @@ struct Conn {
     /// This connection's own cap on bytes waiting to be sent, so one device
     /// that stops reading cannot take the whole relay-wide budget.
     own_budget: SendBudget,
+    /// The protocol version the device's frames carry, once one did not
+    /// match: the closing `Error` frame is encoded so that device reads it
+    /// ("update the app") instead of failing on the version byte.
+    peer_version: AtomicU8,
 }
 
 type Core = Relay<SledStorage>;
@@ -353,8 +360,12 @@ impl Conn {
         bytes: Bytes,
         tx: &tokio::sync::mpsc::Sender<Outgoing>,
     ) -> Result<(), End> {
-        let frame =
-            Frame::decode(&bytes).map_err(|e| End::Close(CloseCode::Policy, e.to_string()))?;
+        let frame = Frame::decode(&bytes).map_err(|e| {
+            if let DecodeError::Version { got } = e {
+                self.peer_version.store(got, Ordering::Relaxed);
+            }
+            End::Close(CloseCode::Policy, e.to_string())
+        })?;
         drop(bytes);
         // A fetch is handled in parts (see FETCH_PART); anything else whole.
         let parts: Vec<Frame> = match frame {
@@ -539,10 +550,8 @@ impl Conn {
                 tokio::time::timeout(CLOSE_WAIT, async {
                     if code == CloseCode::Policy {
                         // Tell the device why before closing, in the protocol too.
-                        let error = Frame::Error {
-                            reason: reason.clone(),
-                        };
-                        let _ = session.binary(error.encode()).await;
+                        let version = self.peer_version.load(Ordering::Relaxed);
+                        let _ = session.binary(error_for_version(version, &reason)).await;
                     }
                     let _ = session
                         .close(Some(CloseReason {

@@ -344,8 +344,9 @@ impl World {
         }
         let session = self.relay.session(self.devices[d].principal());
         let mut client = ClientSession::new();
+        let now = self.now();
         let dev = &mut self.devices[d];
-        let frames = client.start(&mut dev.replica).expect("start");
+        let frames = client.start(&mut dev.replica, now).expect("start");
         dev.link = Some(Link {
             client,
             session,

@@ -58,6 +58,8 @@ fn a_foreign_store_cannot_pull_or_push_a_case_by_id() {
             Frame::Hello {
                 cursor: 0,
                 policy_version: 1,
+                app_version: String::new(),
+                unsynced: Default::default(),
             },
             now,
         )
@@ -199,6 +201,8 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
     let hello = Frame::Hello {
         cursor: u64::MAX,
         policy_version: u32::MAX,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     w.relay.handle(&mut s, hello, w.now()).unwrap();
     let fetched = w

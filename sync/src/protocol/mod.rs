@@ -13,7 +13,8 @@ mod refusal;
 
 pub use client::{ClientSession, SessionError};
 pub use frame::{
-    DecodeError, DocBytes, DocHeads, Frame, PieceKind, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    error_for_version, DecodeError, DocBytes, DocHeads, Frame, PieceKind, Unsynced,
+    MAX_APP_VERSION_CHARS, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use refusal::{clip, Refusal, RefusalCode};
 

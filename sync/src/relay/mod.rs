@@ -12,6 +12,7 @@
 //! many connections' writes (group commit); [`Relay::mark_durable`] then
 //! lets announcements cover them.
 
+pub mod fleet;
 pub mod judge;
 mod keys;
 pub mod summary;
@@ -124,6 +125,9 @@ pub struct RelaySession {
     caught_up: bool,
     /// Policy version the device holds (as far as the relay knows).
     policy_version: u32,
+    /// Relay time this connection last wrote `last_sync` to its device's
+    /// record (see `fleet::on_upload`).
+    sync_noted: Option<Millis>,
 }
 
 impl RelaySession {
@@ -301,6 +305,7 @@ impl<S: Storage> Relay<S> {
             sent_up_to: None,
             caught_up: false,
             policy_version: 0,
+            sync_noted: None,
         }
     }
 
@@ -513,15 +518,26 @@ impl<S: Storage> Relay<S> {
                 Frame::Hello {
                     cursor,
                     policy_version,
+                    app_version,
+                    unsynced,
                 },
                 None,
             ) => {
+                let app_version = fleet::check_app_version(&app_version)
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 s.sent_up_to = Some(cursor);
                 s.policy_version = policy_version;
+                let frames = self.announce(s).map_err(SessionError::Storage)?;
+                fleet::on_hello(&self.storage, s, app_version, unsynced, now)
+                    .map_err(SessionError::Storage)?;
                 Ok(RelayOutput {
-                    frames: self.announce(s).map_err(SessionError::Storage)?,
+                    frames,
                     ..RelayOutput::default()
                 })
+            }
+            (Frame::Report { unsynced }, Some(_)) => {
+                fleet::on_report(&self.storage, s, unsynced, now).map_err(SessionError::Storage)?;
+                Ok(RelayOutput::default())
             }
             (Frame::PublishPolicy { json }, Some(_)) => self.publish_policy(s, &json),
             (Frame::Fetch { docs }, Some(_)) if docs.len() > ANNOUNCE_CHUNK => {
@@ -861,6 +877,7 @@ impl<S: Storage> Relay<S> {
             if let Some(st) = fresh {
                 s.states.insert(case, st);
             }
+            fleet::on_upload(&self.storage, s, now);
             let reply = match s.states.get_mut(&case) {
                 Some(st) => doc.generate_sync_message(st),
                 None => None,

@@ -157,7 +157,7 @@ fn run_session_as<S: Storage>(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut client = ClientSession::new().with_load_threads(threads);
     let mut to_relay: std::collections::VecDeque<Vec<u8>> = client
-        .start(r)
+        .start(r, Millis(1_790_000_000_000))
         .expect("start")
         .iter()
         .map(Frame::encode)
