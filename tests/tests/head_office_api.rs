@@ -407,11 +407,17 @@ fn the_read_model_matches_the_documents_after_a_kill_9_mid_upload() {
         }
         made.push(id);
     }
-    // Kill the relay while the tablet uploads (it starts right after
-    // connecting; 40 cases take longer than the pause).
+    // Kill the relay while the tablet uploads: as soon as it has committed
+    // a few cases (its health check shows the sequence without a lock).
     let mut sync = Watched::spawn(&tab, &["sync", "--watch"]);
     sync.wait_for("connected to");
-    std::thread::sleep(std::time::Duration::from_millis(40));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, health) = relay.get_json("/healthz", "");
+        if health["seq"].as_u64().unwrap_or(0) >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
     let addr = relay.url.trim_start_matches("http://").to_string();
     relay.kill9();
     drop(sync);
