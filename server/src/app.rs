@@ -1,6 +1,7 @@
 //! Wiring: open storage, build state, serve, and stop cleanly on SIGTERM
 //! or Ctrl-C.
 
+use crate::api::{audit, cases, queues, service};
 use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
@@ -8,7 +9,7 @@ use crate::limits::ConnLimits;
 use crate::metrics::Metrics;
 use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
-use crate::{access_log, http, revoke, secret, ws};
+use crate::{access_log, refresh, revoke, secret, ws};
 use actix_web::{middleware, web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
@@ -42,6 +43,10 @@ pub async fn run(
     let storage = SledStorage::open_with_cache(&cfg.db_dir(), cfg.sled_cache_bytes())?;
     let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
     relay.set_cache_budget(cfg.doc_cache_bytes());
+    // Customer phones are kept in the read model only as a salted hash.
+    relay.init_customer_salt(rand::random())?;
+    let read_model = aftercase_sync::relay::load_read_model(&storage)?;
+    tracing::info!(cases = read_model.len(), "read model loaded");
     tracing::info!(
         seq = relay.seq(),
         "relay storage opened at {}",
@@ -58,6 +63,7 @@ pub async fn run(
     let state = web::Data::new(AppState::new(
         relay,
         storage,
+        read_model,
         Settings {
             keys: Keys::new(&secret),
             revocations,
@@ -68,6 +74,7 @@ pub async fn run(
         },
     ));
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
+    actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
     let app_state = state.clone();
     let server =
         HttpServer::new(move || {
@@ -79,13 +86,19 @@ pub async fn run(
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     ApiError::BadRequest("malformed query string".into()).into()
                 }))
-                .route("/healthz", web::get().to(http::healthz))
-                .route("/metrics", web::get().to(http::metrics))
+                .route("/healthz", web::get().to(cases::healthz))
+                .route("/metrics", web::get().to(cases::metrics))
                 .route("/v1/sync", web::get().to(ws::sync))
-                .route("/v1/cases", web::get().to(http::list_cases))
-                .route("/v1/cases/{id}", web::get().to(http::get_case))
-                .route("/v1/cases/{id}/doc", web::get().to(http::get_doc))
-                .route("/v1/policy", web::get().to(http::get_policy))
+                .route("/v1/cases", web::get().to(cases::list_cases))
+                .route("/v1/cases/{id}", web::get().to(cases::get_case))
+                .route("/v1/cases/{id}/doc", web::get().to(cases::get_doc))
+                .route("/v1/policy", web::get().to(cases::get_policy))
+                .route("/v1/queues/conflicts", web::get().to(queues::conflicts))
+                .route("/v1/queues/approvals", web::get().to(queues::approvals))
+                .route("/v1/queues/overdue", web::get().to(queues::overdue))
+                .route("/v1/queues/due-soon", web::get().to(queues::due_soon))
+                .route("/v1/metrics/service", web::get().to(service::service))
+                .route("/v1/audit", web::get().to(audit::audit))
         })
         .workers(cfg.workers)
         // Signals are handled below, so connections hear of the shutdown.

@@ -19,15 +19,16 @@
 //! `revoke` command), which the running relay picks up within a second.
 
 mod access_log;
+mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 mod error;
-mod http;
 mod limits;
 pub mod logging;
 pub mod metrics;
+mod refresh;
 pub mod revoke;
 pub mod secret;
 mod state;

@@ -5,13 +5,15 @@ use crate::error::ApiError;
 use crate::limits::{ConnLimits, SendBudget};
 use crate::metrics::Metrics;
 use crate::revoke::Revocations;
+use aftercase_sync::relay::readmodel::ReadModel;
+use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::{SledStorage, Storage, StorageError};
-use aftercase_sync::StoreId;
+use aftercase_sync::{CaseId, StoreId};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -50,6 +52,13 @@ pub struct AppState {
     pub per_connection_budget: usize,
     /// How long a connection may take to accept its frames.
     pub write_timeout: Duration,
+    /// Head office's read model, behind its own lock so queries never wait
+    /// for the relay's (and sync never waits for a query).
+    read: RwLock<ReadModel>,
+    /// Summaries of committed changes, with the relay sequence of their
+    /// commit, waiting for the flush that makes them durable: head office
+    /// never sees a change the relay could still lose.
+    staged: Mutex<Vec<(u64, CaseId, CaseSummary)>>,
     /// What `/metrics` exports.
     pub metrics: Arc<Metrics>,
     /// Set once when the relay begins to shut down; every live connection
@@ -75,7 +84,12 @@ pub struct Settings {
 
 impl AppState {
     /// Wraps an opened relay and a handle on its storage.
-    pub fn new(relay: Relay<SledStorage>, storage: SledStorage, settings: Settings) -> AppState {
+    pub fn new(
+        relay: Relay<SledStorage>,
+        storage: SledStorage,
+        read: ReadModel,
+        settings: Settings,
+    ) -> AppState {
         let (everything, _) = watch::channel(relay.seq());
         let (revocations, _) = watch::channel(Arc::new(settings.revocations));
         AppState {
@@ -96,6 +110,8 @@ impl AppState {
                 .max(8 << 20)
                 .min(settings.budget_bytes),
             write_timeout: settings.write_timeout,
+            read: RwLock::new(read),
+            staged: Mutex::new(Vec::new()),
             metrics: settings.metrics,
             shutdown: watch::channel(false).0,
         }
@@ -120,7 +136,71 @@ impl AppState {
         self.storage.flush()?;
         self.metrics.flush_time(started.elapsed());
         self.relay().mark_durable(seq);
+        self.publish(seq);
         Ok(())
+    }
+
+    /// The read model, for a query. Hold the guard briefly: commits wait
+    /// for it to publish their summaries (they never wait under the relay
+    /// lock, so sync itself goes on).
+    pub fn read_model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        // Upserts cannot leave the model half-changed in a way a reader
+        // could trip on: continue with the inner value after a panic.
+        self.read.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The relay's storage, for reads that need no relay lock (the audit
+    /// feed, the fleet).
+    pub fn storage(&self) -> &SledStorage {
+        &self.storage
+    }
+
+    /// Keeps the summary of a change committed at relay sequence `seq`
+    /// until that sequence is flushed.
+    pub fn stage_summary(&self, seq: u64, case: CaseId, summary: CaseSummary) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((seq, case, summary));
+    }
+
+    /// Shows head office the summaries of every commit up to `seq`, now
+    /// durable, in commit order.
+    fn publish(&self, seq: u64) {
+        let ready: Vec<(u64, CaseId, CaseSummary)> = {
+            let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            let (ready, rest) = std::mem::take(&mut *staged)
+                .into_iter()
+                .partition(|(s, _, _)| *s <= seq);
+            *staged = rest;
+            ready
+        };
+        if ready.is_empty() {
+            return;
+        }
+        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
+        for (_, case, summary) in ready {
+            model.upsert(case, summary);
+        }
+    }
+
+    /// Puts summaries derived again (under a new policy or schema) into the
+    /// read model, unless a commit has published a current one meanwhile.
+    pub fn refresh_summaries(
+        &self,
+        fresh: Vec<(CaseId, CaseSummary)>,
+        policy_version: u32,
+        schema: u32,
+    ) {
+        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
+        for (case, s) in fresh {
+            let current = model
+                .get(case)
+                .is_some_and(|old| old.policy_version == policy_version && old.schema == schema);
+            if !current {
+                model.upsert(case, s);
+            }
+        }
     }
 
     /// Verifies the `Authorization` header and checks the token is not
@@ -202,6 +282,7 @@ impl AppState {
             op: "flush",
             message: e.to_string(),
         })??;
+        self.publish(seq);
         *flushed = upto;
         Ok(())
     }

@@ -321,8 +321,13 @@ impl Conn {
             let started = Instant::now();
             let result = {
                 let mut relay = state.relay();
-                let r = f(&mut relay, &mut session);
+                let mut r = f(&mut relay, &mut session);
                 state.note_seq(&relay);
+                if let Ok(out) = &mut r {
+                    if let (Some(case), Some(summary)) = (out.changed, out.summary.take()) {
+                        state.stage_summary(relay.seq(), case, *summary);
+                    }
+                }
                 r
             };
             // Encoding is CPU work too: done here, after the lock is released.
@@ -353,6 +358,8 @@ impl Conn {
         if out.policy_published {
             // Wake everyone; the sessions send the policy.
             self.state.wake(None);
+            // Deadlines may have moved: derive the summaries again.
+            actix_web::rt::spawn(crate::refresh::refresh(self.state.clone()));
         }
         // The core applied the write just before this call.
         let applied = Instant::now();
