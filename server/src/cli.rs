@@ -33,9 +33,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the relay. Serves GET /metrics for Prometheus without a token
-    /// (keep the port on a private network); SIGTERM or Ctrl-C closes live
-    /// connections with 1001 "going away", flushes storage and exits.
+    /// Run the relay.
+    ///
+    /// Serves GET /metrics for Prometheus without a token (keep the port on
+    /// a private network). SIGTERM or Ctrl-C closes live connections with
+    /// 1001 "going away", flushes storage and exits.
     #[command(after_help = ENVIRONMENT)]
     Serve {
         /// Address to listen on.
@@ -242,7 +244,7 @@ mod tests {
         let serve = cmd
             .find_subcommand_mut("serve")
             .expect("serve")
-            .render_help()
+            .render_long_help()
             .to_string();
         assert!(serve.contains(crate::secret::ENV) && serve.contains("/metrics"));
     }
