@@ -26,7 +26,9 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
-    Ok(state.authenticate(header)?.principal)
+    let p = state.authenticate(header)?.principal;
+    crate::access_log::note_principal(req, &p);
+    Ok(p)
 }
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
@@ -54,6 +56,20 @@ pub async fn blocking<T: Send + 'static>(
 /// answers at once even while heavy uploads hold the relay.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok", "seq": state.seq() }))
+}
+
+/// `GET /metrics`: the Prometheus metrics, no authentication (Prometheus
+/// scrapes it). Labels are frame types, refusal codes, route patterns and
+/// statuses only, never an id or a secret; still, keep the port on a
+/// private network. Takes no lock.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// Cases per page unless `limit` says otherwise, and the most it may say.

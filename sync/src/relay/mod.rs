@@ -17,6 +17,7 @@ pub mod judge;
 mod keys;
 pub mod metrics;
 pub mod readmodel;
+mod stats;
 pub mod summary;
 pub mod validate;
 
@@ -28,6 +29,7 @@ use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
 use serde::{Deserialize, Serialize};
+pub use stats::CacheStats;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use summary::CaseSummary;
@@ -174,6 +176,8 @@ pub struct Relay<S: Storage> {
     cache_weight: usize,
     /// Most estimated bytes the cache may hold.
     cache_budget: usize,
+    /// Hits, misses and evictions of the cache, for the shell's metrics.
+    cache_stats: CacheStats,
     seq: u64,
     /// Highest sequence known flushed. Announcements stop here: a device
     /// must never move its cursor past a change the relay could still lose,
@@ -228,6 +232,7 @@ impl<S: Storage> Relay<S> {
             cache: lru::LruCache::new(cache_docs),
             cache_weight: 0,
             cache_budget: usize::MAX,
+            cache_stats: CacheStats::default(),
             seq,
             durable_seq: seq,
             frame_limit: MAX_CASE_FRAME,
@@ -291,8 +296,13 @@ impl<S: Storage> Relay<S> {
 
     fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize, bytes: usize) {
         self.cache_weight += weight;
-        if let Some((_, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
+        if let Some((old_case, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
             self.cache_weight -= old.weight;
+            // `push` also hands back the entry it replaced for the same case,
+            // which is not an eviction.
+            if old_case != case {
+                self.cache_stats.evictions += 1;
+            }
         }
         self.trim_cache();
     }
@@ -307,7 +317,10 @@ impl<S: Storage> Relay<S> {
         // The newest entry always stays: callers use what they just loaded.
         while self.cache_weight > self.cache_budget && self.cache.len() > 1 {
             match self.cache.pop_lru() {
-                Some((_, old)) => self.cache_weight -= old.weight,
+                Some((_, old)) => {
+                    self.cache_weight -= old.weight;
+                    self.cache_stats.evictions += 1;
+                }
                 None => break,
             }
         }
@@ -316,6 +329,12 @@ impl<S: Storage> Relay<S> {
     /// Number of documents currently loaded.
     pub fn cached_docs(&self) -> usize {
         self.cache.len()
+    }
+
+    /// The cache's hits, misses and evictions so far. Cheap: shells read it
+    /// after each use of the relay to export it.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache_stats
     }
 
     /// Starts a session for an authenticated connection.
@@ -348,7 +367,10 @@ impl<S: Storage> Relay<S> {
     }
 
     fn doc(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, StorageError> {
-        if !self.cache.contains(&case) {
+        if self.cache.contains(&case) {
+            self.cache_stats.hits += 1;
+        } else {
+            self.cache_stats.misses += 1;
             let Some(loaded) = docs::load_doc(&self.storage, case)? else {
                 return Ok(None);
             };
