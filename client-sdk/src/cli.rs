@@ -10,10 +10,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The environment variables `aftercase` reads besides those of its flags
+/// (clap lists `AFTERCASE_DATA_DIR` beside `--data-dir`).
+const ENVIRONMENT: &str = "\
+Environment:
+  AFTERCASE_DATA_DIR  Same as --data-dir.
+  AFTERCASE_LOG       Log filter, e.g. debug (default warn).
+                      Other crates stay at info or less whatever it says.
+                      RUST_LOG is not read.";
+
 /// Aftercase on this device: record after-sales cases offline and sync them
 /// with the relay when a connection exists.
 #[derive(Debug, Parser)]
-#[command(name = "aftercase", version)]
+#[command(name = "aftercase", version, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// Where this device keeps its cases.
     #[arg(
@@ -768,4 +777,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_names_every_environment_variable_the_cli_reads() {
+        let help = Cli::command().render_help().to_string();
+        for var in [crate::logging::ENV, "AFTERCASE_DATA_DIR"] {
+            assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+        }
+    }
 }

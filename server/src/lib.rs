@@ -3,23 +3,32 @@
 //! Typical workflow: [`config::ServeConfig`] is parsed from the command line,
 //! [`secret::load_or_create`] finds the signing key, [`app::run`] opens the
 //! sled store and serves `GET /v1/sync` (WebSocket), `GET /v1/cases`,
-//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc` and `GET /healthz`.
+//! `GET /v1/cases/{id}`, `GET /v1/cases/{id}/doc`, `GET /healthz` and
+//! `GET /metrics` ([`metrics`], for Prometheus).
 //! Every request and every connection is authenticated by [`auth`]; what a
 //! principal may see is decided by `aftercase_sync::access` from relay-side
 //! metadata. The sync protocol itself lives in `aftercase_sync`; this crate
 //! only moves its frames between sockets and the core.
 //!
+//! Every HTTP request is logged once, with its route pattern and verified
+//! principal, by the `access_log` middleware. SIGTERM or Ctrl-C stops the
+//! relay cleanly ([`app::run`]): live connections are closed with "going
+//! away" and storage is flushed.
+//!
 //! Operators revoke devices, users or tokens with [`revoke::write`] (the
 //! `revoke` command), which the running relay picks up within a second.
 
+mod access_log;
+mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 mod error;
-mod http;
 mod limits;
 pub mod logging;
+pub mod metrics;
+mod refresh;
 pub mod revoke;
 pub mod secret;
 mod state;

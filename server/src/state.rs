@@ -3,14 +3,18 @@
 use crate::auth::{AuthError, Keys, Verified};
 use crate::error::ApiError;
 use crate::limits::{ConnLimits, SendBudget};
+use crate::metrics::Metrics;
 use crate::revoke::Revocations;
+use aftercase_sync::relay::readmodel::ReadModel;
+use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::{SledStorage, Storage, StorageError};
-use aftercase_sync::StoreId;
+use aftercase_sync::{CaseId, StoreId};
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The relay core behind one lock, the keys, group commit, the signals
@@ -48,6 +52,18 @@ pub struct AppState {
     pub per_connection_budget: usize,
     /// How long a connection may take to accept its frames.
     pub write_timeout: Duration,
+    /// Head office's read model, behind its own lock so queries never wait
+    /// for the relay's (and sync never waits for a query).
+    read: RwLock<ReadModel>,
+    /// Summaries of committed changes, with the relay sequence of their
+    /// commit, waiting for the flush that makes them durable: head office
+    /// never sees a change the relay could still lose.
+    staged: Mutex<Vec<(u64, CaseId, CaseSummary)>>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<Metrics>,
+    /// Set once when the relay begins to shut down; every live connection
+    /// watches it and closes itself ("going away").
+    shutdown: watch::Sender<bool>,
 }
 
 /// The parts of [`AppState`] that come from configuration.
@@ -62,11 +78,18 @@ pub struct Settings {
     pub budget_bytes: usize,
     /// Write timeout.
     pub write_timeout: Duration,
+    /// The metrics to record into.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// Wraps an opened relay and a handle on its storage.
-    pub fn new(relay: Relay<SledStorage>, storage: SledStorage, settings: Settings) -> AppState {
+    pub fn new(
+        relay: Relay<SledStorage>,
+        storage: SledStorage,
+        read: ReadModel,
+        settings: Settings,
+    ) -> AppState {
         let (everything, _) = watch::channel(relay.seq());
         let (revocations, _) = watch::channel(Arc::new(settings.revocations));
         AppState {
@@ -87,6 +110,96 @@ impl AppState {
                 .max(8 << 20)
                 .min(settings.budget_bytes),
             write_timeout: settings.write_timeout,
+            read: RwLock::new(read),
+            staged: Mutex::new(Vec::new()),
+            metrics: settings.metrics,
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    /// Tells every live connection the relay is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// The signal [`AppState::begin_shutdown`] sets.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Flushes storage and marks everything applied durable; the last step
+    /// of a shutdown, after the connections have ended. Blocks: call on a
+    /// blocking thread or when nothing else runs.
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let seq = self.seq();
+        self.storage.flush()?;
+        self.metrics.flush_time(started.elapsed());
+        self.relay().mark_durable(seq);
+        self.publish(seq);
+        Ok(())
+    }
+
+    /// The read model, for a query. Hold the guard briefly: commits wait
+    /// for it to publish their summaries (they never wait under the relay
+    /// lock, so sync itself goes on).
+    pub fn read_model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        // Upserts cannot leave the model half-changed in a way a reader
+        // could trip on: continue with the inner value after a panic.
+        self.read.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The relay's storage, for reads that need no relay lock (the audit
+    /// feed, the fleet).
+    pub fn storage(&self) -> &SledStorage {
+        &self.storage
+    }
+
+    /// Keeps the summary of a change committed at relay sequence `seq`
+    /// until that sequence is flushed.
+    pub fn stage_summary(&self, seq: u64, case: CaseId, summary: CaseSummary) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((seq, case, summary));
+    }
+
+    /// Shows head office the summaries of every commit up to `seq`, now
+    /// durable, in commit order.
+    fn publish(&self, seq: u64) {
+        let ready: Vec<(u64, CaseId, CaseSummary)> = {
+            let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            let (ready, rest) = std::mem::take(&mut *staged)
+                .into_iter()
+                .partition(|(s, _, _)| *s <= seq);
+            *staged = rest;
+            ready
+        };
+        if ready.is_empty() {
+            return;
+        }
+        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
+        for (_, case, summary) in ready {
+            model.upsert(case, summary);
+        }
+    }
+
+    /// Puts summaries derived again (under a new policy or schema) into the
+    /// read model, unless a commit has published a current one meanwhile.
+    pub fn refresh_summaries(
+        &self,
+        fresh: Vec<(CaseId, CaseSummary)>,
+        policy_version: u32,
+        schema: u32,
+    ) {
+        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
+        for (case, s) in fresh {
+            let current = model
+                .get(case)
+                .is_some_and(|old| old.policy_version == policy_version && old.schema == schema);
+            if !current {
+                model.upsert(case, s);
+            }
         }
     }
 
@@ -119,11 +232,14 @@ impl AppState {
 
     /// Locks the relay core. Call only on a blocking thread (see the type's
     /// documentation).
-    pub fn relay(&self) -> MutexGuard<'_, Relay<SledStorage>> {
+    pub fn relay(&self) -> RelayGuard<'_> {
         // A panic while holding the lock cannot leave the relay half-written:
         // storage batches are atomic and the cache only holds committed
         // documents, so continuing with the inner value is safe.
-        self.relay.lock().unwrap_or_else(|e| e.into_inner())
+        RelayGuard {
+            relay: self.relay.lock().unwrap_or_else(|e| e.into_inner()),
+            metrics: &self.metrics,
+        }
     }
 
     /// A ticket for a write the relay has just applied; pass it to
@@ -137,6 +253,13 @@ impl AppState {
     /// commit), so waiters behind a running flush usually find their write
     /// already covered.
     pub async fn make_durable(self: &Arc<Self>, ticket: u64) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.flush_covering(ticket).await;
+        self.metrics.commit_time(started.elapsed());
+        result
+    }
+
+    async fn flush_covering(self: &Arc<Self>, ticket: u64) -> Result<(), StorageError> {
         let mut flushed = self.flushed.lock().await;
         if *flushed >= ticket {
             return Ok(());
@@ -148,7 +271,9 @@ impl AppState {
         let seq = self.seq();
         let state = self.clone();
         actix_web::web::block(move || {
+            let started = Instant::now();
             state.storage.flush()?;
+            state.metrics.flush_time(started.elapsed());
             state.relay().mark_durable(seq);
             Ok::<_, StorageError>(())
         })
@@ -157,6 +282,7 @@ impl AppState {
             op: "flush",
             message: e.to_string(),
         })??;
+        self.publish(seq);
         *flushed = upto;
         Ok(())
     }
@@ -194,6 +320,34 @@ impl AppState {
             }
         }
         self.everything.send_modify(|v| *v = seq);
+    }
+}
+
+/// The relay core, locked. Dropping it releases the lock after copying the
+/// core's cache counters into the metrics, so every use of the relay, by a
+/// connection or a request, is counted without `/metrics` taking the lock.
+pub struct RelayGuard<'a> {
+    relay: MutexGuard<'a, Relay<SledStorage>>,
+    metrics: &'a Metrics,
+}
+
+impl Deref for RelayGuard<'_> {
+    type Target = Relay<SledStorage>;
+    fn deref(&self) -> &Self::Target {
+        &self.relay
+    }
+}
+
+impl DerefMut for RelayGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.relay
+    }
+}
+
+impl Drop for RelayGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .note_cache(self.relay.cache_stats(), self.relay.cached_docs());
     }
 }
 

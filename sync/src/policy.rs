@@ -69,6 +69,15 @@ pub struct Policy {
     /// Most entries (timeline, contacts, moves, offers...) in one case.
     #[serde(default = "default_entries")]
     pub max_entries_per_case: usize,
+    /// A complaint by the same customer in the same category within this
+    /// many days counts as a repeat complaint (and a repair of the same
+    /// customer's SKU as a re-repair) in head office's metrics.
+    #[serde(default = "default_repeat_window")]
+    pub repeat_window_days: i64,
+}
+
+fn default_repeat_window() -> i64 {
+    30
 }
 
 fn default_skew() -> i64 {
@@ -115,6 +124,7 @@ impl Default for Policy {
             max_case_bytes: default_case_bytes(),
             max_change_bytes: default_change_bytes(),
             max_entries_per_case: default_entries(),
+            repeat_window_days: default_repeat_window(),
         }
     }
 }
@@ -179,6 +189,9 @@ impl Policy {
         }
         if !(100..=1_000_000).contains(&self.max_entries_per_case) {
             return Err(bad("max_entries_per_case", "must be 100 to 1000000"));
+        }
+        if !(1..=365).contains(&self.repeat_window_days) {
+            return Err(bad("repeat_window_days", "must be 1 to 365"));
         }
         if self.supervisor_limit_fen < self.staff_virtual_limit_fen.max(self.staff_cash_limit_fen) {
             return Err(bad(

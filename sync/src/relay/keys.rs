@@ -9,6 +9,8 @@
 //! | `ru` case hash | [`super::AuditRecord`] (postcard) |
 //! | `rv` case | the case's [`super::summary::CaseSummary`] (JSON), the read model |
 //! | `rn` case | entries in the case's logs (u64 BE), kept so the entry limit costs no pass over them |
+//! | `rw` time seq, `rx` len store time seq | the audit feed: [`super::feed::FeedRecord`] (postcard), chain-wide and per store |
+//! | `rk` | salt of the customer keys in the read model |
 //! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
 //! | `rd` len store device | the device's [`super::fleet::DeviceRecord`] (JSON): version, last seen and synced, unsynced work |
 
@@ -22,6 +24,7 @@ pub const POLICY: &[u8] = b"rp";
 pub const CLOCK: &[u8] = b"rt";
 pub const ENTRIES: &[u8] = b"rn";
 pub const SUMMARY: &[u8] = b"rv";
+pub const SALT: &[u8] = b"rk";
 pub const DEVICE: &[u8] = b"rd";
 
 /// Prefix of one store's device records: the store's length byte keeps

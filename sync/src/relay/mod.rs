@@ -12,9 +12,13 @@
 //! many connections' writes (group commit); [`Relay::mark_durable`] then
 //! lets announcements cover them.
 
+pub mod feed;
 pub mod fleet;
 pub mod judge;
 mod keys;
+pub mod metrics;
+pub mod readmodel;
+mod stats;
 pub mod summary;
 pub mod validate;
 
@@ -26,6 +30,7 @@ use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
 use serde::{Deserialize, Serialize};
+pub use stats::CacheStats;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use summary::CaseSummary;
@@ -109,6 +114,8 @@ pub struct RelayOutput {
     pub changed_store: Option<StoreId>,
     /// A new policy was published: wake the other sessions.
     pub policy_published: bool,
+    /// The read model's new row for `changed`, to show once flushed.
+    pub summary: Option<Box<CaseSummary>>,
     /// The frames acknowledge writes that are applied but not flushed:
     /// flush storage (with [`Relay::flush`], or a flush of the same storage
     /// that begins after this call returned) before sending them, and only
@@ -173,6 +180,8 @@ pub struct Relay<S: Storage> {
     cache_weight: usize,
     /// Most estimated bytes the cache may hold.
     cache_budget: usize,
+    /// Hits, misses and evictions of the cache, for the shell's metrics.
+    cache_stats: CacheStats,
     seq: u64,
     /// Highest sequence known flushed. Announcements stop here: a device
     /// must never move its cursor past a change the relay could still lose,
@@ -182,6 +191,8 @@ pub struct Relay<S: Storage> {
     /// Largest case or sync message sent in one frame; larger ones go in
     /// pieces.
     frame_limit: usize,
+    /// Salt of the customer key in the read model (empty: none kept).
+    salt: Vec<u8>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -217,6 +228,7 @@ impl<S: Storage> Relay<S> {
                 (p, json)
             }
         };
+        let storage_salt = storage.get(keys::SALT)?.unwrap_or_default();
         Ok(Relay {
             storage,
             policy,
@@ -224,10 +236,28 @@ impl<S: Storage> Relay<S> {
             cache: lru::LruCache::new(cache_docs),
             cache_weight: 0,
             cache_budget: usize::MAX,
+            cache_stats: CacheStats::default(),
             seq,
             durable_seq: seq,
             frame_limit: MAX_CASE_FRAME,
+            salt: storage_salt,
         })
+    }
+
+    /// Makes sure the relay has a salt for customer keys, storing
+    /// `candidate` (fresh random bytes from the shell) if it has none yet.
+    /// The salt lives with the data so a restored backup keeps counting the
+    /// same customer as the same.
+    pub fn init_customer_salt(&mut self, candidate: [u8; 32]) -> Result<(), StorageError> {
+        if !self.salt.is_empty() {
+            return Ok(());
+        }
+        let mut b = Batch::new();
+        b.put(keys::SALT.to_vec(), candidate.to_vec());
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        self.salt = candidate.to_vec();
+        Ok(())
     }
 
     /// The latest change sequence.
@@ -270,8 +300,13 @@ impl<S: Storage> Relay<S> {
 
     fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize, bytes: usize) {
         self.cache_weight += weight;
-        if let Some((_, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
+        if let Some((old_case, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
             self.cache_weight -= old.weight;
+            // `push` also hands back the entry it replaced for the same case,
+            // which is not an eviction.
+            if old_case != case {
+                self.cache_stats.evictions += 1;
+            }
         }
         self.trim_cache();
     }
@@ -286,7 +321,10 @@ impl<S: Storage> Relay<S> {
         // The newest entry always stays: callers use what they just loaded.
         while self.cache_weight > self.cache_budget && self.cache.len() > 1 {
             match self.cache.pop_lru() {
-                Some((_, old)) => self.cache_weight -= old.weight,
+                Some((_, old)) => {
+                    self.cache_weight -= old.weight;
+                    self.cache_stats.evictions += 1;
+                }
                 None => break,
             }
         }
@@ -295,6 +333,12 @@ impl<S: Storage> Relay<S> {
     /// Number of documents currently loaded.
     pub fn cached_docs(&self) -> usize {
         self.cache.len()
+    }
+
+    /// The cache's hits, misses and evictions so far. Cheap: shells read it
+    /// after each use of the relay to export it.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache_stats
     }
 
     /// Starts a session for an authenticated connection.
@@ -328,7 +372,10 @@ impl<S: Storage> Relay<S> {
     }
 
     fn doc(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, StorageError> {
-        if !self.cache.contains(&case) {
+        if self.cache.contains(&case) {
+            self.cache_stats.hits += 1;
+        } else {
+            self.cache_stats.misses += 1;
             let Some(loaded) = docs::load_doc(&self.storage, case)? else {
                 return Ok(None);
             };
@@ -393,6 +440,7 @@ impl<S: Storage> Relay<S> {
         };
         let fixes = self.clock_fixes(case)?;
         let policy = self.policy.clone();
+        let salt = self.salt.clone();
         let Some(doc) = self.doc(case)? else {
             return Ok(None);
         };
@@ -407,9 +455,9 @@ impl<S: Storage> Relay<S> {
             &view,
             seen,
             &meta,
-            &last.0,
-            &last.1,
+            (&last.0, &last.1),
             policy.version,
+            &salt,
         )))
     }
 
@@ -417,7 +465,12 @@ impl<S: Storage> Relay<S> {
     /// was computed under an older policy, whose deadlines may differ.
     pub fn current_summary(&mut self, case: CaseId) -> Result<Option<CaseSummary>, StorageError> {
         match self.summary(case)? {
-            Some(s) if s.policy_version == self.policy.version => Ok(Some(s)),
+            Some(s)
+                if s.policy_version == self.policy.version
+                    && s.schema == summary::SUMMARY_SCHEMA =>
+            {
+                Ok(Some(s))
+            }
             _ => {
                 let fresh = self.derive_summary(case)?;
                 if let Some(s) = &fresh {
@@ -656,6 +709,7 @@ impl<S: Storage> Relay<S> {
             changed_store: None,
             policy_published: true,
             needs_flush: false,
+            summary: None,
         })
     }
 
@@ -831,6 +885,7 @@ impl<S: Storage> Relay<S> {
         let changes = doc.get_changes(&before);
         let mut changed = None;
         let mut changed_store = None;
+        let mut new_summary = None;
         if !changes.is_empty() {
             let entries_before = if known {
                 self.entry_count(case).map_err(SessionError::Storage)?
@@ -863,7 +918,10 @@ impl<S: Storage> Relay<S> {
             let kind = meta.as_ref().map(|m| m.kind.clone());
             let result = self.commit(case, &doc, &changes, meta, &p, now, state, &verdict);
             match result {
-                Ok(store) => changed_store = Some(store),
+                Ok((store, summary)) => {
+                    changed_store = Some(store);
+                    new_summary = Some(Box::new(summary));
+                }
                 Err(e) => {
                     *state = State::new();
                     return Err(SessionError::Storage(e));
@@ -891,6 +949,7 @@ impl<S: Storage> Relay<S> {
                 changed,
                 changed_store,
                 policy_published: false,
+                summary: new_summary,
             });
         }
         let reply = doc.generate_sync_message(state);
@@ -907,6 +966,7 @@ impl<S: Storage> Relay<S> {
             changed,
             changed_store,
             policy_published: false,
+            summary: new_summary,
         })
     }
 
@@ -925,8 +985,14 @@ impl<S: Storage> Relay<S> {
         now: Millis,
         state: &State,
         verdict: &judge::Verdict,
-    ) -> Result<StoreId, StorageError> {
+    ) -> Result<(StoreId, CaseSummary), StorageError> {
         let seq = self.seq + 1;
+        let is_new = meta.is_none();
+        let entries_before = if is_new {
+            0
+        } else {
+            self.entry_count(case)?.unwrap_or(0)
+        };
         let mut b = Batch::new();
         if meta.is_none() {
             // A new case arrives whole: keep it as one compacted snapshot, so
@@ -996,11 +1062,34 @@ impl<S: Storage> Relay<S> {
             &view,
             seen,
             &meta,
-            p.user.as_str(),
-            p.device.as_str(),
+            (p.user.as_str(), p.device.as_str()),
             self.policy.version,
+            &self.salt,
         );
         b.put(keys::summary(case), summary_bytes(&summary)?);
+        // The audit feed, in the same batch: what this upload did.
+        let before = if is_new { None } else { self.summary(case)? };
+        let record = feed::FeedRecord {
+            seq,
+            case,
+            case_no: summary.case_no.clone(),
+            store: meta.store.to_string(),
+            kind: meta.kind.clone(),
+            user: p.user.to_string(),
+            device: p.device.to_string(),
+            received_at: now.0,
+            claimed_at: verdict.claimed_at,
+            changes: u32::try_from(changes.len()).unwrap_or(u32::MAX),
+            effect: feed::effect(
+                before.as_ref(),
+                &summary,
+                verdict.entries as i64 - entries_before as i64,
+            ),
+        };
+        let bytes = feed::encode(&record)?;
+        for k in feed::keys(&record) {
+            b.put(k, bytes.clone());
+        }
         let index = keys::index_value(case, &doc.get_heads());
         b.put(keys::all(seq), index.clone());
         b.put(keys::store(&meta.store, seq), index);
@@ -1014,7 +1103,7 @@ impl<S: Storage> Relay<S> {
         // Not flushed here: the output says `needs_flush`, and the shell
         // flushes once for every write made meanwhile.
         self.seq = seq;
-        Ok(meta.store)
+        Ok((meta.store, summary))
     }
 }
 
@@ -1058,6 +1147,31 @@ fn pieces(case: CaseId, kind: PieceKind, bytes: &[u8], size: usize) -> Vec<Frame
             bytes: c.to_vec(),
         })
         .collect()
+}
+
+/// The read model as stored: every case's summary, read straight from
+/// storage (the relay's lock is not needed). Summaries that are missing or
+/// derived under an older policy or schema are listed by
+/// [`readmodel::ReadModel::stale`] for the shell to derive again.
+pub fn load_read_model<S: Storage>(storage: &S) -> Result<readmodel::ReadModel, StorageError> {
+    let mut model = readmodel::ReadModel::new();
+    let mut start = keys::SUMMARY.to_vec();
+    let end = [keys::SUMMARY, &[0xff; 17][..]].concat();
+    loop {
+        let page = storage.scan(&start, &end, 4096)?;
+        let Some((last, _)) = page.last() else { break };
+        start = [last.as_slice(), &[0][..]].concat();
+        for (k, v) in &page {
+            let id: [u8; 16] = k
+                .get(2..18)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| corrupt("case summary", "bad key"))?;
+            let s: CaseSummary =
+                serde_json::from_slice(v).map_err(|e| corrupt("case summary", e))?;
+            model.upsert(CaseId::from_bytes(id), s);
+        }
+    }
+    Ok(model)
 }
 
 fn summary_bytes(s: &CaseSummary) -> Result<Vec<u8>, StorageError> {

@@ -1,0 +1,311 @@
+//! The head-office read API.
+//!
+//! Every handler authenticates first (revoked tokens included), then does
+//! its relay work on a blocking thread so a long view or list never stalls
+//! the async workers that serve other requests and sync connections. A
+//! case the caller may not read is answered exactly like a case that does
+//! not exist, so case ids of other stores cannot be probed.
+
+use super::csv_out::{self, Format};
+use super::params::Params;
+use super::rows;
+use crate::error::{clip, ApiError};
+use crate::state::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use aftercase_sync::access::{self, Principal, Role};
+use aftercase_sync::case::CaseKind;
+use aftercase_sync::relay::readmodel::{Query, ReadModel, Scope};
+use aftercase_sync::{CaseId, StoreId};
+use futures_util::StreamExt;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The authenticated principal of a request (revoked tokens refused).
+pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok());
+    let p = state.authenticate(header)?.principal;
+    crate::access_log::note_principal(req, &p);
+    Ok(p)
+}
+
+fn case_id(raw: &str) -> Result<CaseId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case id", clip(raw))))
+}
+
+/// The one answer for a case that is missing or not readable by the caller.
+fn not_found(id: CaseId) -> ApiError {
+    ApiError::NotFound(format!("case {id} not found"))
+}
+
+/// Runs relay work on a blocking thread (it takes the relay lock).
+pub async fn blocking<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state: Arc<AppState> = state.clone().into_inner();
+    web::block(move || f(&state))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// `GET /healthz`: liveness, no authentication. Takes no lock, so it
+/// answers at once even while heavy uploads hold the relay.
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok", "seq": state.seq() }))
+}
+
+/// `GET /metrics`: the Prometheus metrics, no authentication (Prometheus
+/// scrapes it). Labels are frame types, refusal codes, route patterns and
+/// statuses only, never an id or a secret; still, keep the port on a
+/// private network. Takes no lock.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}
+
+/// Cases per page unless `limit` says otherwise, and the most it may say.
+pub const PAGE: usize = 100;
+/// See [`PAGE`].
+pub const MAX_PAGE: usize = 1000;
+
+/// Parameters of `GET /v1/cases`.
+pub const LIST_PARAMS: &[&str] = &[
+    "store",
+    "kind",
+    "status",
+    "assignee",
+    "case_no",
+    "has_conflict",
+    "awaiting_approval",
+    "breached",
+    "due_before",
+    "updated_since",
+    "created_from",
+    "created_to",
+    "after",
+    "limit",
+];
+
+/// The list filters among `params` (those of [`LIST_PARAMS`] present).
+pub fn list_query(params: &Params) -> Result<Query, ApiError> {
+    let store = params
+        .get("store")
+        .map(|v| {
+            StoreId::new(v.to_string())
+                .map(|s| s.to_string())
+                .map_err(|_| {
+                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
+                })
+        })
+        .transpose()?;
+    Ok(Query {
+        store,
+        kind: params
+            .parsed::<CaseKind>("kind", "a case kind")?
+            .map(|k| k.as_str().to_string()),
+        status: params.string("status"),
+        assignee: params.string("assignee"),
+        case_no: params.string("case_no"),
+        has_conflict: params.bool("has_conflict")?,
+        awaiting_approval: params.bool("awaiting_approval")?,
+        breached: params.bool("breached")?,
+        due_before: params.time("due_before")?,
+        updated_since: params.time("updated_since")?,
+        created_from: params.time("created_from")?,
+        created_to: params.time("created_to")?,
+    })
+}
+
+/// Whose cases `p` may list: head office any store, a store's staff their
+/// store, a technician what is assigned to or reported by them. Asking
+/// for another store is refused, not silently narrowed.
+pub fn scope_for(p: &Principal, store: Option<&str>) -> Result<Scope, ApiError> {
+    if let Some(s) = store {
+        if p.role != Role::HeadOffice && p.store.as_str() != s {
+            return Err(ApiError::Forbidden(format!(
+                "forbidden: you may list only the cases of store {}",
+                p.store
+            )));
+        }
+    }
+    Ok(Scope::of(p))
+}
+
+/// Cases read from the model per chunk of a streamed CSV export.
+const CHUNK: usize = 1000;
+
+/// A CSV export of every case in `scope` passing `q`, streamed a chunk at
+/// a time: each chunk is read under the read model's lock on a blocking
+/// thread and written out before the next is read, so the export never
+/// holds more than one chunk.
+pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> HttpResponse {
+    let head = csv_out::head(rows::COLUMNS);
+    let first = futures_util::stream::once(async move { head });
+    // The cursor: `Some(after)` while pages remain.
+    let pages = futures_util::stream::unfold(Some(None::<CaseId>), move |cursor| {
+        let state = state.clone();
+        let scope = scope.clone();
+        let q = q.clone();
+        async move {
+            let after = cursor?;
+            let page = web::block(move || {
+                let model = state.read_model();
+                let page = model.query(&scope, &q, now, after, CHUNK);
+                drop(model);
+                let bytes = csv_out::rows(page.rows.iter().map(|(id, s)| rows::csv(*id, s, now)));
+                (bytes, page.next)
+            })
+            .await;
+            match page {
+                Ok((bytes, next)) => Some((bytes, next.map(Some))),
+                Err(e) => Some((Err(ApiError::Internal(e.to_string())), None)),
+            }
+        }
+    });
+    csv_out::streamed("cases", first.chain(pages))
+}
+
+/// `GET /v1/cases`: the cases the caller may see, filtered on the read
+/// model (see [`LIST_PARAMS`]), a page at a time in case-id order, or the
+/// whole list as streamed CSV (`format=csv` without `limit`).
+pub async fn list_cases(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let p = principal(&req, &state)?;
+    let params = Params::parse(&req, LIST_PARAMS)?;
+    let format = Format::of(&req, params.get("format"))?;
+    let q = list_query(&params)?;
+    let scope = scope_for(&p, q.store.as_deref())?;
+    let after = params.parsed::<CaseId>("after", "a case id")?;
+    let limit = params.number("limit", 1..=MAX_PAGE)?;
+    let now = crate::state::now_millis().0;
+    if format == Format::Csv && limit.is_none() && after.is_none() {
+        return Ok(stream_cases(state.into_inner(), scope, q, now));
+    }
+    let limit = limit.unwrap_or(PAGE);
+    let page = read(&state, move |m| m.query(&scope, &q, now, after, limit)).await?;
+    match format {
+        Format::Csv => csv_out::whole(
+            "cases",
+            rows::COLUMNS,
+            page.rows
+                .iter()
+                .map(|(id, s)| rows::csv(*id, s, now))
+                .collect(),
+        ),
+        Format::Json => {
+            let cases: Vec<_> = page
+                .rows
+                .iter()
+                .map(|(id, s)| rows::json(*id, s, now))
+                .collect();
+            Ok(HttpResponse::Ok().json(json!({
+                "cases": cases,
+                "next": page.next.map(|n| n.to_string()),
+            })))
+        }
+    }
+}
+
+/// Runs a read-model query on a blocking thread (never under the relay's
+/// lock).
+pub async fn read<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    f: impl FnOnce(&ReadModel) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let state: Arc<AppState> = state.clone().into_inner();
+    web::block(move || f(&state.read_model()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Checks, with the relay locked, that `p` may read case `id`; a missing
+/// and an unreadable case give the same error.
+fn check_readable(
+    relay: &aftercase_sync::relay::Relay<aftercase_sync::storage::SledStorage>,
+    p: &Principal,
+    id: CaseId,
+) -> Result<(), ApiError> {
+    match relay.meta(id)? {
+        Some(meta) if access::can_read(p, &meta) => Ok(()),
+        _ => Err(not_found(id)),
+    }
+}
+
+/// `GET /v1/cases/{id}`: the merged case as JSON, with the relay's audit trail.
+pub async fn get_case(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let p = principal(&req, &state)?;
+    let id = case_id(&path)?;
+    let (view, audit) = blocking(&state, move |s| {
+        let mut relay = s.relay();
+        check_readable(&relay, &p, id)?;
+        let mut view = relay.case_view(id)?.ok_or_else(|| not_found(id))?;
+        view.evaluate_timers(crate::state::now_millis());
+        let audit: Vec<_> = relay
+            .audit(id)?
+            .into_iter()
+            .map(|(hash, r)| {
+                json!({
+                    "change": hash,
+                    "user": r.user,
+                    "device": r.device,
+                    "received_at": r.received_at.to_rfc3339(),
+                    "claimed_at": r.claimed_at.map(|c| c.to_rfc3339()),
+                    "clock_skew_ms": r.skew_ms(),
+                })
+            })
+            .collect();
+        Ok((view, audit))
+    })
+    .await?;
+    let mut body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("audit".into(), json!(audit));
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /v1/policy`: the policy in force (any authenticated caller).
+pub async fn get_policy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    principal(&req, &state)?;
+    let json = blocking(&state, |s| Ok(s.relay().policy().1.to_string())).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json))
+}
+
+/// `GET /v1/cases/{id}/doc`: the standard Automerge binary.
+pub async fn get_doc(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let p = principal(&req, &state)?;
+    let id = case_id(&path)?;
+    let bytes = blocking(&state, move |s| {
+        let mut relay = s.relay();
+        check_readable(&relay, &p, id)?;
+        relay.doc_bytes(id)?.ok_or_else(|| not_found(id))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}

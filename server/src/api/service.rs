@@ -1,0 +1,178 @@
+//! `GET /v1/metrics/service`: the handbook's head-office metrics over a
+//! period, grouped by store, kind, category, SKU or month, computed from
+//! the read model (domain.md §6).
+
+use super::cases::{blocking, principal, read, scope_for};
+use super::csv_out::{self, Format};
+use super::params::Params;
+use crate::error::{clip, ApiError};
+use crate::state::{now_millis, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use aftercase_sync::case::CaseKind;
+use aftercase_sync::relay::metrics::{self, GroupBy, GroupMetrics};
+use aftercase_sync::relay::readmodel::{Query, Scope};
+use aftercase_sync::StoreId;
+use chrono::{Datelike, TimeZone};
+
+const PARAMS: &[&str] = &["from", "to", "group_by", "store", "kind"];
+const DAY: i64 = 86_400_000;
+
+/// Start of the current month at the store's offset, in ms.
+fn month_start(now: i64, offset_minutes: i32) -> i64 {
+    let Some(tz) = chrono::FixedOffset::east_opt(offset_minutes * 60) else {
+        return now;
+    };
+    let local = tz.timestamp_millis_opt(now).single();
+    local
+        .and_then(|t| {
+            tz.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+                .single()
+        })
+        .map_or(now, |t| t.timestamp_millis())
+}
+
+/// CSV columns of a metrics row.
+const COLUMNS: &[&str] = &[
+    "group",
+    "cases",
+    "resolved",
+    "cancelled",
+    "response_p50_hours",
+    "response_p90_hours",
+    "resolution_p50_hours",
+    "resolution_p90_hours",
+    "deadlines_met_on_time",
+    "deadlines_met_late",
+    "deadlines_open_overdue",
+    "satisfaction_mean",
+    "satisfaction_share_4_5",
+    "survey_response_rate",
+    "repeat_complaint_rate",
+    "re_repair_rate",
+    "escalation_rate",
+    "compensation_virtual_fen",
+    "compensation_cash_fen",
+    "contact_overrides",
+];
+
+fn row(g: &GroupMetrics) -> Vec<String> {
+    let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let sum = |pick: fn(&metrics::OnTime) -> usize| -> String {
+        g.on_time.values().map(pick).sum::<usize>().to_string()
+    };
+    vec![
+        g.key.clone(),
+        g.cases.to_string(),
+        g.resolved.to_string(),
+        g.cancelled.to_string(),
+        f(g.response.p50_hours),
+        f(g.response.p90_hours),
+        f(g.resolution.p50_hours),
+        f(g.resolution.p90_hours),
+        sum(|t| t.met_on_time),
+        sum(|t| t.met_late),
+        sum(|t| t.open_overdue),
+        f(g.satisfaction.mean),
+        f(g.satisfaction.share_4_5),
+        f(g.satisfaction.response_rate),
+        f(g.repeat_complaint_rate),
+        f(g.re_repair_rate),
+        f(g.escalation_rate),
+        g.compensation_by_tier_fen
+            .get("virtual")
+            .copied()
+            .unwrap_or(0)
+            .to_string(),
+        g.compensation_by_tier_fen
+            .get("cash")
+            .copied()
+            .unwrap_or(0)
+            .to_string(),
+        g.contact_overrides.to_string(),
+    ]
+}
+
+/// `GET /v1/metrics/service?from=&to=&group_by=&store=&kind=`: cases
+/// opened in `[from, to)` (this month in the store's time zone unless
+/// given; at most 366 days), scoped like the case list.
+pub async fn service(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let p = principal(&req, &state)?;
+    let params = Params::parse(&req, PARAMS)?;
+    let format = Format::of(&req, params.get("format"))?;
+    let store = params
+        .get("store")
+        .map(|v| {
+            StoreId::new(v.to_string())
+                .map(|s| s.to_string())
+                .map_err(|_| {
+                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
+                })
+        })
+        .transpose()?;
+    let scope = match (scope_for(&p, store.as_deref())?, store.clone()) {
+        (Scope::Chain, Some(s)) => Scope::Store(s),
+        (s, _) => s,
+    };
+    let group_by: GroupBy = params
+        .parsed("group_by", "chain, store, kind, category, sku or month")?
+        .unwrap_or(GroupBy::Chain);
+    let kind = params
+        .parsed::<CaseKind>("kind", "a case kind")?
+        .map(|k| k.as_str().to_string());
+    // The policy's window and time zone; its lock is held for a copy only.
+    let (window, offset) = blocking(&state, |s| {
+        let relay = s.relay();
+        let p = relay.policy().0;
+        Ok((p.repeat_window_days, p.utc_offset_minutes))
+    })
+    .await?;
+    let now = now_millis().0;
+    let from = params
+        .time("from")?
+        .unwrap_or_else(|| month_start(now, offset));
+    let to = params.time("to")?.unwrap_or(now + 1);
+    if to <= from || to - from > 366 * DAY {
+        return Err(ApiError::BadRequest(
+            "from and to: the period must be positive and at most 366 days".into(),
+        ));
+    }
+    let q = Query {
+        kind,
+        // Cases opened within the repeat window before the period count
+        // as earlier contacts of the same customer.
+        created_from: Some(from.saturating_sub(window.saturating_mul(DAY))),
+        created_to: Some(to),
+        ..Query::default()
+    };
+    let mp = metrics::Params {
+        from,
+        to,
+        group_by,
+        repeat_window_days: window,
+        utc_offset_minutes: offset,
+        now,
+    };
+    let report = read(&state, move |m| {
+        metrics::compute(m.scan(&scope, &q, now).map(|(_, s)| s), &mp)
+    })
+    .await?;
+    match format {
+        Format::Csv => {
+            let mut body: Vec<Vec<String>> = report.groups.iter().map(row).collect();
+            body.push(row(&report.total));
+            csv_out::whole("metrics", COLUMNS, body)
+        }
+        Format::Json => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "from": aftercase_sync::Millis(from).to_rfc3339(),
+            "to": aftercase_sync::Millis(to).to_rfc3339(),
+            "group_by": params.get("group_by").unwrap_or("chain"),
+            "repeat_window_days": window,
+            "groups": report.groups,
+            "total": report.total,
+            "quality_skus": report.quality_skus,
+        }))),
+    }
+}
