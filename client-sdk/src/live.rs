@@ -75,6 +75,28 @@ fn session_error(e: SessionError) -> SyncError {
     }
 }
 
+/// Most time a one-shot sync waits for the relay to answer its close.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Closes the connection and waits (briefly) for the relay's answer. The
+/// last frames of a sync (the device's report) must reach the relay: a
+/// process that exits with the relay's frames unread makes the kernel
+/// reset the connection, and the relay can then lose what was still in
+/// flight.
+async fn close_gracefully(socket: &mut Socket) {
+    if socket.close(None).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = socket.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn send(socket: &mut Socket, frames: Vec<Frame>) -> Result<(), SyncError> {
     for f in frames {
         socket
@@ -94,7 +116,7 @@ impl Device {
     ) -> Result<SyncReport, SyncError> {
         let mut socket = transport::connect(&self.config).await?;
         let result = self.drive(&mut socket, Mode::Once(&mut progress)).await;
-        let _ = socket.close(None).await;
+        close_gracefully(&mut socket).await;
         result
     }
 
