@@ -54,11 +54,19 @@ pub struct AppState {
     pub write_timeout: Duration,
     /// Head office's read model, behind its own lock so queries never wait
     /// for the relay's (and sync never waits for a query).
-    read: RwLock<ReadModel>,
+    read: Arc<RwLock<ReadModel>>,
     /// Summaries of committed changes, with the relay sequence of their
     /// commit, waiting for the flush that makes them durable: head office
     /// never sees a change the relay could still lose.
     staged: Mutex<Vec<(u64, CaseId, CaseSummary)>>,
+    /// Durable summaries on their way to the publisher thread, which
+    /// waits for the write lock so an acknowledgement never does.
+    to_publish: Mutex<std::sync::mpsc::Sender<Publication>>,
+    /// Highest sequence flushed and handed to the publisher, and highest
+    /// published: a query waits (briefly) for the second to reach the
+    /// first, so a device's acknowledged change is in every later answer.
+    handed: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
     /// What `/metrics` exports.
     pub metrics: Arc<Metrics>,
     /// Set once when the relay begins to shut down; every live connection
@@ -91,6 +99,9 @@ impl AppState {
         settings: Settings,
     ) -> AppState {
         let (everything, _) = watch::channel(relay.seq());
+        let read = Arc::new(RwLock::new(read));
+        let published = Arc::new(AtomicU64::new(0));
+        let to_publish = spawn_publisher(read.clone(), published.clone());
         let (revocations, _) = watch::channel(Arc::new(settings.revocations));
         AppState {
             seq: AtomicU64::new(relay.seq()),
@@ -110,8 +121,11 @@ impl AppState {
                 .max(8 << 20)
                 .min(settings.budget_bytes),
             write_timeout: settings.write_timeout,
-            read: RwLock::new(read),
+            read,
             staged: Mutex::new(Vec::new()),
+            to_publish: Mutex::new(to_publish),
+            handed: Arc::new(AtomicU64::new(0)),
+            published,
             metrics: settings.metrics,
             shutdown: watch::channel(false).0,
         }
@@ -140,9 +154,18 @@ impl AppState {
         Ok(())
     }
 
-    /// The read model, for a query. Hold the guard briefly: commits wait
-    /// for it to publish their summaries (they never wait under the relay
-    /// lock, so sync itself goes on).
+    /// Waits until every summary durable when it was called is in the read
+    /// model (at most a second: the publisher may wait for a long query).
+    pub fn await_published(&self) {
+        let target = self.handed.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.published.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The read model, for a query. Commits never wait for it: their
+    /// summaries are put in by a publisher thread.
     pub fn read_model(&self) -> RwLockReadGuard<'_, ReadModel> {
         // Upserts cannot leave the model half-changed in a way a reader
         // could trip on: continue with the inner value after a panic.
@@ -175,12 +198,12 @@ impl AppState {
             *staged = rest;
             ready
         };
-        if ready.is_empty() {
-            return;
-        }
-        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
-        for (_, case, summary) in ready {
-            model.upsert(case, summary);
+        let ready = ready.into_iter().map(|(_, c, s)| (c, s)).collect();
+        // Handed over under the sender's lock, so `handed` only ever
+        // names a sequence already on its way.
+        let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.send((seq, ready)).is_ok() {
+            self.handed.fetch_max(seq, Ordering::SeqCst);
         }
     }
 
@@ -349,6 +372,42 @@ impl Drop for RelayGuard<'_> {
         self.metrics
             .note_cache(self.relay.cache_stats(), self.relay.cached_docs());
     }
+}
+
+/// Summaries made durable by the flush up to a sequence.
+type Publication = (u64, Vec<(CaseId, CaseSummary)>);
+
+/// The thread that puts durable summaries into the read model, in commit
+/// order, batching whatever arrived while it waited for the write lock.
+fn spawn_publisher(
+    read: Arc<RwLock<ReadModel>>,
+    published: Arc<AtomicU64>,
+) -> std::sync::mpsc::Sender<Publication> {
+    let (tx, rx) = std::sync::mpsc::channel::<Publication>();
+    let spawned = std::thread::Builder::new()
+        .name("read-model".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let upto = batch.iter().map(|(s, _)| *s).max().unwrap_or(0);
+                {
+                    let mut model = read.write().unwrap_or_else(|e| e.into_inner());
+                    for (_, rows) in batch {
+                        for (case, summary) in rows {
+                            model.upsert(case, summary);
+                        }
+                    }
+                }
+                published.fetch_max(upto, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread the channel's receiver is gone: sends fail and
+        // queries stop waiting for them after a second; say why.
+        tracing::error!(error = %e, "could not start the read model publisher");
+    }
+    tx
 }
 
 /// Current time in milliseconds (the shell owns the clock).

@@ -158,6 +158,7 @@ pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> H
         async move {
             let after = cursor?;
             let page = web::block(move || {
+                state.await_published();
                 let model = state.read_model();
                 let page = model.query(&scope, &q, now, after, CHUNK);
                 drop(model);
@@ -224,9 +225,12 @@ pub async fn read<T: Send + 'static>(
     f: impl FnOnce(&ReadModel) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let state: Arc<AppState> = state.clone().into_inner();
-    web::block(move || f(&state.read_model()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    web::block(move || {
+        state.await_published();
+        f(&state.read_model())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Checks, with the relay locked, that `p` may read case `id`; a missing

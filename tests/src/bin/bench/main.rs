@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod attacks;
 mod fanout;
+mod head_office;
 mod judge;
 mod local_writes;
 mod memory;
@@ -459,7 +460,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
-    // attacks.
+    // attacks, headoffice.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -490,6 +491,10 @@ fn main() {
     }
     if want("attacks") {
         rows.extend(attacks::run(quick));
+    }
+    if want("headoffice") {
+        eprintln!("head office reads at chain scale...");
+        rows.extend(head_office::run(quick));
     }
     println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");
