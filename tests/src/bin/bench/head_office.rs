@@ -133,6 +133,8 @@ fn seed(dir: &Path, n: u64) -> Duration {
                     Frame::Hello {
                         cursor: u64::MAX,
                         policy_version: 0,
+                        app_version: String::new(),
+                        unsynced: Default::default(),
                     },
                     Millis(now_ms()),
                 )
@@ -272,6 +274,8 @@ async fn device(relay: &RelayProcess, store: &str) -> Socket {
     let hello = Frame::Hello {
         cursor: u64::MAX,
         policy_version: u32::MAX,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     ws.send(WsMessage::Binary(hello.encode().into()))
         .await
