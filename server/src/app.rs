@@ -97,6 +97,7 @@ pub async fn run(
                 .route("/v1/queues/approvals", web::get().to(queues::approvals))
                 .route("/v1/queues/overdue", web::get().to(queues::overdue))
                 .route("/v1/queues/due-soon", web::get().to(queues::due_soon))
+                .route("/v1/queues/devices", web::get().to(queues::devices))
                 .route("/v1/metrics/service", web::get().to(service::service))
                 .route("/v1/audit", web::get().to(audit::audit))
         })

@@ -212,6 +212,39 @@ fn queues_metrics_audit_and_exports_are_scoped_by_role() {
         sorted(vec![late1.clone(), late2.clone()])
     );
 
+    // The fleet: each tablet with its last sync; a store sees its own.
+    let devices = |token: &str, q: &str| -> Vec<String> {
+        let v = get(&format!("/v1/queues/devices{q}"), token);
+        let mut d: Vec<String> = v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["pending"], 0, "{d}");
+                assert!(d["last_sync"].is_string(), "{d}");
+                format!(
+                    "{}/{}",
+                    d["store_id"].as_str().unwrap(),
+                    d["device"].as_str().unwrap()
+                )
+            })
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(devices(&hq, ""), vec!["S1/tab-a", "S2/tab-b"]);
+    assert_eq!(devices(&s2_token, ""), vec!["S2/tab-b"]);
+    assert!(
+        devices(&tom, "").is_empty(),
+        "a technician sees only his own tablet"
+    );
+    assert!(
+        devices(&hq, "?stale_hours=1").is_empty(),
+        "every tablet synced within the hour"
+    );
+    let (_, body) = relay.get("/v1/queues/devices?format=csv", Some(&hq));
+    assert_eq!(parse_csv(&body)[0][0], "store_id");
+
     // Metrics: per store for head office; a store sees only itself.
     let m = get("/v1/metrics/service?group_by=store", &hq);
     let groups: Vec<(String, u64)> = m["groups"]
@@ -343,6 +376,7 @@ fn queues_metrics_audit_and_exports_are_scoped_by_role() {
         "/v1/queues/due-soon?within=3",
         "/v1/queues/conflicts?x=1",
         "/v1/queues/approvals?x=1",
+        "/v1/queues/devices?stale=1",
         "/v1/metrics/service?groupby=store",
         "/v1/audit?sinse=2026-01-01T00:00:00Z",
     ] {

@@ -63,6 +63,16 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// statuses only, never an id or a secret; still, keep the port on a
 /// private network. Takes no lock.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Devices with unsynced work, counted from the fleet records when
+    // scraped (storage only, no relay lock).
+    let st: Arc<AppState> = state.clone().into_inner();
+    if let Ok(Ok(n)) = web::block(move || {
+        aftercase_sync::relay::fleet::devices_with_unsynced_work(st.storage(), None)
+    })
+    .await
+    {
+        state.metrics.set_devices_with_unsynced(n as u64);
+    }
     let text = state
         .metrics
         .render()

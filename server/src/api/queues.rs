@@ -189,3 +189,109 @@ pub async fn due_soon(
 ) -> Result<HttpResponse, ApiError> {
     due(req, state, |now, within| (now, now.saturating_add(within))).await
 }
+
+const DEVICE_PARAMS: &[&str] = &["store", "stale_hours"];
+
+const DEVICE_COLUMNS: &[&str] = &[
+    "store_id",
+    "device",
+    "user",
+    "role",
+    "app_version",
+    "first_seen",
+    "last_seen",
+    "last_sync",
+    "hours_since_sync",
+    "pending",
+    "oldest_unsynced_hours",
+    "reported_at",
+];
+
+/// One device as JSON values, ages judged at relay time `now`.
+fn device_row(d: &aftercase_sync::relay::fleet::DeviceRecord, now: i64) -> Vec<serde_json::Value> {
+    let hours = |ms: i64| ((ms as f64 / 3_600_000.0) * 10.0).round() / 10.0;
+    // The device measured the age when it reported; it has grown since.
+    let oldest = d
+        .oldest_unsynced_secs
+        .filter(|_| d.pending > 0)
+        .map(|s| hours(s as i64 * 1000 + (now - d.reported_at.0).max(0)));
+    vec![
+        json!(d.store.as_str()),
+        json!(d.device.as_str()),
+        json!(d.user.as_str()),
+        json!(d.role.as_str()),
+        json!(d.app_version),
+        json!(d.first_seen.to_rfc3339()),
+        json!(d.last_seen.to_rfc3339()),
+        json!(d.last_sync.map(|t| t.to_rfc3339())),
+        json!(d.last_sync.map(|t| hours(now - t.0))),
+        json!(d.pending),
+        json!(oldest),
+        json!(d.reported_at.to_rfc3339()),
+    ]
+}
+
+/// `GET /v1/queues/devices`: every tablet the relay has heard from, the
+/// longest without a sync first (never synced before all): last seen,
+/// last successful sync, the unsynced cases it reported and how old the
+/// oldest is, its app version. `stale_hours` keeps only devices that have
+/// not synced for that long. Head office sees every store, a store its
+/// own devices, a technician their own.
+pub async fn devices(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(&req, DEVICE_PARAMS)?;
+    let format = Format::of(&req, params.get("format"))?;
+    let p = principal(&req, &state)?;
+    let scope = queue_scope(&req, &state, &params)?;
+    let stale = params
+        .number("stale_hours", 1..=24 * 365)?
+        .map(|h| h as i64 * 3_600_000);
+    let store = scope.store().and_then(|s| StoreId::new(s.to_string()).ok());
+    let now = now_millis().0;
+    let st = state.clone().into_inner();
+    let mut list =
+        web::block(move || aftercase_sync::relay::fleet::devices(st.storage(), store.as_ref()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    list.retain(|d| {
+        let mine = !matches!(scope, Scope::Technician { .. }) || d.user == p.user;
+        let stale_enough = stale.is_none_or(|s| d.last_sync.is_none_or(|t| now - t.0 >= s));
+        mine && stale_enough
+    });
+    list.sort_by_key(|d| {
+        (
+            d.last_sync.map(|t| t.0),
+            d.store.to_string(),
+            d.device.to_string(),
+        )
+    });
+    match format {
+        Format::Csv => csv_out::whole(
+            "devices",
+            DEVICE_COLUMNS,
+            list.iter()
+                .map(|d| {
+                    device_row(d, now)
+                        .into_iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s,
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect(),
+        ),
+        Format::Json => Ok(HttpResponse::Ok().json(json!({
+            "devices": list.iter().map(|d| {
+                DEVICE_COLUMNS
+                    .iter()
+                    .zip(device_row(d, now))
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect::<serde_json::Map<_, _>>()
+            }).collect::<Vec<_>>(),
+        }))),
+    }
+}
