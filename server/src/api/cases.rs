@@ -30,7 +30,9 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
-    Ok(state.authenticate(header)?.principal)
+    let p = state.authenticate(header)?.principal;
+    crate::access_log::note_principal(req, &p);
+    Ok(p)
 }
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
@@ -79,6 +81,30 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         status: "ok",
         seq: state.seq(),
     })
+}
+
+/// `GET /metrics`: the Prometheus metrics, no authentication (Prometheus
+/// scrapes it). Labels are frame types, refusal codes, route patterns and
+/// statuses only, never an id or a secret; still, keep the port on a
+/// private network. Takes no lock.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Devices with unsynced work, counted from the fleet records when
+    // scraped (storage only, no relay lock).
+    let st: Arc<AppState> = state.clone().into_inner();
+    if let Ok(Ok(n)) = web::block(move || {
+        aftercase_sync::relay::fleet::devices_with_unsynced_work(st.storage(), None)
+    })
+    .await
+    {
+        state.metrics.set_devices_with_unsynced(n as u64);
+    }
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// Cases per page unless `limit` says otherwise, and the most it may say.
@@ -167,6 +193,7 @@ pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> H
         async move {
             let after = cursor?;
             let page = web::block(move || {
+                state.await_published();
                 let model = state.read_model();
                 let page = model.query(&scope, &q, now, after, CHUNK);
                 drop(model);
@@ -247,9 +274,12 @@ pub async fn read<T: Send + 'static>(
     f: impl FnOnce(&ReadModel) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let state: Arc<AppState> = state.clone().into_inner();
-    web::block(move || f(&state.read_model()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    web::block(move || {
+        state.await_published();
+        f(&state.read_model())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Checks, with the relay locked, that `p` may read case `id`; a missing

@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         queues::approvals,
         queues::overdue,
         queues::due_soon,
+        queues::devices,
         service::service,
         audit::audit,
     ),

@@ -100,6 +100,22 @@ pub struct DueQueueQuery {
     format: Option<Format>,
 }
 
+/// `GET /v1/queues/devices`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceQueueQuery {
+    /// Only this store's devices (403 for another store unless head
+    /// office).
+    store: Option<String>,
+    /// Only devices that have not synced for this many hours, 1 to 8760
+    /// (never-synced devices always count).
+    #[param(minimum = 1, maximum = 8760)]
+    stale_hours: Option<u32>,
+    /// `csv` for CSV; `Accept: text/csv` asks for it too.
+    #[param(inline)]
+    format: Option<Format>,
+}
+
 /// `GET /v1/metrics/service`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -181,6 +197,10 @@ mod tests {
         assert_eq!(
             names::<DueQueueQuery>(),
             accepted(super::super::queues::DUE_PARAMS)
+        );
+        assert_eq!(
+            names::<DeviceQueueQuery>(),
+            accepted(super::super::queues::DEVICE_PARAMS)
         );
         assert_eq!(
             names::<ServiceQuery>(),

@@ -20,8 +20,6 @@ pub enum Kind {
     WebSocket,
     /// Not an API (a page, an asset, Prometheus text): left out of the
     /// document.
-    // No such route yet (the dashboard and `/metrics` will be).
-    #[allow(dead_code)]
     Asset,
 }
 
@@ -46,6 +44,12 @@ pub const ROUTES: &[Route] = &[
         path: "/healthz",
         kind: Kind::Api,
         handler: |r| r.to(cases::healthz),
+    },
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        kind: Kind::Asset,
+        handler: |r| r.to(cases::metrics),
     },
     Route {
         method: Method::GET,
@@ -106,6 +110,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queues/due-soon",
         kind: Kind::Api,
         handler: |r| r.to(queues::due_soon),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/queues/devices",
+        kind: Kind::Api,
+        handler: |r| r.to(queues::devices),
     },
     Route {
         method: Method::GET,
