@@ -31,6 +31,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 const STORES: u64 = 100;
+/// Between two measured uploads.
+const PAUSE: Duration = Duration::from_millis(10);
 const KINDS: [CaseKind; 5] = [
     CaseKind::Repair,
     CaseKind::Complaint,
@@ -214,9 +216,18 @@ fn time_get(client: &reqwest::blocking::Client, url: &str, token: &str) -> Durat
 
 /// Upload round trips of new cases from one device: time from sending
 /// the first sync message to the relay's answer (sent once durable).
-async fn acks(ws: &mut Socket, store: &str, count: u64, base: u64) -> Vec<Duration> {
+/// `pause` between uploads spreads them over time, so a query load
+/// running meanwhile overlaps them.
+async fn acks(
+    ws: &mut Socket,
+    store: &str,
+    count: u64,
+    base: u64,
+    pause: Duration,
+) -> Vec<Duration> {
     let mut out = Vec::new();
     for k in 0..count {
+        tokio::time::sleep(pause).await;
         let i = base + k;
         let (id, doc, _, _) = {
             let mut id_bytes = [0u8; 16];
@@ -386,12 +397,14 @@ pub fn run(quick: bool) -> Vec<Row> {
     let ack_n = if quick { 50 } else { 300 };
     let mut idle = rt.block_on(async {
         let mut ws = device(&relay, "S001").await;
-        acks(&mut ws, "S001", ack_n, 1_000_000).await
+        acks(&mut ws, "S001", ack_n, 1_000_000, PAUSE).await
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let loaders: Vec<_> = (0..2)
         .map(|k| {
             let stop = stop.clone();
+            let running = running.clone();
             let urls: Vec<String> = (0..lists.len())
                 .map(list_url)
                 .chain([month.clone()])
@@ -405,17 +418,26 @@ pub fn run(quick: bool) -> Vec<Row> {
                     time_get(&client, &urls[i % urls.len()], &token);
                     i += 1;
                     done += 1;
+                    running.fetch_add(1, Ordering::Relaxed);
                 }
                 done
             })
         })
         .collect();
+    // The load is under way before the first upload.
+    while running.load(Ordering::Relaxed) < 4 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before_acks = running.load(Ordering::Relaxed);
     let mut loaded = rt.block_on(async {
         let mut ws = device(&relay, "S002").await;
-        acks(&mut ws, "S002", ack_n, 2_000_000).await
+        acks(&mut ws, "S002", ack_n, 2_000_000, PAUSE).await
     });
+    let queries = running.load(Ordering::Relaxed) - before_acks;
     stop.store(true, Ordering::Relaxed);
-    let queries: u64 = loaders.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    for h in loaders {
+        let _ = h.join();
+    }
 
     let spread = |v: &mut Vec<Duration>| {
         format!(
@@ -450,7 +472,7 @@ pub fn run(quick: bool) -> Vec<Row> {
             ratio: "-".into(),
         },
         Row {
-            scenario: format!("Sync ack of a new case, {ack_n} uploads: idle / under 2 query loops ({queries} queries)"),
+            scenario: format!("Sync ack of a new case, {ack_n} uploads {} ms apart: idle / under 2 query loops ({queries} queries meanwhile)", PAUSE.as_millis()),
             ours: spread(&mut loaded),
             baseline: spread(&mut idle),
             ratio: "ours = under load, baseline = idle".into(),
