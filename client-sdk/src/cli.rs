@@ -11,10 +11,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The environment variables `aftercase` reads besides those of its flags
+/// (clap lists `AFTERCASE_DATA_DIR` beside `--data-dir`).
+const ENVIRONMENT: &str = "\
+Environment:
+  AFTERCASE_DATA_DIR  Same as --data-dir.
+  AFTERCASE_LOG       Log filter, e.g. debug (default warn).
+                      Other crates stay at info or less whatever it says.
+                      RUST_LOG is not read.";
+
 /// Aftercase on this device: record after-sales cases offline and sync them
 /// with the relay when a connection exists.
 #[derive(Debug, Parser)]
-#[command(name = "aftercase", version)]
+#[command(name = "aftercase", version, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// Where this device keeps its cases.
     #[arg(
@@ -24,6 +33,11 @@ pub struct Cli {
         default_value = "./data/device"
     )]
     data_dir: PathBuf,
+    /// The app this command line runs for, reported to the relay when it
+    /// syncs (head office sees which devices run what); the library's own
+    /// version is always added.
+    #[arg(long, global = true, env = "AFTERCASE_APP_VERSION")]
+    app_version: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -435,6 +449,15 @@ fn print_case(v: &CaseView) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.data_dir;
+    let app_version = cli.app_version;
+    // Only sync and policy publishing connect: they report the app version.
+    let connecting = |dir: &std::path::Path| -> anyhow::Result<Device> {
+        let device = Device::open(dir)?;
+        Ok(match &app_version {
+            Some(v) => device.with_app_version(v)?,
+            None => device,
+        })
+    };
     match cli.command {
         Command::Init { relay, token } => {
             let cfg = Device::init(&dir, &relay, &token)?;
@@ -662,7 +685,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Sync { watch } => {
-            let device = Device::open(&dir)?;
+            let device = connecting(&dir)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -739,7 +762,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Publish { file }) => {
             let json = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let device = Device::open(&dir)?;
+            let device = connecting(&dir)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -753,6 +776,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&s)?;
             } else {
                 println!("pending changes: {} case(s)", s.pending_cases);
+                if let Some(oldest) = &s.oldest_pending {
+                    println!("oldest pending:  {oldest}");
+                }
                 println!(
                     "last sync:       {}",
                     s.last_sync.as_deref().unwrap_or("never")
@@ -771,4 +797,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_names_every_environment_variable_the_cli_reads() {
+        let help = Cli::command().render_help().to_string();
+        for var in [crate::logging::ENV, "AFTERCASE_DATA_DIR"] {
+            assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+        }
+    }
 }

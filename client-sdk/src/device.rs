@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 pub struct SyncStatus {
     /// Cases with changes not yet confirmed by the relay.
     pub pending_cases: usize,
+    /// When the oldest of those changes was made (RFC 3339, this device's
+    /// clock), if any is pending.
+    pub oldest_pending: Option<String>,
     /// When the last sync finished with nothing pending (RFC 3339), if ever.
     pub last_sync: Option<String>,
     /// Resume position in the relay's change sequence.
@@ -38,6 +41,13 @@ pub struct Device {
     pub(crate) local_edit: Arc<Notify>,
     /// Edits from several threads share flushes.
     commit: Arc<GroupCommit<SledStorage>>,
+    /// What the device tells the relay it runs (see [`Device::with_app_version`]).
+    pub(crate) app_version: Arc<str>,
+}
+
+/// This library's name and version, as the relay's fleet view shows it.
+pub fn library_version() -> String {
+    format!("aftercase-client {}", env!("CARGO_PKG_VERSION"))
 }
 
 pub(crate) fn now() -> Millis {
@@ -91,7 +101,34 @@ impl Device {
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
             local_edit: Arc::new(Notify::new()),
+            app_version: library_version().into(),
         })
+    }
+
+    /// Names the app embedding this library, e.g. `"shopapp 4.2.1"`: the
+    /// device reports `"shopapp 4.2.1 (aftercase-client X.Y.Z)"` to the
+    /// relay when it connects, so head office sees which tablets run what.
+    /// Without it the library's own version is reported. The relay keeps
+    /// at most 64 characters and refuses control characters, so such a
+    /// name is refused here.
+    pub fn with_app_version(mut self, app: &str) -> Result<Device, ClientError> {
+        let app = app.trim();
+        if app.chars().any(char::is_control) {
+            return Err(ClientError::Config(
+                "the app version must not hold control characters".into(),
+            ));
+        }
+        self.app_version = if app.is_empty() {
+            library_version().into()
+        } else {
+            format!("{app} ({})", library_version()).into()
+        };
+        Ok(self)
+    }
+
+    /// What the device reports to the relay that it runs.
+    pub fn app_version(&self) -> &str {
+        &self.app_version
     }
 
     /// The settings in use.
@@ -312,6 +349,7 @@ impl Device {
         let s = self.replica().status()?;
         Ok(SyncStatus {
             pending_cases: s.pending_cases.len(),
+            oldest_pending: s.oldest_pending.map(|m| m.to_rfc3339()),
             last_sync: s.last_sync.map(|m| m.to_rfc3339()),
             cursor: s.cursor.0,
             relay: self.config.relay.clone(),

@@ -3,7 +3,7 @@
 use crate::device::{now, Device};
 use crate::error::SyncError;
 use crate::transport::{self, Socket};
-use aftercase_sync::protocol::{ClientSession, Frame, SessionError};
+use aftercase_sync::protocol::{ClientSession, DecodeError, Frame, SessionError, PROTOCOL_VERSION};
 use aftercase_sync::CaseId;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -75,6 +75,28 @@ fn session_error(e: SessionError) -> SyncError {
     }
 }
 
+/// Most time a one-shot sync waits for the relay to answer its close.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Closes the connection and waits (briefly) for the relay's answer. The
+/// last frames of a sync (the device's report) must reach the relay: a
+/// process that exits with the relay's frames unread makes the kernel
+/// reset the connection, and the relay can then lose what was still in
+/// flight.
+async fn close_gracefully(socket: &mut Socket) {
+    if socket.close(None).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = socket.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn send(socket: &mut Socket, frames: Vec<Frame>) -> Result<(), SyncError> {
     for f in frames {
         socket
@@ -94,7 +116,7 @@ impl Device {
     ) -> Result<SyncReport, SyncError> {
         let mut socket = transport::connect(&self.config).await?;
         let result = self.drive(&mut socket, Mode::Once(&mut progress)).await;
-        let _ = socket.close(None).await;
+        close_gracefully(&mut socket).await;
         result
     }
 
@@ -136,10 +158,10 @@ impl Device {
         aftercase_sync::policy::Policy::from_json(json)
             .map_err(|e| SyncError::Session(e.to_string()))?;
         let mut socket = transport::connect(&self.config).await?;
-        let mut client = new_session();
+        let mut client = new_session(&self.app_version);
         let mut frames = {
             let mut r = self.replica();
-            client.start(&mut r).map_err(session_error)?
+            client.start(&mut r, now()).map_err(session_error)?
         };
         frames.push(Frame::PublishPolicy {
             json: json.to_string(),
@@ -156,8 +178,7 @@ impl Device {
             let Message::Binary(bytes) = msg else {
                 continue;
             };
-            let frame = Frame::decode(&bytes)
-                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+            let frame = Frame::decode(&bytes).map_err(bad_frame)?;
             let out = {
                 let mut r = self.replica();
                 client.handle(&mut r, frame, now()).map_err(session_error)?
@@ -188,13 +209,16 @@ impl Device {
         socket: &mut Socket,
         mut mode: Mode<'_>,
     ) -> Result<SyncReport, SyncError> {
-        let mut client = new_session();
+        let mut client = new_session(&self.app_version);
         let (frames, dirty_before) = {
             let mut r = self.replica();
             let dirty = r
                 .dirty_cases()
                 .map_err(|e| SyncError::Session(e.to_string()))?;
-            (client.start(&mut r).map_err(session_error)?, dirty.len())
+            (
+                client.start(&mut r, now()).map_err(session_error)?,
+                dirty.len(),
+            )
         };
         send(socket, frames).await?;
         let mut report = SyncReport::default();
@@ -235,7 +259,7 @@ impl Device {
                     match msg {
                         Message::Binary(bytes) => {
                             let frame = Frame::decode(&bytes)
-                                .map_err(|e| SyncError::Session(format!("relay sent a bad frame: {e}")))?;
+                                .map_err(bad_frame)?;
                             let received: Vec<CaseId> = match &frame {
                                 Frame::Sync { doc, .. } => vec![*doc],
                                 Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
@@ -297,7 +321,24 @@ impl Device {
 
 /// A session decoding fetched cases on every core: a fresh tablet's first
 /// sync is bound by decoding them.
-fn new_session() -> ClientSession {
+fn new_session(app_version: &str) -> ClientSession {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    ClientSession::new().with_load_threads(threads)
+    ClientSession::new()
+        .with_load_threads(threads)
+        .with_app_version(app_version)
+}
+
+/// A frame from the relay that does not decode. The core's words for a
+/// version mismatch are the relay's (an old device must update the app);
+/// here the relay is the other side, so say which side is behind.
+fn bad_frame(e: DecodeError) -> SyncError {
+    match e {
+        DecodeError::Version { got } if got < PROTOCOL_VERSION => SyncError::Session(format!(
+            "the relay speaks sync protocol version {got}, older than this app's {PROTOCOL_VERSION}: the relay must be updated"
+        )),
+        DecodeError::Version { got } => SyncError::Session(format!(
+            "the relay speaks sync protocol version {got}, newer than this app's {PROTOCOL_VERSION}: update the app"
+        )),
+        other => SyncError::Session(format!("relay sent a bad frame: {other}")),
+    }
 }

@@ -4,6 +4,7 @@
 //! customer data reaches the log.
 
 use aftercase_sync::logs::allowed;
+use std::io::IsTerminal;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -20,6 +21,9 @@ pub fn init(default: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal: in a file or
+                // a log collector they are noise around every field.
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(env.and(cap)),
         )
         .try_init();

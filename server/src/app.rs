@@ -1,19 +1,30 @@
-//! Wiring: open storage, build state, serve.
+//! Wiring: open storage, build state, serve, and stop cleanly on SIGTERM
+//! or Ctrl-C.
 
-use crate::api::{audit, cases, labels, queues, service};
+use crate::api::routes;
 use crate::auth::Keys;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::ConnLimits;
+use crate::metrics::Metrics;
 use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
-use crate::{dashboard, refresh, revoke, secret, ws};
-use actix_web::{web, App, HttpServer};
+use crate::{access_log, refresh, revoke, secret, ws};
+use actix_web::{middleware, web, App, HttpServer};
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
+use std::sync::Arc;
 
-/// Opens the relay's storage and serves until shut down. `on_listen` is told
-/// the bound address (useful with port 0).
+/// Seconds the server waits, after a stop signal, for connections to end
+/// before dropping them. Sync connections close themselves at once (see
+/// `ws::SHUTDOWN_DRAIN`), so this only bounds a stuck one; actix's default
+/// is 30 s, longer than a process supervisor usually waits.
+const SHUTDOWN_TIMEOUT: u64 = 5;
+
+/// Opens the relay's storage and serves until SIGTERM or Ctrl-C, then stops
+/// accepting, closes every sync connection with "going away", flushes
+/// storage and returns. `on_listen` is told the bound address (useful with
+/// port 0).
 pub async fn run(
     cfg: ServeConfig,
     on_listen: impl FnOnce(std::net::SocketAddr),
@@ -59,35 +70,29 @@ pub async fn run(
             limits: ConnLimits::new(cfg.max_device_connections, cfg.max_user_connections),
             budget_bytes: cfg.send_budget_bytes(),
             write_timeout: cfg.write_timeout,
+            metrics: Arc::new(Metrics::new()?),
         },
     ));
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
     actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
+    let app_state = state.clone();
     let server =
         HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .wrap(middleware::from_fn(access_log::record))
+                .app_data(app_state.clone())
                 .app_data(web::PathConfig::default())
                 // Deserialization errors would quote the query; answer plainly.
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     ApiError::BadRequest("malformed query string".into()).into()
                 }))
-                .route("/healthz", web::get().to(cases::healthz))
-                .route("/v1/sync", web::get().to(ws::sync))
-                .route("/v1/cases", web::get().to(cases::list_cases))
-                .route("/v1/cases/{id}", web::get().to(cases::get_case))
-                .route("/v1/cases/{id}/doc", web::get().to(cases::get_doc))
-                .route("/v1/policy", web::get().to(cases::get_policy))
-                .route("/v1/queues/conflicts", web::get().to(queues::conflicts))
-                .route("/v1/queues/approvals", web::get().to(queues::approvals))
-                .route("/v1/queues/overdue", web::get().to(queues::overdue))
-                .route("/v1/queues/due-soon", web::get().to(queues::due_soon))
-                .route("/v1/metrics/service", web::get().to(service::service))
-                .route("/v1/audit", web::get().to(audit::audit))
-                .route("/v1/labels", web::get().to(labels::labels))
-                .configure(dashboard::routes)
+                // Every route is in the one table the OpenAPI tests check.
+                .configure(routes::configure)
         })
         .workers(cfg.workers)
+        // Signals are handled below, so connections hear of the shutdown.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
         // A handle on each connection's socket lets a sync connection whose
         // device stopped reading be shut down (see ws::SocketHandle).
         .on_connect(|conn, ext| {
@@ -103,6 +108,51 @@ pub async fn run(
     if let Some(addr) = server.addrs().first() {
         on_listen(*addr);
     }
-    server.run().await?;
+    let server = server.run();
+    let handle = server.handle();
+    let stopping = state.clone();
+    actix_web::rt::spawn(async move {
+        let why = stop_requested().await;
+        tracing::info!("{why}: shutting down (closing connections, then flushing storage)");
+        stopping.begin_shutdown();
+        handle.stop(true).await;
+    });
+    server.await?;
+    // Every connection has ended: whatever was applied and not yet flushed
+    // (writes whose acknowledgement was never sent) is made durable now.
+    state.flush_all()?;
+    tracing::info!("relay stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM (what service managers and container runtimes send)
+/// or Ctrl-C; says which.
+async fn stop_requested() -> &'static str {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No handler could be installed: never report a Ctrl-C that
+            // did not happen.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = ctrl_c => "Ctrl-C",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop the relay with Ctrl-C");
+                ctrl_c.await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        ctrl_c.await;
+        "Ctrl-C"
+    }
 }

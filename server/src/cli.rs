@@ -11,10 +11,21 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The environment variables the relay reads, shown by `--help` (a test
+/// checks each one the code reads is named here).
+const ENVIRONMENT: &str = "\
+Environment:
+  AFTERCASE_LOG         Log filter, e.g. debug or aftercase_server=trace
+                        (default info). Other crates stay at info or less
+                        whatever it says. RUST_LOG is not read.
+  AFTERCASE_JWT_SECRET  Token-signing secret, at least 32 bytes (serve,
+                        token). Unset: a random one kept in
+                        DATA_DIR/jwt-secret, created on first use.";
+
 /// The Aftercase relay: syncs after-sales cases between store devices and
 /// gives head office the merged truth.
 #[derive(Debug, Parser)]
-#[command(name = "aftercase-relay", version)]
+#[command(name = "aftercase-relay", version, after_help = ENVIRONMENT)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +34,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay.
+    ///
+    /// Serves GET /metrics for Prometheus without a token (keep the port on
+    /// a private network). SIGTERM or Ctrl-C closes live connections with
+    /// 1001 "going away", flushes storage and exits.
+    #[command(after_help = ENVIRONMENT)]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -210,5 +226,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_names_every_environment_variable_the_relay_reads() {
+        let help = Cli::command().render_help().to_string();
+        for var in [crate::logging::ENV, crate::secret::ENV] {
+            assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+        }
+        let mut cmd = Cli::command();
+        let serve = cmd
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        assert!(serve.contains(crate::secret::ENV) && serve.contains("/metrics"));
     }
 }

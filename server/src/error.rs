@@ -86,11 +86,43 @@ impl ResponseError for ApiError {
         }
         // Messages are built from clipped input already; escaping once more
         // here keeps any path that forgot from echoing control characters.
-        r.json(serde_json::json!({
-            "error": escape_controls(&self.to_string()),
-            "code": self.code(),
-        }))
+        r.json(ErrorBody {
+            error: escape_controls(&self.to_string()),
+            code: self.code(),
+        })
     }
+}
+
+/// The JSON body of every error answer of the read API.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words (caller input quoted is clipped and
+    /// escaped).
+    #[schema(example = "unknown parameter \"stauts\": use store, kind, format")]
+    pub error: String,
+    /// A stable code for programs (one of [`CODES`]).
+    #[schema(schema_with = code_schema)]
+    pub code: &'static str,
+}
+
+/// Every `code` an error answer may carry, as the OpenAPI document lists
+/// them (a test checks that [`ApiError::code`] gives nothing else).
+pub const CODES: &[&str] = &[
+    "bad_request",
+    "unauthorized",
+    "revoked",
+    "forbidden",
+    "not_found",
+    "too_many_connections",
+    "internal",
+];
+
+fn code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CODES.iter().copied()))
+        .description(Some("A stable code for programs, so an app can tell a revoked token from an expired one without parsing the words."))
+        .build()
 }
 
 /// Longest piece of caller input quoted back in an error message.
@@ -139,5 +171,20 @@ mod tests {
         let long = "x".repeat(500);
         assert_eq!(clip(&long).chars().count(), CLIP_CHARS + 1);
         assert_eq!(escape_controls("ok\r"), "ok\\r");
+    }
+
+    #[test]
+    fn every_error_code_is_listed_in_the_document() {
+        let all = [
+            ApiError::BadRequest(String::new()),
+            ApiError::Unauthorized(String::new()),
+            ApiError::Revoked(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::TooManyRequests(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        assert_eq!(codes, CODES);
     }
 }

@@ -3,6 +3,7 @@
 use crate::auth::{AuthError, Keys, Verified};
 use crate::error::ApiError;
 use crate::limits::{ConnLimits, SendBudget};
+use crate::metrics::Metrics;
 use crate::revoke::Revocations;
 use aftercase_sync::relay::readmodel::ReadModel;
 use aftercase_sync::relay::summary::CaseSummary;
@@ -10,9 +11,10 @@ use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::{SledStorage, Storage, StorageError};
 use aftercase_sync::{CaseId, StoreId};
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The relay core behind one lock, the keys, group commit, the signals
@@ -52,11 +54,24 @@ pub struct AppState {
     pub write_timeout: Duration,
     /// Head office's read model, behind its own lock so queries never wait
     /// for the relay's (and sync never waits for a query).
-    read: RwLock<ReadModel>,
+    read: Arc<RwLock<ReadModel>>,
     /// Summaries of committed changes, with the relay sequence of their
     /// commit, waiting for the flush that makes them durable: head office
     /// never sees a change the relay could still lose.
     staged: Mutex<Vec<(u64, CaseId, CaseSummary)>>,
+    /// Durable summaries on their way to the publisher thread, which
+    /// waits for the write lock so an acknowledgement never does.
+    to_publish: Mutex<std::sync::mpsc::Sender<Publication>>,
+    /// Highest sequence flushed and handed to the publisher, and highest
+    /// published: a query waits (briefly) for the second to reach the
+    /// first, so a device's acknowledged change is in every later answer.
+    handed: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<Metrics>,
+    /// Set once when the relay begins to shut down; every live connection
+    /// watches it and closes itself ("going away").
+    shutdown: watch::Sender<bool>,
 }
 
 /// The parts of [`AppState`] that come from configuration.
@@ -71,6 +86,8 @@ pub struct Settings {
     pub budget_bytes: usize,
     /// Write timeout.
     pub write_timeout: Duration,
+    /// The metrics to record into.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -82,6 +99,9 @@ impl AppState {
         settings: Settings,
     ) -> AppState {
         let (everything, _) = watch::channel(relay.seq());
+        let read = Arc::new(RwLock::new(read));
+        let published = Arc::new(AtomicU64::new(0));
+        let to_publish = spawn_publisher(read.clone(), published.clone());
         let (revocations, _) = watch::channel(Arc::new(settings.revocations));
         AppState {
             seq: AtomicU64::new(relay.seq()),
@@ -101,14 +121,51 @@ impl AppState {
                 .max(8 << 20)
                 .min(settings.budget_bytes),
             write_timeout: settings.write_timeout,
-            read: RwLock::new(read),
+            read,
             staged: Mutex::new(Vec::new()),
+            to_publish: Mutex::new(to_publish),
+            handed: Arc::new(AtomicU64::new(0)),
+            published,
+            metrics: settings.metrics,
+            shutdown: watch::channel(false).0,
         }
     }
 
-    /// The read model, for a query. Hold the guard briefly: commits wait
-    /// for it to publish their summaries (they never wait under the relay
-    /// lock, so sync itself goes on).
+    /// Tells every live connection the relay is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// The signal [`AppState::begin_shutdown`] sets.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Flushes storage and marks everything applied durable; the last step
+    /// of a shutdown, after the connections have ended. Blocks: call on a
+    /// blocking thread or when nothing else runs.
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let seq = self.seq();
+        self.storage.flush()?;
+        self.metrics.flush_time(started.elapsed());
+        self.relay().mark_durable(seq);
+        self.publish(seq);
+        Ok(())
+    }
+
+    /// Waits until every summary durable when it was called is in the read
+    /// model (at most a second: the publisher may wait for a long query).
+    pub fn await_published(&self) {
+        let target = self.handed.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.published.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The read model, for a query. Commits never wait for it: their
+    /// summaries are put in by a publisher thread.
     pub fn read_model(&self) -> RwLockReadGuard<'_, ReadModel> {
         // Upserts cannot leave the model half-changed in a way a reader
         // could trip on: continue with the inner value after a panic.
@@ -141,12 +198,12 @@ impl AppState {
             *staged = rest;
             ready
         };
-        if ready.is_empty() {
-            return;
-        }
-        let mut model = self.read.write().unwrap_or_else(|e| e.into_inner());
-        for (_, case, summary) in ready {
-            model.upsert(case, summary);
+        let ready = ready.into_iter().map(|(_, c, s)| (c, s)).collect();
+        // Handed over under the sender's lock, so `handed` only ever
+        // names a sequence already on its way.
+        let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.send((seq, ready)).is_ok() {
+            self.handed.fetch_max(seq, Ordering::SeqCst);
         }
     }
 
@@ -198,11 +255,14 @@ impl AppState {
 
     /// Locks the relay core. Call only on a blocking thread (see the type's
     /// documentation).
-    pub fn relay(&self) -> MutexGuard<'_, Relay<SledStorage>> {
+    pub fn relay(&self) -> RelayGuard<'_> {
         // A panic while holding the lock cannot leave the relay half-written:
         // storage batches are atomic and the cache only holds committed
         // documents, so continuing with the inner value is safe.
-        self.relay.lock().unwrap_or_else(|e| e.into_inner())
+        RelayGuard {
+            relay: self.relay.lock().unwrap_or_else(|e| e.into_inner()),
+            metrics: &self.metrics,
+        }
     }
 
     /// A ticket for a write the relay has just applied; pass it to
@@ -216,6 +276,13 @@ impl AppState {
     /// commit), so waiters behind a running flush usually find their write
     /// already covered.
     pub async fn make_durable(self: &Arc<Self>, ticket: u64) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.flush_covering(ticket).await;
+        self.metrics.commit_time(started.elapsed());
+        result
+    }
+
+    async fn flush_covering(self: &Arc<Self>, ticket: u64) -> Result<(), StorageError> {
         let mut flushed = self.flushed.lock().await;
         if *flushed >= ticket {
             return Ok(());
@@ -227,7 +294,9 @@ impl AppState {
         let seq = self.seq();
         let state = self.clone();
         actix_web::web::block(move || {
+            let started = Instant::now();
             state.storage.flush()?;
+            state.metrics.flush_time(started.elapsed());
             state.relay().mark_durable(seq);
             Ok::<_, StorageError>(())
         })
@@ -275,6 +344,70 @@ impl AppState {
         }
         self.everything.send_modify(|v| *v = seq);
     }
+}
+
+/// The relay core, locked. Dropping it releases the lock after copying the
+/// core's cache counters into the metrics, so every use of the relay, by a
+/// connection or a request, is counted without `/metrics` taking the lock.
+pub struct RelayGuard<'a> {
+    relay: MutexGuard<'a, Relay<SledStorage>>,
+    metrics: &'a Metrics,
+}
+
+impl Deref for RelayGuard<'_> {
+    type Target = Relay<SledStorage>;
+    fn deref(&self) -> &Self::Target {
+        &self.relay
+    }
+}
+
+impl DerefMut for RelayGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.relay
+    }
+}
+
+impl Drop for RelayGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .note_cache(self.relay.cache_stats(), self.relay.cached_docs());
+    }
+}
+
+/// Summaries made durable by the flush up to a sequence.
+type Publication = (u64, Vec<(CaseId, CaseSummary)>);
+
+/// The thread that puts durable summaries into the read model, in commit
+/// order, batching whatever arrived while it waited for the write lock.
+fn spawn_publisher(
+    read: Arc<RwLock<ReadModel>>,
+    published: Arc<AtomicU64>,
+) -> std::sync::mpsc::Sender<Publication> {
+    let (tx, rx) = std::sync::mpsc::channel::<Publication>();
+    let spawned = std::thread::Builder::new()
+        .name("read-model".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let upto = batch.iter().map(|(s, _)| *s).max().unwrap_or(0);
+                {
+                    let mut model = read.write().unwrap_or_else(|e| e.into_inner());
+                    for (_, rows) in batch {
+                        for (case, summary) in rows {
+                            model.upsert(case, summary);
+                        }
+                    }
+                }
+                published.fetch_max(upto, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread the channel's receiver is gone: sends fail and
+        // queries stop waiting for them after a second; say why.
+        tracing::error!(error = %e, "could not start the read model publisher");
+    }
+    tx
 }
 
 /// Current time in milliseconds (the shell owns the clock).

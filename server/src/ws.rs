@@ -14,18 +14,21 @@
 use crate::auth::Verified;
 use crate::error::{clip, ApiError};
 use crate::limits::{ConnSlot, SendBudget};
+use crate::metrics::ConnectionGauge;
 use crate::revoke::Revocations;
 use crate::state::{now_millis, AppState};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use aftercase_sync::access::Principal;
-use aftercase_sync::protocol::{Frame, SessionError, MAX_FRAME_BYTES};
+use aftercase_sync::protocol::{
+    error_for_version, DecodeError, Frame, SessionError, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
 use aftercase_sync::storage::SledStorage;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 /// Most cases the core accepts in one `Fetch` (its own limit; a larger
@@ -47,6 +50,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The reason given to a device that does not read what it asked for.
 const TOO_SLOW: &str = "connection dropped: the device did not read its data in time";
+
+/// The reason given to every device when the relay stops (close code 1001,
+/// "going away"); devices reconnect with backoff.
+const SHUTTING_DOWN: &str = "the relay is shutting down; reconnect in a moment";
+
+/// When the relay stops, the longest a connection waits for the frames it
+/// already handled to go out before it closes: the whole shutdown must fit
+/// in the server's shutdown timeout (see `app::SHUTDOWN_TIMEOUT`).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
 
 /// A duplicate handle on a connection's TCP socket, taken when the
 /// connection is accepted. It lets the relay shut down a connection whose
@@ -93,6 +105,7 @@ pub async fn sync(
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
     let verified = state.authenticate(header)?;
+    crate::access_log::note_principal(&req, &verified.principal);
     let slot = state.limits.open(&verified.principal).map_err(|e| {
         tracing::info!(device = %verified.principal.device, "sync connection refused: {e}");
         ApiError::TooManyRequests(e.to_string())
@@ -108,11 +121,13 @@ pub async fn sync(
     tracing::info!(user = %p.user, device = %p.device, store = %p.store, role = %p.role, "sync connection opened");
     let own_budget = SendBudget::new(state.per_connection_budget);
     let conn = Conn {
+        _live: state.metrics.connection_opened(),
         state: state.into_inner(),
         verified,
         _slot: slot,
         socket,
         own_budget,
+        peer_version: AtomicU8::new(PROTOCOL_VERSION),
     };
     actix_web::rt::spawn(conn.run(session, stream));
     Ok(response)
@@ -124,8 +139,10 @@ struct Outgoing {
     ticket: Option<u64>,
     /// Store whose connections to wake once the write is durable.
     wake: Option<aftercase_sync::StoreId>,
+    /// When the write was applied, for the announce lag.
+    applied: Instant,
     /// Encoded frames.
-    frames: Vec<Bytes>,
+    frames: Vec<Encoded>,
     /// Their share of the relay's and the connection's send budgets,
     /// returned once they are handed over.
     _budget: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
@@ -150,17 +167,22 @@ async fn sender(
                 tracing::error!(error = %e, "relay storage failed to flush");
                 return Err("relay storage failure, retry later".into());
             }
-            state.wake(out.wake.as_ref());
+            wake(&state, out.wake.as_ref(), out.applied);
         }
         if cut.load(Ordering::SeqCst) {
             continue;
         }
         for f in out.frames {
-            let failed = match tokio::time::timeout(state.write_timeout, session.binary(f)).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_closed)) => Ok(()),
-                Err(_) => Err(TOO_SLOW.to_string()),
-            };
+            let (len, name, refusal) = (f.bytes.len(), f.name, f.refusal);
+            let failed =
+                match tokio::time::timeout(state.write_timeout, session.binary(f.bytes)).await {
+                    Ok(Ok(())) => {
+                        state.metrics.frame_sent(name, len, refusal.as_deref());
+                        continue;
+                    }
+                    Ok(Err(_closed)) => Ok(()),
+                    Err(_) => Err(TOO_SLOW.to_string()),
+                };
             settle_rest(&state, rx).await;
             return failed;
         }
@@ -175,13 +197,22 @@ async fn settle_rest(state: &Arc<AppState>, mut rx: tokio::sync::mpsc::Receiver<
     while let Some(out) = rx.recv().await {
         if let Some(ticket) = out.ticket {
             match state.make_durable(ticket).await {
-                Ok(()) => state.wake(out.wake.as_ref()),
+                Ok(()) => wake(state, out.wake.as_ref(), out.applied),
                 Err(e) => {
                     tracing::error!(error = %e, "relay storage failed to flush");
                     return;
                 }
             }
         }
+    }
+}
+
+/// Wakes the connections that may see a durable change of `store` (see
+/// [`AppState::wake`]) and records how long after `applied` that was.
+fn wake(state: &AppState, store: Option<&aftercase_sync::StoreId>, applied: Instant) {
+    state.wake(store);
+    if store.is_some() {
+        state.metrics.announce_lag(applied.elapsed());
     }
 }
 
@@ -204,9 +235,15 @@ struct Conn {
     /// Counted against the device's and user's limits while it lives.
     _slot: ConnSlot,
     socket: Option<SocketHandle>,
+    /// Counts this connection in the live-connections gauge while it lives.
+    _live: ConnectionGauge,
     /// This connection's own cap on bytes waiting to be sent, so one device
     /// that stops reading cannot take the whole relay-wide budget.
     own_budget: SendBudget,
+    /// The protocol version the device's frames carry, once one did not
+    /// match: the closing `Error` frame is encoded so that device reads it
+    /// ("update the app") instead of failing on the version byte.
+    peer_version: AtomicU8,
 }
 
 type Core = Relay<SledStorage>;
@@ -218,17 +255,45 @@ struct Handled {
 }
 
 struct Output {
-    frames: Vec<Bytes>,
+    frames: Vec<Encoded>,
     bytes: usize,
     needs_flush: bool,
     changed_store: Option<aftercase_sync::StoreId>,
     policy_published: bool,
 }
 
-fn encode(frames: &[Frame]) -> (Vec<Bytes>, usize) {
-    let encoded: Vec<Bytes> = frames.iter().map(|f| Bytes::from(f.encode())).collect();
-    let bytes = encoded.iter().map(Bytes::len).sum();
+/// One encoded frame with what the metrics need to know of it.
+struct Encoded {
+    bytes: Bytes,
+    /// `Frame::name`.
+    name: &'static str,
+    /// The code of a `Refused` frame.
+    refusal: Option<String>,
+}
+
+fn encode(frames: &[Frame]) -> (Vec<Encoded>, usize) {
+    let encoded: Vec<Encoded> = frames
+        .iter()
+        .map(|f| Encoded {
+            bytes: Bytes::from(f.encode()),
+            name: f.name(),
+            refusal: match f {
+                Frame::Refused { code, .. } => Some(code.clone()),
+                _ => None,
+            },
+        })
+        .collect();
+    let bytes = encoded.iter().map(|e| e.bytes.len()).sum();
     (encoded, bytes)
+}
+
+/// Waits until the relay begins to shut down.
+async fn going_away(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stopping| *stopping).await.is_err() {
+        // The state is gone, so the relay is stopping anyway; other
+        // branches end the connection.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Waits until the revocations in force refuse this connection's token;
@@ -247,9 +312,11 @@ async fn revoked(rx: &mut watch::Receiver<Arc<Revocations>>, v: &Verified) -> St
 
 impl Conn {
     /// Runs `f` on the relay core on a blocking thread, giving the session
-    /// back with the result.
+    /// back with the result. `op` names the work for the metrics: the frame
+    /// type, or `announce`.
     async fn core(
         &self,
+        op: &'static str,
         session: RelaySession,
         f: impl FnOnce(&mut Core, &mut RelaySession) -> Result<RelayOutput, SessionError>
             + Send
@@ -258,6 +325,7 @@ impl Conn {
         let state = self.state.clone();
         let mut session = session;
         web::block(move || {
+            let started = Instant::now();
             let result = {
                 let mut relay = state.relay();
                 let mut r = f(&mut relay, &mut session);
@@ -280,6 +348,7 @@ impl Conn {
                     policy_published: out.policy_published,
                 }
             });
+            state.metrics.core_time(op, started.elapsed());
             Handled { session, result }
         })
         .await
@@ -299,6 +368,8 @@ impl Conn {
             // Deadlines may have moved: derive the summaries again.
             actix_web::rt::spawn(crate::refresh::refresh(self.state.clone()));
         }
+        // The core applied the write just before this call.
+        let applied = Instant::now();
         let ticket = out.needs_flush.then(|| self.state.ticket());
         if out.frames.is_empty() && ticket.is_none() {
             return Ok(());
@@ -326,6 +397,7 @@ impl Conn {
         };
         let queued = Outgoing {
             ticket,
+            applied,
             wake: out.changed_store,
             frames: out.frames,
             _budget: Some(budget),
@@ -360,8 +432,13 @@ impl Conn {
         bytes: Bytes,
         tx: &tokio::sync::mpsc::Sender<Outgoing>,
     ) -> Result<(), End> {
-        let frame =
-            Frame::decode(&bytes).map_err(|e| End::Close(CloseCode::Policy, e.to_string()))?;
+        let frame = Frame::decode(&bytes).map_err(|e| {
+            if let DecodeError::Version { got } = e {
+                self.peer_version.store(got, Ordering::Relaxed);
+            }
+            End::Close(CloseCode::Policy, e.to_string())
+        })?;
+        self.state.metrics.frame_received(frame.name(), bytes.len());
         drop(bytes);
         // A fetch is handled in parts (see FETCH_PART); anything else whole.
         let parts: Vec<Frame> = match frame {
@@ -379,8 +456,11 @@ impl Conn {
             let Some(session) = rs.take() else {
                 return Err(End::Quiet);
             };
+            let op = part.name();
             let handled = self
-                .core(session, move |relay, s| relay.handle(s, part, now_millis()))
+                .core(op, session, move |relay, s| {
+                    relay.handle(s, part, now_millis())
+                })
                 .await
                 .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
             *rs = Some(handled.session);
@@ -409,7 +489,7 @@ impl Conn {
             return Err(End::Quiet);
         };
         let handled = self
-            .core(session, |relay, s| {
+            .core("announce", session, |relay, s| {
                 relay
                     .announce(s)
                     .map(|frames| RelayOutput {
@@ -446,6 +526,7 @@ impl Conn {
             _ => Some(&principal.store),
         });
         let mut revocations = self.state.revocations().subscribe();
+        let mut stopping = self.state.shutdown_signal();
         let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
         let cut = Arc::new(AtomicBool::new(false));
         let mut sending =
@@ -507,6 +588,7 @@ impl Conn {
                     }
                 }
                 _ = &mut expires => Err(End::Close(CloseCode::Policy, "token expired".into())),
+                _ = going_away(&mut stopping) => Err(End::Close(CloseCode::Away, SHUTTING_DOWN.into())),
             };
             if let Err(end) = step {
                 break end;
@@ -517,19 +599,30 @@ impl Conn {
         // device gets nothing more, and a slow one cannot take it.
         drop(tx);
         // A cut sender is left to finish on its own: it sends nothing more
-        // but still makes queued writes durable.
+        // but still makes queued writes durable. When the relay stops, the
+        // wait is short: its writes are durable however it ends (the last
+        // step of a shutdown is a flush), only their acknowledgement is lost
+        // and the device uploads again after reconnecting.
+        let drain = match end {
+            End::Close(CloseCode::Away, _) => write_timeout.min(SHUTDOWN_DRAIN),
+            _ => write_timeout,
+        };
         let end = match (sender_result, &end) {
             (Some(_), _) => end,
             (None, End::Cut(_, _)) => {
                 cut.store(true, Ordering::SeqCst);
                 end
             }
-            (None, _) => match tokio::time::timeout(write_timeout, &mut sending).await {
+            (None, _) => match tokio::time::timeout(drain, &mut sending).await {
                 Ok(Ok(Err(reason))) => End::Close(CloseCode::Error, reason),
                 Ok(_) => end,
                 Err(_) => {
                     cut.store(true, Ordering::SeqCst);
-                    End::Close(CloseCode::Again, TOO_SLOW.into())
+                    if matches!(end, End::Close(CloseCode::Away, _)) {
+                        end
+                    } else {
+                        End::Close(CloseCode::Again, TOO_SLOW.into())
+                    }
                 }
             },
         };
@@ -546,10 +639,14 @@ impl Conn {
                 tokio::time::timeout(CLOSE_WAIT, async {
                     if code == CloseCode::Policy {
                         // Tell the device why before closing, in the protocol too.
-                        let error = Frame::Error {
-                            reason: reason.clone(),
-                        };
-                        let _ = session.binary(error.encode()).await;
+                        // In the device's own protocol version, so an old
+                        // app can read it.
+                        let version = self.peer_version.load(Ordering::Relaxed);
+                        let bytes = error_for_version(version, &reason);
+                        let len = bytes.len();
+                        if session.binary(bytes).await.is_ok() {
+                            self.state.metrics.frame_sent("error", len, None);
+                        }
                     }
                     let _ = session
                         .close(Some(CloseReason {

@@ -26,8 +26,14 @@ pub const SEED_CASE: [u8; 16] = [0x11; 16];
 
 /// A relay holding one case of store S1, uploaded through the protocol.
 pub fn seeded_relay() -> Relay<MemoryStorage> {
+    seeded_relay_over(MemoryStorage::new())
+}
+
+/// [`seeded_relay`] over `storage` (a clone shares its contents, so the
+/// caller can read what the relay wrote).
+pub fn seeded_relay_over(storage: MemoryStorage) -> Relay<MemoryStorage> {
     let cache = NonZeroUsize::MIN;
-    let mut relay = match Relay::open(MemoryStorage::new(), cache) {
+    let mut relay = match Relay::open(storage, cache) {
         Ok(r) => r,
         Err(e) => panic!("memory relay: {e}"),
     };
@@ -64,6 +70,8 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
         Frame::Hello {
             cursor: 0,
             policy_version: 1,
+            app_version: "fuzz".into(),
+            unsynced: crate::protocol::Unsynced::default(),
         },
         Millis(1),
     );
@@ -98,18 +106,23 @@ pub fn seeded_relay() -> Relay<MemoryStorage> {
 
 /// Feeds `data`, split into length-prefixed frames, to a relay connection of
 /// a device of store S2 after its hello. Panics only if an invariant breaks:
-/// the seeded case of another store must never be changed or revealed, and
-/// every stored case must still load.
+/// the seeded case of another store must never be changed or revealed,
+/// every stored case must still load, and the other device's fleet record
+/// is never touched (the connection may only write its own).
 pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
-    let mut relay = seeded_relay();
+    let storage = MemoryStorage::new();
+    let mut relay = seeded_relay_over(storage.clone());
     let id = CaseId::from_bytes(SEED_CASE);
     let before = relay.case_view(id).ok().flatten();
+    let devices_before = crate::relay::fleet::devices(&storage, None).ok();
     let mut s = relay.session(principal("S2", "fuzzer"));
     let _ = relay.handle(
         &mut s,
         Frame::Hello {
             cursor: 0,
             policy_version: 1,
+            app_version: "fuzz".into(),
+            unsynced: crate::protocol::Unsynced::default(),
         },
         Millis(3),
     );
@@ -136,6 +149,23 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
     }
     let after = relay.case_view(id).ok().flatten();
     assert_eq!(before, after, "another store's case changed");
+    let devices_after = crate::relay::fleet::devices(&storage, None).ok();
+    let others = |d: &Option<Vec<crate::relay::fleet::DeviceRecord>>| {
+        d.iter()
+            .flatten()
+            .filter(|r| r.store.as_str() != "S2")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        others(&devices_before),
+        others(&devices_after),
+        "another store's device record changed"
+    );
+    assert!(
+        others(&devices_after).len() == 1,
+        "the seed device has its record"
+    );
     if let Ok(all) = relay.list(&Default::default()) {
         for (case, _) in all {
             assert!(

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 /// A name as people read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Label {
     /// The Chinese name, as the handbook says it.
     pub zh: &'static str,
@@ -191,6 +192,7 @@ pub fn state_text(kind_name: &str, status: &str) -> String {
 
 /// Every label, keyed by code: what `GET /v1/labels` answers.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Labels {
     /// Case kinds.
     pub kinds: BTreeMap<&'static str, Label>,

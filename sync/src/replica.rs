@@ -66,6 +66,8 @@ pub struct Entropy {
 pub struct LocalStatus {
     /// Cases with changes the relay has not confirmed.
     pub pending_cases: Vec<CaseId>,
+    /// Device time of the oldest of their first unconfirmed edits.
+    pub oldest_pending: Option<Millis>,
     /// Resume position in the relay's sequence.
     pub cursor: Cursor,
     /// Device time of the last sync that finished with nothing pending.
@@ -176,22 +178,29 @@ impl<S: Storage> Replica<S> {
         self.docs.insert(case, doc);
     }
 
-    /// Persists the changes made to `case` since `before`, marks it dirty and
-    /// flushes. On failure the cached document is dropped so memory never
-    /// runs ahead of the disk.
+    /// Persists the changes made to `case` since `before` (at device time
+    /// `now`), marks it dirty and flushes. On failure the cached document is
+    /// dropped so memory never runs ahead of the disk.
     fn persist_local(
         &mut self,
         case: CaseId,
         before: &[ChangeHash],
         extra: Batch,
+        now: Millis,
     ) -> Result<(), ReplicaError> {
+        // A dirty mark holds the device time of the first edit the relay has
+        // not confirmed: a case already marked keeps its older time, which
+        // is what the device reports as the age of its unsynced work.
+        let marked = self.storage.get(&keys::dirty(case))?.is_some();
         let Some(doc) = self.docs.get(&case) else {
             return Err(ReplicaError::UnknownCase(case));
         };
         let mut batch = extra;
         docs::stage_changes(&mut batch, case, &doc.get_changes(before));
         batch.put(keys::local_case(case), Vec::new());
-        batch.put(keys::dirty(case), Vec::new());
+        if !marked {
+            batch.put(keys::dirty(case), now.0.to_be_bytes().to_vec());
+        }
         let result = self.storage.apply(batch).and_then(|_| {
             if self.defer_flush {
                 Ok(())
@@ -214,7 +223,7 @@ impl<S: Storage> Replica<S> {
         let doc = self.doc_mut(case)?.ok_or(ReplicaError::UnknownCase(case))?;
         let before = doc.get_heads();
         f(doc, &ctx)?;
-        self.persist_local(case, &before, Batch::new())
+        self.persist_local(case, &before, Batch::new(), e.now)
     }
 
     /// Opens a new case. Returns once it is durable on this device.
@@ -242,7 +251,7 @@ impl<S: Storage> Replica<S> {
         self.keep_loaded(id, doc);
         let mut extra = Batch::new();
         extra.put(keys::setting("case_seq"), seq.to_be_bytes().to_vec());
-        self.persist_local(id, &[], extra)?;
+        self.persist_local(id, &[], extra, e.now)?;
         Ok(id)
     }
 
@@ -570,12 +579,35 @@ impl<S: Storage> Replica<S> {
 
     /// Cases with local changes the relay has not confirmed.
     pub fn dirty_cases(&self) -> Result<Vec<CaseId>, ReplicaError> {
+        Ok(self.dirty_marks()?.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// Cases with local changes the relay has not confirmed, each with the
+    /// device time of its first unconfirmed edit (`None` for a mark made by
+    /// a version that did not record it). One scan of the marks: the cost
+    /// grows with the pending cases, not with the cases on the device.
+    pub fn dirty_marks(&self) -> Result<Vec<(CaseId, Option<Millis>)>, ReplicaError> {
         Ok(self
             .storage
             .scan_prefix(b"t")?
             .iter()
-            .filter_map(|(k, _)| keys::case_after_prefix(k))
+            .filter_map(|(k, v)| {
+                let at = <[u8; 8]>::try_from(v.as_slice())
+                    .ok()
+                    .map(|b| Millis(i64::from_be_bytes(b)));
+                keys::case_after_prefix(k).map(|c| (c, at))
+            })
             .collect())
+    }
+
+    /// The device's unsynced work as reported to the relay, at device time
+    /// `now` (see [`crate::protocol::Unsynced`]).
+    pub fn unsynced(&self, now: Millis) -> Result<crate::protocol::Unsynced, ReplicaError> {
+        let marks = self.dirty_marks()?;
+        Ok(crate::protocol::Unsynced::from_marks(
+            marks.into_iter().map(|(_, at)| at),
+            now,
+        ))
     }
 
     /// The resume cursor.
@@ -608,8 +640,10 @@ impl<S: Storage> Replica<S> {
     /// Pending changes, cursor and last sync.
     pub fn status(&self) -> Result<LocalStatus, ReplicaError> {
         let last = self.storage.get(&keys::setting("last_sync"))?;
+        let marks = self.dirty_marks()?;
         Ok(LocalStatus {
-            pending_cases: self.dirty_cases()?,
+            oldest_pending: marks.iter().filter_map(|(_, at)| *at).min(),
+            pending_cases: marks.into_iter().map(|(c, _)| c).collect(),
             cursor: self.cursor()?,
             last_sync: last.map(|b| Millis(u64_value(Some(b)) as i64)),
         })
@@ -835,6 +869,30 @@ mod tests {
                 DocBytes { doc: id, bytes }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_dirty_mark_keeps_the_time_of_the_first_unconfirmed_edit() {
+        let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
+        let a = CaseId::from_bytes([1; 16]);
+        let b = CaseId::from_bytes([2; 16]);
+        r.create_case(a, e(10), CaseKind::Repair, customer(), None, None)
+            .unwrap();
+        r.create_case(b, e(20), CaseKind::Repair, customer(), None, None)
+            .unwrap();
+        // A later edit of a marked case does not make its work look newer.
+        r.add_note(a, e(90), "again").unwrap();
+        let marks: HashMap<_, _> = r.dirty_marks().unwrap().into_iter().collect();
+        assert_eq!(marks[&a], Some(e(10).now));
+        assert_eq!(marks[&b], Some(e(20).now));
+        assert_eq!(r.status().unwrap().oldest_pending, Some(e(10).now));
+        let u = r.unsynced(Millis(e(10).now.0 + 61_000)).unwrap();
+        assert_eq!((u.pending, u.oldest_unsynced_secs), (2, Some(61)));
+        // A mark written before the time was kept still counts, with no age.
+        let mut legacy = Batch::new();
+        legacy.put(keys::dirty(CaseId::from_bytes([3; 16])), Vec::new());
+        r.storage.apply(legacy).unwrap();
+        assert_eq!(r.unsynced(e(10).now).unwrap().pending, 3);
     }
 
     #[test]

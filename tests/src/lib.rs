@@ -9,6 +9,8 @@ use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::case::edit::Customer;
 use aftercase_sync::case::{CaseKind, CaseView};
 use aftercase_sync::protocol::{ClientSession, Frame};
+use aftercase_sync::relay::readmodel::ReadModel;
+use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::{Relay, RelaySession};
 use aftercase_sync::replica::{DeviceIdentity, Entropy, Replica};
 use aftercase_sync::storage::MemoryStorage;
@@ -106,6 +108,11 @@ pub struct World {
     /// Accepted changes wait for the relay's next flush.
     flush_due: bool,
     seed: u64,
+    /// Head office's read model as the relay's shell keeps it: loaded
+    /// from storage at start, fed each commit's summary once flushed.
+    pub live: ReadModel,
+    /// Summaries of commits not yet flushed, with their sequence.
+    staged: Vec<(u64, CaseId, CaseSummary)>,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -145,6 +152,8 @@ impl World {
             relay_cache: cache,
             flush_due: false,
             seed,
+            live: ReadModel::new(),
+            staged: Vec::new(),
         }
     }
 
@@ -344,8 +353,9 @@ impl World {
         }
         let session = self.relay.session(self.devices[d].principal());
         let mut client = ClientSession::new();
+        let now = self.now();
         let dev = &mut self.devices[d];
-        let frames = client.start(&mut dev.replica).expect("start");
+        let frames = client.start(&mut dev.replica, now).expect("start");
         dev.link = Some(Link {
             client,
             session,
@@ -381,6 +391,11 @@ impl World {
         self.log.push(format!("{} reboots", dev.name));
     }
 
+    /// The read model as stored, loaded afresh.
+    pub fn relay_read_model(&self) -> Result<ReadModel, aftercase_sync::storage::StorageError> {
+        aftercase_sync::relay::load_read_model(&self.relay_storage)
+    }
+
     /// Crashes and restarts the relay: every link drops, unflushed relay
     /// writes may be lost.
     pub fn restart_relay(&mut self) {
@@ -396,6 +411,9 @@ impl World {
         self.relay_storage.crash(keep);
         self.flush_due = false;
         self.relay = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        self.staged.clear();
+        self.live =
+            aftercase_sync::relay::load_read_model(&self.relay_storage).expect("load read model");
         self.log.push("relay restarts".into());
     }
 
@@ -425,7 +443,10 @@ impl World {
         };
         if to_relay {
             match self.relay.handle(&mut link.session, frame, now) {
-                Ok(out) => {
+                Ok(mut out) => {
+                    if let (Some(c), Some(sm)) = (out.changed, out.summary.take()) {
+                        self.staged.push((self.relay.seq(), c, *sm));
+                    }
                     for f in &out.frames {
                         if let Frame::Refused { doc, reason, .. } = f {
                             self.log
@@ -472,6 +493,10 @@ impl World {
         }
         self.relay.flush().expect("relay flush");
         self.flush_due = false;
+        let seq = self.relay.seq();
+        for (_, c, sm) in self.staged.extract_if(.., |(s, _, _)| *s <= seq) {
+            self.live.upsert(c, sm);
+        }
         for dev in &mut self.devices {
             if let Some(link) = dev.link.as_mut() {
                 link.to_device.extend(link.held.drain(..));

@@ -1,6 +1,6 @@
 //! Head office's dashboard in a real headless Chromium against the real
 //! relay: sign-in with a pasted token (a bad one shows the relay's words),
-//! the overdue queue and its store filter, a case's detail with its
+//! the overdue queue and its store filter, the fleet, a case's detail with its
 //! timeline, deadlines, audit trail and Chinese labels, times in the
 //! stores' zone, a CSV download fetched with the token, and the metrics
 //! charts. A screenshot is saved to `artifacts/dashboard.png`.
@@ -178,6 +178,16 @@ fn head_office_reads_queues_cases_and_metrics_in_a_browser() {
         |t| rows_with(t, &no_s1) == 1 && rows_with(t, &no_s2) == 0,
     );
     assert_eq!(rows.len(), 1, "{rows:#?}");
+
+    // The relay lists devices, so the fleet panel is there, for the store
+    // chosen: the tablet that synced, not the other store's.
+    b.click("[data-test=queue-tab-devices]");
+    b.wait_for(
+        "[data-test=devices-table] [data-test=device-row]",
+        "store S1's tablet",
+        |t| rows_with(t, "tab-a") == 1 && rows_with(t, "tab-b") == 0,
+    );
+    b.click("[data-test=queue-tab-overdue]");
 
     // The case: Chinese status with the English beside it, its timeline,
     // the missed deadline, the audit trail, and times in the stores' zone.

@@ -317,6 +317,8 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
                 aftercase_sync::protocol::Frame::Hello {
                     cursor: 0,
                     policy_version: 1,
+                    app_version: String::new(),
+                    unsynced: Default::default(),
                 }
                 .encode()
                 .into(),
@@ -354,6 +356,8 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
             aftercase_sync::protocol::Frame::Hello {
                 cursor: 0,
                 policy_version: 1,
+                app_version: String::new(),
+                unsynced: Default::default(),
             }
             .encode()
             .into(),

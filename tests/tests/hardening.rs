@@ -16,6 +16,8 @@ fn hello() -> Message {
         aftercase_sync::protocol::Frame::Hello {
             cursor: 0,
             policy_version: 1,
+            app_version: String::new(),
+            unsynced: Default::default(),
         }
         .encode()
         .into(),

@@ -40,6 +40,8 @@ async fn hello(ws: &mut RawSocket) {
         &Frame::Hello {
             cursor: 0,
             policy_version: 0,
+            app_version: String::new(),
+            unsynced: Default::default(),
         },
     )
     .await;

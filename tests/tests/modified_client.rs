@@ -40,6 +40,8 @@ fn push_at(
             Frame::Hello {
                 cursor: 0,
                 policy_version: 1,
+                app_version: String::new(),
+                unsynced: Default::default(),
             },
             Millis(1),
         )
@@ -439,6 +441,8 @@ fn fetching_another_stores_case_by_id_is_refused() {
             Frame::Hello {
                 cursor: 0,
                 policy_version: 1,
+                app_version: String::new(),
+                unsynced: Default::default(),
             },
             Millis(1),
         )
@@ -558,6 +562,8 @@ fn an_oversized_change_is_refused_before_it_is_applied() {
     let hello = Frame::Hello {
         cursor: 0,
         policy_version: 1,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     w.relay.handle(&mut s, hello, Millis(1)).unwrap();
     let out = w
@@ -597,6 +603,8 @@ fn the_entry_limit_holds_across_uploads() {
     let hello = Frame::Hello {
         cursor: 0,
         policy_version: 1,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
     let json = serde_json::to_string(&policy).unwrap();
@@ -664,6 +672,8 @@ fn a_new_policy_refreshes_the_read_models_deadlines() {
     let hello = Frame::Hello {
         cursor: 0,
         policy_version: 1,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
     let old = aftercase_sync::policy::Policy::default();

@@ -58,6 +58,8 @@ fn a_foreign_store_cannot_pull_or_push_a_case_by_id() {
             Frame::Hello {
                 cursor: 0,
                 policy_version: 1,
+                app_version: String::new(),
+                unsynced: Default::default(),
             },
             now,
         )
@@ -199,6 +201,8 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
     let hello = Frame::Hello {
         cursor: u64::MAX,
         policy_version: u32::MAX,
+        app_version: String::new(),
+        unsynced: Default::default(),
     };
     w.relay.handle(&mut s, hello, w.now()).unwrap();
     let fetched = w
@@ -241,4 +245,27 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
     w.heal_and_check().unwrap();
     let seen = w.devices[b].replica.case(case).unwrap().unwrap();
     assert_eq!(seen.timeline.iter().filter(|t| t.kind == "note").count(), 6);
+}
+
+#[test]
+fn the_relay_counts_cache_hits_misses_and_evictions() {
+    // A cache of one document: using two cases in turn evicts.
+    let mut w = World::new(4, 1);
+    let a = w.add_device("tab-a", Role::Staff, "S1");
+    let first = w.create_case(a);
+    let second = w.create_case(a);
+    w.heal_and_check().unwrap();
+    let before = w.relay.cache_stats();
+    w.relay_view(second).unwrap();
+    w.relay_view(second).unwrap();
+    // `second` is loaded now, so `first` is a miss and evicts it.
+    w.relay_view(first).unwrap();
+    let after = w.relay.cache_stats();
+    assert!(after.hits > before.hits, "{before:?} -> {after:?}");
+    assert!(after.misses > before.misses, "{before:?} -> {after:?}");
+    assert!(
+        after.evictions > before.evictions,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(w.relay.cached_docs(), 1);
 }

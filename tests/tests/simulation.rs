@@ -95,12 +95,30 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
             .map_err(|e| e.to_string())?;
         // The read model, written at each commit (and through relay
         // crashes that kept only some batches), matches the documents.
+        // So does head office's in-memory model, both as the shell kept
+        // it (loaded at each restart, fed flushed commits) and as loaded
+        // afresh from storage.
+        let loaded = w.relay_read_model().map_err(|e| e.to_string())?;
+        if w.live.len() != all.len() || loaded.len() != all.len() {
+            return Err(format!(
+                "read model holds {} cases live and {} loaded, the relay {}",
+                w.live.len(),
+                loaded.len(),
+                all.len()
+            ));
+        }
         for (c, _) in &all {
             let stored = w.relay.summary(*c).map_err(|e| e.to_string())?;
             let derived = w.relay.derive_summary(*c).map_err(|e| e.to_string())?;
             if stored.is_none() || stored != derived {
                 return Err(format!(
                     "read model differs on {c}:\n stored  {stored:?}\n derived {derived:?}"
+                ));
+            }
+            if w.live.get(*c) != derived.as_ref() || loaded.get(*c) != derived.as_ref() {
+                return Err(format!(
+                    "in-memory read model differs on {c}:\n live    {:?}\n derived {derived:?}",
+                    w.live.get(*c)
                 ));
             }
         }

@@ -8,17 +8,21 @@
 
 use super::csv_out::{self, Format};
 use super::params::Params;
+use super::query::ListQuery;
 use super::rows;
-use crate::error::{clip, ApiError};
+use super::rows::CasePage;
+use crate::error::{clip, ApiError, ErrorBody};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::access::{self, Principal, Role};
-use aftercase_sync::case::CaseKind;
+use aftercase_sync::case::{CaseKind, CaseView};
+use aftercase_sync::policy::Policy;
 use aftercase_sync::relay::readmodel::{Query, ReadModel, Scope};
 use aftercase_sync::{CaseId, StoreId};
 use futures_util::StreamExt;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The authenticated principal of a request (revoked tokens refused).
 pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
@@ -26,7 +30,9 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok());
-    Ok(state.authenticate(header)?.principal)
+    let p = state.authenticate(header)?.principal;
+    crate::access_log::note_principal(req, &p);
+    Ok(p)
 }
 
 fn case_id(raw: &str) -> Result<CaseId, ApiError> {
@@ -50,10 +56,55 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// The answer of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The relay's latest change sequence number.
+    pub seq: u64,
+}
+
+/// Liveness.
+///
 /// `GET /healthz`: liveness, no authentication. Takes no lock, so it
 /// answers at once even while heavy uploads hold the relay.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "relay",
+    security(()),
+    responses((status = 200, description = "The relay is up.", body = Health))
+)]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok", "seq": state.seq() }))
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        seq: state.seq(),
+    })
+}
+
+/// `GET /metrics`: the Prometheus metrics, no authentication (Prometheus
+/// scrapes it). Labels are frame types, refusal codes, route patterns and
+/// statuses only, never an id or a secret; still, keep the port on a
+/// private network. Takes no lock.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Devices with unsynced work, counted from the fleet records when
+    // scraped (storage only, no relay lock).
+    let st: Arc<AppState> = state.clone().into_inner();
+    if let Ok(Ok(n)) = web::block(move || {
+        aftercase_sync::relay::fleet::devices_with_unsynced_work(st.storage(), None)
+    })
+    .await
+    {
+        state.metrics.set_devices_with_unsynced(n as u64);
+    }
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// Cases per page unless `limit` says otherwise, and the most it may say.
@@ -142,6 +193,7 @@ pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> H
         async move {
             let after = cursor?;
             let page = web::block(move || {
+                state.await_published();
                 let model = state.read_model();
                 let page = model.query(&scope, &q, now, after, CHUNK);
                 drop(model);
@@ -158,9 +210,26 @@ pub fn stream_cases(state: Arc<AppState>, scope: Scope, q: Query, now: i64) -> H
     csv_out::streamed("cases", first.chain(pages))
 }
 
+/// List cases.
+///
 /// `GET /v1/cases`: the cases the caller may see, filtered on the read
 /// model (see [`LIST_PARAMS`]), a page at a time in case-id order, or the
 /// whole list as streamed CSV (`format=csv` without `limit`).
+#[utoipa::path(
+    get,
+    path = "/v1/cases",
+    tag = "cases",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of cases, or the list as CSV.", content(
+            (CasePage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's list asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn list_cases(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -187,17 +256,14 @@ pub async fn list_cases(
                 .map(|(id, s)| rows::csv(*id, s, now))
                 .collect(),
         ),
-        Format::Json => {
-            let cases: Vec<_> = page
+        Format::Json => Ok(HttpResponse::Ok().json(rows::CasePage {
+            cases: page
                 .rows
                 .iter()
                 .map(|(id, s)| rows::json(*id, s, now))
-                .collect();
-            Ok(HttpResponse::Ok().json(json!({
-                "cases": cases,
-                "next": page.next.map(|n| n.to_string()),
-            })))
-        }
+                .collect(),
+            next: page.next.map(|n| n.to_string()),
+        })),
     }
 }
 
@@ -208,9 +274,12 @@ pub async fn read<T: Send + 'static>(
     f: impl FnOnce(&ReadModel) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let state: Arc<AppState> = state.clone().into_inner();
-    web::block(move || f(&state.read_model()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    web::block(move || {
+        state.await_published();
+        f(&state.read_model())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Checks, with the relay locked, that `p` may read case `id`; a missing
@@ -226,7 +295,50 @@ fn check_readable(
     }
 }
 
+/// One accepted upload of a case, as `GET /v1/cases/{id}` lists them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseAudit {
+    /// The change's hash, hex.
+    pub change: String,
+    /// Who sent it.
+    pub user: String,
+    /// From which device.
+    pub device: String,
+    /// When the relay received it, RFC 3339.
+    pub received_at: String,
+    /// The latest device time the upload claimed, RFC 3339.
+    #[schema(required = true)]
+    pub claimed_at: Option<String>,
+    /// `claimed_at` minus `received_at`, in ms.
+    #[schema(required = true)]
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// The answer of `GET /v1/cases/{id}`: the case and its audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseDetail {
+    /// The merged case, as head office sees it.
+    #[serde(flatten)]
+    pub case: CaseView,
+    /// Every accepted upload, in the relay's order.
+    pub audit: Vec<CaseAudit>,
+}
+
+/// One case with its audit trail.
+///
 /// `GET /v1/cases/{id}`: the merged case as JSON, with the relay's audit trail.
+#[utoipa::path(
+    get,
+    path = "/v1/cases/{id}",
+    tag = "cases",
+    params(("id" = String, Path, format = "uuid", description = "The case id.")),
+    responses(
+        (status = 200, description = "The case.", body = CaseDetail),
+        (status = 400, description = "Not a case id.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 404, description = "No such case, or one the caller may not read.", body = ErrorBody),
+    )
+)]
 pub async fn get_case(
     req: HttpRequest,
     path: web::Path<String>,
@@ -242,28 +354,33 @@ pub async fn get_case(
         let audit: Vec<_> = relay
             .audit(id)?
             .into_iter()
-            .map(|(hash, r)| {
-                json!({
-                    "change": hash,
-                    "user": r.user,
-                    "device": r.device,
-                    "received_at": r.received_at.to_rfc3339(),
-                    "claimed_at": r.claimed_at.map(|c| c.to_rfc3339()),
-                    "clock_skew_ms": r.skew_ms(),
-                })
+            .map(|(hash, r)| CaseAudit {
+                change: hash,
+                user: r.user.to_string(),
+                device: r.device.to_string(),
+                received_at: r.received_at.to_rfc3339(),
+                claimed_at: r.claimed_at.map(|c| c.to_rfc3339()),
+                clock_skew_ms: r.skew_ms(),
             })
             .collect();
         Ok((view, audit))
     })
     .await?;
-    let mut body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("audit".into(), json!(audit));
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(CaseDetail { case: view, audit }))
 }
 
+/// The policy in force.
+///
 /// `GET /v1/policy`: the policy in force (any authenticated caller).
+#[utoipa::path(
+    get,
+    path = "/v1/policy",
+    tag = "relay",
+    responses(
+        (status = 200, description = "The policy in force, as head office published it.", body = Policy),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+    )
+)]
 pub async fn get_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -275,7 +392,23 @@ pub async fn get_policy(
         .body(json))
 }
 
+/// One case as an Automerge document.
+///
 /// `GET /v1/cases/{id}/doc`: the standard Automerge binary.
+#[utoipa::path(
+    get,
+    path = "/v1/cases/{id}/doc",
+    tag = "cases",
+    params(("id" = String, Path, format = "uuid", description = "The case id.")),
+    responses(
+        (status = 200, description = "The case document as Automerge saves it.", content(
+            ("application/octet-stream"),
+        )),
+        (status = 400, description = "Not a case id.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 404, description = "No such case, or one the caller may not read.", body = ErrorBody),
+    )
+)]
 pub async fn get_doc(
     req: HttpRequest,
     path: web::Path<String>,

@@ -13,7 +13,8 @@ use futures_util::Stream;
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// How the caller wants the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Format {
     /// JSON (the default).
     Json,

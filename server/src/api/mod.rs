@@ -1,11 +1,15 @@
 //! The head-office read API: cases, queues, metrics and the audit feed,
-//! as JSON or CSV.
+//! as JSON or CSV. `routes.rs` is the table of every route, `openapi.rs`
+//! the OpenAPI 3.1 document derived from the handlers.
 
 pub mod audit;
 pub mod cases;
 pub mod csv_out;
 pub mod labels;
+pub mod openapi;
 pub mod params;
+pub mod query;
 pub mod queues;
+pub mod routes;
 pub mod rows;
 pub mod service;

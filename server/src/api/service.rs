@@ -5,16 +5,20 @@
 use super::cases::{blocking, principal, read, scope_for};
 use super::csv_out::{self, Format};
 use super::params::Params;
-use crate::error::{clip, ApiError};
+use super::query::ServiceQuery;
+use crate::error::{clip, ApiError, ErrorBody};
 use crate::state::{now_millis, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::case::CaseKind;
-use aftercase_sync::relay::metrics::{self, GroupBy, GroupMetrics};
+use aftercase_sync::relay::metrics::{self, GroupBy, GroupMetrics, QualitySku};
 use aftercase_sync::relay::readmodel::{Query, Scope};
 use aftercase_sync::StoreId;
 use chrono::{Datelike, TimeZone};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-const PARAMS: &[&str] = &["from", "to", "group_by", "store", "kind"];
+/// Parameters this endpoint accepts besides `format`.
+pub(crate) const PARAMS: &[&str] = &["from", "to", "group_by", "store", "kind"];
 const DAY: i64 = 86_400_000;
 
 /// Start of the current month at the store's offset, in ms.
@@ -92,9 +96,45 @@ fn row(g: &GroupMetrics) -> Vec<String> {
     ]
 }
 
+/// The answer of `GET /v1/metrics/service`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceReport {
+    /// Start of the period, RFC 3339.
+    pub from: String,
+    /// End of the period (exclusive), RFC 3339.
+    pub to: String,
+    /// The grouping asked for.
+    pub group_by: String,
+    /// Days within which a complaint counts as a repeat (policy).
+    pub repeat_window_days: i64,
+    /// One entry per group.
+    pub groups: Vec<GroupMetrics>,
+    /// All groups together.
+    pub total: GroupMetrics,
+    /// SKUs with the most quality cases.
+    pub quality_skus: Vec<QualitySku>,
+}
+
+/// Service metrics over a period.
+///
 /// `GET /v1/metrics/service?from=&to=&group_by=&store=&kind=`: cases
 /// opened in `[from, to)` (this month in the store's time zone unless
 /// given; at most 366 days), scoped like the case list.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/service",
+    tag = "metrics",
+    params(ServiceQuery),
+    responses(
+        (status = 200, description = "The metrics per group and in total, or as CSV (the total last).", content(
+            (ServiceReport = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown parameter, a bad value or a bad period, named.", body = ErrorBody),
+        (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
+        (status = 403, description = "Another store's metrics asked for by a store's token.", body = ErrorBody),
+    )
+)]
 pub async fn service(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -165,14 +205,14 @@ pub async fn service(
             body.push(row(&report.total));
             csv_out::whole("metrics", COLUMNS, body)
         }
-        Format::Json => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "from": aftercase_sync::Millis(from).to_rfc3339(),
-            "to": aftercase_sync::Millis(to).to_rfc3339(),
-            "group_by": params.get("group_by").unwrap_or("chain"),
-            "repeat_window_days": window,
-            "groups": report.groups,
-            "total": report.total,
-            "quality_skus": report.quality_skus,
-        }))),
+        Format::Json => Ok(HttpResponse::Ok().json(ServiceReport {
+            from: aftercase_sync::Millis(from).to_rfc3339(),
+            to: aftercase_sync::Millis(to).to_rfc3339(),
+            group_by: params.get("group_by").unwrap_or("chain").to_string(),
+            repeat_window_days: window,
+            groups: report.groups,
+            total: report.total,
+            quality_skus: report.quality_skus,
+        })),
     }
 }

@@ -470,32 +470,29 @@ function queuesView(name, params) {
       return { rows: v.cases || [], next: v.next };
     });
   }
-  const csv = queue.devices ? null : h('button', {
+  const csv = h('button', {
     type: 'button', 'data-test': 'queue-csv',
-    onclick: () => download(`/v1/queues/${queue.name}${query({ ...filters, format: 'csv' })}`, `${queue.name}.csv`),
+    onclick: () => download(`/v1/queues/${queue.name}${query({ ...(queue.devices ? { store: filters.store } : filters), format: 'csv' })}`, `${queue.name}.csv`),
   }, '下载 CSV download');
   return h('div', { 'data-test': `queue-${queue.name}` },
     h('h2', {}, '工作队列 queues'), tabs, form, csv, body);
 }
 
-/** Columns a device record is expected to have, in this order. */
-const DEVICE_FIELDS = [
-  'store', 'store_id', 'device', 'user', 'role', 'app_version', 'last_seen', 'last_sync',
-  'pending', 'oldest_unsynced_secs', 'oldest_unsynced_age', 'reported_at',
+const hoursText = (x) => (typeof x === 'number' ? `${x.toFixed(1)} h` : '');
+
+const DEVICE_COLUMNS = [
+  ['门店 store', (d) => d.store_id],
+  ['设备 device', (d) => d.device],
+  ['用户 user', (d) => `${d.user || ''} (${d.role || ''})`],
+  ['版本 app', (d) => d.app_version],
+  ['最后在线 last seen', (d) => fmtTime(d.last_seen)],
+  ['最后同步 last sync', (d) => (d.last_sync ? fmtTime(d.last_sync) : h('span', { class: 'bad' }, '从未 never'))],
+  ['未同步 since sync', (d) => hoursText(d.hours_since_sync)],
+  ['待同步 pending', (d) => d.pending],
+  ['最旧未同步 oldest unsynced', (d) => hoursText(d.oldest_unsynced_hours)],
 ];
 
-function deviceValue(key, v) {
-  if (v === null || v === undefined) return '';
-  if (typeof v === 'object') return JSON.stringify(v);
-  if (/(_secs)$/.test(key) && typeof v === 'number') {
-    return v >= 3600 ? `${(v / 3600).toFixed(1)} h` : `${Math.round(v / 60)} min`;
-  }
-  if (/(_at|_seen|_sync)$/.test(key)) return fmtTime(v);
-  return String(v);
-}
-
-// The device list's columns come from its rows (the endpoint is newer than
-// this page), so it is drawn by its own pager.
+/** The fleet (GET /v1/queues/devices): one page, longest without a sync first. */
 function devicesPanel(store) {
   const box = h('div', { class: 'pager', 'data-test': 'devices-pager' });
   const seq = app.renderSeq;
@@ -506,12 +503,7 @@ function devicesPanel(store) {
       box.replaceChildren(h('p', { class: 'muted' }, 'this relay has no device list'));
       return;
     }
-    const rows = Array.isArray(v) ? v : (v.devices || []);
-    const keys = [...new Set([
-      ...DEVICE_FIELDS.filter((k) => rows.some((r) => k in r)),
-      ...rows.flatMap((r) => Object.keys(r)),
-    ])];
-    box.replaceChildren(table('devices-table', keys.map((k) => [k, (r) => deviceValue(k, r[k])]), rows, 'device-row'));
+    box.replaceChildren(table('devices-table', DEVICE_COLUMNS, v.devices || [], 'device-row'));
   }).catch((e) => {
     if (seq === app.renderSeq && !(e instanceof AuthError)) box.replaceChildren(errorNode(e));
   });

@@ -1,6 +1,7 @@
 //! Head office's dashboard: one HTML page, one script and one style sheet,
 //! compiled into the binary (`include_str!`) and served at `/`, so the
-//! relay needs no build step, no CDN and no files beside it (the stores'
+//! relay needs no build step (its routes are `Asset` lines of
+//! `api/routes.rs`), no CDN and no files beside it (the stores'
 //! machines have no internet). The page holds no data: it signs in with a
 //! pasted token and reads everything from the JSON API with that token in
 //! the `Authorization` header, never in a URL.
@@ -11,7 +12,7 @@
 //! data only as text) could not run.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 
 /// The page.
 const INDEX: &str = include_str!("index.html");
@@ -24,14 +25,6 @@ const APP_CSS: &str = include_str!("app.css");
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
-
-/// Adds the dashboard's routes: `/`, `/dashboard/app.js` and
-/// `/dashboard/app.css`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/dashboard/app.js", web::get().to(app_js))
-        .route("/dashboard/app.css", web::get().to(app_css));
-}
 
 fn answer(content_type: &str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -46,15 +39,18 @@ fn answer(content_type: &str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-async fn index() -> HttpResponse {
+/// `GET /`: the page.
+pub async fn index() -> HttpResponse {
     answer("text/html; charset=utf-8", INDEX)
 }
 
-async fn app_js() -> HttpResponse {
+/// `GET /dashboard/app.js`.
+pub async fn app_js() -> HttpResponse {
     answer("text/javascript; charset=utf-8", APP_JS)
 }
 
-async fn app_css() -> HttpResponse {
+/// `GET /dashboard/app.css`.
+pub async fn app_css() -> HttpResponse {
     answer("text/css; charset=utf-8", APP_CSS)
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 /// What kind of after-sales case this is (domain.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CaseKind {
     /// 维修: a repair booking.

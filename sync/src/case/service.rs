@@ -42,6 +42,7 @@ pub fn is_external(level: &str) -> bool {
 
 /// Answers of the 1-5 survey on four dimensions (H3 §4.5.7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Survey {
     /// The product matched its description.
     pub description: u8,
@@ -174,6 +175,7 @@ pub fn escalate(
 
 /// The freight decision shown on a case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FreightView {
     /// Payer of the outbound leg.
     pub outbound: String,

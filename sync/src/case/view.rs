@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The customer block of a case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerView {
     /// Full name.
     pub name: Option<String>,
@@ -21,6 +22,7 @@ pub struct CustomerView {
 
 /// The order the case is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     /// Order number.
     pub order_no: Option<String>,
@@ -34,6 +36,7 @@ pub struct OrderView {
 
 /// One product line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemView {
     /// Line id within the case.
     pub id: String,
@@ -45,6 +48,7 @@ pub struct ItemView {
 
 /// One entry of the timeline (the handover log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     /// Entry id, unique within the case.
     pub id: String,
@@ -72,6 +76,7 @@ pub struct TimelineEntry {
 
 /// A deadline as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimerView {
     /// return_review, refund, first_response, complaint_reply,
     /// suggest_escalation, customer_update or follow_up_survey.
@@ -95,6 +100,7 @@ impl TimerView {
 
 /// A compensation offer as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfferView {
     /// Offer id, for `case approve` and `case decline-offer`.
     pub id: String,
@@ -116,6 +122,7 @@ pub struct OfferView {
 
 /// A fork in the workflow as shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictView {
     /// Conflict id, for `case resolve`.
     pub id: String,
@@ -135,6 +142,7 @@ pub struct ConflictView {
 
 /// One attempt to reach the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContactView {
     /// Entry id.
     pub id: String,
@@ -165,6 +173,7 @@ impl ContactView {
 /// A whole case as plain data. Lists are sorted (by time, then id) so every
 /// replica that holds the same changes renders identical JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaseView {
     /// Case UUID.
     pub id: String,

@@ -1,6 +1,6 @@
 //! The device side of one connection.
 
-use super::frame::{DocBytes, DocHeads, Frame, PieceKind};
+use super::frame::{DocBytes, DocHeads, Frame, PieceKind, Unsynced};
 use crate::ids::{CaseId, Cursor, Millis};
 use crate::replica::{Replica, ReplicaError};
 use crate::storage::Storage;
@@ -56,6 +56,11 @@ pub struct ClientSession {
     upload_queue: VecDeque<CaseId>,
     /// Pieces of an oversized case or sync message being joined.
     assembling: HashMap<CaseId, Assembly>,
+    /// What the device says it runs, in [`Frame::Hello`].
+    app_version: String,
+    /// How many cases held unconfirmed changes when the relay was last
+    /// told (in the hello or a [`Frame::Report`]).
+    reported_dirty: usize,
 }
 
 /// A case or sync message arriving in pieces.
@@ -101,7 +106,18 @@ impl ClientSession {
             load_threads: 1,
             upload_queue: VecDeque::new(),
             assembling: HashMap::new(),
+            app_version: format!("aftercase-sync {}", env!("CARGO_PKG_VERSION")),
+            reported_dirty: 0,
         }
+    }
+
+    /// Names the app and versions the device runs, for head office's fleet
+    /// view (default: this library's version). The relay keeps at most
+    /// [`super::MAX_APP_VERSION_CHARS`] characters and refuses a hello whose
+    /// version holds control characters.
+    pub fn with_app_version(mut self, app_version: impl Into<String>) -> Self {
+        self.app_version = app_version.into();
+        self
     }
 
     /// Decodes fetched cases on up to `threads` threads (default 1). The
@@ -112,14 +128,24 @@ impl ClientSession {
         self
     }
 
-    /// Frames to send first: the resume cursor, then one sync message per
-    /// case with unconfirmed local changes.
-    pub fn start<S: Storage>(&mut self, r: &mut Replica<S>) -> Result<Vec<Frame>, SessionError> {
+    /// Frames to send first: the resume cursor with the device's report
+    /// (its unsynced work as of device time `now`), then one sync message
+    /// per case with unconfirmed local changes.
+    pub fn start<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        now: Millis,
+    ) -> Result<Vec<Frame>, SessionError> {
+        let marks = r.dirty_marks()?;
+        let unsynced = Unsynced::from_marks(marks.iter().map(|(_, at)| *at), now);
         let mut out = vec![Frame::Hello {
             cursor: r.cursor()?.0,
             policy_version: r.policy().version,
+            app_version: self.app_version.clone(),
+            unsynced,
         }];
-        self.dirty = r.dirty_cases()?.into_iter().collect();
+        self.dirty = marks.into_iter().map(|(c, _)| c).collect();
+        self.reported_dirty = self.dirty.len();
         let mut dirty: Vec<CaseId> = self.dirty.iter().copied().collect();
         dirty.sort();
         self.upload_queue = dirty.into();
@@ -339,12 +365,38 @@ impl ClientSession {
                     "unexpected hello from the relay".into(),
                 ))
             }
+            Frame::Report { .. } => {
+                return Err(SessionError::Protocol(
+                    "unexpected report from the relay".into(),
+                ))
+            }
         }
         // Every frame from the relay answers something: keep the upload
         // window full.
         self.offer_uploads(r, UPLOAD_REFILL, &mut out)?;
         self.advance_cursor(r, now)?;
+        self.report_if_changed(r, now, &mut out)?;
         Ok(out)
+    }
+
+    /// Tells the relay the device's unsynced work once a sync round has
+    /// settled with a different number of pending cases than it last
+    /// reported. Only then: while uploads are acknowledged one by one the
+    /// count changes on every frame, and the marks are scanned only once
+    /// settled, when they are just the refused cases.
+    fn report_if_changed<S: Storage>(
+        &mut self,
+        r: &Replica<S>,
+        now: Millis,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SessionError> {
+        if self.is_settled() && self.dirty.len() != self.reported_dirty {
+            out.push(Frame::Report {
+                unsynced: r.unsynced(now)?,
+            });
+            self.reported_dirty = self.dirty.len();
+        }
+        Ok(())
     }
 
     fn advance_cursor<S: Storage>(

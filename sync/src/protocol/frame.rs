@@ -1,11 +1,20 @@
 //! Versioned binary framing. Every frame is one WebSocket binary message:
 //! a protocol version byte followed by a postcard-encoded [`Frame`].
+//!
+//! Version history: 1 the first; 2 when `Refused` gained its code; 3 when
+//! `Hello` gained the device's report (app version and unsynced work) and
+//! `Report` was added. `Error` has kept its place and shape since 1, so
+//! [`error_for_version`] can still tell an older device why it is refused.
 
-use crate::ids::CaseId;
+use crate::ids::{CaseId, Millis};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
+
+/// Longest app version the relay keeps, in characters; longer ones are
+/// clipped.
+pub const MAX_APP_VERSION_CHARS: usize = 64;
 
 /// Largest frame accepted from a peer, in bytes. Larger frames close the
 /// connection before any decoding work is done.
@@ -38,15 +47,66 @@ pub enum PieceKind {
     Sync,
 }
 
+/// The device's own account of the work it has not handed to the relay
+/// yet, sent in [`Frame::Hello`] and [`Frame::Report`] so head office sees
+/// a tablet that stopped syncing before a customer complains.
+///
+/// It carries no device id: the relay files it under the connection's
+/// authenticated principal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsynced {
+    /// Cases holding local changes the relay has not accepted yet (the
+    /// device's dirty marks, which `aftercase status` lists; a case the relay
+    /// refused stays counted until it is discarded). Cases, not changes:
+    /// the device counts them without loading a document.
+    pub pending: u32,
+    /// Age in whole seconds, measured on the device's own clock when the
+    /// frame was made, of the oldest of those cases' first unaccepted edit.
+    /// An age rather than a time, so a device clock set wrong does not
+    /// matter; the relay adds the time since it received the report.
+    /// `None` when nothing is pending, or when the pending cases were
+    /// marked by a version that did not record the time.
+    pub oldest_unsynced_secs: Option<u64>,
+}
+
+impl Unsynced {
+    /// The report for dirty marks made at the given device times (`None`:
+    /// time not recorded), as seen at device time `now`.
+    pub fn from_marks(marks: impl IntoIterator<Item = Option<Millis>>, now: Millis) -> Unsynced {
+        let mut pending = 0u32;
+        let mut oldest: Option<Millis> = None;
+        for at in marks {
+            pending = pending.saturating_add(1);
+            if let Some(at) = at {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            }
+        }
+        Unsynced {
+            pending,
+            // An edit "in the future" (the clock was set back since) counts
+            // as new rather than as a negative age.
+            oldest_unsynced_secs: oldest
+                .map(|o| u64::try_from(now.0.saturating_sub(o.0)).unwrap_or(0) / 1000),
+        }
+    }
+}
+
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
-    /// Device → relay, first frame: resume after `cursor`.
+    /// Device → relay, first frame: resume after `cursor`, and report the
+    /// device's state for head office's fleet view.
     Hello {
         /// The highest relay sequence the device has fully received.
         cursor: u64,
         /// Version of the policy the device holds.
         policy_version: u32,
+        /// The app and library versions the device runs, as free text
+        /// (the relay keeps at most [`MAX_APP_VERSION_CHARS`] characters
+        /// and refuses control characters).
+        app_version: String,
+        /// The device's unsynced work when it connected.
+        unsynced: Unsynced,
     },
     /// Relay → device: these cases changed after the device's cursor, up to
     /// and including sequence `up_to`. `complete` is set on the last frame of
@@ -127,6 +187,13 @@ pub enum Frame {
         /// The piece.
         bytes: Vec<u8>,
     },
+    /// Device → relay: the device's unsynced work changed since it last
+    /// said (sent when a sync round settles), so the relay's record of a
+    /// device that stays connected for hours does not go stale.
+    Report {
+        /// The device's unsynced work now.
+        unsynced: Unsynced,
+    },
 }
 
 /// Why bytes from a peer are not a frame.
@@ -142,7 +209,7 @@ pub enum DecodeError {
         size: usize,
     },
     /// A version this build does not speak.
-    #[error("unsupported protocol version {got} (this relay speaks {PROTOCOL_VERSION})")]
+    #[error("{}", version_mismatch(*got))]
     Version {
         /// Version byte received.
         got: u8,
@@ -150,6 +217,37 @@ pub enum DecodeError {
     /// The body does not decode.
     #[error("malformed frame: {0}")]
     Malformed(String),
+}
+
+/// Words for frames of protocol version `got` reaching the relay, which
+/// speaks [`PROTOCOL_VERSION`]: the person holding an old tablet must learn
+/// that the app needs updating, not that a byte was wrong.
+fn version_mismatch(got: u8) -> String {
+    if got < PROTOCOL_VERSION {
+        format!(
+            "unsupported protocol version {got}: the relay speaks {PROTOCOL_VERSION}; update the app"
+        )
+    } else {
+        format!(
+            "unsupported protocol version {got}: newer than the {PROTOCOL_VERSION} this side speaks; update the relay"
+        )
+    }
+}
+
+/// A [`Frame::Error`] with `reason`, encoded so a peer speaking protocol
+/// `version` decodes it: an older device refused for its version still
+/// reads the words instead of failing on the version byte. `Error` has had
+/// the same place and shape in every version so far; for a version this
+/// build does not know (0, or newer) the frame is encoded as this build's.
+pub fn error_for_version(version: u8, reason: &str) -> Vec<u8> {
+    let mut bytes = Frame::Error {
+        reason: reason.to_string(),
+    }
+    .encode();
+    if (1..PROTOCOL_VERSION).contains(&version) {
+        bytes[0] = version;
+    }
+    bytes
 }
 
 impl Frame {
@@ -208,6 +306,7 @@ impl Frame {
             Frame::Fetch { .. } => "fetch",
             Frame::Snapshots { .. } => "snapshots",
             Frame::Piece { .. } => "piece",
+            Frame::Report { .. } => "report",
         }
     }
 }
@@ -223,10 +322,14 @@ mod tests {
 
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (any::<u64>(), any::<u32>()).prop_map(|(cursor, policy_version)| Frame::Hello {
-                cursor,
-                policy_version
-            }),
+            (any::<u64>(), any::<u32>(), ".{0,80}", unsynced()).prop_map(
+                |(cursor, policy_version, app_version, unsynced)| Frame::Hello {
+                    cursor,
+                    policy_version,
+                    app_version,
+                    unsynced,
+                }
+            ),
             (
                 any::<u64>(),
                 proptest::collection::vec(
@@ -280,7 +383,17 @@ mod tests {
                     total,
                     bytes
                 }),
+            unsynced().prop_map(|unsynced| Frame::Report { unsynced }),
         ]
+    }
+
+    fn unsynced() -> impl Strategy<Value = Unsynced> {
+        (any::<u32>(), proptest::option::of(any::<u64>())).prop_map(
+            |(pending, oldest_unsynced_secs)| Unsynced {
+                pending,
+                oldest_unsynced_secs,
+            },
+        )
     }
 
     proptest! {
@@ -308,6 +421,8 @@ mod tests {
         let mut b = Frame::Hello {
             cursor: 3,
             policy_version: 1,
+            app_version: String::new(),
+            unsynced: Unsynced::default(),
         }
         .encode();
         b[0] = 9;
@@ -321,9 +436,114 @@ mod tests {
         let mut t = Frame::Hello {
             cursor: 3,
             policy_version: 1,
+            app_version: String::new(),
+            unsynced: Unsynced::default(),
         }
         .encode();
         t.push(0);
         assert!(matches!(Frame::decode(&t), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn hello_and_report_carry_the_device_report() {
+        let hello = Frame::Hello {
+            cursor: 7,
+            policy_version: 2,
+            app_version: "shopapp 4.1 (aftercase-client 0.1.0)".into(),
+            unsynced: Unsynced {
+                pending: 3,
+                oldest_unsynced_secs: Some(172_800),
+            },
+        };
+        assert_eq!(Frame::decode(&hello.encode()), Ok(hello));
+        let report = Frame::Report {
+            unsynced: Unsynced {
+                pending: 0,
+                oldest_unsynced_secs: None,
+            },
+        };
+        assert_eq!(report.name(), "report");
+        assert_eq!(Frame::decode(&report.encode()), Ok(report));
+    }
+
+    #[test]
+    fn an_old_device_is_told_to_update_the_app_in_words_it_can_read() {
+        let mut old = Frame::Hello {
+            cursor: 0,
+            policy_version: 1,
+            app_version: String::new(),
+            unsynced: Unsynced::default(),
+        }
+        .encode();
+        old[0] = 2;
+        let err = Frame::decode(&old).unwrap_err();
+        assert_eq!(err, DecodeError::Version { got: 2 });
+        let words = err.to_string();
+        assert!(words.contains("update the app"), "{words}");
+        assert!(
+            words.contains("version 2") && words.contains("speaks 3"),
+            "{words}"
+        );
+        let newer = DecodeError::Version { got: 9 }.to_string();
+        assert!(newer.contains("update the relay"), "{newer}");
+
+        // The error frame for that device carries its own version byte and
+        // otherwise the bytes every version has used for `Error`.
+        let bytes = error_for_version(2, &words);
+        assert_eq!(bytes[0], 2);
+        let mut as_ours = bytes.clone();
+        as_ours[0] = PROTOCOL_VERSION;
+        assert_eq!(
+            Frame::decode(&as_ours),
+            Ok(Frame::Error {
+                reason: words.clone()
+            })
+        );
+        // Unknown versions get this build's encoding.
+        assert_eq!(error_for_version(0, "x")[0], PROTOCOL_VERSION);
+        assert_eq!(error_for_version(200, "x")[0], PROTOCOL_VERSION);
+    }
+
+    #[test]
+    fn unsynced_work_counts_marks_and_ages_the_oldest_on_the_device_clock() {
+        let now = Millis(1_000_000);
+        let none = Unsynced::from_marks([], now);
+        assert_eq!(none, Unsynced::default());
+        let u = Unsynced::from_marks([Some(Millis(940_000)), None, Some(Millis(999_500))], now);
+        assert_eq!(u.pending, 3);
+        assert_eq!(u.oldest_unsynced_secs, Some(60));
+        // Marks without a time are counted but give no age.
+        let legacy = Unsynced::from_marks([None, None], now);
+        assert_eq!((legacy.pending, legacy.oldest_unsynced_secs), (2, None));
+        // A mark from after `now` (the clock went back) is new, not negative.
+        let ahead = Unsynced::from_marks([Some(Millis(2_000_000))], now);
+        assert_eq!(ahead.oldest_unsynced_secs, Some(0));
+    }
+
+    #[test]
+    fn version_3_hello_and_report_bytes_are_stable() {
+        // Kept in the fuzz corpus too: a change here changes the wire.
+        let hello = [3, 0, 0, 1, 4, b't', b'e', b's', b't', 3, 1, 0x90, 0x1c];
+        assert_eq!(
+            Frame::decode(&hello),
+            Ok(Frame::Hello {
+                cursor: 0,
+                policy_version: 1,
+                app_version: "test".into(),
+                unsynced: Unsynced {
+                    pending: 3,
+                    oldest_unsynced_secs: Some(3_600),
+                },
+            })
+        );
+        assert_eq!(
+            Frame::decode(&[3, 11, 2, 1, 0x90, 0x1c]),
+            Ok(Frame::Report {
+                unsynced: Unsynced {
+                    pending: 2,
+                    oldest_unsynced_secs: Some(3_600),
+                },
+            })
+        );
     }
 }

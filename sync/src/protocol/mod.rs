@@ -6,6 +6,11 @@
 //! (with their heads), and both sides run Automerge's sync protocol per case
 //! inside [`Frame::Sync`] frames. The device advances its cursor once it holds
 //! every announced head, so a reconnect costs what changed, not what exists.
+//!
+//! The hello also carries the device's report for head office (its app
+//! version and [`Unsynced`] work), and the device sends [`Frame::Report`]
+//! when a sync round settles with a different count; the relay files both
+//! under the connection's principal (`relay::fleet`).
 
 mod client;
 mod frame;
@@ -13,7 +18,8 @@ mod refusal;
 
 pub use client::{ClientSession, SessionError};
 pub use frame::{
-    DecodeError, DocBytes, DocHeads, Frame, PieceKind, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    error_for_version, DecodeError, DocBytes, DocHeads, Frame, PieceKind, Unsynced,
+    MAX_APP_VERSION_CHARS, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use refusal::{clip, Refusal, RefusalCode};
 

@@ -12,8 +12,9 @@
 //! | `rw` time seq, `rx` len store time seq | the audit feed: [`super::feed::FeedRecord`] (postcard), chain-wide and per store |
 //! | `rk` | salt of the customer keys in the read model |
 //! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
+//! | `rd` len store device | the device's [`super::fleet::DeviceRecord`] (JSON): version, last seen and synced, unsynced work |
 
-use crate::ids::{CaseId, StoreId};
+use crate::ids::{CaseId, DeviceId, StoreId};
 
 pub const SEQ: &[u8] = b"rs";
 pub const META: &[u8] = b"rm";
@@ -24,6 +25,24 @@ pub const CLOCK: &[u8] = b"rt";
 pub const ENTRIES: &[u8] = b"rn";
 pub const SUMMARY: &[u8] = b"rv";
 pub const SALT: &[u8] = b"rk";
+pub const DEVICE: &[u8] = b"rd";
+
+/// Prefix of one store's device records: the store's length byte keeps
+/// one store's prefix from being a prefix of another's (ids are at most 64
+/// bytes).
+pub fn device_prefix(store: &StoreId) -> Vec<u8> {
+    let mut k = DEVICE.to_vec();
+    k.push(store.as_str().len() as u8);
+    k.extend_from_slice(store.as_str().as_bytes());
+    k
+}
+
+/// Key of a device's record.
+pub fn device(store: &StoreId, device: &DeviceId) -> Vec<u8> {
+    let mut k = device_prefix(store);
+    k.extend_from_slice(device.as_str().as_bytes());
+    k
+}
 
 pub fn summary(case: CaseId) -> Vec<u8> {
     [SUMMARY, case.as_bytes()].concat()

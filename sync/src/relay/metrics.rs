@@ -11,6 +11,9 @@ const DAY: i64 = 86_400_000;
 
 /// How the cases of a period are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// The names `FromStr` reads, as the OpenAPI document lists them.
+#[cfg_attr(feature = "openapi", schema(rename_all = "snake_case"))]
 pub enum GroupBy {
     /// One group for everything.
     Chain,
@@ -65,6 +68,7 @@ pub struct Params {
 
 /// p50 and p90 of a duration, in hours.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Spread {
     /// How many durations.
     pub n: usize,
@@ -97,6 +101,7 @@ fn rate(part: usize, whole: usize) -> Option<f64> {
 
 /// Deadlines of one name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OnTime {
     /// Met in time.
     pub met_on_time: usize,
@@ -110,6 +115,7 @@ pub struct OnTime {
 
 /// Survey answers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Satisfaction {
     /// Surveys answered.
     pub responses: usize,
@@ -123,6 +129,7 @@ pub struct Satisfaction {
 
 /// The metrics of one group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupMetrics {
     /// The group's key (store, kind, category, SKU or YYYY-MM; `all`).
     pub key: String,
@@ -166,6 +173,7 @@ pub struct GroupMetrics {
 
 /// A SKU with repeated product-quality cases: flag for the manufacturer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QualitySku {
     /// The SKU.
     pub sku: String,

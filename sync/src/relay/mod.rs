@@ -13,10 +13,12 @@
 //! lets announcements cover them.
 
 pub mod feed;
+pub mod fleet;
 pub mod judge;
 mod keys;
 pub mod metrics;
 pub mod readmodel;
+mod stats;
 pub mod summary;
 pub mod validate;
 
@@ -28,6 +30,7 @@ use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{Automerge, ROOT};
 use serde::{Deserialize, Serialize};
+pub use stats::CacheStats;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use summary::CaseSummary;
@@ -129,6 +132,9 @@ pub struct RelaySession {
     caught_up: bool,
     /// Policy version the device holds (as far as the relay knows).
     policy_version: u32,
+    /// Relay time this connection last wrote `last_sync` to its device's
+    /// record (see `fleet::on_upload`).
+    sync_noted: Option<Millis>,
 }
 
 impl RelaySession {
@@ -174,6 +180,8 @@ pub struct Relay<S: Storage> {
     cache_weight: usize,
     /// Most estimated bytes the cache may hold.
     cache_budget: usize,
+    /// Hits, misses and evictions of the cache, for the shell's metrics.
+    cache_stats: CacheStats,
     seq: u64,
     /// Highest sequence known flushed. Announcements stop here: a device
     /// must never move its cursor past a change the relay could still lose,
@@ -228,6 +236,7 @@ impl<S: Storage> Relay<S> {
             cache: lru::LruCache::new(cache_docs),
             cache_weight: 0,
             cache_budget: usize::MAX,
+            cache_stats: CacheStats::default(),
             seq,
             durable_seq: seq,
             frame_limit: MAX_CASE_FRAME,
@@ -291,8 +300,13 @@ impl<S: Storage> Relay<S> {
 
     fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize, bytes: usize) {
         self.cache_weight += weight;
-        if let Some((_, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
+        if let Some((old_case, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
             self.cache_weight -= old.weight;
+            // `push` also hands back the entry it replaced for the same case,
+            // which is not an eviction.
+            if old_case != case {
+                self.cache_stats.evictions += 1;
+            }
         }
         self.trim_cache();
     }
@@ -307,7 +321,10 @@ impl<S: Storage> Relay<S> {
         // The newest entry always stays: callers use what they just loaded.
         while self.cache_weight > self.cache_budget && self.cache.len() > 1 {
             match self.cache.pop_lru() {
-                Some((_, old)) => self.cache_weight -= old.weight,
+                Some((_, old)) => {
+                    self.cache_weight -= old.weight;
+                    self.cache_stats.evictions += 1;
+                }
                 None => break,
             }
         }
@@ -318,6 +335,12 @@ impl<S: Storage> Relay<S> {
         self.cache.len()
     }
 
+    /// The cache's hits, misses and evictions so far. Cheap: shells read it
+    /// after each use of the relay to export it.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache_stats
+    }
+
     /// Starts a session for an authenticated connection.
     pub fn session(&self, principal: Principal) -> RelaySession {
         RelaySession {
@@ -326,6 +349,7 @@ impl<S: Storage> Relay<S> {
             sent_up_to: None,
             caught_up: false,
             policy_version: 0,
+            sync_noted: None,
         }
     }
 
@@ -348,7 +372,10 @@ impl<S: Storage> Relay<S> {
     }
 
     fn doc(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, StorageError> {
-        if !self.cache.contains(&case) {
+        if self.cache.contains(&case) {
+            self.cache_stats.hits += 1;
+        } else {
+            self.cache_stats.misses += 1;
             let Some(loaded) = docs::load_doc(&self.storage, case)? else {
                 return Ok(None);
             };
@@ -544,15 +571,26 @@ impl<S: Storage> Relay<S> {
                 Frame::Hello {
                     cursor,
                     policy_version,
+                    app_version,
+                    unsynced,
                 },
                 None,
             ) => {
+                let app_version = fleet::check_app_version(&app_version)
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 s.sent_up_to = Some(cursor);
                 s.policy_version = policy_version;
+                let frames = self.announce(s).map_err(SessionError::Storage)?;
+                fleet::on_hello(&self.storage, s, app_version, unsynced, now)
+                    .map_err(SessionError::Storage)?;
                 Ok(RelayOutput {
-                    frames: self.announce(s).map_err(SessionError::Storage)?,
+                    frames,
                     ..RelayOutput::default()
                 })
+            }
+            (Frame::Report { unsynced }, Some(_)) => {
+                fleet::on_report(&self.storage, s, unsynced, now).map_err(SessionError::Storage)?;
+                Ok(RelayOutput::default())
             }
             (Frame::PublishPolicy { json }, Some(_)) => self.publish_policy(s, &json),
             (Frame::Fetch { docs }, Some(_)) if docs.len() > ANNOUNCE_CHUNK => {
@@ -897,6 +935,7 @@ impl<S: Storage> Relay<S> {
             if let Some(st) = fresh {
                 s.states.insert(case, st);
             }
+            fleet::on_upload(&self.storage, s, now);
             let reply = match s.states.get_mut(&case) {
                 Some(st) => doc.generate_sync_message(st),
                 None => None,

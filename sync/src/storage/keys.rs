@@ -6,7 +6,7 @@
 //! | `d` | `d` case(16) `c` hash(32) | one change (`Change::raw_bytes`) |
 //! | `y` | `y` case(16) peer | persisted `automerge::sync::State` for that peer |
 //! | `l` | `l` case(16) | local index of known cases (device) |
-//! | `t` | `t` case(16) | dirty mark: local changes the relay has not confirmed (device) |
+//! | `t` | `t` case(16) | dirty mark: local changes the relay has not confirmed; the device time (i64 BE millis) of the first of them, empty in marks made before that was kept (device) |
 //! | `k` | `k` name | device settings and counters (cursor, case number sequence, ...) |
 //! | `r` | `r` ... | relay metadata: owners, change sequence, audit (see `relay`) |
 

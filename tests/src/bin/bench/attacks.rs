@@ -160,6 +160,8 @@ async fn hello(ws: &mut Socket) -> Result<(), String> {
         &Frame::Hello {
             cursor: 0,
             policy_version: 0,
+            app_version: String::new(),
+            unsynced: Default::default(),
         },
     )
     .await?;

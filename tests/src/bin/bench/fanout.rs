@@ -375,7 +375,9 @@ async fn run_device(
         connect(&shared.url, token).await?
     };
     let mut client = ClientSession::new();
-    let start = client.start(r).map_err(|e| format!("start: {e}"))?;
+    let start = client
+        .start(r, now_millis())
+        .map_err(|e| format!("start: {e}"))?;
     send(&mut socket, start, shared).await?;
 
     let mut ready = false;

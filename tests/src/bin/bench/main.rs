@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod attacks;
 mod fanout;
+mod head_office;
 mod judge;
 mod local_writes;
 mod memory;
@@ -157,7 +158,7 @@ fn run_session_as<S: Storage>(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut client = ClientSession::new().with_load_threads(threads);
     let mut to_relay: std::collections::VecDeque<Vec<u8>> = client
-        .start(r)
+        .start(r, Millis(1_790_000_000_000))
         .expect("start")
         .iter()
         .map(Frame::encode)
@@ -459,7 +460,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
-    // attacks.
+    // attacks, headoffice.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -490,6 +491,10 @@ fn main() {
     }
     if want("attacks") {
         rows.extend(attacks::run(quick));
+    }
+    if want("headoffice") {
+        eprintln!("head office reads at chain scale...");
+        rows.extend(head_office::run(quick));
     }
     println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");
