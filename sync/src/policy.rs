@@ -75,6 +75,17 @@ pub struct Policy {
     /// customer's SKU as a re-repair) in head office's metrics.
     #[serde(default = "default_repeat_window")]
     pub repeat_window_days: i64,
+    /// Largest piece of evidence (photo, video, document), in bytes.
+    #[serde(default = "default_blob_bytes")]
+    pub max_blob_bytes: u64,
+    /// Whether accepting a repair or installation needs the customer's
+    /// signature as evidence.
+    #[serde(default)]
+    pub signature_on_acceptance: bool,
+}
+
+fn default_blob_bytes() -> u64 {
+    50 * 1024 * 1024
 }
 
 fn default_repeat_window() -> i64 {
@@ -126,6 +137,8 @@ impl Default for Policy {
             max_change_bytes: default_change_bytes(),
             max_entries_per_case: default_entries(),
             repeat_window_days: default_repeat_window(),
+            max_blob_bytes: default_blob_bytes(),
+            signature_on_acceptance: false,
         }
     }
 }
@@ -193,6 +206,9 @@ impl Policy {
         }
         if !(1..=365).contains(&self.repeat_window_days) {
             return Err(bad("repeat_window_days", "must be 1 to 365"));
+        }
+        if !(1024..=1 << 30).contains(&self.max_blob_bytes) {
+            return Err(bad("max_blob_bytes", "must be 1 KiB to 1 GiB"));
         }
         if self.supervisor_limit_fen < self.staff_virtual_limit_fen.max(self.staff_cash_limit_fen) {
             return Err(bad(

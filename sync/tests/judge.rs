@@ -7,7 +7,9 @@
 use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::case::edit::{self, create_case, Customer, EditContext, NewCase};
 use aftercase_sync::case::table::{self, RootShape};
-use aftercase_sync::case::{offer, service, transition, CaseField, CaseKind, ContactChannel};
+use aftercase_sync::case::{
+    evidence, offer, service, transition, CaseField, CaseKind, ContactChannel,
+};
 use aftercase_sync::money::Tier;
 use aftercase_sync::policy::Policy;
 use aftercase_sync::protocol::{Refusal, RefusalCode};
@@ -191,6 +193,12 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
     }
     accept(&mut doc, &tech, |d| {
         edit::add_note(d, c, &ctx(&tech, 40), "checked the screen").unwrap()
+    });
+    accept(&mut doc, &tech, |d| {
+        evidence::attach(d, c, &ctx(&tech, 37), &policy, &photo(1)).unwrap()
+    });
+    accept(&mut doc, &sup, |d| {
+        evidence::remove(d, c, &ctx(&sup, 38), &photo(1).hash, "wrong customer").unwrap()
     });
     accept(&mut doc, &staff, |d| {
         edit::log_contact(d, c, &ctx(&staff, 41), ContactChannel::Phone, "reached").unwrap()
@@ -387,6 +395,18 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
     }
 }
 
+/// A photo's evidence record (`n` makes the hash differ).
+fn photo(n: u8) -> evidence::Evidence {
+    evidence::Evidence {
+        kind: "photo".into(),
+        hash: format!("{n:02x}").repeat(32),
+        size: 3_000_000,
+        media_type: "image/jpeg".into(),
+        captured_at: 1_790_000_000_000,
+        caption: Some("scratch on the door".into()),
+    }
+}
+
 /// A case with one entry of each common kind by other people.
 fn busy_case() -> (Automerge, String, String, String) {
     let policy = Policy::default();
@@ -400,6 +420,9 @@ fn busy_case() -> (Automerge, String, String, String) {
     let mut o = String::new();
     accept(&mut doc, &staff, |d| {
         o = offer::offer(d, c, &ctx(&staff, 3), &policy, Tier::Virtual, 1_000, None).unwrap()
+    });
+    accept(&mut doc, &staff, |d| {
+        evidence::attach(d, c, &ctx(&staff, 97), &policy, &photo(2)).unwrap()
     });
     accept(&mut doc, &staff, |d| {
         transition::transition(d, c, &ctx(&staff, 4), "evidence_collected", None).unwrap()
@@ -836,6 +859,9 @@ fn paying_moves_need_an_accepted_offer() {
     let sup = principal(Role::Supervisor);
     let mut doc = stored_case(CaseKind::DamageClaim);
     let c = id();
+    accept(&mut doc, &sup, |d| {
+        evidence::attach(d, c, &ctx(&sup, 98), &Policy::default(), &photo(3)).unwrap()
+    });
     for (n, to) in [
         (2, "evidence_collected"),
         (3, "assessed"),
@@ -1623,4 +1649,196 @@ fn every_shape_rule_refuses_with_its_code() {
         d.merge(&mut b).unwrap();
     });
     assert_eq!(code(r), RefusalCode::AppendOnly);
+}
+
+/// Evidence at the relay: a damage claim reaches `evidence_collected`
+/// only with a live photo, a record must hold a SHA-256, a known type and
+/// a size within the relay's own limit, and only a supervisor or head
+/// office may remove one (with a reason, naming evidence the case holds).
+#[test]
+fn evidence_rules_hold_at_the_relay_whatever_the_device_says() {
+    let staff = principal(Role::Staff);
+    let sup = principal(Role::Supervisor);
+    let c = id();
+    let doc = stored_case(CaseKind::DamageClaim);
+
+    // The device refuses the move without a photo; a forged one is refused.
+    let mut d = doc.clone();
+    let e = transition::transition(&mut d, c, &ctx(&staff, 50), "evidence_collected", None)
+        .expect_err("no photo yet");
+    assert!(e.to_string().contains("photo"), "{e}");
+    let r = judged(&doc, &staff, |d| {
+        forge_move(d, &staff, "reported", "evidence_collected", 51)
+    });
+    assert_eq!(code(r), RefusalCode::Workflow);
+    // A receipt is not a photo.
+    let mut with_receipt = doc.clone();
+    accept(&mut with_receipt, &staff, |d| {
+        let mut r = photo(4);
+        r.kind = "receipt".into();
+        r.media_type = "application/pdf".into();
+        evidence::attach(d, c, &ctx(&staff, 52), &Policy::default(), &r).unwrap()
+    });
+    let r = judged(&with_receipt, &staff, |d| {
+        forge_move(d, &staff, "reported", "evidence_collected", 53)
+    });
+    assert_eq!(code(r), RefusalCode::Workflow);
+    // The photo and the move in one upload pass.
+    judged(&doc, &staff, |d| {
+        evidence::attach(d, c, &ctx(&staff, 54), &Policy::default(), &photo(5)).unwrap();
+        transition::transition(d, c, &ctx(&staff, 55), "evidence_collected", None).unwrap();
+    })
+    .unwrap();
+
+    // A device with a looser limit than the relay's: refused by size.
+    let loose = Policy {
+        max_blob_bytes: 1 << 30,
+        ..Policy::default()
+    };
+    let r = judged(&doc, &staff, |d| {
+        let mut big = photo(6);
+        big.size = 60 * 1024 * 1024;
+        evidence::attach(d, c, &ctx(&staff, 56), &loose, &big).unwrap()
+    });
+    assert_eq!(code(r), RefusalCode::InvalidValue);
+    // Forged records: not a hash, an unknown type.
+    for (n, hash, kind) in [
+        (57u8, "../../etc/passwd", "photo"),
+        (58, &"AB".repeat(32)[..], "photo"),
+        (59, &"ab".repeat(32)[..], "selfie"),
+    ] {
+        let r = judged(&doc, &staff, |d| {
+            forge_entry(
+                d,
+                &staff,
+                "evidence",
+                &format!("forged{n}"),
+                &[
+                    ("type", "evidence".into()),
+                    ("kind", kind.into()),
+                    ("hash", hash.into()),
+                    ("size", ScalarValue::Int(10)),
+                    ("media_type", "image/jpeg".into()),
+                    ("captured_at", ScalarValue::Timestamp(NOON)),
+                ],
+            );
+            let t = aftercase_sync::case::read::map(&*d, &ROOT, "timeline").unwrap();
+            let mut tx = d.transaction();
+            let e = tx.put_object(&t, format!("tl{n}"), ObjType::Map).unwrap();
+            for (k, v) in [
+                ("type", ScalarValue::from("evidence")),
+                ("author", staff.user.as_str().into()),
+                ("role", staff.role.as_str().into()),
+                ("device", staff.device.as_str().into()),
+                ("at", ScalarValue::Timestamp(NOON)),
+                ("text", "photo attached".into()),
+            ] {
+                tx.put(&e, k, v).unwrap();
+            }
+            tx.commit();
+        });
+        assert!(r.is_err(), "{hash} / {kind} accepted");
+    }
+
+    // Removal: a clerk cannot hide evidence; a supervisor can, with a
+    // reason, naming what the case holds.
+    let mut held = doc.clone();
+    accept(&mut held, &staff, |d| {
+        evidence::attach(d, c, &ctx(&staff, 60), &Policy::default(), &photo(7)).unwrap()
+    });
+    let mut dev = held.clone();
+    assert!(evidence::remove(&mut dev, c, &ctx(&staff, 61), &photo(7).hash, "oops").is_err());
+    let r = judged(&held, &staff, |d| {
+        forge_entry(
+            d,
+            &staff,
+            "evidence_removals",
+            "rm1",
+            &[
+                ("type", "evidence_removal".into()),
+                ("hash", photo(7).hash.into()),
+                ("reason", "oops".into()),
+            ],
+        )
+    });
+    assert_eq!(code(r), RefusalCode::Forbidden);
+    let r = judged(&held, &sup, |d| {
+        forge_entry(
+            d,
+            &sup,
+            "evidence_removals",
+            "rm2",
+            &[
+                ("type", "evidence_removal".into()),
+                ("hash", photo(8).hash.into()),
+                ("reason", "not ours".into()),
+            ],
+        )
+    });
+    assert!(r.is_err(), "a removal of evidence the case does not hold");
+    judged(&held, &sup, |d| {
+        evidence::remove(d, c, &ctx(&sup, 62), &photo(7).hash, "wrong case").unwrap()
+    })
+    .unwrap();
+    // Once removed, the photo no longer counts for the move.
+    let mut removed = held.clone();
+    accept(&mut removed, &sup, |d| {
+        evidence::remove(d, c, &ctx(&sup, 63), &photo(7).hash, "wrong case").unwrap()
+    });
+    let v = evidence::list(&removed);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].removed.as_ref().unwrap().reason, "wrong case");
+    let r = judged(&removed, &staff, |d| {
+        forge_move(d, &staff, "reported", "evidence_collected", 64)
+    });
+    assert_eq!(code(r), RefusalCode::Workflow);
+}
+
+/// With `signature_on_acceptance`, accepting a repair needs the
+/// customer's signature as evidence, at the device and at the relay.
+#[test]
+fn acceptance_needs_a_signature_when_the_policy_says_so() {
+    let tech = principal(Role::Technician);
+    let c = id();
+    let strict = Policy {
+        signature_on_acceptance: true,
+        ..Policy::default()
+    };
+    let mut doc = stored_case(CaseKind::Repair);
+    for (n, to) in [
+        (70, "confirmed"),
+        (71, "dispatched"),
+        (72, "in_repair"),
+        (73, "pending_acceptance"),
+    ] {
+        let p = if n < 72 {
+            principal(Role::Supervisor)
+        } else {
+            tech.clone()
+        };
+        accept(&mut doc, &p, |d| {
+            transition::transition(d, c, &ctx(&p, n), to, None).unwrap()
+        });
+    }
+    let mut d = doc.clone();
+    let e = transition::transition_with(&mut d, c, &ctx(&tech, 74), &strict, "accepted", None)
+        .expect_err("no signature");
+    assert!(e.to_string().contains("signature"), "{e}");
+    let r = judged_with(&doc, &tech, &strict, |d| {
+        forge_move(d, &tech, "pending_acceptance", "accepted", 75)
+    });
+    assert_eq!(code(r), RefusalCode::Workflow);
+    // Without the policy the same move stands.
+    judged(&doc, &tech, |d| {
+        forge_move(d, &tech, "pending_acceptance", "accepted", 76)
+    })
+    .unwrap();
+    judged_with(&doc, &tech, &strict, |d| {
+        let mut s = photo(9);
+        s.kind = "signature".into();
+        s.media_type = "image/png".into();
+        evidence::attach(d, c, &ctx(&tech, 77), &strict, &s).unwrap();
+        transition::transition_with(d, c, &ctx(&tech, 78), &strict, "accepted", None).unwrap();
+    })
+    .unwrap();
 }

@@ -217,6 +217,8 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::FREIGHT,
             super::service::ASSIGNMENTS,
             super::service::RELATED,
+            super::evidence::EVIDENCE,
+            super::evidence::REMOVALS,
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;
         }

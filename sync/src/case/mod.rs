@@ -6,6 +6,7 @@
 //! concurrently as a map keyed by a random id, so offline appends never clash.
 
 pub mod edit;
+pub mod evidence;
 mod kind;
 pub mod offer;
 pub mod read;

@@ -9,6 +9,7 @@
 use super::edit::CaseField;
 use super::schema::root;
 use crate::access::Role;
+use crate::case::evidence;
 use crate::case::service;
 use crate::money;
 use crate::workflow::history;
@@ -73,6 +74,8 @@ pub const ROOT: &[(&str, RootShape)] = &[
     (service::FREIGHT, RootShape::Log),
     (service::ASSIGNMENTS, RootShape::Log),
     (service::RELATED, RootShape::Links),
+    (evidence::EVIDENCE, RootShape::Log),
+    (evidence::REMOVALS, RootShape::Log),
 ];
 
 /// The shape of a root key, if the case has it.
@@ -166,6 +169,8 @@ pub const TIMELINE_TYPES: &[&str] = &[
     "offer_decision",
     "survey",
     "escalation",
+    "evidence",
+    "evidence_removed",
     "freight",
     "linked_case",
     "assignment",
@@ -280,6 +285,30 @@ pub const LOGS: &[Log] = &[
         ],
         writers: ALL_ROLES,
         timeline: Some("freight"),
+    },
+    Log {
+        key: evidence::EVIDENCE,
+        types: &["evidence"],
+        fields: &[
+            Field::req("kind", Ty::Str(16)),
+            Field::req("hash", Ty::Str(64)),
+            Field::req("size", Ty::Int),
+            Field::req("media_type", Ty::Str(129)),
+            Field::req("captured_at", Ty::Time),
+            Field::opt("caption", Ty::Str(evidence::MAX_CAPTION)),
+        ],
+        writers: ALL_ROLES,
+        timeline: Some("evidence"),
+    },
+    Log {
+        key: evidence::REMOVALS,
+        types: &["evidence_removal"],
+        fields: &[
+            Field::req("hash", Ty::Str(64)),
+            Field::req("reason", Ty::Str(evidence::MAX_CAPTION)),
+        ],
+        writers: MANAGERS,
+        timeline: Some("evidence_removed"),
     },
     Log {
         key: service::ASSIGNMENTS,

@@ -68,6 +68,7 @@ pub fn transition_with(
             .map_err(EditError::NotAllowed)?;
     }
     crate::money::paying_move_allowed(&*doc, kind, to).map_err(EditError::NotAllowed)?;
+    super::evidence::move_allowed(&*doc, kind, to, policy).map_err(EditError::NotAllowed)?;
     if let Some(r) = reason {
         if r.chars().count() > 2_000 {
             return Err(invalid("reason", "is longer than 2000 characters"));

@@ -237,6 +237,9 @@ pub struct CaseView {
     pub contact_attempts: Vec<ContactView>,
     /// Tags.
     pub tags: Vec<String>,
+    /// Photos, documents and signatures, oldest first (removed ones marked).
+    #[serde(default)]
+    pub evidence: Vec<super::evidence::EvidenceView>,
 }
 
 fn time(ms: Option<i64>) -> Option<String> {
@@ -450,6 +453,7 @@ impl CaseView {
             timeline,
             contact_attempts: contacts.into_iter().map(|(_, c)| c).collect(),
             tags,
+            evidence: super::evidence::list(doc),
         }
     }
 }

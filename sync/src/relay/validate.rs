@@ -53,8 +53,48 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
             crate::case::service::SURVEYS => check_survey(doc, &e)?,
             money::OFFERS => check_offer(doc, &e, key, role, u.policy)?,
             money::DECISIONS => check_decision(u, &e)?,
+            crate::case::evidence::EVIDENCE => check_evidence(doc, &e, u.policy)?,
+            crate::case::evidence::REMOVALS => check_removal(doc, &e)?,
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// A piece of evidence names a known kind, a SHA-256, a size within the
+/// policy's blob limit and a media type.
+fn check_evidence(doc: &Automerge, e: &ObjId, p: &Policy) -> Result<(), Refusal> {
+    use crate::case::evidence;
+    let ev = evidence::Evidence {
+        kind: read::string(doc, e, "kind").unwrap_or_default(),
+        hash: read::string(doc, e, "hash").unwrap_or_default(),
+        size: read::int(doc, e, "size")
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0),
+        media_type: read::string(doc, e, "media_type").unwrap_or_default(),
+        captured_at: 0,
+        caption: None,
+    };
+    evidence::check(&ev, p.max_blob_bytes).map_err(|m| refuse(RefusalCode::InvalidValue, m))
+}
+
+/// A removal names evidence the case holds.
+fn check_removal(doc: &Automerge, e: &ObjId) -> Result<(), Refusal> {
+    let hash = read::string(doc, e, "hash").unwrap_or_default();
+    if !crate::case::evidence::list(doc)
+        .iter()
+        .any(|v| v.hash == hash)
+    {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "a removal must name evidence this case holds",
+        ));
+    }
+    if read::string(doc, e, "reason").is_none_or(|r| r.trim().is_empty()) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "a removal needs a reason",
+        ));
     }
     Ok(())
 }
@@ -101,6 +141,8 @@ fn check_transition(u: &Upload<'_>, kind: CaseKind, e: &ObjId, at: i64) -> Resul
             .map_err(|m| refuse(RefusalCode::Window, m))?;
     }
     money::paying_move_allowed(doc, kind, &to).map_err(|m| refuse(RefusalCode::Authority, m))?;
+    crate::case::evidence::move_allowed(doc, kind, &to, u.policy)
+        .map_err(|m| refuse(RefusalCode::Workflow, m))?;
     check_knew_no_conflict(u, kind, e, &to)
 }
 
