@@ -268,6 +268,38 @@ enum CaseCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Attach a photo, video or PDF as evidence (its type is read from the
+    /// bytes); prints its SHA-256 on the last line.
+    Attach {
+        /// Case id.
+        id: CaseId,
+        /// The file.
+        file: PathBuf,
+        /// photo, video, receipt, invoice, chat, test_report, waybill or signature.
+        #[arg(long = "type")]
+        kind: String,
+        /// What it shows.
+        #[arg(long)]
+        caption: Option<String>,
+    },
+    /// List a case's evidence.
+    Evidence {
+        /// Case id.
+        id: CaseId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a piece of evidence (supervisors and head office), with a reason.
+    EvidenceRemove {
+        /// Case id.
+        id: CaseId,
+        /// Its SHA-256, from `case evidence`.
+        hash: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Drop this device's changes to a case the relay refused: the local
     /// copy is kept in the device's reject log and the relay's version is
     /// fetched at the next sync.
@@ -607,6 +639,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } => {
                     device.resolve(id, &conflict_id, &choose)?;
                     eprintln!("conflict {conflict_id} resolved: {choose}");
+                }
+                CaseCommand::Attach {
+                    id,
+                    file,
+                    kind,
+                    caption,
+                } => {
+                    let hash = device.attach(id, &file, &kind, caption.as_deref())?;
+                    eprintln!("{kind} attached");
+                    println!("{hash}");
+                }
+                CaseCommand::Evidence { id, json } => {
+                    let v = device.case(id)?.ok_or_else(|| {
+                        anyhow::anyhow!("no case {id} on this device (try `aftercase sync`)")
+                    })?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v.evidence)?);
+                    } else {
+                        for e in &v.evidence {
+                            let removed = e
+                                .removed
+                                .as_ref()
+                                .map(|r| format!("  REMOVED: {}", r.reason))
+                                .unwrap_or_default();
+                            println!(
+                                "{}  {:<11} {:>10} B  {:<16} {}{}",
+                                e.hash,
+                                e.kind,
+                                e.size,
+                                e.media_type,
+                                e.caption.clone().unwrap_or_default(),
+                                removed
+                            );
+                        }
+                    }
+                }
+                CaseCommand::EvidenceRemove { id, hash, reason } => {
+                    device.remove_evidence(id, &hash, &reason)?;
+                    eprintln!("evidence removed");
                 }
                 CaseCommand::Offer {
                     id,

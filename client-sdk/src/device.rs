@@ -309,6 +309,57 @@ impl Device {
         self.edited(r)
     }
 
+    /// Attaches the file at `path` to a case as evidence of `kind` (photo,
+    /// receipt, signature, ...); returns its SHA-256 once it is durable
+    /// on this device. The media type is read from the bytes.
+    pub fn attach(
+        &self,
+        case: CaseId,
+        path: &Path,
+        kind: &str,
+        caption: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let max = self.policy().max_blob_bytes;
+        let size = std::fs::metadata(path)
+            .map_err(|source| ClientError::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        if size > max {
+            return Err(ClientError::Config(format!(
+                "{} is {size} bytes; evidence may be at most {max} bytes (policy max_blob_bytes)",
+                path.display()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|source| ClientError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let r = self
+            .replica()
+            .attach_evidence(case, entropy(), kind, &bytes, caption);
+        self.edited(r)
+    }
+
+    /// Removes a piece of evidence from a case, with a reason.
+    pub fn remove_evidence(
+        &self,
+        case: CaseId,
+        hash: &str,
+        reason: &str,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .replica()
+            .remove_evidence(case, entropy(), hash, reason);
+        self.edited(r)
+    }
+
+    /// The bytes of a piece of evidence this device holds.
+    pub fn evidence_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        Ok(self.replica().blob(hash)?)
+    }
+
     /// Approves, rejects, or records the customer's answer to an offer.
     pub fn decide(
         &self,

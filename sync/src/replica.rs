@@ -502,6 +502,64 @@ impl<S: Storage> Replica<S> {
         out.ok_or(ReplicaError::UnknownCase(case))
     }
 
+    /// Attaches a piece of evidence: checks and names the bytes (SHA-256,
+    /// media type from the bytes), keeps them in this device's storage and
+    /// records them on the case, in one batch. Returns the hash.
+    pub fn attach_evidence(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        kind: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> Result<String, ReplicaError> {
+        let media_type = crate::case::blob::sniff(bytes)
+            .map_err(|m| ReplicaError::Edit(crate::case::edit::invalid("evidence", m)))?;
+        let (raw, hash) = crate::case::blob::sha256(bytes);
+        let evidence = crate::case::evidence::Evidence {
+            kind: kind.to_string(),
+            hash: hash.clone(),
+            size: bytes.len() as u64,
+            media_type: media_type.to_string(),
+            captured_at: e.now.0,
+            caption: caption.map(str::to_string),
+        };
+        let policy = self.policy.clone();
+        let now = e.now;
+        let ctx = self.ctx(e);
+        let doc = self.doc_mut(case)?.ok_or(ReplicaError::UnknownCase(case))?;
+        let before = doc.get_heads();
+        crate::case::evidence::attach(doc, case, &ctx, &policy, &evidence)?;
+        let mut blob = Batch::new();
+        // Content-addressed: the same photo attached twice is kept once.
+        if self.storage.get(&keys::blob(&raw))?.is_none() {
+            blob.put(keys::blob(&raw), bytes.to_vec());
+        }
+        self.persist_local(case, &before, blob, now)?;
+        Ok(hash)
+    }
+
+    /// Removes a piece of evidence (a tombstone with a reason).
+    pub fn remove_evidence(
+        &mut self,
+        case: CaseId,
+        e: Entropy,
+        hash: &str,
+        reason: &str,
+    ) -> Result<(), ReplicaError> {
+        self.edit(case, e, |d, c| {
+            crate::case::evidence::remove(d, case, c, hash, reason)
+        })
+    }
+
+    /// The bytes of a piece of evidence this device holds.
+    pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, ReplicaError> {
+        match crate::case::blob::parse_hash(hash) {
+            Some(raw) => Ok(self.storage.get(&keys::blob(&raw))?),
+            None => Ok(None),
+        }
+    }
+
     /// Offers compensation; returns the offer id.
     pub fn offer(
         &mut self,

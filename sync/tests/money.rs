@@ -42,7 +42,27 @@ fn case() -> (Automerge, CaseId) {
         },
     )
     .unwrap();
+    add_photo(&mut doc, id, &ctx(Role::Staff, 2));
     (doc, id)
+}
+
+/// A damage claim needs a photo before `evidence_collected`.
+fn add_photo(doc: &mut Automerge, id: CaseId, c: &aftercase_sync::case::EditContext) {
+    aftercase_sync::case::evidence::attach(
+        doc,
+        id,
+        c,
+        &aftercase_sync::policy::Policy::default(),
+        &aftercase_sync::case::evidence::Evidence {
+            kind: "photo".into(),
+            hash: "ab".repeat(32),
+            size: 1_000,
+            media_type: "image/jpeg".into(),
+            captured_at: 1_790_000_000_000,
+            caption: None,
+        },
+    )
+    .unwrap();
 }
 
 fn status(doc: &Automerge, offer: &str) -> String {

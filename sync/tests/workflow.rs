@@ -59,6 +59,25 @@ fn ctx(role: Role, n: u64) -> EditContext {
     }
 }
 
+/// A damage claim needs a photo before `evidence_collected`.
+fn add_photo(doc: &mut Automerge, id: CaseId, c: &aftercase_sync::case::EditContext) {
+    aftercase_sync::case::evidence::attach(
+        doc,
+        id,
+        c,
+        &aftercase_sync::policy::Policy::default(),
+        &aftercase_sync::case::evidence::Evidence {
+            kind: "photo".into(),
+            hash: "ab".repeat(32),
+            size: 1_000,
+            media_type: "image/jpeg".into(),
+            captured_at: 1_790_000_000_000,
+            caption: None,
+        },
+    )
+    .unwrap();
+}
+
 fn new_case(kind: CaseKind) -> (Automerge, CaseId) {
     let id = CaseId::from_bytes([kind as u8 + 1; 16]);
     let mut doc = Automerge::new().with_actor(ActorId::from(&[9u8; 16][..]));
@@ -79,10 +98,13 @@ fn new_case(kind: CaseKind) -> (Automerge, CaseId) {
         },
     )
     .unwrap();
-    // The facts the money and window rules need, so every move of the
-    // flow can be tried: a purchase date inside the return window and an
-    // accepted offer for the paying moves.
+    // The facts the money, window and evidence rules need, so every move
+    // of the flow can be tried: a purchase date inside the return window,
+    // an accepted offer for the paying moves, a photo for a damage claim.
     let staff = ctx(Role::Staff, 1_000);
+    if kind == CaseKind::DamageClaim {
+        add_photo(&mut doc, id, &ctx(Role::Staff, 999));
+    }
     aftercase_sync::case::edit::set_field(
         &mut doc,
         id,

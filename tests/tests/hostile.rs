@@ -152,6 +152,23 @@ fn every_attack_on_a_recorded_case_is_refused_and_changes_nothing() {
     let small = small.lines().last().unwrap().to_string();
     let cash = alice.ok(&["case", "offer", &id, "--tier", "cash", "--amount", "100"]);
     let cash = cash.lines().last().unwrap().to_string();
+    // 拍照举证: a photo (a real JPEG header) before evidence_collected.
+    let jpeg = tmp.path().join("door.jpg");
+    std::fs::write(
+        &jpeg,
+        [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+        ],
+    )
+    .unwrap();
+    alice.ok(&[
+        "case",
+        "attach",
+        &id,
+        jpeg.to_str().unwrap(),
+        "--type",
+        "photo",
+    ]);
     alice.ok(&["case", "transition", &id, "evidence_collected"]);
     alice.ok(&["sync"]);
     sam.ok(&["sync"]);

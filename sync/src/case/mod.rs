@@ -5,6 +5,7 @@
 //! layout (see [`schema`]) keeps every list that two devices may append to
 //! concurrently as a map keyed by a random id, so offline appends never clash.
 
+pub mod blob;
 pub mod edit;
 pub mod evidence;
 mod kind;

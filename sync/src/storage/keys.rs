@@ -8,6 +8,7 @@
 //! | `l` | `l` case(16) | local index of known cases (device) |
 //! | `t` | `t` case(16) | dirty mark: local changes the relay has not confirmed; the device time (i64 BE millis) of the first of them, empty in marks made before that was kept (device) |
 //! | `k` | `k` name | device settings and counters (cursor, case number sequence, ...) |
+//! | `b` | `b` sha256(32) | a piece of evidence's bytes (device; content-addressed) |
 //! | `r` | `r` ... | relay metadata: owners, change sequence, audit (see `relay`) |
 
 use crate::ids::CaseId;
@@ -60,6 +61,13 @@ pub fn local_case(case: CaseId) -> Vec<u8> {
 pub fn dirty(case: CaseId) -> Vec<u8> {
     let mut k = vec![b't'];
     k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Key of a piece of evidence's bytes by their SHA-256.
+pub fn blob(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![b'b'];
+    k.extend_from_slice(sha256);
     k
 }
 
