@@ -125,14 +125,7 @@ pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let p = principal(&req, &state)?;
     let params = Params::parse(&req, PARAMS)?;
     let format = Format::of(&req, params.get("format"))?;
-    let store = params
-        .get("store")
-        .map(|v| {
-            StoreId::new(v.to_string()).map_err(|_| {
-                ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
-            })
-        })
-        .transpose()?;
+    let store = params.store()?;
     let scope = scope_for(&p, store.as_ref().map(StoreId::as_str))?;
     let store = store.or_else(|| scope.store().and_then(|s| StoreId::new(s.to_string()).ok()));
     let after = match (params.get("after"), params.time("since")?) {

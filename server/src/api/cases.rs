@@ -132,16 +132,7 @@ pub const LIST_PARAMS: &[&str] = &[
 
 /// The list filters among `params` (those of [`LIST_PARAMS`] present).
 pub fn list_query(params: &Params) -> Result<Query, ApiError> {
-    let store = params
-        .get("store")
-        .map(|v| {
-            StoreId::new(v.to_string())
-                .map(|s| s.to_string())
-                .map_err(|_| {
-                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
-                })
-        })
-        .transpose()?;
+    let store = params.store()?.map(|s| s.to_string());
     Ok(Query {
         store,
         kind: params
@@ -173,6 +164,15 @@ pub fn scope_for(p: &Principal, store: Option<&str>) -> Result<Scope, ApiError> 
         }
     }
     Ok(Scope::of(p))
+}
+
+/// [`scope_for`], narrowed to `store` when head office asks for one (a
+/// store's own staff are already limited to it).
+pub fn narrowed_scope(p: &Principal, store: Option<&StoreId>) -> Result<Scope, ApiError> {
+    Ok(match (scope_for(p, store.map(StoreId::as_str))?, store) {
+        (Scope::Chain, Some(s)) => Scope::Store(s.to_string()),
+        (scope, _) => scope,
+    })
 }
 
 /// Cases read from the model per chunk of a streamed CSV export.

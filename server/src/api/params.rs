@@ -46,6 +46,17 @@ impl Params {
         self.get(name).map(str::to_string)
     }
 
+    /// The `store` parameter, checked as a store id.
+    pub fn store(&self) -> Result<Option<aftercase_sync::StoreId>, ApiError> {
+        self.get("store")
+            .map(|v| {
+                aftercase_sync::StoreId::new(v.to_string()).map_err(|_| {
+                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
+                })
+            })
+            .transpose()
+    }
+
     /// `name` as true/false (or 1/0).
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         self.get(name)

@@ -2,7 +2,7 @@
 //! offers awaiting approval, deadlines already missed and deadlines
 //! falling due soon. Each is scoped like the case list.
 
-use super::cases::{principal, read, scope_for, stream_cases, MAX_PAGE, PAGE};
+use super::cases::{narrowed_scope, principal, read, stream_cases, MAX_PAGE, PAGE};
 use super::csv_out::{self, Format};
 use super::params::Params;
 use super::query::{DeviceQueueQuery, DueQueueQuery, FlagQueueQuery};
@@ -26,21 +26,7 @@ pub(crate) const DUE_PARAMS: &[&str] = &["store", "after", "limit", "within_hour
 /// asks for one.
 fn queue_scope(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Scope, ApiError> {
     let p = principal(req, state)?;
-    let store = params
-        .get("store")
-        .map(|v| {
-            StoreId::new(v.to_string())
-                .map(|s| s.to_string())
-                .map_err(|_| {
-                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
-                })
-        })
-        .transpose()?;
-    let scope = scope_for(&p, store.as_deref())?;
-    Ok(match (scope, store) {
-        (Scope::Chain, Some(s)) => Scope::Store(s),
-        (scope, _) => scope,
-    })
+    narrowed_scope(&p, params.store()?.as_ref())
 }
 
 /// A queue that is a case list with one filter set.

@@ -2,17 +2,16 @@
 //! period, grouped by store, kind, category, SKU or month, computed from
 //! the read model (domain.md §6).
 
-use super::cases::{blocking, principal, read, scope_for};
+use super::cases::{blocking, narrowed_scope, principal, read};
 use super::csv_out::{self, Format};
 use super::params::Params;
 use super::query::ServiceQuery;
-use crate::error::{clip, ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_millis, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use aftercase_sync::case::CaseKind;
 use aftercase_sync::relay::metrics::{self, GroupBy, GroupMetrics, QualitySku};
-use aftercase_sync::relay::readmodel::{Query, Scope};
-use aftercase_sync::StoreId;
+use aftercase_sync::relay::readmodel::Query;
 use chrono::{Datelike, TimeZone};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -142,20 +141,7 @@ pub async fn service(
     let p = principal(&req, &state)?;
     let params = Params::parse(&req, PARAMS)?;
     let format = Format::of(&req, params.get("format"))?;
-    let store = params
-        .get("store")
-        .map(|v| {
-            StoreId::new(v.to_string())
-                .map(|s| s.to_string())
-                .map_err(|_| {
-                    ApiError::BadRequest(format!("store: \"{}\" is not a store id", clip(v)))
-                })
-        })
-        .transpose()?;
-    let scope = match (scope_for(&p, store.as_deref())?, store.clone()) {
-        (Scope::Chain, Some(s)) => Scope::Store(s),
-        (s, _) => s,
-    };
+    let scope = narrowed_scope(&p, params.store()?.as_ref())?;
     let group_by: GroupBy = params
         .parsed("group_by", "chain, store, kind, category, sku or month")?
         .unwrap_or(GroupBy::Chain);
