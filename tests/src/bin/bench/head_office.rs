@@ -106,6 +106,25 @@ fn case(i: u64, n: u64, start: i64) -> (CaseId, Automerge, String, i64) {
             .find(|s| *s != table::CANCELLED)
         {
             last = opened + ((i % 10) as i64 + 1) * HOUR;
+            if kind == CaseKind::DamageClaim {
+                // 拍照举证: the photo's record before evidence_collected.
+                let (_, hash) = aftercase_sync::case::blob::sha256(&i.to_be_bytes());
+                aftercase_sync::case::evidence::attach(
+                    &mut doc,
+                    id,
+                    &ctx(&store, last, i * 4 + 2),
+                    &aftercase_sync::policy::Policy::default(),
+                    &aftercase_sync::case::evidence::Evidence {
+                        kind: "photo".into(),
+                        hash,
+                        size: 3_000_000,
+                        media_type: "image/jpeg".into(),
+                        captured_at: last,
+                        caption: None,
+                    },
+                )
+                .expect("photo");
+            }
             aftercase_sync::case::transition::transition(
                 &mut doc,
                 id,
