@@ -1,6 +1,8 @@
 //! Compensation: offers above the proposer's limit wait for an approval from
 //! someone whose limit covers them; amounts never merge into sums.
 
+mod support;
+
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::{create_case, Customer, EditContext, NewCase};
 use aftercase_sync::case::offer::{decide, offer, Decision};
@@ -9,6 +11,7 @@ use aftercase_sync::money::{parse_yuan, Tier};
 use aftercase_sync::policy::Policy;
 use aftercase_sync::{CaseId, Millis};
 use automerge::{ActorId, Automerge};
+use support::add_photo;
 
 fn ctx(role: Role, n: u8) -> EditContext {
     EditContext {
@@ -44,25 +47,6 @@ fn case() -> (Automerge, CaseId) {
     .unwrap();
     add_photo(&mut doc, id, &ctx(Role::Staff, 2));
     (doc, id)
-}
-
-/// A damage claim needs a photo before `evidence_collected`.
-fn add_photo(doc: &mut Automerge, id: CaseId, c: &aftercase_sync::case::EditContext) {
-    aftercase_sync::case::evidence::attach(
-        doc,
-        id,
-        c,
-        &aftercase_sync::policy::Policy::default(),
-        &aftercase_sync::case::evidence::Evidence {
-            kind: "photo".into(),
-            hash: "ab".repeat(32),
-            size: 1_000,
-            media_type: "image/jpeg".into(),
-            captured_at: 1_790_000_000_000,
-            caption: None,
-        },
-    )
-    .unwrap();
 }
 
 fn status(doc: &Automerge, offer: &str) -> String {

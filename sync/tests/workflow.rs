@@ -3,6 +3,8 @@
 //! cancelling from any unfinished state) are accepted. The table is written
 //! here from the domain notes, independently of `workflow::table`.
 
+mod support;
+
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::{create_case, Customer, EditContext, NewCase};
 use aftercase_sync::case::transition::{resolve, transition};
@@ -10,6 +12,7 @@ use aftercase_sync::case::{CaseKind, CaseView, EditError};
 use aftercase_sync::{CaseId, Millis};
 use automerge::{ActorId, Automerge};
 use std::collections::{BTreeSet, VecDeque};
+use support::add_photo;
 
 const SPEC: &str = "
 repair: reported>confirmed confirmed>dispatched dispatched>in_repair in_repair>waiting_parts
@@ -57,25 +60,6 @@ fn ctx(role: Role, n: u64) -> EditContext {
         now: Millis(1_000_000 + n as i64 * 1000),
         nonce,
     }
-}
-
-/// A damage claim needs a photo before `evidence_collected`.
-fn add_photo(doc: &mut Automerge, id: CaseId, c: &aftercase_sync::case::EditContext) {
-    aftercase_sync::case::evidence::attach(
-        doc,
-        id,
-        c,
-        &aftercase_sync::policy::Policy::default(),
-        &aftercase_sync::case::evidence::Evidence {
-            kind: "photo".into(),
-            hash: "ab".repeat(32),
-            size: 1_000,
-            media_type: "image/jpeg".into(),
-            captured_at: 1_790_000_000_000,
-            caption: None,
-        },
-    )
-    .unwrap();
 }
 
 fn new_case(kind: CaseKind) -> (Automerge, CaseId) {
