@@ -57,12 +57,20 @@ enum Command {
     #[command(subcommand)]
     Case(CaseCommand),
     /// Send your changes to the relay and receive everyone else's.
+    /// Evidence (photos, documents) is sent after the cases.
     Sync {
         /// Stay connected: receive changes as they happen, reconnect when the
         /// connection drops.
         #[arg(long)]
         watch: bool,
+        /// Also download the evidence of your cases that this device does
+        /// not hold (otherwise it is fetched when opened).
+        #[arg(long)]
+        evidence: bool,
     },
+    /// Evidence by its hash.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// List the cases where two devices moved the case in different
     /// directions and a supervisor has to choose.
     Conflicts {
@@ -78,6 +86,19 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Write a piece of evidence to a file, fetching it from the relay if
+    /// this device does not hold it.
+    Get {
+        /// Its SHA-256, as `case evidence` lists it.
+        hash: String,
+        /// The file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -755,7 +776,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Sync { watch } => {
+        Command::Evidence(EvidenceCommand::Get { hash, output }) => {
+            let raw = aftercase_sync::case::blob::parse_hash(&hash).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{hash} is not an evidence hash (64 hex digits, as `case evidence` lists)"
+                )
+            })?;
+            let device = Device::open(&dir)?;
+            let held = device.evidence_bytes(&hash)?;
+            let found = device.case_of_evidence(&raw)?;
+            // The store admits one opener at a time.
+            drop(device);
+            let bytes = match held {
+                Some(b) => b,
+                None => {
+                    let (case, size) = found.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no case on this device has evidence {hash} (try `aftercase sync`)"
+                        )
+                    })?;
+                    let device = connecting(&dir)?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let want = aftercase_sync::replica::blobs::MissingBlob {
+                        case,
+                        hash: raw,
+                        size,
+                    };
+                    let report = rt.block_on(device.sync_fetching(vec![want], |_| {}))?;
+                    if let Some((_, why)) =
+                        report.evidence_failures.iter().find(|(h, _)| *h == hash)
+                    {
+                        anyhow::bail!("could not fetch evidence {hash}: {why}");
+                    }
+                    if !report.evidence_supported {
+                        anyhow::bail!(
+                            "the relay does not transfer evidence yet (it runs an older version)"
+                        );
+                    }
+                    device.evidence_bytes(&hash)?.ok_or_else(|| {
+                        anyhow::anyhow!("evidence {hash} did not arrive; try again")
+                    })?
+                }
+            };
+            std::fs::write(&output, &bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            eprintln!("{} bytes written to {}", bytes.len(), output.display());
+        }
+        Command::Sync { watch, evidence } => {
             let device = connecting(&dir)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -768,7 +837,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         r.uploaded, r.downloaded
                     ),
                     LiveEvent::Received(case) => eprintln!("received a change to case {case}"),
-                    LiveEvent::Progress(p) if p.total == 0 => {}
+                    LiveEvent::Progress(p) if p.total == 0 => show_evidence(&p.evidence),
                     LiveEvent::Progress(p) => {
                         eprintln!(
                             "receiving cases: {}/{} ({}%)",
@@ -784,17 +853,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Err(err.into());
             }
             let mut last_percent = None;
-            let report = rt.block_on(device.sync_once(|p| {
+            let mut last_evidence = None;
+            let want = if evidence {
+                device.missing_evidence()?
+            } else {
+                Vec::new()
+            };
+            let report = rt.block_on(device.sync_fetching(want, |p| {
                 let pct = p.percent();
                 if p.total > 0 && last_percent != Some(pct) {
                     eprintln!("receiving cases: {}/{} ({pct}%)", p.received, p.total);
                     last_percent = Some(pct);
+                }
+                let e = p.evidence;
+                let done = (e.uploaded + e.failed, e.downloaded);
+                if last_evidence != Some(done) {
+                    show_evidence(&e);
+                    last_evidence = Some(done);
                 }
             }))?;
             println!(
                 "sync complete: {} case(s) sent, {} received",
                 report.uploaded, report.downloaded
             );
+            let e = report.evidence;
+            if e.upload_total + e.download_total > 0 {
+                println!(
+                    "evidence: {} of {} sent ({}), {} of {} received ({})",
+                    e.uploaded,
+                    e.upload_total,
+                    mb(e.bytes_sent),
+                    e.downloaded,
+                    e.download_total,
+                    mb(e.bytes_received)
+                );
+            }
+            for (hash, why) in &report.evidence_failures {
+                println!("evidence {hash}: {why}");
+            }
+            let waiting = device.status()?.evidence_pending;
+            if waiting > 0 && !report.evidence_supported {
+                println!("evidence: {waiting} piece(s) wait on this device: the relay does not transfer evidence yet (it runs an older version)");
+            }
         }
         Command::Conflicts { json } => {
             let device = Device::open(&dir)?;
@@ -855,6 +955,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     s.last_sync.as_deref().unwrap_or("never")
                 );
                 println!("relay:           {}", s.relay);
+                println!(
+                    "evidence:        {} waiting to upload, {} kept here ({})",
+                    s.evidence_pending,
+                    s.evidence_cached,
+                    mb(s.evidence_cached_bytes)
+                );
+                for (hash, why) in &s.evidence_refused {
+                    println!("  evidence {hash} refused by the relay: {why}");
+                }
                 if !s.refused.is_empty() {
                     println!("refused by the relay: {} case(s)", s.refused.len());
                     for r in &s.refused {
@@ -868,6 +977,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Bytes in megabytes for people.
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// One line of evidence progress.
+fn show_evidence(e: &aftercase_sync::protocol::BlobProgress) {
+    if e.upload_total > 0 {
+        eprintln!(
+            "sending evidence: {}/{} ({} of {})",
+            e.uploaded,
+            e.upload_total,
+            mb(e.bytes_sent),
+            mb(e.upload_bytes)
+        );
+    }
+    if e.download_total > 0 {
+        eprintln!(
+            "receiving evidence: {}/{} ({})",
+            e.downloaded,
+            e.download_total,
+            mb(e.bytes_received)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,14 @@ pub struct SyncStatus {
     pub relay: String,
     /// Cases whose local changes the relay refused, with its reasons.
     pub refused: Vec<aftercase_sync::replica::Refused>,
+    /// Pieces of evidence waiting for upload.
+    pub evidence_pending: usize,
+    /// Bytes of evidence kept on this device, and how many pieces.
+    pub evidence_cached_bytes: u64,
+    /// See `evidence_cached_bytes`.
+    pub evidence_cached: usize,
+    /// Evidence the relay refused for good (hash, reason); kept here.
+    pub evidence_refused: Vec<(String, String)>,
 }
 
 /// A set-up device. Cheap to clone; clones share the same local store, so an
@@ -39,6 +47,9 @@ pub struct Device {
     pub(crate) data_dir: PathBuf,
     /// Woken after every local edit so a live sync pushes it at once.
     pub(crate) local_edit: Arc<Notify>,
+    /// The newest protocol version the relay was found to speak (this
+    /// build's until an older relay says otherwise).
+    pub(crate) relay_protocol: Arc<std::sync::atomic::AtomicU8>,
     /// Edits from several threads share flushes.
     commit: Arc<GroupCommit<SledStorage>>,
     /// What the device tells the relay it runs (see [`Device::with_app_version`]).
@@ -101,6 +112,9 @@ impl Device {
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
             local_edit: Arc::new(Notify::new()),
+            relay_protocol: Arc::new(std::sync::atomic::AtomicU8::new(
+                aftercase_sync::protocol::PROTOCOL_VERSION,
+            )),
             app_version: library_version().into(),
         })
     }
@@ -397,15 +411,43 @@ impl Device {
 
     /// Pending changes and last successful sync.
     pub fn status(&self) -> Result<SyncStatus, ClientError> {
-        let s = self.replica().status()?;
+        // One guard for the whole read: the replica's lock is not reentrant.
+        let r = self.replica();
+        let s = r.status()?;
+        let (cached_bytes, cached) = r.blob_cache()?;
         Ok(SyncStatus {
             pending_cases: s.pending_cases.len(),
             oldest_pending: s.oldest_pending.map(|m| m.to_rfc3339()),
             last_sync: s.last_sync.map(|m| m.to_rfc3339()),
             cursor: s.cursor.0,
             relay: self.config.relay.clone(),
-            refused: self.replica().refusals()?,
+            refused: r.refusals()?,
+            evidence_pending: r.pending_uploads()?.len(),
+            evidence_cached_bytes: cached_bytes,
+            evidence_cached: cached,
+            evidence_refused: r
+                .refused_blobs()?
+                .into_iter()
+                .map(|(h, why)| (aftercase_sync::blobs::hex(&h), why))
+                .collect(),
         })
+    }
+
+    /// Evidence of the cases on this device whose bytes it does not hold
+    /// (never fetched, or evicted from the cache).
+    pub fn missing_evidence(
+        &self,
+    ) -> Result<Vec<aftercase_sync::replica::blobs::MissingBlob>, ClientError> {
+        Ok(self.replica().missing_blobs()?)
+    }
+
+    /// The case on this device whose evidence names `hash`, with the size
+    /// its record declares.
+    pub fn case_of_evidence(
+        &self,
+        hash: &aftercase_sync::blobs::BlobHash,
+    ) -> Result<Option<(CaseId, u64)>, ClientError> {
+        Ok(self.replica().case_of_blob(hash)?)
     }
 
     /// Drops the local changes of a refused case: the local document goes

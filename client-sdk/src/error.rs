@@ -68,4 +68,9 @@ pub enum SyncError {
     /// Protocol violation by the relay, or a local failure while syncing.
     #[error("{0}")]
     Session(String),
+    /// The relay refused this app's protocol version in its own older one;
+    /// the SDK reconnects speaking it (callers of `sync_once` and
+    /// `run_live` never see this).
+    #[error("the relay speaks the older sync protocol version {0}")]
+    OlderRelay(u8),
 }

@@ -3,7 +3,10 @@
 use crate::device::{now, Device};
 use crate::error::SyncError;
 use crate::transport::{self, Socket};
-use aftercase_sync::protocol::{ClientSession, DecodeError, Frame, SessionError, PROTOCOL_VERSION};
+use aftercase_sync::protocol::{
+    BlobProgress, ClientSession, DecodeError, Frame, SessionError, PROTOCOL_VERSION,
+};
+use aftercase_sync::replica::blobs::MissingBlob;
 use aftercase_sync::CaseId;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -18,13 +21,15 @@ const LIVE_IDLE: Duration = Duration::from_secs(65);
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Download progress of a sync.
+/// Progress of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Cases received so far.
     pub received: usize,
     /// Cases announced as changed.
     pub total: usize,
+    /// Evidence sent and received (after the cases).
+    pub evidence: BlobProgress,
 }
 
 impl Progress {
@@ -41,6 +46,14 @@ pub struct SyncReport {
     pub uploaded: usize,
     /// Cases that arrived or changed from the relay.
     pub downloaded: usize,
+    /// Evidence transferred.
+    pub evidence: BlobProgress,
+    /// Evidence that failed (refused by the relay, or not there yet), by
+    /// hash, with the reason.
+    pub evidence_failures: Vec<(String, String)>,
+    /// Whether the relay transfers evidence (an older relay syncs cases
+    /// only; evidence waits on the device for an updated one).
+    pub evidence_supported: bool,
 }
 
 /// What a live sync reports as it goes.
@@ -97,10 +110,10 @@ async fn close_gracefully(socket: &mut Socket) {
     .await;
 }
 
-async fn send(socket: &mut Socket, frames: Vec<Frame>) -> Result<(), SyncError> {
+async fn send(socket: &mut Socket, frames: Vec<Frame>, version: u8) -> Result<(), SyncError> {
     for f in frames {
         socket
-            .send(Message::Binary(f.encode().into()))
+            .send(Message::Binary(f.encode_for(version).into()))
             .await
             .map_err(|e| SyncError::Closed(format!("connection lost while sending: {e}")))?;
     }
@@ -110,14 +123,30 @@ async fn send(socket: &mut Socket, frames: Vec<Frame>) -> Result<(), SyncError> 
 impl Device {
     /// Connects, exchanges everything, and returns once nothing is pending in
     /// either direction. `progress` is called as announced cases arrive.
-    pub async fn sync_once(
+    pub async fn sync_once(&self, progress: impl FnMut(Progress)) -> Result<SyncReport, SyncError> {
+        self.sync_fetching(Vec::new(), progress).await
+    }
+
+    /// Like [`Device::sync_once`], and also downloads the evidence `want`
+    /// (after the cases). Evidence the relay does not hold yet is named in
+    /// [`SyncReport::evidence_failures`].
+    pub async fn sync_fetching(
         &self,
+        want: Vec<MissingBlob>,
         mut progress: impl FnMut(Progress),
     ) -> Result<SyncReport, SyncError> {
-        let mut socket = transport::connect(&self.config).await?;
-        let result = self.drive(&mut socket, Mode::Once(&mut progress)).await;
-        close_gracefully(&mut socket).await;
-        result
+        loop {
+            let mut socket = transport::connect(&self.config).await?;
+            let result = self
+                .drive(&mut socket, Mode::Once(&mut progress), &want)
+                .await;
+            close_gracefully(&mut socket).await;
+            match result {
+                // An older relay: speak its version on a new connection.
+                Err(SyncError::OlderRelay(_)) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Stays connected: pushes local edits as they are made, receives other
@@ -130,13 +159,18 @@ impl Device {
                 Ok(mut socket) => {
                     backoff = Duration::from_secs(1);
                     on_event(LiveEvent::Connected);
-                    let r = self.drive(&mut socket, Mode::Live(&mut on_event)).await;
+                    let r = self
+                        .drive(&mut socket, Mode::Live(&mut on_event), &[])
+                        .await;
                     let _ = socket.close(None).await;
                     r.err()
                         .unwrap_or_else(|| SyncError::Closed("connection ended".into()))
                 }
                 Err(e) => e,
             };
+            if matches!(outcome, SyncError::OlderRelay(_)) {
+                continue;
+            }
             if matches!(outcome, SyncError::TokenRejected(_) | SyncError::Revoked(_)) {
                 return outcome;
             }
@@ -158,7 +192,8 @@ impl Device {
         aftercase_sync::policy::Policy::from_json(json)
             .map_err(|e| SyncError::Session(e.to_string()))?;
         let mut socket = transport::connect(&self.config).await?;
-        let mut client = new_session(&self.app_version);
+        let mut client = self.new_session();
+        let version = client.wire_version();
         let mut frames = {
             let mut r = self.replica();
             client.start(&mut r, now()).map_err(session_error)?
@@ -166,7 +201,7 @@ impl Device {
         frames.push(Frame::PublishPolicy {
             json: json.to_string(),
         });
-        send(&mut socket, frames).await?;
+        send(&mut socket, frames, version).await?;
         let result = loop {
             let msg = match tokio::time::timeout(ONCE_IDLE, socket.next()).await {
                 Err(_) => break Err(SyncError::Timeout(ONCE_IDLE.as_secs())),
@@ -183,7 +218,7 @@ impl Device {
                 let mut r = self.replica();
                 client.handle(&mut r, frame, now()).map_err(session_error)?
             };
-            send(&mut socket, out).await?;
+            send(&mut socket, out, version).await?;
             match client.policy_news() {
                 Some(Err(reason)) => {
                     break Err(SyncError::Session(format!("policy refused: {reason}")))
@@ -208,8 +243,12 @@ impl Device {
         &self,
         socket: &mut Socket,
         mut mode: Mode<'_>,
+        want: &[MissingBlob],
     ) -> Result<SyncReport, SyncError> {
-        let mut client = new_session(&self.app_version);
+        let mut client = self.new_session();
+        client.want_blobs(want.iter().cloned());
+        let version = client.wire_version();
+        let mut heard = false;
         let (frames, dirty_before) = {
             let mut r = self.replica();
             let dirty = r
@@ -220,8 +259,9 @@ impl Device {
                 dirty.len(),
             )
         };
-        send(socket, frames).await?;
+        send(socket, frames, version).await?;
         let mut report = SyncReport::default();
+        let mut shown = client.blob_progress();
         let mut total = 0usize;
         let mut announced_synced = false;
         loop {
@@ -234,6 +274,13 @@ impl Device {
                     });
                 }
                 report.uploaded = dirty_before;
+                report.evidence = client.blob_progress();
+                report.evidence_supported = client.blobs_enabled();
+                report.evidence_failures = client
+                    .blob_failures()
+                    .iter()
+                    .map(|(h, why)| (aftercase_sync::blobs::hex(h), why.clone()))
+                    .collect();
                 match &mut mode {
                     Mode::Once(_) => return Ok(report),
                     Mode::Live(cb) if !announced_synced => {
@@ -258,8 +305,16 @@ impl Device {
                     };
                     match msg {
                         Message::Binary(bytes) => {
-                            let frame = Frame::decode(&bytes)
+                            let (their_version, frame) = Frame::decode_versioned(&bytes)
                                 .map_err(bad_frame)?;
+                            if !heard && their_version < version && matches!(frame, Frame::Error { .. }) {
+                                // The relay refused our version in its own:
+                                // it is older. Speak that from now on.
+                                tracing::info!(relay_version = their_version, "the relay speaks an older protocol; reconnecting in it");
+                                self.relay_protocol.store(their_version, std::sync::atomic::Ordering::Relaxed);
+                                return Err(SyncError::OlderRelay(their_version));
+                            }
+                            heard = true;
                             let received: Vec<CaseId> = match &frame {
                                 Frame::Sync { doc, .. } => vec![*doc],
                                 Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
@@ -271,22 +326,30 @@ impl Device {
                                 (out, client.pending_downloads())
                             };
                             total = total.max(pending);
+                            let evidence = client.blob_progress();
+                            if evidence != shown {
+                                shown = evidence;
+                                match &mut mode {
+                                    Mode::Once(cb) => cb(Progress { received: total - pending, total, evidence }),
+                                    Mode::Live(cb) => cb(LiveEvent::Progress(Progress { received: total - pending, total, evidence })),
+                                }
+                            }
                             if !received.is_empty() {
                                 report.downloaded = report.downloaded.max(total - pending);
                                 match &mut mode {
-                                    Mode::Once(cb) => cb(Progress { received: total - pending, total }),
+                                    Mode::Once(cb) => cb(Progress { received: total - pending, total, evidence }),
                                     Mode::Live(cb) => {
                                         if announced_synced {
                                             for case in received {
                                                 cb(LiveEvent::Received(case));
                                             }
                                         } else {
-                                            cb(LiveEvent::Progress(Progress { received: total - pending, total }));
+                                            cb(LiveEvent::Progress(Progress { received: total - pending, total, evidence }));
                                         }
                                     }
                                 }
                             }
-                            send(socket, out).await?;
+                            send(socket, out, version).await?;
                         }
                         Message::Close(frame) => {
                             let reason = frame
@@ -312,20 +375,27 @@ impl Device {
                         out
                     };
                     announced_synced = false;
-                    send(socket, frames).await?;
+                    send(socket, frames, version).await?;
                 }
             }
         }
     }
 }
 
-/// A session decoding fetched cases on every core: a fresh tablet's first
-/// sync is bound by decoding them.
-fn new_session(app_version: &str) -> ClientSession {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    ClientSession::new()
-        .with_load_threads(threads)
-        .with_app_version(app_version)
+impl Device {
+    /// A session decoding fetched cases on every core (a fresh tablet's
+    /// first sync is bound by decoding them), speaking the newest protocol
+    /// the relay was found to speak.
+    fn new_session(&self) -> ClientSession {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ClientSession::new()
+            .with_load_threads(threads)
+            .with_app_version(&*self.app_version)
+            .with_protocol(
+                self.relay_protocol
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+    }
 }
 
 /// A frame from the relay that does not decode. The core's words for a

@@ -11,6 +11,7 @@ use crate::revoke::Revocations;
 use crate::state::{AppState, Settings};
 use crate::{access_log, refresh, revoke, secret, ws};
 use actix_web::{middleware, web, App, HttpServer};
+use aftercase_sync::blobs::DirBlobs;
 use aftercase_sync::relay::Relay;
 use aftercase_sync::storage::SledStorage;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub async fn run(
             budget_bytes: cfg.send_budget_bytes(),
             write_timeout: cfg.write_timeout,
             metrics: Arc::new(Metrics::new()?),
+            blobs: Arc::new(DirBlobs::open(&cfg.data_dir.join("blobs"))?),
         },
     ));
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());

@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::limits::{ConnLimits, SendBudget};
 use crate::metrics::Metrics;
 use crate::revoke::Revocations;
+use aftercase_sync::blobs::DirBlobs;
 use aftercase_sync::relay::readmodel::ReadModel;
 use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::Relay;
@@ -26,6 +27,9 @@ use tokio::sync::watch;
 /// for it would stall every other connection and request on that worker.
 pub struct AppState {
     relay: Mutex<Relay<SledStorage>>,
+    /// Evidence blobs, outside the case documents' storage: files under
+    /// `<data-dir>/blobs`, written without the relay's lock.
+    pub blobs: Arc<DirBlobs>,
     /// The relay's sequence as of the last frame handled, readable without
     /// the lock (health checks, group commit, wake-ups).
     seq: AtomicU64,
@@ -88,6 +92,8 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// The metrics to record into.
     pub metrics: Arc<Metrics>,
+    /// The evidence store.
+    pub blobs: Arc<DirBlobs>,
 }
 
 impl AppState {
@@ -127,6 +133,7 @@ impl AppState {
             handed: Arc::new(AtomicU64::new(0)),
             published,
             metrics: settings.metrics,
+            blobs: settings.blobs,
             shutdown: watch::channel(false).0,
         }
     }

@@ -24,6 +24,7 @@ use aftercase_sync::access::Principal;
 use aftercase_sync::protocol::{
     error_for_version, DecodeError, Frame, SessionError, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
+use aftercase_sync::relay::blobs::BlobSession;
 use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
 use aftercase_sync::storage::SledStorage;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -271,11 +272,12 @@ struct Encoded {
     refusal: Option<String>,
 }
 
-fn encode(frames: &[Frame]) -> (Vec<Encoded>, usize) {
+/// Encodes frames in protocol `version`, the device's.
+fn encode(frames: &[Frame], version: u8) -> (Vec<Encoded>, usize) {
     let encoded: Vec<Encoded> = frames
         .iter()
         .map(|f| Encoded {
-            bytes: Bytes::from(f.encode()),
+            bytes: Bytes::from(f.encode_for(version)),
             name: f.name(),
             refusal: match f {
                 Frame::Refused { code, .. } => Some(code.clone()),
@@ -324,6 +326,7 @@ impl Conn {
     ) -> Option<Handled> {
         let state = self.state.clone();
         let mut session = session;
+        let version = self.peer_version.load(Ordering::Relaxed);
         web::block(move || {
             let started = Instant::now();
             let result = {
@@ -339,7 +342,7 @@ impl Conn {
             };
             // Encoding is CPU work too: done here, after the lock is released.
             let result = result.map(|out| {
-                let (frames, bytes) = encode(&out.frames);
+                let (frames, bytes) = encode(&out.frames, version);
                 Output {
                     frames,
                     bytes,
@@ -432,14 +435,21 @@ impl Conn {
         bytes: Bytes,
         tx: &tokio::sync::mpsc::Sender<Outgoing>,
     ) -> Result<(), End> {
-        let frame = Frame::decode(&bytes).map_err(|e| {
+        let (version, frame) = Frame::decode_versioned(&bytes).map_err(|e| {
             if let DecodeError::Version { got } = e {
                 self.peer_version.store(got, Ordering::Relaxed);
             }
             End::Close(CloseCode::Policy, e.to_string())
         })?;
+        self.peer_version.store(version, Ordering::Relaxed);
+        if let Some(s) = rs.as_mut() {
+            s.set_peer_version(version);
+        }
         self.state.metrics.frame_received(frame.name(), bytes.len());
         drop(bytes);
+        if BlobSession::is_blob_frame(&frame) {
+            return self.blob(rs, frame, tx).await;
+        }
         // A fetch is handled in parts (see FETCH_PART); anything else whole.
         let parts: Vec<Frame> = match frame {
             Frame::Fetch { docs } if docs.len() > FETCH_PART && docs.len() <= FETCH_LIMIT => {
@@ -477,6 +487,76 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Handles a blob frame: the access decision under the relay's lock
+    /// (only when the session has none cached), the transfer itself
+    /// outside it, so one device's photo upload never holds up another
+    /// device's case sync. The chunk is written before the next frame is
+    /// read, so a device with 500 photos is held back by TCP, not buffered.
+    async fn blob(
+        &self,
+        rs: &mut Option<RelaySession>,
+        frame: Frame,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        let Some(mut session) = rs.take() else {
+            return Err(End::Quiet);
+        };
+        let state = self.state.clone();
+        let version = self.peer_version.load(Ordering::Relaxed);
+        let op = frame.name();
+        let (session, result) = web::block(move || {
+            let started = Instant::now();
+            let result = (|| {
+                if !session.hello_done() {
+                    return Err(SessionError::Protocol(
+                        "the first frame must be hello".into(),
+                    ));
+                }
+                let grant = match session.blobs_mut().needs_grant(&frame) {
+                    Some((case, hash, access)) => {
+                        let p = session.principal().clone();
+                        let mut relay = state.relay();
+                        Some(
+                            relay
+                                .blob_grant(&p, case, &hash, access)
+                                .map_err(SessionError::Storage)?,
+                        )
+                    }
+                    None => None,
+                };
+                session
+                    .blobs_mut()
+                    .handle(state.blobs.as_ref(), frame, grant)
+            })();
+            state.metrics.core_time(op, started.elapsed());
+            let result = result.map(|frames| {
+                let (frames, bytes) = encode(&frames, version);
+                Output {
+                    frames,
+                    bytes,
+                    needs_flush: false,
+                    changed_store: None,
+                    policy_published: false,
+                }
+            });
+            (session, result)
+        })
+        .await
+        .map_err(|_| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
+        *rs = Some(session);
+        match result {
+            Ok(out) => self.queue(out, tx).await,
+            Err(SessionError::Storage(e)) => {
+                tracing::error!(error = %e, "relay storage failed");
+                Err(End::Close(
+                    CloseCode::Error,
+                    "relay storage failure, retry later".into(),
+                ))
+            }
+            Err(e) => Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
+        }
     }
 
     /// Announces what changed for this connection's device.

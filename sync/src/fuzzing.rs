@@ -72,6 +72,7 @@ pub fn seeded_relay_over(storage: MemoryStorage) -> Relay<MemoryStorage> {
             policy_version: 1,
             app_version: "fuzz".into(),
             unsynced: crate::protocol::Unsynced::default(),
+            features: Vec::new(),
         },
         Millis(1),
     );
@@ -123,6 +124,7 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
             policy_version: 1,
             app_version: "fuzz".into(),
             unsynced: crate::protocol::Unsynced::default(),
+            features: Vec::new(),
         },
         Millis(3),
     );

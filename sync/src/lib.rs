@@ -11,6 +11,7 @@
 //! hundreds of devices against a relay without sockets.
 
 pub mod access;
+pub mod blobs;
 pub mod case;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -82,6 +82,15 @@ pub struct Policy {
     /// signature as evidence.
     #[serde(default)]
     pub signature_on_acceptance: bool,
+    /// Most bytes of evidence a device keeps. Evidence the relay holds is
+    /// evicted oldest first beyond it and fetched again when needed;
+    /// evidence not uploaded yet is never evicted.
+    #[serde(default = "default_device_cache")]
+    pub device_cache_bytes: u64,
+}
+
+fn default_device_cache() -> u64 {
+    2 << 30
 }
 
 fn default_blob_bytes() -> u64 {
@@ -138,6 +147,7 @@ impl Default for Policy {
             max_entries_per_case: default_entries(),
             repeat_window_days: default_repeat_window(),
             max_blob_bytes: default_blob_bytes(),
+            device_cache_bytes: default_device_cache(),
             signature_on_acceptance: false,
         }
     }
@@ -209,6 +219,9 @@ impl Policy {
         }
         if !(1024..=1 << 30).contains(&self.max_blob_bytes) {
             return Err(bad("max_blob_bytes", "must be 1 KiB to 1 GiB"));
+        }
+        if !(1 << 20..=1 << 40).contains(&self.device_cache_bytes) {
+            return Err(bad("device_cache_bytes", "must be 1 MiB to 1 TiB"));
         }
         if self.supervisor_limit_fen < self.staff_virtual_limit_fen.max(self.staff_cash_limit_fen) {
             return Err(bad(

@@ -11,6 +11,7 @@ use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use std::collections::HashMap;
 
+pub mod blobs;
 mod refusals;
 pub use refusals::Refused;
 
@@ -534,6 +535,7 @@ impl<S: Storage> Replica<S> {
         // Content-addressed: the same photo attached twice is kept once.
         if self.storage.get(&keys::blob(&raw))?.is_none() {
             blob.put(keys::blob(&raw), bytes.to_vec());
+            self.stage_attached(&mut blob, case, &raw, bytes.len() as u64, now)?;
         }
         self.persist_local(case, &before, blob, now)?;
         Ok(hash)

@@ -64,6 +64,7 @@ impl World {
             policy_version: 1,
             app_version: app_version.into(),
             unsynced,
+            features: Vec::new(),
         };
         let out = self.relay.handle(&mut s, hello, Millis(now));
         (s, out.map(|o| o.frames))
@@ -185,6 +186,7 @@ fn offline_tablet(w: &mut World) -> (Tablet, Vec<Frame>, Vec<Frame>) {
                 pending: 3,
                 oldest_unsynced_secs: Some(3_600),
             },
+            features: vec!["blobs".into()],
         }
     );
     let mut session = w.relay.session(p);

@@ -319,6 +319,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
                     policy_version: 1,
                     app_version: String::new(),
                     unsynced: Default::default(),
+                    features: Vec::new(),
                 }
                 .encode()
                 .into(),
@@ -358,6 +359,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
                 policy_version: 1,
                 app_version: String::new(),
                 unsynced: Default::default(),
+                features: Vec::new(),
             }
             .encode()
             .into(),

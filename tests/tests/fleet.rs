@@ -140,8 +140,9 @@ fn a_device_speaking_protocol_2_is_told_in_its_own_version_to_update_the_app() {
             policy_version: 1,
             app_version: String::new(),
             unsynced: Unsynced::default(),
+            features: Vec::new(),
         }
-        .encode();
+        .encode_for(3);
         hello[0] = 2;
         ws.send(Message::Binary(hello.into())).await.unwrap();
         let mut error = None;

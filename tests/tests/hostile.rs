@@ -42,6 +42,7 @@ async fn hello(ws: &mut RawSocket) {
             policy_version: 0,
             app_version: String::new(),
             unsynced: Default::default(),
+            features: Vec::new(),
         },
     )
     .await;

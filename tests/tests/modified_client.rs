@@ -42,6 +42,7 @@ fn push_at(
                 policy_version: 1,
                 app_version: String::new(),
                 unsynced: Default::default(),
+                features: Vec::new(),
             },
             Millis(1),
         )
@@ -443,6 +444,7 @@ fn fetching_another_stores_case_by_id_is_refused() {
                 policy_version: 1,
                 app_version: String::new(),
                 unsynced: Default::default(),
+                features: Vec::new(),
             },
             Millis(1),
         )
@@ -564,6 +566,7 @@ fn an_oversized_change_is_refused_before_it_is_applied() {
         policy_version: 1,
         app_version: String::new(),
         unsynced: Default::default(),
+        features: Vec::new(),
     };
     w.relay.handle(&mut s, hello, Millis(1)).unwrap();
     let out = w
@@ -605,6 +608,7 @@ fn the_entry_limit_holds_across_uploads() {
         policy_version: 1,
         app_version: String::new(),
         unsynced: Default::default(),
+        features: Vec::new(),
     };
     w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
     let json = serde_json::to_string(&policy).unwrap();
@@ -674,6 +678,7 @@ fn a_new_policy_refreshes_the_read_models_deadlines() {
         policy_version: 1,
         app_version: String::new(),
         unsynced: Default::default(),
+        features: Vec::new(),
     };
     w.relay.handle(&mut ho, hello, Millis(1)).unwrap();
     let old = aftercase_sync::policy::Policy::default();

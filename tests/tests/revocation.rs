@@ -25,6 +25,7 @@ fn hello() -> Message {
             policy_version: 1,
             app_version: String::new(),
             unsynced: Default::default(),
+            features: Vec::new(),
         }
         .encode()
         .into(),

@@ -60,6 +60,7 @@ fn a_foreign_store_cannot_pull_or_push_a_case_by_id() {
                 policy_version: 1,
                 app_version: String::new(),
                 unsynced: Default::default(),
+                features: Vec::new(),
             },
             now,
         )
@@ -203,6 +204,7 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
         policy_version: u32::MAX,
         app_version: String::new(),
         unsynced: Default::default(),
+        features: Vec::new(),
     };
     w.relay.handle(&mut s, hello, w.now()).unwrap();
     let fetched = w

@@ -1,5 +1,9 @@
 //! The device side of one connection.
 
+mod blobs;
+
+pub use blobs::BlobProgress;
+
 use super::frame::{DocBytes, DocHeads, Frame, PieceKind, Unsynced};
 use crate::ids::{CaseId, Cursor, Millis};
 use crate::replica::{Replica, ReplicaError};
@@ -61,6 +65,10 @@ pub struct ClientSession {
     /// How many cases held unconfirmed changes when the relay was last
     /// told (in the hello or a [`Frame::Report`]).
     reported_dirty: usize,
+    /// The protocol version this session speaks.
+    version: u8,
+    /// Evidence transfers.
+    blobs: blobs::BlobSync,
 }
 
 /// A case or sync message arriving in pieces.
@@ -108,7 +116,46 @@ impl ClientSession {
             assembling: HashMap::new(),
             app_version: format!("aftercase-sync {}", env!("CARGO_PKG_VERSION")),
             reported_dirty: 0,
+            version: super::PROTOCOL_VERSION,
+            blobs: blobs::BlobSync::default(),
         }
+    }
+
+    /// Speaks protocol `version` (default this build's): 3 for a relay not
+    /// updated since, which syncs cases but not evidence.
+    pub fn with_protocol(mut self, version: u8) -> Self {
+        self.version = version.clamp(super::OLDEST_VERSION, super::PROTOCOL_VERSION);
+        self
+    }
+
+    /// The protocol version to encode frames in ([`Frame::encode_for`]).
+    pub fn wire_version(&self) -> u8 {
+        self.version
+    }
+
+    /// Asks for evidence the device lacks; it is downloaded once the
+    /// cases are in sync, and the session is settled only after.
+    pub fn want_blobs(
+        &mut self,
+        blobs: impl IntoIterator<Item = crate::replica::blobs::MissingBlob>,
+    ) {
+        self.blobs.want(blobs);
+    }
+
+    /// Evidence transferred so far.
+    pub fn blob_progress(&self) -> BlobProgress {
+        self.blobs.progress()
+    }
+
+    /// Evidence that failed in this session (refused by the relay, or a
+    /// download that did not match), with the reasons, by hash.
+    pub fn blob_failures(&self) -> &BTreeMap<crate::blobs::BlobHash, String> {
+        self.blobs.failures()
+    }
+
+    /// Whether the relay agreed to transfer evidence on this connection.
+    pub fn blobs_enabled(&self) -> bool {
+        self.blobs.enabled
     }
 
     /// Names the app and versions the device runs, for head office's fleet
@@ -143,6 +190,11 @@ impl ClientSession {
             policy_version: r.policy().version,
             app_version: self.app_version.clone(),
             unsynced,
+            features: if self.version > super::OLDEST_VERSION {
+                vec![super::FEATURE_BLOBS.to_string()]
+            } else {
+                Vec::new()
+            },
         }];
         self.dirty = marks.into_iter().map(|(c, _)| c).collect();
         self.reported_dirty = self.dirty.len();
@@ -170,6 +222,7 @@ impl ClientSession {
     ) -> Result<Vec<Frame>, SessionError> {
         let mut out = Vec::new();
         self.dirty.insert(case);
+        self.blobs.reload();
         self.push_sync(r, case, false, &mut out)?;
         Ok(out)
     }
@@ -370,11 +423,28 @@ impl ClientSession {
                     "unexpected report from the relay".into(),
                 ))
             }
+            Frame::Welcome { features } => {
+                self.blobs.enabled = features.iter().any(|f| f == super::FEATURE_BLOBS);
+            }
+            f @ (Frame::BlobAt { .. }
+            | Frame::BlobChunk { .. }
+            | Frame::BlobStored { .. }
+            | Frame::BlobRefused { .. }) => self.blobs.on_frame(r, f, now, &mut out)?,
+            f @ (Frame::BlobOffer { .. } | Frame::BlobGet { .. }) => {
+                return Err(SessionError::Protocol(format!(
+                    "unexpected {} from the relay",
+                    f.name()
+                )))
+            }
         }
         // Every frame from the relay answers something: keep the upload
         // window full.
         self.offer_uploads(r, UPLOAD_REFILL, &mut out)?;
         self.advance_cursor(r, now)?;
+        // Evidence only once the cases are in sync: cases first.
+        if self.cases_settled() {
+            self.blobs.pump(r, now, &mut out)?;
+        }
         self.report_if_changed(r, now, &mut out)?;
         Ok(out)
     }
@@ -390,7 +460,7 @@ impl ClientSession {
         now: Millis,
         out: &mut Vec<Frame>,
     ) -> Result<(), SessionError> {
-        if self.is_settled() && self.dirty.len() != self.reported_dirty {
+        if self.cases_settled() && self.dirty.len() != self.reported_dirty {
             out.push(Frame::Report {
                 unsynced: r.unsynced(now)?,
             });
@@ -471,6 +541,11 @@ impl ClientSession {
     /// True once the catch-up is complete, every announced change is held
     /// locally and the relay confirmed every local change it did not refuse.
     pub fn is_settled(&self) -> bool {
+        self.cases_settled() && self.blobs.idle()
+    }
+
+    /// The cases part of [`ClientSession::is_settled`].
+    fn cases_settled(&self) -> bool {
         self.caught_up && self.pending.is_empty() && self.all_confirmed()
     }
 

@@ -3,14 +3,33 @@
 //!
 //! Version history: 1 the first; 2 when `Refused` gained its code; 3 when
 //! `Hello` gained the device's report (app version and unsynced work) and
-//! `Report` was added. `Error` has kept its place and shape since 1, so
-//! [`error_for_version`] can still tell an older device why it is refused.
+//! `Report` was added; 4 when `Hello` gained the device's features and
+//! `Welcome` and the evidence (blob) frames were added. `Error` has kept its
+//! place and shape since 1, so [`error_for_version`] can still tell an
+//! older device why it is refused.
+//!
+//! Version 4 is version 3 plus frames at the end of the enum and one field
+//! at the end of `Hello`, so one build speaks both: [`Frame::decode`]
+//! accepts either, reading a version 3 `Hello` in its old shape, and
+//! [`Frame::encode_for`] writes a frame in the version the peer speaks.
 
 use crate::ids::{CaseId, Millis};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+/// The newest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 4;
+
+/// The oldest protocol version this build still speaks (devices and relays
+/// not updated since it keep syncing cases).
+pub const OLDEST_VERSION: u8 = 3;
+
+/// The feature a device names in its hello, and the relay in its welcome,
+/// when they transfer evidence blobs.
+pub const FEATURE_BLOBS: &str = "blobs";
+
+/// Most bytes of a blob in one [`Frame::BlobChunk`]: a case frame queued
+/// behind a blob waits for at most one chunk.
+pub const MAX_BLOB_CHUNK: usize = 256 * 1024;
 
 /// Longest app version the relay keeps, in characters; longer ones are
 /// clipped.
@@ -107,6 +126,10 @@ pub enum Frame {
         app_version: String,
         /// The device's unsynced work when it connected.
         unsynced: Unsynced,
+        /// Optional capabilities the device would use (version 4; a
+        /// version 3 hello has none), such as [`FEATURE_BLOBS`]. The relay
+        /// answers with a [`Frame::Welcome`] naming the ones it agrees to.
+        features: Vec<String>,
     },
     /// Relay → device: these cases changed after the device's cursor, up to
     /// and including sequence `up_to`. `complete` is set on the last frame of
@@ -194,6 +217,81 @@ pub enum Frame {
         /// The device's unsynced work now.
         unsynced: Unsynced,
     },
+    /// Relay → device (version 4), the answer to a hello: the features of
+    /// the device's list that this connection will use.
+    Welcome {
+        /// Agreed features.
+        features: Vec<String>,
+    },
+    /// Device → relay: the device holds blob `hash`, which case `doc`
+    /// references as evidence, and would upload it. The relay answers
+    /// [`Frame::BlobAt`] (where to resume), [`Frame::BlobStored`] (it
+    /// already holds it) or [`Frame::BlobRefused`].
+    BlobOffer {
+        /// The case whose evidence names the blob.
+        doc: CaseId,
+        /// SHA-256 of the blob.
+        hash: [u8; 32],
+    },
+    /// Relay → device: the relay holds the first `offset` bytes of the
+    /// blob; send from there. Also the answer to each uploaded chunk.
+    BlobAt {
+        /// The blob.
+        hash: [u8; 32],
+        /// Bytes held.
+        offset: u64,
+    },
+    /// Either direction: bytes of a blob starting at `offset`, at most
+    /// [`MAX_BLOB_CHUNK`].
+    BlobChunk {
+        /// The blob.
+        hash: [u8; 32],
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Relay → device: the blob is stored whole, checked and durable.
+    BlobStored {
+        /// The blob.
+        hash: [u8; 32],
+    },
+    /// Relay → device: the blob offer, chunk or request was refused;
+    /// nothing of it is kept.
+    BlobRefused {
+        /// The blob.
+        hash: [u8; 32],
+        /// A stable code (see `relay::blobs::BlobCode`).
+        code: String,
+        /// Why, in words for the user.
+        reason: String,
+    },
+    /// Device → relay: send the next chunk of blob `hash`, referenced by
+    /// case `doc`, from `offset`; answered with one [`Frame::BlobChunk`].
+    BlobGet {
+        /// The case whose evidence names the blob.
+        doc: CaseId,
+        /// The blob.
+        hash: [u8; 32],
+        /// First byte wanted.
+        offset: u64,
+    },
+}
+
+/// The last variant index of protocol version 3 (`Report`): a version 3
+/// peer neither sends nor receives anything after it.
+const LAST_V3_VARIANT: u8 = 11;
+
+/// The hello of protocol version 3, without features; the only frame
+/// whose shape changed in version 4.
+#[derive(Serialize, Deserialize)]
+enum HelloV3 {
+    Hello {
+        cursor: u64,
+        policy_version: u32,
+        app_version: String,
+        unsynced: Unsynced,
+    },
 }
 
 /// Why bytes from a peer are not a frame.
@@ -223,9 +321,9 @@ pub enum DecodeError {
 /// speaks [`PROTOCOL_VERSION`]: the person holding an old tablet must learn
 /// that the app needs updating, not that a byte was wrong.
 fn version_mismatch(got: u8) -> String {
-    if got < PROTOCOL_VERSION {
+    if got < OLDEST_VERSION {
         format!(
-            "unsupported protocol version {got}: the relay speaks {PROTOCOL_VERSION}; update the app"
+            "unsupported protocol version {got}: the relay speaks {OLDEST_VERSION} to {PROTOCOL_VERSION}; update the app"
         )
     } else {
         format!(
@@ -251,6 +349,110 @@ pub fn error_for_version(version: u8, reason: &str) -> Vec<u8> {
 }
 
 impl Frame {
+    /// Whether protocol version 3 has this frame.
+    fn in_v3(&self) -> bool {
+        !matches!(
+            self,
+            Frame::Welcome { .. }
+                | Frame::BlobOffer { .. }
+                | Frame::BlobAt { .. }
+                | Frame::BlobChunk { .. }
+                | Frame::BlobStored { .. }
+                | Frame::BlobRefused { .. }
+                | Frame::BlobGet { .. }
+        )
+    }
+
+    /// Encodes the frame for a peer speaking `version` (this build's
+    /// version for any other). A frame version 3 does not have is never
+    /// sent to a version 3 peer: the sessions check features first; if one
+    /// slips through, the peer gets an `Error` naming it instead of bytes
+    /// it cannot read.
+    pub fn encode_for(&self, version: u8) -> Vec<u8> {
+        if version != OLDEST_VERSION {
+            return self.encode();
+        }
+        let mut out = vec![OLDEST_VERSION];
+        let body = match self {
+            Frame::Hello {
+                cursor,
+                policy_version,
+                app_version,
+                unsynced,
+                ..
+            } => postcard::to_extend(
+                &HelloV3::Hello {
+                    cursor: *cursor,
+                    policy_version: *policy_version,
+                    app_version: app_version.clone(),
+                    unsynced: *unsynced,
+                },
+                Vec::new(),
+            ),
+            f if f.in_v3() => postcard::to_extend(f, Vec::new()),
+            f => postcard::to_extend(
+                &Frame::Error {
+                    reason: format!("{} is not part of protocol version 3", f.name()),
+                },
+                Vec::new(),
+            ),
+        };
+        // As in `encode`: serializing into a Vec cannot fail.
+        match body {
+            Ok(b) => out.extend(b),
+            Err(_) => unreachable!("postcard encoding into a Vec cannot fail"),
+        }
+        out
+    }
+
+    /// Decodes bytes from a peer, with the protocol version they carry.
+    /// Never panics; rejects trailing bytes.
+    pub fn decode_versioned(bytes: &[u8]) -> Result<(u8, Frame), DecodeError> {
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(DecodeError::TooLarge { size: bytes.len() });
+        }
+        let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if !(OLDEST_VERSION..=PROTOCOL_VERSION).contains(&version) {
+            return Err(DecodeError::Version { got: version });
+        }
+        let malformed = |e: postcard::Error| DecodeError::Malformed(e.to_string());
+        let (frame, rest) = if version == OLDEST_VERSION && body.first() == Some(&0) {
+            let (
+                HelloV3::Hello {
+                    cursor,
+                    policy_version,
+                    app_version,
+                    unsynced,
+                },
+                rest,
+            ) = postcard::take_from_bytes::<HelloV3>(body).map_err(malformed)?;
+            (
+                Frame::Hello {
+                    cursor,
+                    policy_version,
+                    app_version,
+                    unsynced,
+                    features: Vec::new(),
+                },
+                rest,
+            )
+        } else {
+            if version == OLDEST_VERSION && body.first().is_some_and(|t| *t > LAST_V3_VARIANT) {
+                return Err(DecodeError::Malformed(
+                    "a frame protocol version 3 does not have".into(),
+                ));
+            }
+            postcard::take_from_bytes::<Frame>(body).map_err(malformed)?
+        };
+        if !rest.is_empty() {
+            return Err(DecodeError::Malformed(format!(
+                "{} unexpected bytes after the frame",
+                rest.len()
+            )));
+        }
+        Ok((version, frame))
+    }
+
     /// A [`Frame::Refused`] for `doc`.
     pub fn refused(doc: CaseId, r: &super::Refusal) -> Frame {
         Frame::Refused {
@@ -272,24 +474,10 @@ impl Frame {
         }
     }
 
-    /// Decodes bytes from a peer. Never panics; rejects trailing bytes.
+    /// Decodes bytes from a peer of either version. Never panics; rejects
+    /// trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
-        if bytes.len() > MAX_FRAME_BYTES {
-            return Err(DecodeError::TooLarge { size: bytes.len() });
-        }
-        let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-        if version != PROTOCOL_VERSION {
-            return Err(DecodeError::Version { got: version });
-        }
-        let (frame, rest) = postcard::take_from_bytes::<Frame>(body)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(DecodeError::Malformed(format!(
-                "{} unexpected bytes after the frame",
-                rest.len()
-            )));
-        }
-        Ok(frame)
+        Self::decode_versioned(bytes).map(|(_, f)| f)
     }
 
     /// A short name for logs (never the content).
@@ -307,6 +495,13 @@ impl Frame {
             Frame::Snapshots { .. } => "snapshots",
             Frame::Piece { .. } => "piece",
             Frame::Report { .. } => "report",
+            Frame::Welcome { .. } => "welcome",
+            Frame::BlobOffer { .. } => "blob_offer",
+            Frame::BlobAt { .. } => "blob_at",
+            Frame::BlobChunk { .. } => "blob_chunk",
+            Frame::BlobStored { .. } => "blob_stored",
+            Frame::BlobRefused { .. } => "blob_refused",
+            Frame::BlobGet { .. } => "blob_get",
         }
     }
 }
@@ -322,14 +517,22 @@ mod tests {
 
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (any::<u64>(), any::<u32>(), ".{0,80}", unsynced()).prop_map(
-                |(cursor, policy_version, app_version, unsynced)| Frame::Hello {
-                    cursor,
-                    policy_version,
-                    app_version,
-                    unsynced,
-                }
-            ),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                ".{0,80}",
+                unsynced(),
+                proptest::collection::vec("[a-z]{0,8}", 0..3)
+            )
+                .prop_map(
+                    |(cursor, policy_version, app_version, unsynced, features)| Frame::Hello {
+                        cursor,
+                        policy_version,
+                        app_version,
+                        unsynced,
+                        features,
+                    }
+                ),
             (
                 any::<u64>(),
                 proptest::collection::vec(
@@ -384,6 +587,26 @@ mod tests {
                     bytes
                 }),
             unsynced().prop_map(|unsynced| Frame::Report { unsynced }),
+            proptest::collection::vec("[a-z]{0,8}", 0..3)
+                .prop_map(|features| Frame::Welcome { features }),
+            (case_id(), any::<[u8; 32]>()).prop_map(|(doc, hash)| Frame::BlobOffer { doc, hash }),
+            (any::<[u8; 32]>(), any::<u64>())
+                .prop_map(|(hash, offset)| Frame::BlobAt { hash, offset }),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..100)
+            )
+                .prop_map(|(hash, offset, bytes)| Frame::BlobChunk {
+                    hash,
+                    offset,
+                    bytes
+                }),
+            any::<[u8; 32]>().prop_map(|hash| Frame::BlobStored { hash }),
+            (any::<[u8; 32]>(), "[a-z_]{0,12}", ".{0,40}")
+                .prop_map(|(hash, code, reason)| { Frame::BlobRefused { hash, code, reason } }),
+            (case_id(), any::<[u8; 32]>(), any::<u64>())
+                .prop_map(|(doc, hash, offset)| Frame::BlobGet { doc, hash, offset }),
         ]
     }
 
@@ -400,6 +623,26 @@ mod tests {
         #[test]
         fn round_trips(f in frame()) {
             prop_assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        }
+
+        #[test]
+        fn a_version_3_peer_reads_every_version_3_frame_as_sent(f in frame()) {
+            let bytes = f.encode_for(OLDEST_VERSION);
+            prop_assert_eq!(bytes[0], OLDEST_VERSION);
+            let (version, back) = Frame::decode_versioned(&bytes).unwrap();
+            prop_assert_eq!(version, OLDEST_VERSION);
+            match (&f, back) {
+                // The version 3 hello has no features.
+                (Frame::Hello { features, .. }, Frame::Hello { features: none, .. }) => {
+                    prop_assert!(none.is_empty());
+                    let _ = features;
+                }
+                (f, back) if f.in_v3() => prop_assert_eq!(f, &back),
+                // Newer frames become an error naming them.
+                (f, back) => prop_assert_eq!(back, Frame::Error {
+                    reason: format!("{} is not part of protocol version 3", f.name())
+                }),
+            }
         }
 
         #[test]
@@ -423,6 +666,7 @@ mod tests {
             policy_version: 1,
             app_version: String::new(),
             unsynced: Unsynced::default(),
+            features: Vec::new(),
         }
         .encode();
         b[0] = 9;
@@ -438,6 +682,7 @@ mod tests {
             policy_version: 1,
             app_version: String::new(),
             unsynced: Unsynced::default(),
+            features: Vec::new(),
         }
         .encode();
         t.push(0);
@@ -454,6 +699,7 @@ mod tests {
                 pending: 3,
                 oldest_unsynced_secs: Some(172_800),
             },
+            features: vec![FEATURE_BLOBS.into()],
         };
         assert_eq!(Frame::decode(&hello.encode()), Ok(hello));
         let report = Frame::Report {
@@ -473,6 +719,7 @@ mod tests {
             policy_version: 1,
             app_version: String::new(),
             unsynced: Unsynced::default(),
+            features: Vec::new(),
         }
         .encode();
         old[0] = 2;
@@ -481,9 +728,23 @@ mod tests {
         let words = err.to_string();
         assert!(words.contains("update the app"), "{words}");
         assert!(
-            words.contains("version 2") && words.contains("speaks 3"),
+            words.contains("version 2") && words.contains("speaks 3 to 4"),
             "{words}"
         );
+        // A version 3 hello is read, not refused.
+        let v3 = Frame::Hello {
+            cursor: 0,
+            policy_version: 1,
+            app_version: String::new(),
+            unsynced: Unsynced::default(),
+            features: vec![FEATURE_BLOBS.into()],
+        }
+        .encode_for(3);
+        assert_eq!(v3[0], 3);
+        assert!(matches!(
+            Frame::decode(&v3),
+            Ok(Frame::Hello { features, .. }) if features.is_empty()
+        ));
         let newer = DecodeError::Version { got: 9 }.to_string();
         assert!(newer.contains("update the relay"), "{newer}");
 
@@ -521,6 +782,21 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_peer_cannot_send_newer_frames() {
+        let welcome = Frame::Welcome {
+            features: vec![FEATURE_BLOBS.into()],
+        };
+        let mut bytes = welcome.encode();
+        assert_eq!(bytes[0], 4);
+        assert_eq!(Frame::decode(&bytes), Ok(welcome));
+        bytes[0] = 3;
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn version_3_hello_and_report_bytes_are_stable() {
         // Kept in the fuzz corpus too: a change here changes the wire.
         let hello = [3, 0, 0, 1, 4, b't', b'e', b's', b't', 3, 1, 0x90, 0x1c];
@@ -534,6 +810,7 @@ mod tests {
                     pending: 3,
                     oldest_unsynced_secs: Some(3_600),
                 },
+                features: Vec::new(),
             })
         );
         assert_eq!(

@@ -11,15 +11,22 @@
 //! version and [`Unsynced`] work), and the device sends [`Frame::Report`]
 //! when a sync round settles with a different count; the relay files both
 //! under the connection's principal (`relay::fleet`).
+//!
+//! Since version 4 the hello names optional features and the relay answers
+//! [`Frame::Welcome`] with those it agrees to; with [`FEATURE_BLOBS`] the
+//! device uploads evidence blobs in chunks ([`Frame::BlobOffer`],
+//! [`Frame::BlobChunk`]) and fetches the ones it lacks ([`Frame::BlobGet`])
+//! once its cases are in sync. A version 3 peer on either side keeps
+//! syncing cases; blobs wait for a peer that speaks them.
 
 mod client;
 mod frame;
 mod refusal;
 
-pub use client::{ClientSession, SessionError};
+pub use client::{BlobProgress, ClientSession, SessionError};
 pub use frame::{
-    error_for_version, DecodeError, DocBytes, DocHeads, Frame, PieceKind, Unsynced,
-    MAX_APP_VERSION_CHARS, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    error_for_version, DecodeError, DocBytes, DocHeads, Frame, PieceKind, Unsynced, FEATURE_BLOBS,
+    MAX_APP_VERSION_CHARS, MAX_BLOB_CHUNK, MAX_FRAME_BYTES, OLDEST_VERSION, PROTOCOL_VERSION,
 };
 pub use refusal::{clip, Refusal, RefusalCode};
 

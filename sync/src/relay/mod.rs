@@ -12,6 +12,7 @@
 //! many connections' writes (group commit); [`Relay::mark_durable`] then
 //! lets announcements cover them.
 
+pub mod blobs;
 pub mod feed;
 pub mod fleet;
 pub mod judge;
@@ -135,12 +136,38 @@ pub struct RelaySession {
     /// Relay time this connection last wrote `last_sync` to its device's
     /// record (see `fleet::on_upload`).
     sync_noted: Option<Millis>,
+    /// The protocol version the device's frames carry.
+    version: u8,
+    /// Evidence transfers of this connection.
+    blobs: blobs::BlobSession,
 }
 
 impl RelaySession {
     /// The connection's principal.
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// Records the protocol version of the device's frames (the shell
+    /// calls it with every decoded frame's version; the default is this
+    /// build's). A version 3 device gets no [`Frame::Welcome`].
+    pub fn set_peer_version(&mut self, version: u8) {
+        self.version = version;
+    }
+
+    /// The protocol version to answer in.
+    pub fn peer_version(&self) -> u8 {
+        self.version
+    }
+
+    /// Whether the device's hello was handled.
+    pub fn hello_done(&self) -> bool {
+        self.sent_up_to.is_some()
+    }
+
+    /// The connection's evidence transfers.
+    pub fn blobs_mut(&mut self) -> &mut blobs::BlobSession {
+        &mut self.blobs
     }
 }
 
@@ -350,6 +377,8 @@ impl<S: Storage> Relay<S> {
             caught_up: false,
             policy_version: 0,
             sync_noted: None,
+            version: crate::protocol::PROTOCOL_VERSION,
+            blobs: blobs::BlobSession::new(false),
         }
     }
 
@@ -573,6 +602,7 @@ impl<S: Storage> Relay<S> {
                     policy_version,
                     app_version,
                     unsynced,
+                    features,
                 },
                 None,
             ) => {
@@ -580,7 +610,17 @@ impl<S: Storage> Relay<S> {
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 s.sent_up_to = Some(cursor);
                 s.policy_version = policy_version;
-                let frames = self.announce(s).map_err(SessionError::Storage)?;
+                let mut frames = Vec::new();
+                if s.version > crate::protocol::OLDEST_VERSION {
+                    let agreed: Vec<String> = features
+                        .into_iter()
+                        .filter(|f| f == crate::protocol::FEATURE_BLOBS)
+                        .take(1)
+                        .collect();
+                    s.blobs = blobs::BlobSession::new(!agreed.is_empty());
+                    frames.push(Frame::Welcome { features: agreed });
+                }
+                frames.extend(self.announce(s).map_err(SessionError::Storage)?);
                 fleet::on_hello(&self.storage, s, app_version, unsynced, now)
                     .map_err(SessionError::Storage)?;
                 Ok(RelayOutput {

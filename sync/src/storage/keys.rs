@@ -9,6 +9,10 @@
 //! | `t` | `t` case(16) | dirty mark: local changes the relay has not confirmed; the device time (i64 BE millis) of the first of them, empty in marks made before that was kept (device) |
 //! | `k` | `k` name | device settings and counters (cursor, case number sequence, ...) |
 //! | `b` | `b` sha256(32) | a piece of evidence's bytes (device; content-addressed) |
+//! | `m` | `m` sha256(32) | what the device knows of a blob it holds: size, time stored, whether the relay has it (device, `replica::blobs`) |
+//! | `q` | `q` sha256(32) | a blob waiting for upload: the case to offer it with (device) |
+//! | `v` | `v` sha256(32) | a blob the relay refused for good: its reason (device) |
+//! | `p` | `p` sha256(32) offset(u64 BE) | a chunk of a download in progress (device) |
 //! | `r` | `r` ... | relay metadata: owners, change sequence, audit (see `relay`) |
 
 use crate::ids::CaseId;

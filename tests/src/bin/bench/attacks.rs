@@ -162,6 +162,7 @@ async fn hello(ws: &mut Socket) -> Result<(), String> {
             policy_version: 0,
             app_version: String::new(),
             unsynced: Default::default(),
+            features: Vec::new(),
         },
     )
     .await?;

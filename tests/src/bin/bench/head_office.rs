@@ -156,6 +156,7 @@ fn seed(dir: &Path, n: u64) -> Duration {
                         policy_version: 0,
                         app_version: String::new(),
                         unsynced: Default::default(),
+                        features: Vec::new(),
                     },
                     Millis(now_ms()),
                 )
@@ -306,6 +307,7 @@ async fn device(relay: &RelayProcess, store: &str) -> Socket {
         policy_version: u32::MAX,
         app_version: String::new(),
         unsynced: Default::default(),
+        features: Vec::new(),
     };
     ws.send(WsMessage::Binary(hello.encode().into()))
         .await
