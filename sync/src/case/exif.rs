@@ -15,10 +15,11 @@
 //!   range, loops) is blanked whole. The same is done for JPEGs stored
 //!   right after the first (a phone's gain or depth maps). Segments are
 //!   changed in place, never moved: the output has the input's length and
-//!   its image data is untouched.
+//!   its image data is untouched. A segment cut short by the end of the
+//!   file is cleaned as far as it goes.
 //! - PNG: `eXIf` chunks holding a GPS IFD (or unreadable), XMP text chunks
-//!   naming a place (or compressed) and ImageMagick's raw profile chunks
-//!   are dropped.
+//!   naming a place (or compressed), ImageMagick's raw profile chunks and
+//!   any of these cut short by the end of the file are dropped.
 //!
 //! Known limits: WebP, GIF, HEIF, MP4 and QuickTime videos and PDF
 //! documents are returned unchanged, location and all (a video's `©xyz`
@@ -36,24 +37,18 @@ mod tests;
 
 use std::borrow::Cow;
 
-/// Why a photo could not be cleaned. Only a file whose own structure is
-/// broken gets here (broken metadata in an intact file is removed
-/// instead); such a file is refused rather than stored with a location
-/// that might be readable.
+/// Why a photo could not be cleaned: its bytes are not of the type named,
+/// or its structure is broken where no reader goes on. Such a file is
+/// refused rather than stored with a location that might be readable.
+/// Broken metadata in a readable file, and a file cut short, are cleaned
+/// instead (see the module's doc).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExifError {
     /// The bytes do not start as their media type says.
     #[error("the file is not a {0}: its first bytes say otherwise")]
     WrongFormat(&'static str),
-    /// A segment or chunk runs past the end of the file.
-    #[error("the file is cut short: the {what} at byte {offset} runs past its end")]
-    Truncated {
-        /// `JPEG segment` or `PNG chunk`.
-        what: &'static str,
-        /// Where it starts.
-        offset: usize,
-    },
-    /// A JPEG segment declares a length too short to hold its own length.
+    /// A JPEG segment declares a length too short to hold its own length;
+    /// decoders stop there.
     #[error("the JPEG is damaged: the segment at byte {offset} declares a length below 2")]
     BadLength {
         /// Where the segment's marker is.

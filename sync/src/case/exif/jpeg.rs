@@ -43,7 +43,7 @@ pub(super) fn strip(buf: &mut [u8]) -> Result<bool, ExifError> {
 /// Walks the markers of the image starting at `start` the way decoders and
 /// Exif readers do: bytes that are not a marker (scan data, padding) are
 /// skipped up to the next 0xFF. Returns the position after its end marker,
-/// or the buffer's length when it has none.
+/// or the buffer's length when the file ends first.
 fn strip_image(buf: &mut [u8], start: usize, removed: &mut bool) -> Result<usize, ExifError> {
     let mut pos = start + 2;
     loop {
@@ -70,22 +70,20 @@ fn strip_image(buf: &mut [u8], start: usize, removed: &mut bool) -> Result<usize
             0x00 | 0x01 | 0xD0..=0xD7 | SOI => continue,
             _ => {}
         }
-        let len = buf
+        let Some(len) = buf
             .get(pos..pos + 2)
             .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
-            .ok_or(ExifError::Truncated {
-                what: "JPEG segment",
-                offset: marker_at,
-            })?;
+        else {
+            return Ok(buf.len());
+        };
         if len < 2 {
             return Err(ExifError::BadLength { offset: marker_at });
         }
-        let payload = buf
-            .get_mut(pos + 2..pos + len)
-            .ok_or(ExifError::Truncated {
-                what: "JPEG segment",
-                offset: marker_at,
-            })?;
+        // A segment cut short by the end of the file is cleaned as far as
+        // it goes: a lenient reader might still read what is there, and
+        // refusing it would refuse a photo a viewer shows.
+        let end = (pos + len).min(buf.len());
+        let payload = buf.get_mut(pos + 2..end).unwrap_or_default();
         *removed |= match code {
             APP1 => clean_app1(payload),
             APP13 => clean_app13(payload),

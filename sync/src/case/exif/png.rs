@@ -22,18 +22,28 @@ pub(super) fn strip(bytes: &[u8]) -> Result<Option<Vec<u8>>, ExifError> {
     let mut removed = false;
     let mut pos = SIGNATURE.len();
     while pos < bytes.len() {
-        let truncated = ExifError::Truncated {
-            what: "PNG chunk",
-            offset: pos,
+        let Some(head) = bytes.get(pos..pos + 8) else {
+            // Fewer bytes than a chunk header: no reader makes a chunk of them.
+            out.extend_from_slice(&bytes[pos..]);
+            break;
         };
-        let head = bytes.get(pos..pos + 8).ok_or(truncated.clone())?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let kind = [head[4], head[5], head[6], head[7]];
         // Length, type, data, CRC.
-        let end = (pos + 12)
+        let Some(end) = (pos + 12)
             .checked_add(len)
             .filter(|end| *end <= bytes.len())
-            .ok_or(truncated)?;
+        else {
+            // A chunk cut short by the end of the file: a metadata chunk
+            // goes (a lenient reader might read what is there), anything
+            // else is kept as it is.
+            if is_metadata(&kind) {
+                removed = true;
+            } else {
+                out.extend_from_slice(&bytes[pos..]);
+            }
+            break;
+        };
         let data = &bytes[pos + 8..end - 4];
         if carries_location(&kind, data) {
             removed = true;
@@ -48,6 +58,11 @@ pub(super) fn strip(bytes: &[u8]) -> Result<Option<Vec<u8>>, ExifError> {
         }
     }
     Ok(removed.then_some(out))
+}
+
+/// Chunks that may hold a location: Exif and text (XMP, raw profiles).
+fn is_metadata(kind: &[u8; 4]) -> bool {
+    matches!(kind, b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt")
 }
 
 fn carries_location(kind: &[u8; 4], data: &[u8]) -> bool {

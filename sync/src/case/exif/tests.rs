@@ -238,7 +238,7 @@ fn other_media_types_come_back_unchanged() {
 }
 
 #[test]
-fn a_broken_file_is_an_error_that_names_the_problem() {
+fn a_file_of_another_type_or_a_broken_segment_is_an_error() {
     assert_eq!(
         strip_location(b"GIF89a", "image/jpeg").unwrap_err(),
         ExifError::WrongFormat("JPEG")
@@ -247,30 +247,50 @@ fn a_broken_file_is_an_error_that_names_the_problem() {
         strip_location(b"\xFF\xD8", "image/png").unwrap_err(),
         ExifError::WrongFormat("PNG")
     );
-    let photo = photos::jpeg_with_location(Order::Big);
-    // Cut inside the Exif segment: that segment runs past the end.
-    let err = strip_location(&photo[..40], "image/jpeg").unwrap_err();
-    assert_eq!(
-        err,
-        ExifError::Truncated {
-            what: "JPEG segment",
-            offset: 2
-        }
-    );
+    let bad = [0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x01, 0x00];
+    let err = strip_location(&bad, "image/jpeg").unwrap_err();
+    assert_eq!(err, ExifError::BadLength { offset: 2 });
     assert_eq!(
         err.to_string(),
-        "the file is cut short: the JPEG segment at byte 2 runs past its end"
+        "the JPEG is damaged: the segment at byte 2 declares a length below 2"
     );
-    let bad = [0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x01, 0x00];
+}
+
+#[test]
+fn a_file_cut_short_is_cleaned_as_far_as_it_goes() {
+    for order in Order::BOTH {
+        let photo = photos::jpeg_with_location(order);
+        // Cut inside the Exif segment, after the GPS IFD's latitude: the
+        // structure no longer reads, so the segment is blanked.
+        let cut = &photo[..180];
+        assert!(contains(cut, &order.rational_bytes(&photos::LATITUDE)));
+        let (out, removed) = strip_jpeg(cut);
+        assert!(removed, "{order:?}");
+        assert_eq!(out.len(), cut.len());
+        assert!(!contains(&out, b"Exif"));
+        assert!(!contains(&out, &order.rational_bytes(&photos::LATITUDE)));
+        // Cut inside the scan data: the metadata before it is cleaned.
+        let cut = &photo[..photo.len() - 3];
+        let (out, removed) = strip_jpeg(cut);
+        assert!(removed);
+        assert_eq!(out.len(), cut.len());
+        assert_eq!(read(&out).orientation, Some(6));
+
+        let tiff = order.tiff(&order.ifd0(), Some(&order.gps_ifd()));
+        let png = photos::png(&[(b"eXIf", &tiff)]);
+        let cut = &png[..60];
+        let (out, removed) = strip_location(cut, "image/png").unwrap();
+        assert!(removed);
+        assert_eq!(&out[..], &cut[..33], "signature and header are kept");
+    }
+    // A bare JFIF header, as some tests attach: nothing to clean.
+    let header = [
+        0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+    ];
     assert_eq!(
-        strip_location(&bad, "image/jpeg").unwrap_err(),
-        ExifError::BadLength { offset: 2 }
+        strip_location(&header, "image/jpeg").unwrap(),
+        (Cow::Borrowed(&header[..]), false)
     );
-    // Cut inside the scan data: what is there is kept, nothing to refuse.
-    let cut = &photo[..photo.len() - 3];
-    let (out, removed) = strip_jpeg(cut);
-    assert!(removed);
-    assert_eq!(out.len(), cut.len());
 }
 
 /// A GPS photo with some bytes replaced and maybe cut short.
