@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-for target in frame_decode relay_frames judge_changes; do
+for target in frame_decode relay_frames judge_changes strip_location; do
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$seconds"
 done

@@ -12,6 +12,8 @@ use automerge::sync::{State, SyncDoc};
 use automerge::Automerge;
 use std::num::NonZeroUsize;
 
+pub mod photos;
+
 fn principal(store: &str, device: &str) -> Principal {
     Principal {
         user: UserId::new("fuzz").unwrap_or_else(|_| unreachable!("valid literal id")),
@@ -258,4 +260,26 @@ fn protected(doc: &Automerge, base: &Automerge) -> String {
         }
     }
     out
+}
+
+/// Any bytes, read as a JPEG and as a PNG: removing location metadata
+/// never panics, keeps a JPEG's length (segments are cleaned in place), and
+/// a second pass finds nothing more to remove.
+pub fn strip_location_holds(data: &[u8]) {
+    use crate::case::exif::strip_location;
+    for media in ["image/jpeg", "image/png"] {
+        let Ok((once, _)) = strip_location(data, media) else {
+            continue;
+        };
+        if media == "image/jpeg" {
+            assert_eq!(once.len(), data.len(), "a JPEG keeps its length");
+        }
+        match strip_location(&once, media) {
+            Ok((twice, again)) => {
+                assert!(!again, "a second pass removed more from a {media}");
+                assert_eq!(twice, once);
+            }
+            Err(e) => panic!("a cleaned {media} no longer reads: {e}"),
+        }
+    }
 }

@@ -505,7 +505,9 @@ impl<S: Storage> Replica<S> {
 
     /// Attaches a piece of evidence: checks and names the bytes (SHA-256,
     /// media type from the bytes), keeps them in this device's storage and
-    /// records them on the case, in one batch. Returns the hash.
+    /// records them on the case, in one batch. A photo's location
+    /// metadata is removed first (`case::exif`), so the hash, the size and
+    /// the stored bytes are those without it. Returns the hash.
     pub fn attach_evidence(
         &mut self,
         case: CaseId,
@@ -516,6 +518,12 @@ impl<S: Storage> Replica<S> {
     ) -> Result<String, ReplicaError> {
         let media_type = crate::case::blob::sniff(bytes)
             .map_err(|m| ReplicaError::Edit(crate::case::edit::invalid("evidence", m)))?;
+        // The location goes before the hash is taken: the hash names the
+        // bytes that are kept and shared, never the ones with the GPS.
+        let (stripped, _) = crate::case::exif::strip_location(bytes, media_type).map_err(|m| {
+            ReplicaError::Edit(crate::case::edit::invalid("evidence", m.to_string()))
+        })?;
+        let bytes: &[u8] = &stripped;
         let (raw, hash) = crate::case::blob::sha256(bytes);
         let evidence = crate::case::evidence::Evidence {
             kind: kind.to_string(),

@@ -1,7 +1,10 @@
 //! Hostile input at the relay: random frames, random and mutated Automerge
-//! messages, and every input the fuzzers kept (`fuzz/corpus`, `fuzz/artifacts`).
+//! messages, and every input the fuzzers kept (`fuzz/corpus`, `fuzz/artifacts`),
+//! including the photos the location stripper was fuzzed with.
 
-use aftercase_sync::fuzzing::{judge_accepts_arbitrary_changes, relay_accepts_arbitrary_frames};
+use aftercase_sync::fuzzing::{
+    judge_accepts_arbitrary_changes, relay_accepts_arbitrary_frames, strip_location_holds,
+};
 use aftercase_sync::protocol::Frame;
 use proptest::prelude::*;
 
@@ -51,13 +54,17 @@ fn replay_kept_fuzz_inputs() {
         "artifacts/frame_decode",
         "corpus/judge_changes",
         "artifacts/judge_changes",
+        "corpus/strip_location",
+        "artifacts/strip_location",
     ] {
         let Ok(entries) = std::fs::read_dir(root.join(sub)) else {
             continue;
         };
         for e in entries.flatten() {
             let data = std::fs::read(e.path()).unwrap();
-            if sub.ends_with("judge_changes") {
+            if sub.ends_with("strip_location") {
+                strip_location_holds(&data);
+            } else if sub.ends_with("judge_changes") {
                 judge_accepts_arbitrary_changes(&data);
             } else if sub.ends_with("frame_decode") {
                 if let Ok(f) = Frame::decode(&data) {

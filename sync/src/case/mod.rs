@@ -8,6 +8,7 @@
 pub mod blob;
 pub mod edit;
 pub mod evidence;
+pub mod exif;
 mod kind;
 pub mod offer;
 pub mod read;
