@@ -4,6 +4,9 @@
 //!
 //! Used by `tests/simulation.rs` (random plans) and `tests/scenarios.rs`
 //! (hand-written stories).
+//!
+//! [`cutproxy`] is the real-socket counterpart for tests of the binaries: a
+//! TCP proxy that cuts the link at seeded byte positions.
 
 use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::case::edit::Customer;
@@ -19,6 +22,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
+
+pub mod cutproxy;
 
 fn summary(f: &Frame) -> String {
     match f {

@@ -23,6 +23,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 mod attacks;
+mod baseline;
 mod fanout;
 mod head_office;
 mod judge;
@@ -460,7 +461,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
-    // attacks, headoffice.
+    // attacks, headoffice, baseline.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -495,6 +496,9 @@ fn main() {
     if want("headoffice") {
         eprintln!("head office reads at chain scale...");
         rows.extend(head_office::run(quick));
+    }
+    if want("baseline") {
+        rows.extend(baseline::rows(&tmp, quick));
     }
     println!("| scenario | ours | baseline | ratio |");
     println!("|---|---|---|---|");
