@@ -366,6 +366,26 @@ impl Watched {
         }
     }
 
+    /// Like [`Watched::wait_for`], but `None` when the process ends
+    /// without printing it.
+    #[allow(dead_code)]
+    pub fn try_wait_for(&mut self, needle: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(_) => panic!("never saw {needle:?}; output so far: {:#?}", self.seen),
+            }
+        }
+    }
+
     /// SIGKILL.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
