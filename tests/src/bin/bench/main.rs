@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod attacks;
 mod baseline;
+mod evidence;
 mod fanout;
 mod head_office;
 mod judge;
@@ -461,7 +462,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
-    // attacks, headoffice, baseline.
+    // attacks, headoffice, evidence, baseline.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -496,6 +497,9 @@ fn main() {
     if want("headoffice") {
         eprintln!("head office reads at chain scale...");
         rows.extend(head_office::run(quick));
+    }
+    if want("evidence") {
+        rows.extend(evidence::run(&tmp, quick));
     }
     if want("baseline") {
         rows.extend(baseline::rows(&tmp, quick));
