@@ -46,7 +46,8 @@ fn photo(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        b.push((x >> 24) as u8);
+        // No 0xFF after the header: nothing reads as a JPEG marker.
+        b.push(((x >> 24) as u8).min(0xFE));
     }
     b
 }

@@ -17,7 +17,8 @@ pub fn photo(len: usize, seed: u8) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        b.push((x >> 8) as u8);
+        // No 0xFF after the header: nothing reads as a JPEG marker.
+        b.push(((x >> 8) as u8).min(0xFE));
     }
     b
 }

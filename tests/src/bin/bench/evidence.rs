@@ -25,7 +25,8 @@ fn photo(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        b.extend_from_slice(&x.to_le_bytes());
+        // No 0xFF after the header: nothing reads as a JPEG marker.
+        b.extend_from_slice(&x.to_le_bytes().map(|v| v.min(0xFE)));
     }
     b.truncate(len);
     b
@@ -124,7 +125,7 @@ pub fn run(tmp: &Path, quick: bool) -> Vec<Row> {
     let (n, size, cuts) = if quick {
         (20usize, 3_000_000usize, 10usize)
     } else {
-        (200, 3_000_000, 20)
+        (200, 3_000_000, 30)
     };
     let data = (n * size) as u64;
     eprintln!("evidence: {n} photos of {size} bytes over a link cut {cuts} times...");
