@@ -93,12 +93,41 @@ impl Net {
         want_all: bool,
         budget: usize,
     ) -> bool {
+        let want = if want_all {
+            r.missing_blobs().unwrap()
+        } else {
+            Vec::new()
+        };
+        self.connect_with(r, who, want, budget)
+    }
+
+    /// A connection that fetches the evidence named `hash`.
+    fn connect_wanting(
+        &mut self,
+        r: &mut Replica<MemoryStorage>,
+        who: &DeviceIdentity,
+        hash: aftercase_sync::blobs::BlobHash,
+    ) -> bool {
+        let want = r
+            .missing_blobs()
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.hash == hash)
+            .collect();
+        self.connect_with(r, who, want, usize::MAX)
+    }
+
+    fn connect_with(
+        &mut self,
+        r: &mut Replica<MemoryStorage>,
+        who: &DeviceIdentity,
+        want: Vec<aftercase_sync::replica::blobs::MissingBlob>,
+        budget: usize,
+    ) -> bool {
         self.now += 1000;
         let now = Millis(self.now);
         let mut client = ClientSession::new();
-        if want_all {
-            client.want_blobs(r.missing_blobs().unwrap());
-        }
+        client.want_blobs(want);
         let mut session = self.relay.session(principal(who));
         let mut to_relay: std::collections::VecDeque<Frame> = client.start(r, now).unwrap().into();
         let mut delivered = 0;
@@ -250,4 +279,68 @@ proptest! {
     fn any_seed_and_sizes_arrive_whole(seed in 100u64..10_000, photos in 1usize..5, size in 13usize..400_000) {
         story(seed, photos, size, seed % 3 == 0);
     }
+}
+
+#[test]
+fn the_device_cache_keeps_unsent_evidence_and_evicts_the_oldest_sent() {
+    let mut net = Net::new(99);
+    let a_id = identity("tab-a", Role::Staff);
+    let mut a = Replica::open(MemoryStorage::new(), a_id.clone(), [1; 16]);
+    // A 1 MiB cache: room for one 600 KB photo.
+    let mut policy = aftercase_sync::policy::Policy::default();
+    policy.device_cache_bytes = 1 << 20;
+    policy.version = 2;
+    let json = serde_json::to_string(&policy).unwrap();
+    a.adopt_policy(policy, &json).unwrap();
+    let case = CaseId::from_bytes([9; 16]);
+    let mut t = 1_789_000_000_000i64;
+    let mut e = || {
+        t += 1000;
+        Entropy {
+            now: Millis(t),
+            nonce: [t as u8; 16],
+        }
+    };
+    a.create_case(case, e(), CaseKind::DamageClaim, customer(), None, None)
+        .unwrap();
+    let photos: Vec<Vec<u8>> = (0..3).map(|i| photo(600_000, 500 + i)).collect();
+    for p in &photos {
+        a.attach_evidence(case, e(), "photo", p, None).unwrap();
+    }
+    // Nothing has reached the relay: nothing may be evicted, whatever the bound.
+    assert_eq!(a.evict_blobs().unwrap(), 0);
+    assert_eq!(a.blob_cache().unwrap().1, 3);
+    assert!(net.connect(&mut a, &a_id, false, usize::MAX));
+    // Uploaded, the cache shrinks to its bound (evicting as each upload
+    // is confirmed, oldest sent first): one photo fits.
+    let held = photos
+        .iter()
+        .filter(|p| a.blob_bytes(&hash_of(p)).unwrap().is_some())
+        .count();
+    assert_eq!(held, 1);
+    assert!(a.blob_cache().unwrap().0 <= 1 << 20);
+    for p in &photos {
+        assert!(matches!(
+            net.blobs.held(&hash_of(p)).unwrap(),
+            Held::Complete(_)
+        ));
+    }
+    // Evicted evidence is fetched again when asked for.
+    let missing = a.missing_blobs().unwrap();
+    assert_eq!(missing.len(), 2);
+    let gone = missing[0].hash;
+    let gone_bytes = photos.iter().find(|p| hash_of(p) == gone).unwrap();
+    let mut fetched = false;
+    for _ in 0..3 {
+        if net.connect_wanting(&mut a, &a_id, gone) {
+            fetched = true;
+            break;
+        }
+    }
+    assert!(fetched);
+    assert_eq!(
+        a.blob_bytes(&gone).unwrap().as_deref(),
+        Some(&gone_bytes[..])
+    );
+    assert!(a.blob_cache().unwrap().0 <= 1 << 20);
 }
