@@ -287,9 +287,11 @@ fn the_device_cache_keeps_unsent_evidence_and_evicts_the_oldest_sent() {
     let a_id = identity("tab-a", Role::Staff);
     let mut a = Replica::open(MemoryStorage::new(), a_id.clone(), [1; 16]);
     // A 1 MiB cache: room for one 600 KB photo.
-    let mut policy = aftercase_sync::policy::Policy::default();
-    policy.device_cache_bytes = 1 << 20;
-    policy.version = 2;
+    let policy = aftercase_sync::policy::Policy {
+        device_cache_bytes: 1 << 20,
+        version: 2,
+        ..Default::default()
+    };
     let json = serde_json::to_string(&policy).unwrap();
     a.adopt_policy(policy, &json).unwrap();
     let case = CaseId::from_bytes([9; 16]);
