@@ -121,6 +121,22 @@ fn the_openapi_document_describes_the_running_relay() {
     );
     let id = tablet.new_case("repair");
     tablet.ok(&["case", "note", &id, "customer brought the remote"]);
+    // A photo, so the evidence path has something to serve.
+    let mut jpeg = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+    ];
+    jpeg.resize(4096, 0x42);
+    let photo = tmp.path().join("remote.jpg");
+    std::fs::write(&photo, &jpeg).unwrap();
+    let out = tablet.ok(&[
+        "case",
+        "attach",
+        &id,
+        photo.to_str().unwrap(),
+        "--type",
+        "photo",
+    ]);
+    let hash = out.lines().last().unwrap().trim().to_string();
     tablet.ok(&["sync"]);
     let hq = relay.token("hq", "head_office", "HQ", "hq-1");
 
@@ -157,7 +173,7 @@ fn the_openapi_document_describes_the_running_relay() {
             "{path}: the read API only reads"
         );
         let op = &item["get"];
-        let url = path.replace("{id}", &id);
+        let url = path.replace("{id}", &id).replace("{hash}", &hash);
         assert!(
             !url.contains('{'),
             "{path}: a parameter this test cannot fill"

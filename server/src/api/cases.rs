@@ -35,13 +35,13 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
     Ok(p)
 }
 
-fn case_id(raw: &str) -> Result<CaseId, ApiError> {
+pub fn case_id(raw: &str) -> Result<CaseId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case id", clip(raw))))
 }
 
 /// The one answer for a case that is missing or not readable by the caller.
-fn not_found(id: CaseId) -> ApiError {
+pub fn not_found(id: CaseId) -> ApiError {
     ApiError::NotFound(format!("case {id} not found"))
 }
 

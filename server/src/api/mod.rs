@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod cases;
 pub mod csv_out;
+pub mod evidence;
 pub mod labels;
 pub mod openapi;
 pub mod params;

@@ -5,7 +5,7 @@
 //! The tests below hold it to the route table (`routes.rs`);
 //! `tests/tests/openapi.rs` holds it to the running relay.
 
-use super::{audit, cases, labels, queues, service};
+use super::{audit, cases, evidence, labels, queues, service};
 use crate::error::{ApiError, ErrorBody};
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         cases::list_cases,
         cases::get_case,
         cases::get_doc,
+        evidence::get_evidence,
         cases::get_policy,
         queues::conflicts,
         queues::approvals,

@@ -4,7 +4,7 @@
 //! path is a route. A new endpoint is a line here and a
 //! `#[utoipa::path]` on its handler, listed in `openapi::ApiDoc`.
 
-use super::{audit, cases, labels, openapi, queues, service};
+use super::{audit, cases, evidence, labels, openapi, queues, service};
 use crate::{dashboard, ws};
 use actix_web::http::Method;
 use actix_web::web;
@@ -80,6 +80,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/cases/{id}/doc",
         kind: Kind::Api,
         handler: |r| r.to(cases::get_doc),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/cases/{id}/evidence/{hash}",
+        kind: Kind::Api,
+        handler: |r| r.to(evidence::get_evidence),
     },
     Route {
         method: Method::GET,

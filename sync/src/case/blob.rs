@@ -40,6 +40,22 @@ pub fn sniff(bytes: &[u8]) -> Result<&'static str, String> {
     }
 }
 
+/// The usual file extension of an evidence media type, for naming a
+/// download so it opens in the right program.
+pub fn extension(media_type: &str) -> &'static str {
+    match media_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "image/heif" => "heic",
+        "video/mp4" => "mp4",
+        "video/quicktime" => "mov",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    }
+}
+
 /// Decodes a hex SHA-256.
 pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     if !super::evidence::is_hash(hex) {
@@ -55,6 +71,14 @@ pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_allowed_type_has_its_own_extension() {
+        let exts: std::collections::BTreeSet<_> = ALLOWED.iter().map(|m| extension(m)).collect();
+        assert_eq!(exts.len(), ALLOWED.len());
+        assert!(!exts.contains("bin"));
+        assert_eq!(extension("application/x-executable"), "bin");
+    }
 
     #[test]
     fn types_come_from_the_bytes_not_the_name() {

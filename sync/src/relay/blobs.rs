@@ -345,8 +345,12 @@ impl BlobSession {
                     ));
                 }
                 Err(why) => {
+                    let declared = g.media_type.clone();
                     self.uploads.remove(&hash);
-                    return Err(BlobRefusal::new(BlobCode::WrongType, why));
+                    return Err(BlobRefusal::new(
+                        BlobCode::WrongType,
+                        format!("{why}, but the evidence record says {declared}"),
+                    ));
                 }
             }
         }
