@@ -90,6 +90,24 @@ fn head_office_reads_queues_cases_and_metrics_in_a_browser() {
     );
     let late_s1 = complaint_recorded_offline(&s1, 30);
     let late_s2 = complaint_recorded_offline(&s2, 30);
+    // A photo on the late complaint, saved from the page below.
+    let mut jpeg = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+    ];
+    jpeg.resize(5000, 0x42);
+    let photo = tmp.path().join("receipt.jpg");
+    std::fs::write(&photo, &jpeg).unwrap();
+    let out = s1.ok(&[
+        "case",
+        "attach",
+        &late_s1,
+        photo.to_str().unwrap(),
+        "--type",
+        "receipt",
+        "--caption",
+        "till receipt",
+    ]);
+    let photo_hash = out.lines().last().unwrap().trim().to_string();
     let repair = s1.new_case("repair");
     s1.ok(&["case", "transition", &repair, "confirmed"]);
     s2.new_case("installation");
@@ -214,6 +232,18 @@ fn head_office_reads_queues_cases_and_metrics_in_a_browser() {
             .any(|a| a.contains("tab-a") && a.contains("alice")),
         "{audit:#?}"
     );
+    // Its evidence, saved through an authorised fetch (no token in a URL).
+    let evidence = b.texts("[data-test=evidence-row]");
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.contains("receipt") && e.contains("till receipt")),
+        "{evidence:#?}"
+    );
+    b.click("[data-test=evidence-save]");
+    b.wait_for("[data-test=status]", "the evidence saved", |t| {
+        t[0].contains(&format!("saved {photo_hash}.jpg: 5000 bytes"))
+    });
     let opened = local(late["created_at"].as_str().unwrap(), offset);
     let detail = b.texts("[data-test=case-detail]").join("\n");
     assert!(
