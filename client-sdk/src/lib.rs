@@ -1,5 +1,6 @@
 //! The Aftercase client SDK: what a store tablet or a technician's phone
-//! embeds, and the `aftercase` command line built on it.
+//! embeds (the `aftercase` command line, crate `aftercase-cli`, is built on
+//! it).
 //!
 //! Typical workflow: [`DeviceConfig::init`] once with the relay's address and
 //! the device token; then [`Device::open`] at every start. Edits
@@ -13,12 +14,9 @@ mod config;
 mod device;
 mod error;
 mod live;
-mod logging;
 mod transport;
 
 pub use config::{DeviceConfig, CONFIG_FILE};
 pub use device::{library_version, Device, SyncStatus};
 pub use error::{ClientError, SyncError};
 pub use live::{LiveEvent, Progress, SyncReport};
-
-pub mod cli;

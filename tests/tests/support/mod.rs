@@ -23,7 +23,7 @@ pub fn bin_dir() -> &'static Path {
                 "-p",
                 "aftercase-server",
                 "-p",
-                "aftercase-client",
+                "aftercase-cli",
                 "--bins",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,6 @@
 //! The `aftercase` command line for store staff, technicians and scripts.
 
-use crate::{Device, LiveEvent, SyncError};
+use aftercase_client::{Device, LiveEvent, SyncError};
 use aftercase_sync::case::offer::Decision;
 use aftercase_sync::case::service::Survey;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
