@@ -849,6 +849,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     LiveEvent::Retrying { reason, in_secs } => {
                         eprintln!("{reason}; retrying in {in_secs}s")
                     }
+                    LiveEvent::Refused { case, code, reason } => {
+                        eprintln!("relay refused changes to case {case} [{code}]: {reason}")
+                    }
+                    // The error it ends with is printed below.
+                    LiveEvent::Stopped { .. } => {}
                 }));
                 return Err(err.into());
             }

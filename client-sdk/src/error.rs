@@ -43,6 +43,12 @@ pub enum SyncError {
         "token rejected by the relay: {0} (ask for a new token and run `aftercase init` again)"
     )]
     TokenRejected(String),
+    /// The relay refused the token and the token's own expiry time has
+    /// passed: only a new token helps.
+    #[error(
+        "the device token has expired: {0} (ask for a new token and run `aftercase init` again)"
+    )]
+    TokenExpired(String),
     /// The operator revoked this device's token (or the device or user);
     /// only a new token helps.
     #[error("access revoked: {0} (then run `aftercase init` with the new token)")]
@@ -62,6 +68,9 @@ pub enum SyncError {
     Refused {
         /// How many cases.
         count: usize,
+        /// The relay's refusal code of the first (`too_large`, `forbidden`,
+        /// ...: `aftercase_sync::protocol::RefusalCode`).
+        code: String,
         /// The first reason.
         first: String,
     },
@@ -73,4 +82,95 @@ pub enum SyncError {
     /// `run_live` never see this).
     #[error("the relay speaks the older sync protocol version {0}")]
     OlderRelay(u8),
+}
+
+impl ClientError {
+    /// A stable snake_case code for programs: an app shows its own words
+    /// for it (in the user's language) and keeps [`ToString`] for logs.
+    /// Never renamed; new codes are added instead.
+    pub fn code(&self) -> &'static str {
+        use aftercase_sync::case::edit::EditError;
+        match self {
+            ClientError::NotInitialised(_) => "not_initialised",
+            ClientError::Config(_) => "invalid_config",
+            ClientError::Replica(ReplicaError::Edit(e)) => match e {
+                EditError::Invalid { .. } => "invalid_value",
+                EditError::NotACase(_) => "not_a_case",
+                EditError::Document(_) => "document",
+                EditError::Transition { .. } => "workflow",
+                EditError::OpenConflict { .. } => "open_conflict",
+                EditError::NotAllowed(_) => "not_allowed",
+            },
+            ClientError::Replica(ReplicaError::UnknownCase(_)) => "unknown_case",
+            ClientError::Replica(ReplicaError::Apply { .. }) => "apply",
+            ClientError::Replica(ReplicaError::Storage(_)) | ClientError::Storage(_) => "storage",
+            ClientError::Io { .. } => "io",
+        }
+    }
+}
+
+impl SyncError {
+    /// A stable snake_case code for programs (see [`ClientError::code`]).
+    /// A refusal's own code, from the relay, is in [`SyncError::Refused`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            SyncError::Unreachable { .. } => "unreachable",
+            SyncError::TokenRejected(_) => "token_rejected",
+            SyncError::TokenExpired(_) => "token_expired",
+            SyncError::Revoked(_) => "revoked",
+            SyncError::TooManyConnections(_) => "too_many_connections",
+            SyncError::Closed(_) => "closed",
+            SyncError::Timeout(_) => "timeout",
+            SyncError::Refused { .. } => "refused",
+            SyncError::Session(_) => "session",
+            SyncError::OlderRelay(_) => "older_relay",
+        }
+    }
+
+    /// Whether only a new token helps (rejected, expired or revoked): a
+    /// live sync stops on these instead of retrying.
+    pub fn needs_new_token(&self) -> bool {
+        matches!(
+            self,
+            SyncError::TokenRejected(_) | SyncError::TokenExpired(_) | SyncError::Revoked(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_snake_case() {
+        let errors = [
+            SyncError::Unreachable {
+                url: String::new(),
+                reason: String::new(),
+            },
+            SyncError::TokenRejected(String::new()),
+            SyncError::TokenExpired(String::new()),
+            SyncError::Revoked(String::new()),
+            SyncError::TooManyConnections(String::new()),
+            SyncError::Closed(String::new()),
+            SyncError::Timeout(1),
+            SyncError::Refused {
+                count: 1,
+                code: "too_large".into(),
+                first: String::new(),
+            },
+            SyncError::Session(String::new()),
+            SyncError::OlderRelay(3),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &errors {
+            let c = e.code();
+            assert!(
+                c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{c}"
+            );
+            assert!(seen.insert(c), "{c} used twice");
+        }
+        assert!(ClientError::NotInitialised("d".into()).code() == "not_initialised");
+    }
 }

@@ -67,12 +67,32 @@ pub enum LiveEvent {
     Received(CaseId),
     /// Download progress during catch-up.
     Progress(Progress),
+    /// The relay refused this device's changes to a case; the connection
+    /// goes on for the other cases. The refusal stays in
+    /// [`crate::SyncStatus::refused`] until the case is fixed or discarded.
+    Refused {
+        /// The case.
+        case: CaseId,
+        /// The relay's stable refusal code (`too_large`, `forbidden`, ...).
+        code: String,
+        /// The relay's words.
+        reason: String,
+    },
     /// The connection ended; retrying after the given delay.
     Retrying {
         /// Why it ended.
         reason: String,
         /// Seconds until the next attempt.
         in_secs: u64,
+    },
+    /// The live sync ended for good: the token was rejected, expired or
+    /// revoked (only a new token helps), or the app stopped it. The last
+    /// event of a live sync.
+    Stopped {
+        /// [`SyncError::code`] of why, or `stopped` when the app stopped it.
+        code: String,
+        /// Words for the person.
+        reason: String,
     },
 }
 
@@ -151,7 +171,11 @@ impl Device {
 
     /// Stays connected: pushes local edits as they are made, receives other
     /// devices' changes as they happen, and reconnects with jittered
-    /// exponential backoff. Returns only on a rejected or revoked token.
+    /// exponential backoff. Returns only when the token is rejected, expired
+    /// or revoked, after a last [`LiveEvent::Stopped`]. A refused upload does
+    /// not end it: it is reported as [`LiveEvent::Refused`] and the other
+    /// cases go on syncing. To run it on its own thread and stop it at will,
+    /// use [`Device::start_live`].
     pub async fn run_live(&self, mut on_event: impl FnMut(LiveEvent)) -> SyncError {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -171,7 +195,11 @@ impl Device {
             if matches!(outcome, SyncError::OlderRelay(_)) {
                 continue;
             }
-            if matches!(outcome, SyncError::TokenRejected(_) | SyncError::Revoked(_)) {
+            if outcome.needs_new_token() {
+                on_event(LiveEvent::Stopped {
+                    code: outcome.code().to_string(),
+                    reason: outcome.to_string(),
+                });
                 return outcome;
             }
             let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
@@ -264,12 +292,26 @@ impl Device {
         let mut shown = client.blob_progress();
         let mut total = 0usize;
         let mut announced_synced = false;
+        let mut told_refused = std::collections::BTreeSet::new();
         loop {
             if client.is_settled() {
                 let refused = client.refused();
-                if let Some((case, reason)) = refused.iter().next() {
+                if let Mode::Live(cb) = &mut mode {
+                    // Each refusal once per session (again after a new local
+                    // edit, which re-sends the case).
+                    for (case, reason) in refused {
+                        if told_refused.insert(*case) {
+                            cb(LiveEvent::Refused {
+                                case: *case,
+                                code: self.refusal_code(*case),
+                                reason: reason.clone(),
+                            });
+                        }
+                    }
+                } else if let Some((case, reason)) = refused.iter().next() {
                     return Err(SyncError::Refused {
                         count: refused.len(),
+                        code: self.refusal_code(*case),
                         first: format!("case {case}: {reason}"),
                     });
                 }
@@ -375,6 +417,7 @@ impl Device {
                         out
                     };
                     announced_synced = false;
+                    told_refused.clear();
                     send(socket, frames, version).await?;
                 }
             }
@@ -383,6 +426,16 @@ impl Device {
 }
 
 impl Device {
+    /// The relay's code for its refusal of `case`, as the replica recorded
+    /// it (`refused` if the record cannot be read).
+    fn refusal_code(&self, case: CaseId) -> String {
+        self.replica()
+            .refusals()
+            .ok()
+            .and_then(|all| all.into_iter().find(|r| r.case == case))
+            .map_or_else(|| "refused".into(), |r| r.code)
+    }
+
     /// A session decoding fetched cases on every core (a fresh tablet's
     /// first sync is bound by decoding them), speaking the newest protocol
     /// the relay was found to speak.

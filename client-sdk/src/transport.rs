@@ -11,7 +11,22 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects and authenticates. A 401 becomes [`SyncError::TokenRejected`],
+/// Whether the token's own `exp` claim has passed on this device's clock.
+/// Read only to name the remedy when the relay has refused the token: the
+/// relay's verdict is what counts, never this device's clock.
+fn expired(token: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: Option<i64>,
+    }
+    jsonwebtoken::dangerous::insecure_decode::<Exp>(token)
+        .ok()
+        .and_then(|d| d.claims.exp)
+        .is_some_and(|exp| exp <= chrono::Utc::now().timestamp())
+}
+
+/// Connects and authenticates. A 401 becomes [`SyncError::TokenRejected`]
+/// ([`SyncError::TokenExpired`] when the token's expiry has passed),
 /// or [`SyncError::Revoked`] when the relay says the token was revoked; a
 /// 429 becomes [`SyncError::TooManyConnections`]. The relay's own words are
 /// kept in each.
@@ -45,6 +60,8 @@ pub async fn connect(cfg: &DeviceConfig) -> Result<Socket, SyncError> {
             let body = field("error").unwrap_or_else(|| format!("HTTP {}", resp.status()));
             if field("code").as_deref() == Some("revoked") {
                 Err(SyncError::Revoked(body))
+            } else if resp.status() == 401 && expired(&cfg.token) {
+                Err(SyncError::TokenExpired(body))
             } else if resp.status() == 401 || resp.status() == 403 {
                 Err(SyncError::TokenRejected(body))
             } else if resp.status() == 429 {
