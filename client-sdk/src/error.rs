@@ -46,7 +46,7 @@ pub enum SyncError {
     /// The relay refused the token and the token's own expiry time has
     /// passed: only a new token helps.
     #[error(
-        "the device token has expired: {0} (ask for a new token and run `aftercase init` again)"
+        "token rejected by the relay: the device token has expired ({0}); ask for a new token and run `aftercase init` again"
     )]
     TokenExpired(String),
     /// The operator revoked this device's token (or the device or user);
