@@ -162,9 +162,14 @@ enum CaseCommand {
         /// What came of it, e.g. "no answer" or "agreed visit Tuesday 10:00".
         #[arg(long)]
         outcome: String,
-        /// Call anyway outside 10:00-18:00 or beyond 3 calls a day (supervisors).
-        #[arg(long)]
-        r#override: bool,
+        /// outbound (the store reached out, the default) or inbound (the
+        /// customer called or came in: no calling hours or daily limit).
+        #[arg(long, default_value = "outbound")]
+        direction: String,
+        /// A supervisor's reason for calling outside 10:00-18:00 or beyond
+        /// 3 calls a day. Without it such a call is still recorded, flagged.
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
     },
     /// Record the customer's satisfaction survey: each score from
     /// 1 (very dissatisfied) to 5 (very satisfied).
@@ -553,11 +558,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     id,
                     channel,
                     outcome,
-                    r#override,
+                    direction,
+                    override_reason,
                 } => {
                     let channel: ContactChannel = channel.parse()?;
-                    device.log_contact(id, channel, &outcome, r#override)?;
-                    eprintln!("contact saved");
+                    let direction = direction.parse()?;
+                    let flags = device.log_contact(
+                        id,
+                        channel,
+                        direction,
+                        &outcome,
+                        override_reason.as_deref(),
+                    )?;
+                    if flags.is_empty() {
+                        eprintln!("contact saved");
+                    } else {
+                        eprintln!(
+                            "contact saved, flagged for head office: {}",
+                            flags.join("; ")
+                        );
+                    }
                 }
                 CaseCommand::Survey {
                     id,

@@ -210,18 +210,25 @@ impl Device {
         self.edited(r)
     }
 
-    /// Logs an attempt to reach the customer. Calls outside the calling
-    /// hours or beyond the daily limit need `override_guard` (supervisors).
+    /// Records a contact with the customer. It is always recorded; the
+    /// contact rules an outbound call broke are returned (and flagged on
+    /// the case). `override_reason` is a supervisor's own reason.
     pub fn log_contact(
         &self,
         case: CaseId,
         channel: ContactChannel,
+        direction: aftercase_sync::case::edit::Direction,
         outcome: &str,
-        override_guard: bool,
-    ) -> Result<(), ClientError> {
-        let r = self
-            .replica()
-            .log_contact(case, entropy(), channel, outcome, override_guard);
+        override_reason: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
+        let r = self.replica().log_contact(
+            case,
+            entropy(),
+            channel,
+            direction,
+            outcome,
+            override_reason,
+        );
         self.edited(r)
     }
 

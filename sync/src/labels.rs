@@ -122,6 +122,12 @@ const TIMERS: &[Row] = &[
     (timers::SUGGEST_ESCALATION, "建议升级", "suggest escalation"),
     (timers::CUSTOMER_UPDATE, "每日跟进", "daily customer update"),
     (timers::FOLLOW_UP_SURVEY, "回访调查", "follow-up survey"),
+    (
+        timers::REGULATOR_ACCEPTANCE,
+        "12315受理",
+        "12315 acceptance",
+    ),
+    (timers::REGULATOR_MEDIATION, "12315调解", "12315 mediation"),
 ];
 
 fn states_of(kind: CaseKind) -> &'static [Row] {

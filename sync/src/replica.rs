@@ -272,20 +272,23 @@ impl<S: Storage> Replica<S> {
         self.edit(case, e, |d, c| edit::set_field(d, case, c, field, value))
     }
 
-    /// Logs an attempt to reach the customer. A phone call outside the
-    /// calling hours or beyond the daily limit for this customer (counted
-    /// over every case on the device) is refused unless `override_guard` is
-    /// set by a supervisor; the override is recorded with its reasons.
+    /// Records a contact with the customer. A call that happened is always
+    /// recorded: an outbound call outside the calling hours or beyond the
+    /// daily limit for this customer (counted over every case on the
+    /// device, outbound calls only) is recorded and flagged, and the
+    /// returned warnings say which rules it broke. `override_reason` is a
+    /// supervisor's own reason for breaking them (refused from anyone else).
     pub fn log_contact(
         &mut self,
         case: CaseId,
         e: Entropy,
         channel: ContactChannel,
+        direction: edit::Direction,
         outcome: &str,
-        override_guard: bool,
-    ) -> Result<(), ReplicaError> {
+        override_reason: Option<&str>,
+    ) -> Result<Vec<String>, ReplicaError> {
         let mut warnings = Vec::new();
-        if channel == ContactChannel::Phone {
+        if channel == ContactChannel::Phone && direction == edit::Direction::Outbound {
             let phone = self
                 .case(case)?
                 .ok_or(ReplicaError::UnknownCase(case))?
@@ -302,34 +305,28 @@ impl<S: Storage> Replica<S> {
                         .at_millis()
                         .and_then(|t| crate::rules::contact::local_day(&self.policy, t))
                         == today;
-                    if c.channel.as_deref() == Some("phone") && same_day {
+                    if c.channel.as_deref() == Some("phone")
+                        && c.direction == "outbound"
+                        && same_day
+                    {
                         calls += 1;
                     }
                 }
             }
-            warnings = crate::rules::contact::check_call(&self.policy, e.now.0, calls);
+            warnings = crate::rules::contact::check_call(&self.policy, e.now.0, calls)
+                .iter()
+                .map(|w| w.to_string())
+                .collect();
         }
-        let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
-        if !reasons.is_empty() {
-            if !override_guard {
-                return Err(EditError::NotAllowed(format!(
-                    "{}; a supervisor can override with --override",
-                    reasons.join("; ")
-                ))
-                .into());
-            }
-            if !crate::rules::contact::may_override(self.identity.role) {
-                return Err(EditError::NotAllowed(format!(
-                    "{}; only a supervisor can override the contact rules",
-                    reasons.join("; ")
-                ))
-                .into());
-            }
-        }
-        let note = (!reasons.is_empty()).then(|| reasons.join("; "));
-        self.edit(case, e, |d, c| {
-            edit::log_contact_with(d, case, c, channel, outcome, note.as_deref())
-        })
+        let contact = edit::Contact {
+            channel,
+            direction,
+            outcome,
+            override_reason,
+            flags: &warnings,
+        };
+        self.edit(case, e, |d, c| edit::log_contact_with(d, case, c, &contact))?;
+        Ok(warnings)
     }
 
     /// Moves a case along its workflow.
@@ -1048,59 +1045,104 @@ mod tests {
             .unwrap();
         r.create_case(b, e(2), CaseKind::Complaint, customer(), None, None)
             .unwrap();
-        r.log_contact(a, china(11, 10), ContactChannel::Phone, "no answer", false)
+        let out = edit::Direction::Outbound;
+        let call = |r: &mut Replica<MemoryStorage>, c, at, text: &str| {
+            r.log_contact(c, at, ContactChannel::Phone, out, text, None)
+                .unwrap()
+        };
+        assert!(call(&mut r, a, china(11, 10), "no answer").is_empty());
+        assert!(call(&mut r, b, china(12, 11), "no answer").is_empty());
+        // The customer calls back in the evening: recorded, not flagged,
+        // and not counted against the daily limit.
+        let inbound = r
+            .log_contact(
+                a,
+                china(20, 12),
+                ContactChannel::Phone,
+                edit::Direction::Inbound,
+                "customer called back",
+                None,
+            )
             .unwrap();
-        r.log_contact(b, china(12, 11), ContactChannel::Phone, "no answer", false)
-            .unwrap();
-        r.log_contact(
-            a,
-            china(13, 12),
-            ContactChannel::Phone,
-            "call back later",
-            false,
-        )
-        .unwrap();
-        let err = r
-            .log_contact(b, china(14, 13), ContactChannel::Phone, "again", false)
-            .unwrap_err();
+        assert!(inbound.is_empty(), "{inbound:?}");
+        assert!(call(&mut r, a, china(13, 13), "call back later").is_empty());
+        // The fourth outbound call of the day happened: it is recorded,
+        // flagged on the case, and the clerk is told.
+        let warned = call(&mut r, b, china(14, 14), "again");
         assert!(
-            err.to_string().contains("already called 3 times today"),
-            "{err}"
+            warned
+                .iter()
+                .any(|w| w.contains("already called 3 times today")),
+            "{warned:?}"
         );
+        let v = r.case(b).unwrap().unwrap();
+        let fourth = v.contact_attempts.last().unwrap();
+        assert_eq!(fourth.outcome.as_deref(), Some("again"));
+        // The device counted the customer's other case: the flag is kept.
+        assert!(
+            fourth
+                .flags
+                .iter()
+                .any(|f| f.contains("already called 3 times today")),
+            "{:?}",
+            fourth.flags
+        );
+        // A clerk cannot give an override reason.
         let err = r
-            .log_contact(b, china(20, 14), ContactChannel::Phone, "late", true)
+            .log_contact(
+                b,
+                china(20, 15),
+                ContactChannel::Phone,
+                out,
+                "late",
+                Some("asked"),
+            )
             .unwrap_err();
         assert!(
             err.to_string().contains("only a supervisor can override"),
             "{err}"
         );
         // Texts are not calls.
-        r.log_contact(b, china(20, 15), ContactChannel::Sms, "update sent", false)
-            .unwrap();
+        r.log_contact(
+            b,
+            china(20, 16),
+            ContactChannel::Sms,
+            out,
+            "update sent",
+            None,
+        )
+        .unwrap();
         let sup = DeviceIdentity {
             role: crate::access::Role::Supervisor,
             ..identity()
         };
         let mut r = Replica::open(store, sup, [2; 16]);
-        r.log_contact(
-            b,
-            china(19, 16),
-            ContactChannel::Phone,
-            "customer asked for evening call",
-            true,
-        )
-        .unwrap();
+        let warned = r
+            .log_contact(
+                b,
+                china(19, 17),
+                ContactChannel::Phone,
+                out,
+                "evening call",
+                Some("customer asked for an evening call"),
+            )
+            .unwrap();
+        assert!(warned.iter().any(|w| w.contains("19:xx")), "{warned:?}");
         let v = r.case(b).unwrap().unwrap();
         let overridden = v
             .contact_attempts
             .iter()
             .find(|c| c.override_reasons.is_some())
             .unwrap();
-        assert!(overridden
-            .override_reasons
-            .as_deref()
-            .unwrap()
-            .contains("19:xx"));
+        assert_eq!(
+            overridden.override_reasons.as_deref(),
+            Some("customer asked for an evening call")
+        );
+        assert!(
+            overridden.flags.iter().any(|f| f.contains("19:xx")),
+            "{:?}",
+            overridden.flags
+        );
     }
 
     #[test]

@@ -206,14 +206,21 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
     accept(&mut doc, &staff, |d| {
         edit::log_contact(d, c, &ctx(&staff, 39), ContactChannel::Visit, "visited").unwrap()
     });
+    accept(&mut doc, &staff, |d| {
+        edit::log_contact(d, c, &ctx(&staff, 36), ContactChannel::Sms, "texted").unwrap()
+    });
     accept(&mut doc, &sup, |d| {
         edit::log_contact_with(
             d,
             c,
             &ctx(&sup, 42),
-            ContactChannel::Sms,
-            "texted",
-            Some("customer asked"),
+            &edit::Contact {
+                channel: ContactChannel::Phone,
+                direction: edit::Direction::Outbound,
+                outcome: "called late",
+                override_reason: Some("customer asked"),
+                flags: &["at 20:xx: customers are called only between 10:00 and 18:00".into()],
+            },
         )
         .unwrap()
     });
@@ -1259,12 +1266,17 @@ fn offers_accepted_one_after_another_are_no_conflict_but_concurrent_ones_are() {
 }
 
 #[test]
-fn the_relay_holds_the_contact_rules_without_an_override() {
+fn calls_that_happened_are_recorded_and_only_supervisors_override() {
     let staff = principal(Role::Staff);
     let sup = principal(Role::Supervisor);
     let c = id();
     let doc = stored_case(CaseKind::Complaint);
-    let forge_call = |d: &mut Automerge, p: &Principal, at: i64, n: u8, overridden: bool| {
+    let forge_call = |d: &mut Automerge,
+                      p: &Principal,
+                      at: i64,
+                      n: u8,
+                      direction: Option<&str>,
+                      overridden: bool| {
         let mut t = d.transaction();
         let m = aftercase_sync::case::read::map(&t, &ROOT, "contact_attempts").unwrap();
         let e = t.put_object(&m, format!("call{n}"), ObjType::Map).unwrap();
@@ -1278,6 +1290,9 @@ fn the_relay_holds_the_contact_rules_without_an_override() {
         ] {
             t.put(&e, k, v).unwrap();
         }
+        if let Some(dir) = direction {
+            t.put(&e, "direction", dir).unwrap();
+        }
         if overridden {
             t.put(&e, "override", "customer asked to be called back")
                 .unwrap();
@@ -1285,27 +1300,58 @@ fn the_relay_holds_the_contact_rules_without_an_override() {
         t.put(&e, "at", ScalarValue::Timestamp(at)).unwrap();
         t.commit();
     };
-    // 23:30 China time the night before: outside the calling hours, and
-    // within what the relay believes of a device clock (12.5 h before its
-    // own time, well inside the 72 h a tablet may be offline).
+    // 23:30 China time the night before: outside the calling hours. The
+    // call happened, so it is accepted, and every replica flags it.
     let late = NOON - 12 * 3_600_000 - 30 * 60_000;
-    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 1, false));
-    assert_eq!(code(r), RefusalCode::ContactRules);
+    let mut after = doc.clone();
+    accept(&mut after, &staff, |d| {
+        forge_call(d, &staff, late, 1, None, false)
+    });
+    let v = aftercase_sync::case::CaseView::from_doc(&after, "x");
+    let call = v.contact_attempts.iter().find(|x| x.id == "call1").unwrap();
+    assert_eq!(call.direction, "outbound");
+    assert!(
+        call.flags.iter().any(|f| f.contains("23:xx")),
+        "{:?}",
+        call.flags
+    );
+    // The customer's own call at that hour is no breach.
+    let mut inbound = doc.clone();
+    accept(&mut inbound, &staff, |d| {
+        forge_call(d, &staff, late, 2, Some("inbound"), false)
+    });
+    let v = aftercase_sync::case::CaseView::from_doc(&inbound, "x");
+    assert!(v.contact_attempts[0].flags.is_empty());
+    // A direction that is not one is refused.
+    let r = judged(&doc, &staff, |d| {
+        forge_call(d, &staff, late, 3, Some("sideways"), false)
+    });
+    assert_eq!(code(r), RefusalCode::InvalidValue);
     // A staff override is forbidden; a supervisor's is accepted.
-    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 2, true));
+    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 4, None, true));
     assert_eq!(code(r), RefusalCode::Forbidden);
-    judged(&doc, &sup, |d| forge_call(d, &sup, late, 3, true)).unwrap();
-    // A fourth call the same day is refused; the device would have said so.
+    judged(&doc, &sup, |d| forge_call(d, &sup, late, 5, None, true)).unwrap();
+    // A fourth outbound call the same day is accepted and flagged; inbound
+    // calls do not count towards the limit.
     let mut busy = doc.clone();
     for n in 0..3u8 {
         accept(&mut busy, &staff, |d| {
             edit::log_contact(d, c, &ctx(&staff, 40 + n), ContactChannel::Phone, "tried").unwrap()
         });
     }
-    let r = judged(&busy, &staff, |d| {
-        forge_call(d, &staff, NOON + 50_000, 4, false)
+    accept(&mut busy, &staff, |d| {
+        forge_call(d, &staff, NOON + 50_000, 6, None, false)
     });
-    assert_eq!(code(r), RefusalCode::ContactRules);
+    let v = aftercase_sync::case::CaseView::from_doc(&busy, "x");
+    let fourth = v.contact_attempts.iter().find(|x| x.id == "call6").unwrap();
+    assert!(
+        fourth
+            .flags
+            .iter()
+            .any(|f| f.contains("already called 3 times")),
+        "{:?}",
+        fourth.flags
+    );
 }
 
 #[test]
@@ -1839,6 +1885,27 @@ fn acceptance_needs_a_signature_when_the_policy_says_so() {
         s.media_type = "image/png".into();
         evidence::attach(d, c, &ctx(&tech, 77), &strict, &s).unwrap();
         transition::transition_with(d, c, &ctx(&tech, 78), &strict, "accepted", None).unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_complaint_not_accepted_without_a_reason_is_refused_at_the_relay() {
+    let sup = principal(Role::Supervisor);
+    let doc = stored_case(CaseKind::Complaint);
+    let r = judged(&doc, &sup, |d| {
+        forge_move(d, &sup, "registered", "not_accepted", 2)
+    });
+    assert_eq!(code(r), RefusalCode::InvalidValue);
+    judged(&doc, &sup, |d| {
+        transition::transition(
+            d,
+            id(),
+            &ctx(&sup, 3),
+            "not_accepted",
+            Some("the product was not bought from us"),
+        )
+        .unwrap()
     })
     .unwrap();
 }

@@ -169,7 +169,7 @@ fn every_move_of_every_kind_is_allowed_or_refused_as_specified() {
                         id,
                         &ctx(Role::Supervisor, i as u64 + 1),
                         step,
-                        None,
+                        Some("on the way"),
                     )
                     .unwrap();
                 }
@@ -409,8 +409,8 @@ fn a_clerk_accepts_returns_only_inside_the_windows() {
     };
     // (purchase date, sale channel, category, request day, clerk may accept)
     let table: &[(&str, &str, &str, u32, bool)] = &[
-        ("2026-03-01", "in_store", "other", 7, true), // day 7 of the in-store window (purchase day is day 1)
-        ("2026-03-01", "in_store", "other", 8, false), // day 8
+        ("2026-03-01", "in_store", "other", 8, true), // day 7: "7天内(含)", the purchase day is day 0
+        ("2026-03-01", "in_store", "other", 9, false), // day 8
         ("2026-03-01", "distance", "other", 8, true), // distance: window runs to receipt + 7
         ("2026-03-01", "in_store", "product_quality", 16, true), // 三包 exchange, day 15
         ("2026-03-01", "in_store", "product_quality", 17, false), // day 16

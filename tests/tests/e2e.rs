@@ -613,6 +613,7 @@ fn a_repair_from_report_to_follow_up_call() {
         "--outcome",
         "TV works, customer happy",
         "--override",
+        "customer asked to be called after work",
     ]);
     sup.ok(&["case", "transition", &id, "followed_up"]);
     sup.ok(&[

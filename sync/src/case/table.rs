@@ -198,6 +198,8 @@ pub const LOGS: &[Log] = &[
         fields: &[
             Field::req("channel", Ty::Str(8)),
             Field::req("outcome", Ty::Str(2_000)),
+            Field::opt("direction", Ty::Str(8)),
+            Field::opt("flags", Ty::Str(2_000)),
             Field::opt("override", Ty::Str(2_000)),
         ],
         writers: ALL_ROLES,

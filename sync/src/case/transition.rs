@@ -69,6 +69,12 @@ pub fn transition_with(
     }
     crate::money::paying_move_allowed(&*doc, kind, to).map_err(EditError::NotAllowed)?;
     super::evidence::move_allowed(&*doc, kind, to, policy).map_err(EditError::NotAllowed)?;
+    if table::needs_reason(kind, to) && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(invalid(
+            "reason",
+            format!("a {kind} moved to {to} must say why (--reason TEXT)"),
+        ));
+    }
     if let Some(r) = reason {
         if r.chars().count() > 2_000 {
             return Err(invalid("reason", "is longer than 2000 characters"));

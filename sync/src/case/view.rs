@@ -156,7 +156,17 @@ pub struct ContactView {
     pub device: Option<String>,
     /// Device time, RFC 3339.
     pub at: Option<String>,
-    /// Set when a supervisor overrode the contact rules: the reasons.
+    /// `outbound` (the store reached out; also every contact recorded
+    /// before directions were) or `inbound` (the customer did).
+    pub direction: String,
+    /// The contact rules an outbound call broke (outside the calling
+    /// hours, beyond the daily limit in this case), derived from the merged
+    /// log so every replica shows the same. A call that happened is always
+    /// recorded; this is how head office sees it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// A supervisor's reason for overriding the contact rules, in their
+    /// own words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_reasons: Option<String>,
     #[serde(skip)]
@@ -315,6 +325,11 @@ impl CaseView {
                         author: read::string(doc, &e, entry::AUTHOR),
                         device: read::string(doc, &e, entry::DEVICE),
                         at: time(at),
+                        direction: read::string(doc, &e, "direction")
+                            .unwrap_or_else(|| "outbound".into()),
+                        flags: read::string(doc, &e, "flags")
+                            .map(|f| f.split("; ").map(str::to_string).collect())
+                            .unwrap_or_default(),
                         override_reasons: read::string(doc, &e, "override"),
                         at_ms: at,
                         id,
@@ -323,6 +338,7 @@ impl CaseView {
             })
             .collect();
         contacts.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        flag_calls(policy, &mut contacts);
         let tags = read::map(doc, &ROOT, root::TAGS)
             .map(|t| doc.keys(&t).collect())
             .unwrap_or_default();
@@ -470,6 +486,30 @@ fn timeline_entry<D: ReadDoc>(doc: &D, id: String, e: &ObjId) -> TimelineEntry {
         at: time(at),
         at_millis: at.unwrap_or(0),
         id,
+    }
+}
+
+/// Marks the outbound calls that broke the contact rules, in time order:
+/// outside the calling hours, or beyond the daily limit of calls to the
+/// customer counted in this case.
+fn flag_calls(policy: &crate::policy::Policy, contacts: &mut [(i64, ContactView)]) {
+    let mut per_day: std::collections::HashMap<chrono::NaiveDate, u32> = Default::default();
+    for (at, c) in contacts.iter_mut() {
+        if c.channel.as_deref() != Some("phone") || c.direction != "outbound" {
+            continue;
+        }
+        let Some(day) = crate::rules::contact::local_day(policy, *at) else {
+            continue;
+        };
+        let made = per_day.entry(day).or_insert(0);
+        // What the merged log shows, beside what the recording device saw.
+        for w in crate::rules::contact::check_call(policy, *at, *made) {
+            let w = w.to_string();
+            if !c.flags.contains(&w) {
+                c.flags.push(w);
+            }
+        }
+        *made += 1;
     }
 }
 

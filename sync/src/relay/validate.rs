@@ -47,7 +47,7 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
         let at = trusted_at(read::int(doc, &e, "at").unwrap_or(0), u.now.0, u.policy);
         match log.key {
             history::TRANSITIONS => check_transition(u, kind, &e, at)?,
-            crate::case::schema::root::CONTACTS => check_contact(u, &e, key, at)?,
+            crate::case::schema::root::CONTACTS => check_contact(u, &e)?,
             crate::case::service::FREIGHT => check_freight(doc, &e, role)?,
             crate::case::service::ESCALATIONS => check_escalation(doc, &e, role)?,
             crate::case::service::SURVEYS => check_survey(doc, &e)?,
@@ -116,6 +116,14 @@ fn check_transition(u: &Upload<'_>, kind: CaseKind, e: &ObjId, at: i64) -> Resul
         ));
     }
     roles::may_move(role, kind, &from, &to).map_err(|m| refuse(RefusalCode::Forbidden, m))?;
+    if table::needs_reason(kind, &to)
+        && read::string(doc, e, "reason").is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {kind} moved to {} must say why", clip(&to, 32)),
+        ));
+    }
     // The move must continue from where its predecessor left the case.
     let expected_from = if prev.is_empty() || prev == history::START {
         kind.initial_status().to_string()
@@ -217,7 +225,12 @@ fn check_knew_no_conflict(
     Ok(())
 }
 
-fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Refusal> {
+/// A contact that happened is recorded whatever the hours or the count:
+/// the rules it broke are shown as flags derived from the merged log
+/// (`case/view.rs::flag_calls`), never refused here. The relay holds what a
+/// device could lie about: the channel and direction are known values, and
+/// only a supervisor may write an override reason.
+fn check_contact(u: &Upload<'_>, e: &ObjId) -> Result<(), Refusal> {
     let doc = u.doc;
     let channel = read::string(doc, e, "channel").unwrap_or_default();
     if !matches!(channel.as_str(), "phone" | "sms" | "visit") {
@@ -226,6 +239,17 @@ fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Re
             format!("{} is not a contact channel", clip(&channel, 20)),
         ));
     }
+    if let Some(d) = read::string(doc, e, "direction") {
+        if !matches!(d.as_str(), "outbound" | "inbound") {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!(
+                    "{} is not a direction: use outbound or inbound",
+                    clip(&d, 20)
+                ),
+            ));
+        }
+    }
     let overridden = read::string(doc, e, "override").is_some();
     if overridden && !crate::rules::contact::may_override(u.principal.role) {
         return Err(refuse(
@@ -233,38 +257,7 @@ fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Re
             "only a supervisor can override the contact rules",
         ));
     }
-    if channel != "phone" || overridden {
-        return Ok(());
-    }
-    // Calls to this customer on the same local day, as this case records
-    // them (the device also counts the customer's other cases).
-    let day = crate::rules::contact::local_day(u.policy, at);
-    let calls = read::map(doc, &ROOT, crate::case::schema::root::CONTACTS)
-        .map(|m| {
-            read::entries(doc, &ROOT, crate::case::schema::root::CONTACTS)
-                .into_iter()
-                .filter(|(k, c)| {
-                    let _ = &m;
-                    k != key
-                        && read::string(doc, c, "channel").as_deref() == Some("phone")
-                        && read::int(doc, c, "at")
-                            .map(|t| trusted_at(t, u.now.0, u.policy))
-                            .and_then(|t| crate::rules::contact::local_day(u.policy, t))
-                            == day
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    let warnings =
-        crate::rules::contact::check_call(u.policy, at, u32::try_from(calls).unwrap_or(u32::MAX));
-    if warnings.is_empty() {
-        return Ok(());
-    }
-    let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
-    Err(refuse(
-        RefusalCode::ContactRules,
-        format!("{}; a supervisor can override", reasons.join("; ")),
-    ))
+    Ok(())
 }
 
 fn check_freight(doc: &Automerge, e: &ObjId, role: Role) -> Result<(), Refusal> {

@@ -28,9 +28,21 @@ pub const SUGGEST_ESCALATION: &str = "suggest_escalation";
 pub const CUSTOMER_UPDATE: &str = "customer_update";
 /// See [`RETURN_REVIEW`].
 pub const FOLLOW_UP_SURVEY: &str = "follow_up_survey";
+/// A complaint transferred by the regulator (12315): accepted or not
+/// within 7 working days.
+pub const REGULATOR_ACCEPTANCE: &str = "regulator_acceptance";
+/// A complaint transferred by the regulator (12315): mediation concluded
+/// (replied) within 45 working days of acceptance.
+pub const REGULATOR_MEDIATION: &str = "regulator_mediation";
+
+/// Working days the regulator gives to accept a transferred complaint
+/// (市场监督管理投诉举报处理暂行办法: 7 个工作日).
+pub const REGULATOR_ACCEPT_WORKING_DAYS: u32 = 7;
+/// Working days of mediation the regulator allows (45 个工作日).
+pub const REGULATOR_MEDIATION_WORKING_DAYS: u32 = 45;
 
 /// Every deadline [`timers`] can produce.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 9] = [
     RETURN_REVIEW,
     REFUND,
     FIRST_RESPONSE,
@@ -38,6 +50,8 @@ pub const NAMES: [&str; 7] = [
     SUGGEST_ESCALATION,
     CUSTOMER_UPDATE,
     FOLLOW_UP_SURVEY,
+    REGULATOR_ACCEPTANCE,
+    REGULATOR_MEDIATION,
 ];
 
 /// One deadline.
@@ -81,9 +95,50 @@ fn first_after(w: &Workflow, states: &[&str], after: i64) -> Option<i64> {
         .map(|s| s.at)
 }
 
+/// `start` plus `n` working days (Monday to Friday in the stores' zone),
+/// at the same time of day: registered on a Friday at 15:00, 7 working
+/// days fall due the Tuesday after next at 15:00. Public holidays are not
+/// known to the policy and count as working days.
+pub fn add_working_days(p: &Policy, start: i64, n: u32) -> i64 {
+    use chrono::{Datelike, Weekday};
+    let Some(mut t) = super::contact::local(p, start) else {
+        return start + i64::from(n) * DAY;
+    };
+    let mut left = n;
+    while left > 0 {
+        t += chrono::Duration::days(1);
+        if !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) {
+            left -= 1;
+        }
+    }
+    t.timestamp_millis()
+}
+
+/// Whether the complaint came from the regulator (12315).
+fn from_regulator<D: ReadDoc>(doc: &D) -> bool {
+    read::map(doc, &ROOT, crate::case::schema::root::FIELDS)
+        .and_then(|f| read::string(doc, &f, "channel"))
+        .as_deref()
+        == Some("regulator_transfer")
+}
+
 /// The case's timers. `breached` is final for met timers; for open ones call
-/// [`evaluate`] with the current time.
+/// [`evaluate`] with the current time. A cancelled case has no open
+/// deadline: whatever was still running stops at the cancellation.
 pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> Vec<Timer> {
+    let mut out = running(doc, kind, w, p);
+    if w.status == crate::workflow::table::CANCELLED {
+        let at = w.last_entered(crate::workflow::table::CANCELLED);
+        for t in out.iter_mut().filter(|t| t.done.is_none()) {
+            let stop = at.unwrap_or(t.started).max(t.started);
+            t.done = Some(stop);
+            t.breached = stop > t.due;
+        }
+    }
+    out
+}
+
+fn running<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> Vec<Timer> {
     let created = read::int(doc, &ROOT, crate::case::schema::root::CREATED_AT).unwrap_or(0);
     let cancelled = first_of(w, &["cancelled"]);
     let mut out = Vec::new();
@@ -133,6 +188,24 @@ pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> 
                 p.escalate_after_days * DAY,
                 first_of(w, &["archived"]).or(cancelled),
             ));
+            if from_regulator(doc) {
+                let accept_due = add_working_days(p, created, REGULATOR_ACCEPT_WORKING_DAYS);
+                out.push(timer(
+                    REGULATOR_ACCEPTANCE,
+                    created,
+                    accept_due - created,
+                    first_of(w, &["accepted", "not_accepted"]).or(cancelled),
+                ));
+                if let Some(accepted) = first_of(w, &["accepted"]) {
+                    let due = add_working_days(p, accepted, REGULATOR_MEDIATION_WORKING_DAYS);
+                    out.push(timer(
+                        REGULATOR_MEDIATION,
+                        accepted,
+                        due - accepted,
+                        first_after(w, &["replied", "archived"], accepted).or(cancelled),
+                    ));
+                }
+            }
         }
         _ => {}
     }

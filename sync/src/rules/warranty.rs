@@ -76,7 +76,8 @@ pub enum SaleChannel {
 ///
 /// Distance sales: the law's window, from the day after receipt for
 /// `no_reason_days` days. In-store sales: the handbook's policy window,
-/// from the purchase day inclusive (or as the policy sets it). Goods must
+/// from the purchase day (day 0) to day `no_reason_days` inclusive (or as
+/// the policy sets it). Goods must
 /// also be intact and fit for resale; that is checked at inspection.
 pub fn no_reason_window(
     p: &Policy,
@@ -95,7 +96,9 @@ pub fn no_reason_window(
             let r = received.unwrap_or(purchased);
             (r + chrono::Days::new(1), r + chrono::Days::new(days as u64))
         }
-        SaleChannel::InStore => (purchased, purchased + chrono::Days::new(days as u64 - 1)),
+        // The handbook's "7天内(含)": the purchase day is day 0 and day 7 is
+        // the last, as 三包 counts (see the module's comment).
+        SaleChannel::InStore => (purchased, purchased + chrono::Days::new(days as u64)),
     };
     first <= today && today <= last
 }
@@ -230,7 +233,8 @@ mod tests {
             got,
             d("2026-03-11")
         )); // day 8
-            // In store, handbook: from purchase inclusive, 7 days: 03-01 .. 03-07.
+            // In store, handbook "7天内(含)": the purchase day is day 0, day 7
+            // (03-08) is in, day 8 (03-09) is out.
         assert!(no_reason_window(
             &p,
             SaleChannel::InStore,
@@ -243,14 +247,14 @@ mod tests {
             SaleChannel::InStore,
             bought,
             None,
-            d("2026-03-07")
+            d("2026-03-08")
         ));
         assert!(!no_reason_window(
             &p,
             SaleChannel::InStore,
             bought,
             None,
-            d("2026-03-08")
+            d("2026-03-09")
         ));
         let law_style = Policy {
             no_reason_start: "day_after_receipt".into(),
