@@ -456,6 +456,24 @@ fn print_case(v: &CaseView) {
     if let Some(a) = &v.assignee {
         println!("assigned {a}");
     }
+    if let Some(s) = &v.sanbao {
+        let remedies: Vec<&str> = s
+            .remedies
+            .iter()
+            .map(|r| match r {
+                aftercase_sync::rules::warranty::Remedy::Return => "return 退货",
+                aftercase_sync::rules::warranty::Remedy::Exchange => "exchange 换货",
+                aftercase_sync::rules::warranty::Remedy::Repair => "repair 维修",
+            })
+            .collect();
+        println!(
+            "三包     serial {}: repaired {} time(s) in warranty ({}); the customer may choose {}",
+            s.serial,
+            s.repairs,
+            s.cases.join(", "),
+            remedies.join(" or ")
+        );
+    }
     for t in &v.timers {
         let state = match (t.done, t.breached) {
             (true, false) => "met",

@@ -394,7 +394,7 @@ impl Device {
 
     /// One case, with its timers evaluated against the device clock.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
-        let mut v = self.replica().case(case)?;
+        let mut v = self.replica().case_in_context(case)?;
         if let Some(v) = v.as_mut() {
             v.evaluate_timers(now());
         }

@@ -87,6 +87,15 @@ pub struct Policy {
     /// evidence not uploaded yet is never evicted.
     #[serde(default = "default_device_cache")]
     pub device_cache_bytes: u64,
+    /// 三包: the warranty period in days from the purchase date, in which
+    /// repairs of one serial number are counted towards
+    /// `sanbao_max_repairs`.
+    #[serde(default = "default_warranty_days")]
+    pub warranty_days: i64,
+}
+
+fn default_warranty_days() -> i64 {
+    365
 }
 
 fn default_device_cache() -> u64 {
@@ -148,6 +157,7 @@ impl Default for Policy {
             repeat_window_days: default_repeat_window(),
             max_blob_bytes: default_blob_bytes(),
             device_cache_bytes: default_device_cache(),
+            warranty_days: default_warranty_days(),
             signature_on_acceptance: false,
         }
     }
@@ -240,6 +250,7 @@ impl Policy {
             ("sanbao_return_days", self.sanbao_return_days),
             ("sanbao_exchange_days", self.sanbao_exchange_days),
             ("no_reason_days", self.no_reason_days),
+            ("warranty_days", self.warranty_days),
         ];
         for (f, v) in positive {
             if v <= 0 {

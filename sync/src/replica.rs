@@ -329,6 +329,19 @@ impl<S: Storage> Replica<S> {
         Ok(warnings)
     }
 
+    /// The case as a person reads it: [`Replica::case`] plus what needs the
+    /// other cases on the device (三包's count of repairs per serial).
+    pub fn case_in_context(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        let Some(mut v) = self.case(case)? else {
+            return Ok(None);
+        };
+        if v.serial.is_some() && v.kind.as_deref() == Some("repair") {
+            let all = self.cases()?;
+            v.sanbao = crate::rules::warranty::repeat_repair(&self.policy, &v, &all);
+        }
+        Ok(Some(v))
+    }
+
     /// Moves a case along its workflow.
     pub fn transition(
         &mut self,
@@ -1143,6 +1156,75 @@ mod tests {
             "{:?}",
             overridden.flags
         );
+    }
+
+    #[test]
+    fn a_serial_still_faulty_after_its_second_repair_gives_exchange_or_return() {
+        let sup = DeviceIdentity {
+            role: crate::access::Role::Supervisor,
+            ..identity()
+        };
+        let mut r = Replica::open(MemoryStorage::new(), sup, [1; 16]);
+        let mut n = 10u8;
+        let mut step = |r: &mut Replica<MemoryStorage>, c: CaseId, to: &str| {
+            n += 1;
+            r.transition(c, e(n), to, None).unwrap();
+        };
+        let open = |r: &mut Replica<MemoryStorage>, byte: u8, serial: &str| {
+            let c = CaseId::from_bytes([byte; 16]);
+            r.create_case(
+                c,
+                e(byte),
+                CaseKind::Repair,
+                customer(),
+                Some("WM-8KG".into()),
+                None,
+            )
+            .unwrap();
+            r.set_field(c, e(byte + 100), CaseField::Serial, serial)
+                .unwrap();
+            c
+        };
+        let sanbao =
+            |r: &mut Replica<MemoryStorage>, c| r.case_in_context(c).unwrap().unwrap().sanbao;
+        use crate::rules::warranty::Remedy::{Exchange, Repair, Return};
+
+        // The first repair of serial SN-1.
+        let a = open(&mut r, 1, "SN-1");
+        assert_eq!(sanbao(&mut r, a).unwrap().repairs, 0);
+        for to in [
+            "confirmed",
+            "dispatched",
+            "in_repair",
+            "pending_acceptance",
+            "accepted",
+        ] {
+            step(&mut r, a, to);
+        }
+        let first = sanbao(&mut r, a).unwrap();
+        assert_eq!((first.repairs, first.remedies.clone()), (1, vec![Repair]));
+
+        // It comes back: the second repair, still a repair.
+        let b = open(&mut r, 2, "SN-1");
+        let second = sanbao(&mut r, b).unwrap();
+        assert_eq!((second.repairs, second.remedies), (1, vec![Repair]));
+        for to in ["confirmed", "dispatched", "in_repair", "pending_acceptance"] {
+            step(&mut r, b, to);
+        }
+        // The second repair fails acceptance: still faulty after two
+        // repairs in warranty, the customer may choose exchange or return.
+        step(&mut r, b, "in_repair");
+        let after = sanbao(&mut r, b).unwrap();
+        assert_eq!(after.repairs, 2);
+        assert_eq!(after.remedies, vec![Return, Exchange]);
+        assert_eq!(after.cases.len(), 2);
+
+        // Another serial's repairs do not count; nor does an unknown one.
+        let c = open(&mut r, 3, "SN-2");
+        assert_eq!(sanbao(&mut r, c).unwrap().remedies, vec![Repair]);
+        assert!(r
+            .set_field(c, e(60), CaseField::Serial, "SN 2; drop")
+            .is_err());
     }
 
     #[test]

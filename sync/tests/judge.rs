@@ -185,6 +185,7 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
             CaseField::SafetyRisk => "true",
             CaseField::CustomerPhone => "13800000000",
             CaseField::PurchaseDate | CaseField::ReceivedDate => "2026-11-20",
+            CaseField::Serial => "SN-20261120-7",
             _ => "some text",
         };
         accept(&mut doc, &staff, |d| {

@@ -443,6 +443,8 @@ pub enum CaseField {
     ReceivedDate,
     /// Invoice number.
     InvoiceNo,
+    /// Serial number of the case's product (三包 counts repairs per serial).
+    Serial,
 }
 
 const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
@@ -487,7 +489,7 @@ const REMEDIES: &[&str] = &[
 
 impl CaseField {
     /// Every settable field.
-    pub const ALL: [CaseField; 15] = [
+    pub const ALL: [CaseField; 16] = [
         CaseField::Description,
         CaseField::Priority,
         CaseField::Category,
@@ -503,6 +505,7 @@ impl CaseField {
         CaseField::PurchaseDate,
         CaseField::ReceivedDate,
         CaseField::InvoiceNo,
+        CaseField::Serial,
     ];
 
     /// The name used on the command line and in JSON.
@@ -523,6 +526,7 @@ impl CaseField {
             CaseField::PurchaseDate => "purchase_date",
             CaseField::ReceivedDate => "received_date",
             CaseField::InvoiceNo => "invoice_no",
+            CaseField::Serial => "serial",
         }
     }
 
@@ -593,6 +597,20 @@ impl CaseField {
                     })
             }
             CaseField::Description => check_text(self.as_str(), value, 10_000),
+            CaseField::Serial => {
+                check_text(self.as_str(), value, 64)?;
+                if value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        self.as_str(),
+                        format!("{value:?}: a serial number is letters, digits and - _ . /"),
+                    ))
+                }
+            }
             _ => check_text(self.as_str(), value, 200),
         }
     }

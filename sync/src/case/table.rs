@@ -359,6 +359,8 @@ pub fn may_overwrite(role: Role, field: CaseField) -> bool {
             | CaseField::ReceivedDate
             | CaseField::Category
             | CaseField::SaleChannel
+            // Changing a serial would move repairs between products.
+            | CaseField::Serial
     );
     !fixes_window || matches!(role, Role::Supervisor | Role::HeadOffice)
 }

@@ -237,6 +237,19 @@ pub struct CaseView {
     pub channel: Option<String>,
     /// in_store or distance.
     pub sale_channel: Option<String>,
+    /// Serial number of the product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Repairs performed on this case (each time it reached
+    /// `pending_acceptance`; a failed acceptance sends it back for another).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repairs_performed: u32,
+    /// What 三包 gives for a repair of a serial repaired before, counted
+    /// over every case of that serial the reader holds
+    /// (`rules::warranty::repeat_repair`). Absent from a view of one
+    /// document alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanbao: Option<crate::rules::warranty::RepeatRepair>,
     /// What the customer asks for.
     pub requested_remedy: Option<String>,
     /// Safety risk flag.
@@ -250,6 +263,10 @@ pub struct CaseView {
     /// Photos, documents and signatures, oldest first (removed ones marked).
     #[serde(default)]
     pub evidence: Vec<super::evidence::EvidenceView>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn time(ms: Option<i64>) -> Option<String> {
@@ -348,6 +365,16 @@ impl CaseView {
             .and_then(|k| k.parse::<super::CaseKind>().ok())
             .map(|k| (k, crate::workflow::derive(doc, k)));
         let status = workflow.as_ref().map(|(_, w)| w.status.clone());
+        let repairs_performed = workflow
+            .as_ref()
+            .filter(|(k, _)| *k == super::CaseKind::Repair)
+            .map(|(_, w)| {
+                w.steps
+                    .iter()
+                    .filter(|s| s.to == "pending_acceptance")
+                    .count()
+            })
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         let timers = workflow
             .as_ref()
             .map(|(k, w)| crate::rules::timers::timers(doc, *k, w, policy))
@@ -464,6 +491,9 @@ impl CaseView {
             category: field(doc, F::Category),
             channel: field(doc, F::Channel),
             sale_channel: field(doc, F::SaleChannel),
+            serial: field(doc, F::Serial),
+            repairs_performed,
+            sanbao: None,
             requested_remedy: field(doc, F::RequestedRemedy),
             safety_risk,
             timeline,

@@ -6,10 +6,11 @@
 
 use crate::policy::Policy;
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A remedy the customer is entitled to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Remedy {
     /// Money back.
@@ -61,6 +62,82 @@ pub fn sanbao(p: &Policy, f: &SanbaoFacts) -> Vec<Remedy> {
         return vec![Remedy::Repair];
     }
     Vec::new()
+}
+
+/// What 三包 says of a repair case whose product (by serial number) was
+/// repaired before within the warranty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepeatRepair {
+    /// The product's serial number.
+    pub serial: String,
+    /// Repairs performed on this serial within the warranty, over every
+    /// case of it the reader holds (this one included).
+    pub repairs: u32,
+    /// The cases those repairs were on, by case number.
+    pub cases: Vec<String>,
+    /// What the customer may choose now, best first: still faulty after
+    /// `sanbao_max_repairs` repairs gives exchange or return.
+    pub remedies: Vec<Remedy>,
+}
+
+/// 三包's repeat-repair rule for the repair case `this`, over `all` the
+/// cases the reader holds (a device: its store's; the relay: the chain's).
+/// Repairs count on cases of the same serial opened within `warranty_days`
+/// of this case's purchase date (any, when it has none). `None` unless
+/// `this` is an open repair with a serial.
+pub fn repeat_repair(
+    p: &Policy,
+    this: &crate::case::CaseView,
+    all: &[crate::case::CaseView],
+) -> Option<RepeatRepair> {
+    if this.kind.as_deref() != Some("repair") {
+        return None;
+    }
+    let status = this.status.as_deref().unwrap_or_default();
+    if crate::workflow::table::is_final(crate::case::CaseKind::Repair, status) {
+        return None;
+    }
+    let serial = this.serial.clone()?;
+    let bought = this
+        .order
+        .purchase_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let in_warranty = |v: &crate::case::CaseView| {
+        let Some(bought) = bought else { return true };
+        let opened = v
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| super::contact::local_day(p, t.timestamp_millis()));
+        opened.is_some_and(|d| (d - bought).num_days() <= p.warranty_days)
+    };
+    let mut repairs = 0u32;
+    let mut cases = Vec::new();
+    let others = all.iter().filter(|v| v.id != this.id);
+    for v in std::iter::once(this).chain(others) {
+        if v.kind.as_deref() == Some("repair")
+            && v.serial.as_deref() == Some(serial.as_str())
+            && v.repairs_performed > 0
+            && in_warranty(v)
+        {
+            repairs = repairs.saturating_add(v.repairs_performed);
+            cases.push(v.case_no.clone().unwrap_or_else(|| v.id.clone()));
+        }
+    }
+    cases.sort();
+    let remedies = if repairs >= p.sanbao_max_repairs {
+        vec![Remedy::Return, Remedy::Exchange]
+    } else {
+        vec![Remedy::Repair]
+    };
+    Some(RepeatRepair {
+        serial,
+        repairs,
+        cases,
+        remedies,
+    })
 }
 
 /// How the goods were sold.
