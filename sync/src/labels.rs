@@ -122,6 +122,17 @@ const TIMERS: &[Row] = &[
     (timers::SUGGEST_ESCALATION, "建议升级", "suggest escalation"),
     (timers::CUSTOMER_UPDATE, "每日跟进", "daily customer update"),
     (timers::FOLLOW_UP_SURVEY, "回访调查", "follow-up survey"),
+    (timers::VISIT_WINDOW, "上门时段", "visit window"),
+    (
+        timers::VISIT_REMINDER_DAY_BEFORE,
+        "前一天提醒",
+        "reminder the day before",
+    ),
+    (
+        timers::VISIT_REMINDER_MORNING,
+        "当天上午提醒",
+        "reminder on the morning",
+    ),
 ];
 
 fn states_of(kind: CaseKind) -> &'static [Row] {

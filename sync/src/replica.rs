@@ -12,6 +12,7 @@ use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use std::collections::HashMap;
 
 pub mod blobs;
+pub mod bookings;
 mod refusals;
 pub use refusals::Refused;
 

@@ -29,6 +29,15 @@ pub struct EditContext {
 }
 
 impl EditContext {
+    /// The same context with a different nonce, for an edit that writes
+    /// several entries into one log (entry ids come from the nonce).
+    pub(crate) fn varied(&self, k: u8) -> EditContext {
+        let mut c = self.clone();
+        c.nonce[15] ^= k;
+        c.nonce[14] ^= 0x5a;
+        c
+    }
+
     fn entry_id(&self) -> String {
         uuid::Builder::from_random_bytes(self.nonce)
             .into_uuid()
@@ -219,6 +228,7 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::RELATED,
             super::evidence::EVIDENCE,
             super::evidence::REMOVALS,
+            super::booking::BOOKINGS,
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;
         }
