@@ -366,6 +366,10 @@ pub async fn get_case(
         Ok((view, audit))
     })
     .await?;
+    let mut view = view;
+    // Scheduling conflicts are across cases: the read model holds the
+    // store's calendars (read after the relay's lock is released).
+    view.schedule_conflicts = read(&state, move |m| m.schedule_conflicts(id).to_vec()).await?;
     Ok(HttpResponse::Ok().json(CaseDetail { case: view, audit }))
 }
 
