@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 
+pub mod bookings;
 pub mod cutproxy;
 
 fn summary(f: &Frame) -> String {
