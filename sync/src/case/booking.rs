@@ -172,8 +172,12 @@ fn raw_entries<D: ReadDoc>(doc: &D) -> Vec<Raw> {
 /// Every booking of the case, in the order they were made. A cancelled
 /// case's bookings are all `cancelled`.
 pub fn bookings<D: ReadDoc>(doc: &D) -> Vec<BookingView> {
-    let case_cancelled = case_is_cancelled(doc);
     let raw = raw_entries(doc);
+    if raw.is_empty() {
+        // Most cases are never booked: skip deriving the workflow.
+        return Vec::new();
+    }
+    let case_cancelled = case_is_cancelled(doc);
     let mut out: Vec<BookingView> = Vec::new();
     for r in &raw {
         if r.ty != "book" {
