@@ -10,7 +10,8 @@
 //! apply in the order of the time they claim, then their id, which every
 //! replica sees alike. A case that is cancelled holds no active booking,
 //! so cancelling the case frees the technician's slot without an entry
-//! per booking (concurrent offline bookings are freed as well).
+//! per booking (concurrent offline bookings are freed as well); a case
+//! closed otherwise counts its open bookings as completed.
 //!
 //! Overlaps between bookings of different cases are not checked here:
 //! that is the calendar's job (`crate::rules::calendar`), which sees every
@@ -177,7 +178,7 @@ pub fn bookings<D: ReadDoc>(doc: &D) -> Vec<BookingView> {
         // Most cases are never booked: skip deriving the workflow.
         return Vec::new();
     }
-    let case_cancelled = case_is_cancelled(doc);
+    let (case_cancelled, case_finished) = case_end(doc);
     let mut out: Vec<BookingView> = Vec::new();
     for r in &raw {
         if r.ty != "book" {
@@ -254,6 +255,10 @@ pub fn bookings<D: ReadDoc>(doc: &D) -> Vec<BookingView> {
     for b in &mut out {
         if case_cancelled && b.status.is_active() {
             b.status = BookingStatus::Cancelled;
+        } else if case_finished && b.status.is_active() {
+            // A closed case holds no one's time, even if the visit was
+            // never marked done.
+            b.status = BookingStatus::Completed;
         }
         b.start = Millis(b.start_ms).to_rfc3339();
         b.end = Millis(b.end_ms()).to_rfc3339();
@@ -262,10 +267,19 @@ pub fn bookings<D: ReadDoc>(doc: &D) -> Vec<BookingView> {
     out
 }
 
-fn case_is_cancelled<D: ReadDoc>(doc: &D) -> bool {
-    read::string(doc, &ROOT, root::KIND)
-        .and_then(|k| k.parse::<CaseKind>().ok())
-        .is_some_and(|k| crate::workflow::derive(doc, k).status == "cancelled")
+/// Whether the case is cancelled, and whether it is in another final
+/// state (closed, ...).
+fn case_end<D: ReadDoc>(doc: &D) -> (bool, bool) {
+    let Some(kind) = read::string(doc, &ROOT, root::KIND).and_then(|k| k.parse::<CaseKind>().ok())
+    else {
+        return (false, false);
+    };
+    let status = crate::workflow::derive(doc, kind).status;
+    let cancelled = status == crate::workflow::table::CANCELLED;
+    (
+        cancelled,
+        !cancelled && crate::workflow::table::is_final(kind, &status),
+    )
 }
 
 /// The case's current appointment: the earliest active booking.
@@ -935,5 +949,42 @@ mod tests {
         .unwrap();
         assert!(current(&doc).is_none());
         assert_eq!(bookings(&doc)[0].status, BookingStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_closed_case_holds_no_ones_time() {
+        let p = policy();
+        let (mut doc, id) = repair();
+        book(
+            &mut doc,
+            id,
+            &ctx(Role::Staff, "clerk", 4),
+            &p,
+            &slot("tom", 10),
+        )
+        .unwrap();
+        for (n, to) in [
+            (5, "in_repair"),
+            (6, "pending_acceptance"),
+            (7, "accepted"),
+            (8, "followed_up"),
+            (9, "closed"),
+        ] {
+            crate::case::transition::transition(
+                &mut doc,
+                id,
+                &ctx(Role::Supervisor, "sup", n),
+                to,
+                None,
+            )
+            .unwrap();
+        }
+        assert!(current(&doc).is_none());
+        assert_eq!(bookings(&doc)[0].status, BookingStatus::Completed);
+        let view = crate::case::CaseView::from_doc(&doc, "x");
+        assert!(view
+            .timers
+            .iter()
+            .all(|t| t.name != crate::rules::timers::VISIT_WINDOW));
     }
 }

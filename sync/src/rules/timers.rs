@@ -212,7 +212,9 @@ fn visit_timers<D: ReadDoc>(doc: &D, p: &Policy) -> Vec<Timer> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if b.status != BookingStatus::NoShow {
+    // A customer's no-show is not lateness, and a visit completed only by
+    // closing the case has no arrival to judge.
+    if b.status.is_active() || b.arrived_ms.is_some() {
         let mut t = timer(VISIT_WINDOW, b.made_ms.min(b.start_ms), 0, b.arrived_ms);
         t.due = b.window_end_ms;
         t.breached = b.arrived_ms.is_some_and(|a| a > b.window_end_ms);
