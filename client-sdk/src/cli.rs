@@ -517,7 +517,8 @@ fn status_text(v: &CaseView) -> Option<String> {
     Some(labels::state_text(v.kind.as_deref().unwrap_or(""), status))
 }
 
-fn print_case(v: &CaseView) {
+fn print_case(v: &CaseView, policy: &aftercase_sync::policy::Policy) {
+    let local = |ms: i64| aftercase_sync::rules::calendar::format_local(policy, ms);
     let or = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     println!("case     {} ({})", v.id, or(&v.case_no));
     println!(
@@ -558,12 +559,12 @@ fn print_case(v: &CaseView) {
     }
     for b in &v.bookings {
         println!(
-            "booking  {}  {} {} to {} (arrive by {})  {}{}",
+            "booking  {}  {} {}-{} (arrive by {})  {}{}",
             b.id,
             b.tech,
-            b.start,
-            b.end,
-            b.window_end,
+            local(b.start_ms),
+            &local(b.end_ms())[11..],
+            &local(b.window_end_ms)[11..],
             serde_json::to_value(b.status)
                 .ok()
                 .and_then(|s| s.as_str().map(str::to_string))
@@ -576,11 +577,11 @@ fn print_case(v: &CaseView) {
     }
     for c in &v.schedule_conflicts {
         println!(
-            "CONFLICT {}: {} is booked twice {} to {} (this case and case {}): a supervisor reschedules one with `case reschedule`",
+            "CONFLICT {}: {} is booked twice {}-{} (this case and case {}): a supervisor reschedules one with `case reschedule`",
             c.id,
             c.tech,
-            c.from,
-            c.until,
+            local(c.first.start.max(c.second.start)),
+            &local(c.first.end.min(c.second.end))[11..],
             c.other(v.id.parse().unwrap_or(c.first.case))
         );
     }
@@ -976,7 +977,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     if json {
                         print_json(&v)?;
                     } else {
-                        print_case(&v);
+                        print_case(&v, &device.policy());
                     }
                 }
             }
@@ -1132,11 +1133,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { json } => {
             let device = Device::open(&dir)?;
             let mut rows = Vec::new();
+            let policy = device.policy();
             for c in device.schedule_conflicts()? {
                 if !json {
+                    let local =
+                        |ms: i64| aftercase_sync::rules::calendar::format_local(&policy, ms);
                     println!(
                         "{}  {}  scheduling conflict {}: {} booked twice {} to {}",
-                        c.first.case, c.second.case, c.id, c.tech, c.from, c.until
+                        c.first.case,
+                        c.second.case,
+                        c.id,
+                        c.tech,
+                        local(c.first.start.max(c.second.start)),
+                        &local(c.first.end.min(c.second.end))[11..]
                     );
                 }
                 rows.push(serde_json::json!({
