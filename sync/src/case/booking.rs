@@ -493,7 +493,7 @@ pub fn book(
         ));
     }
     let assignee = super::service::assignee(&*doc);
-    let booking_id = entry_id_of(ctx);
+    let booking_id = ctx.entry_id();
     doc.transact::<_, _, AutomergeError>(|tx| {
         let e = put_entry(tx, BOOKINGS, ctx, "book")?;
         put_slot(tx, &e, slot)?;
@@ -547,13 +547,6 @@ fn write_assignment(
         },
     )?;
     Ok(())
-}
-
-fn entry_id_of(ctx: &EditContext) -> String {
-    uuid::Builder::from_random_bytes(ctx.nonce)
-        .into_uuid()
-        .simple()
-        .to_string()
 }
 
 /// The booking `booking`, or the case's current appointment when `None`.

@@ -38,7 +38,8 @@ impl EditContext {
         c
     }
 
-    fn entry_id(&self) -> String {
+    /// The id the next entry written with this context gets.
+    pub(crate) fn entry_id(&self) -> String {
         uuid::Builder::from_random_bytes(self.nonce)
             .into_uuid()
             .simple()
