@@ -978,6 +978,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         print_json(&v)?;
                     } else {
                         print_case(&v, &device.policy());
+                        if let Some(phone) = &v.customer.phone {
+                            let n = device.no_shows_of(phone)?;
+                            if n > 0 {
+                                println!("no-shows {n} by this customer (cases on this device)");
+                            }
+                        }
                     }
                 }
             }

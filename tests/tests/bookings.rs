@@ -364,6 +364,16 @@ fn technicians_see_their_own_bookings_and_only_bookable_slots_are_booked() {
     tom.ok(&["sync"]);
     a.ok(&["sync"]);
     assert_eq!(a.show(&id)["appointment"]["status"], "arrived");
+    // At the late booking the customer is not there: counted per customer
+    // (both repairs are for the same phone).
+    tom.ok(&["case", "no-show", &late]);
+    tom.ok(&["sync"]);
+    a.ok(&["sync"]);
+    let shown = a.ok(&["case", "show", &id]);
+    assert!(shown.contains("no-shows 1 by this customer"), "{shown}");
+    let hq_token = relay.token("hq", "head_office", "HQ", "hq-2");
+    let (_, v) = relay.get_json(&format!("/v1/cases/{id}"), &hq_token);
+    assert_eq!(v["customer_no_shows"], 1);
 }
 
 #[test]
