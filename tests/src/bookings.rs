@@ -116,14 +116,17 @@ impl World {
         Some(id)
     }
 
-    /// A random slot on the booking day for a technician of `d`'s store.
-    fn random_slot(&mut self, d: usize) -> Option<Slot> {
-        let store = self.devices[d].store.clone();
-        let techs: Vec<String> = self
-            .devices
+    /// A random slot on the booking day for a technician the policy of
+    /// `d` lists for its store (`None` when it lists none).
+    pub(crate) fn random_slot(&mut self, d: usize) -> Option<Slot> {
+        let store = self.devices[d].store.to_string();
+        let techs: Vec<String> = self.devices[d]
+            .replica
+            .policy()
+            .technicians
             .iter()
-            .filter(|t| t.role == Role::Technician && t.store == store)
-            .map(|t| format!("user-{}", t.name))
+            .filter(|t| t.store == store)
+            .map(|t| t.user.clone())
             .collect();
         if techs.is_empty() {
             return None;
