@@ -18,9 +18,12 @@ fn notes(case: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The relay's JSON without the relay-only audit trail, for comparing with a device.
+/// The relay's JSON without what only the relay adds (the audit trail and
+/// the customer's no-shows across every case), for comparing with a device.
 fn without_audit(mut v: Value) -> Value {
-    v.as_object_mut().expect("object").remove("audit");
+    let o = v.as_object_mut().expect("object");
+    o.remove("audit");
+    o.remove("customer_no_shows");
     v
 }
 
