@@ -17,7 +17,7 @@ mod logging;
 mod transport;
 
 pub use config::{DeviceConfig, CONFIG_FILE};
-pub use device::{library_version, Device, SyncStatus};
+pub use device::{library_version, BookingRequest, Device, SyncStatus};
 pub use error::{ClientError, SyncError};
 pub use live::{LiveEvent, Progress, SyncReport};
 

@@ -128,6 +128,17 @@ const TIMERS: &[Row] = &[
         "12315 acceptance",
     ),
     (timers::REGULATOR_MEDIATION, "12315调解", "12315 mediation"),
+    (timers::VISIT_WINDOW, "上门时段", "visit window"),
+    (
+        timers::VISIT_REMINDER_DAY_BEFORE,
+        "前一天提醒",
+        "reminder the day before",
+    ),
+    (
+        timers::VISIT_REMINDER_MORNING,
+        "当天上午提醒",
+        "reminder on the morning",
+    ),
 ];
 
 /// Who does what (domain.md §2).

@@ -12,6 +12,7 @@ use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use std::collections::HashMap;
 
 pub mod blobs;
+pub mod bookings;
 mod refusals;
 pub use refusals::Refused;
 
@@ -1165,10 +1166,39 @@ mod tests {
             ..identity()
         };
         let mut r = Replica::open(MemoryStorage::new(), sup, [1; 16]);
+        let policy = crate::policy::Policy {
+            version: 2,
+            technicians: vec![crate::policy::TechnicianHours {
+                user: "tom".into(),
+                store: "S1".into(),
+                start: "09:00".into(),
+                end: "18:00".into(),
+                days: vec![1, 2, 3, 4, 5, 6, 7],
+                days_off: vec![],
+            }],
+            ..crate::policy::Policy::default()
+        };
+        let json = serde_json::to_string(&policy).unwrap();
+        r.adopt_policy(policy, &json).unwrap();
         let mut n = 10u8;
+        // 10:00 China time on 17 and 18 November 2023: one visit a day.
+        let mut days = [1_700_186_400_000i64, 1_700_272_800_000].into_iter();
         let mut step = |r: &mut Replica<MemoryStorage>, c: CaseId, to: &str| {
             n += 1;
-            r.transition(c, e(n), to, None).unwrap();
+            if to == "dispatched" {
+                let start = days.next().unwrap();
+                let slot = crate::case::booking::Slot {
+                    tech: "tom".into(),
+                    start: Millis(start),
+                    minutes: 90,
+                    window_end: Millis(start + 1_800_000),
+                    address: None,
+                    hours_override: None,
+                };
+                r.book(c, e(n), &slot).unwrap();
+            } else {
+                r.transition(c, e(n), to, None).unwrap();
+            }
         };
         let open = |r: &mut Replica<MemoryStorage>, byte: u8, serial: &str| {
             let c = CaseId::from_bytes([byte; 16]);

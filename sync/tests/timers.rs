@@ -246,19 +246,11 @@ fn working_days_skip_weekends_at_the_same_time_of_day() {
 
 #[test]
 fn a_cancelled_case_has_no_open_deadline() {
-    // A repair accepted, then cancelled before the follow-up call: the
-    // survey deadline stops at the cancellation and is never overdue.
-    let (mut doc, id) = case(CaseKind::Repair);
-    for (i, to) in [
-        "confirmed",
-        "dispatched",
-        "in_repair",
-        "pending_acceptance",
-        "accepted",
-    ]
-    .iter()
-    .enumerate()
-    {
+    // A complaint replied to, then cancelled before the satisfaction
+    // survey: the survey deadline stops at the cancellation and is never
+    // overdue.
+    let (mut doc, id) = case(CaseKind::Complaint);
+    for (i, to) in ["accepted", "in_handling", "replied"].iter().enumerate() {
         transition(
             &mut doc,
             id,
@@ -333,4 +325,71 @@ fn a_complaint_is_not_accepted_only_with_a_reason() {
         CaseView::from_doc(&doc, "x").status.as_deref(),
         Some("not_accepted")
     );
+}
+
+/// The visit's deadlines: the window is met by the arrival and a late
+/// arrival breaches it; the reminder the day before is met by a call that
+/// day; the morning reminder, with no call that morning, is overdue once
+/// its time has passed.
+#[test]
+fn a_late_arrival_breaches_the_visit_window_and_reminders_are_met_by_calls() {
+    use aftercase_sync::case::booking::{self, Slot};
+    use aftercase_sync::policy::{Policy, TechnicianHours};
+    let policy = Policy {
+        technicians: vec![TechnicianHours {
+            user: "tom".into(),
+            store: "S".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5, 6, 7],
+            days_off: vec![],
+        }],
+        ..Policy::default()
+    };
+    // 2026-12-08 00:00 in China.
+    let day = 1_796_659_200_000;
+    let (mut doc, id) = case(CaseKind::Repair);
+    transition(&mut doc, id, &ctx(T0 + H, 2), "confirmed", None).unwrap();
+    let slot = Slot {
+        tech: "tom".into(),
+        start: Millis(day + 10 * H),
+        minutes: 90,
+        window_end: Millis(day + 10 * H + 30 * 60_000),
+        address: None,
+        hours_override: None,
+    };
+    booking::book(&mut doc, id, &ctx(T0 + 2 * H, 3), &policy, &slot).unwrap();
+    // Before anything: all three open, none breached.
+    for name in [
+        "visit_window",
+        "visit_reminder_day_before",
+        "visit_reminder_morning",
+    ] {
+        assert_eq!(timer(&doc, name, T0 + 3 * H), (false, false), "{name}");
+    }
+    // A call at noon the day before meets the first reminder.
+    log_contact(
+        &mut doc,
+        id,
+        &ctx(day - 12 * H, 4),
+        ContactChannel::Phone,
+        "reminded of tomorrow's visit",
+    )
+    .unwrap();
+    assert_eq!(timer(&doc, "visit_reminder_day_before", day), (true, false));
+    // Nobody called on the morning: overdue after 10:00.
+    assert_eq!(
+        timer(&doc, "visit_reminder_morning", day + 11 * H),
+        (false, true)
+    );
+    // Tom arrives at 10:45, after the window (10:30).
+    booking::record_visit(
+        &mut doc,
+        id,
+        &ctx(day + 10 * H + 45 * 60_000, 5),
+        None,
+        "arrive",
+    )
+    .unwrap();
+    assert_eq!(timer(&doc, "visit_window", day + 12 * H), (true, true));
 }

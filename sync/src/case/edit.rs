@@ -29,7 +29,17 @@ pub struct EditContext {
 }
 
 impl EditContext {
-    fn entry_id(&self) -> String {
+    /// The same context with a different nonce, for an edit that writes
+    /// several entries into one log (entry ids come from the nonce).
+    pub(crate) fn varied(&self, k: u8) -> EditContext {
+        let mut c = self.clone();
+        c.nonce[15] ^= k;
+        c.nonce[14] ^= 0x5a;
+        c
+    }
+
+    /// The id the next entry written with this context gets.
+    pub(crate) fn entry_id(&self) -> String {
         uuid::Builder::from_random_bytes(self.nonce)
             .into_uuid()
             .simple()
@@ -219,6 +229,7 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::RELATED,
             super::evidence::EVIDENCE,
             super::evidence::REMOVALS,
+            super::booking::BOOKINGS,
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;
         }

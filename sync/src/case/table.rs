@@ -9,6 +9,7 @@
 use super::edit::CaseField;
 use super::schema::root;
 use crate::access::Role;
+use crate::case::booking;
 use crate::case::evidence;
 use crate::case::service;
 use crate::money;
@@ -76,6 +77,7 @@ pub const ROOT: &[(&str, RootShape)] = &[
     (service::RELATED, RootShape::Links),
     (evidence::EVIDENCE, RootShape::Log),
     (evidence::REMOVALS, RootShape::Log),
+    (booking::BOOKINGS, RootShape::Log),
 ];
 
 /// The shape of a root key, if the case has it.
@@ -174,6 +176,7 @@ pub const TIMELINE_TYPES: &[&str] = &[
     "freight",
     "linked_case",
     "assignment",
+    "booking",
 ];
 
 /// Longest free text of an entry (a note, a reason).
@@ -318,6 +321,25 @@ pub const LOGS: &[Log] = &[
         fields: &[Field::req("assignee", Ty::Str(64))],
         writers: NOT_TECHNICIAN,
         timeline: Some("assignment"),
+    },
+    Log {
+        key: booking::BOOKINGS,
+        types: booking::TYPES,
+        // Which fields each type needs is judged in `relay/validate.rs`.
+        fields: &[
+            Field::opt("booking", Ty::Str(MAX_ENTRY_ID)),
+            Field::opt("tech", Ty::Str(64)),
+            Field::opt("start", Ty::Time),
+            Field::opt("minutes", Ty::Int),
+            Field::opt("window_end", Ty::Time),
+            Field::opt("address", Ty::Str(200)),
+            Field::opt("reason", Ty::Str(booking::MAX_REASON)),
+            Field::opt("override", Ty::Str(booking::MAX_REASON)),
+        ],
+        // Technicians write only their own visits (arrive, complete,
+        // no_show); `relay/validate.rs` holds them to that.
+        writers: ALL_ROLES,
+        timeline: Some("booking"),
     },
 ];
 

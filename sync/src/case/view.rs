@@ -263,6 +263,18 @@ pub struct CaseView {
     /// Photos, documents and signatures, oldest first (removed ones marked).
     #[serde(default)]
     pub evidence: Vec<super::evidence::EvidenceView>,
+    /// Every booking of the case, in the order they were made.
+    #[serde(default)]
+    pub bookings: Vec<super::booking::BookingView>,
+    /// The current appointment: the earliest active booking.
+    #[serde(default)]
+    pub appointment: Option<super::booking::BookingView>,
+    /// Open scheduling conflicts with other cases (one technician booked
+    /// twice at once). The document alone cannot tell: the replica or the
+    /// relay that holds the calendar fills this in; a view read from the
+    /// document alone leaves it empty.
+    #[serde(default)]
+    pub schedule_conflicts: Vec<crate::rules::calendar::ScheduleConflict>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -464,6 +476,7 @@ impl CaseView {
             .map(|m| doc.keys(&m).collect())
             .unwrap_or_default();
         related_cases.sort();
+        let bookings = super::booking::bookings(doc);
         CaseView {
             freight,
             survey: super::service::survey_view(doc),
@@ -500,6 +513,9 @@ impl CaseView {
             contact_attempts: contacts.into_iter().map(|(_, c)| c).collect(),
             tags,
             evidence: super::evidence::list(doc),
+            appointment: super::booking::earliest_active(bookings.clone()),
+            bookings,
+            schedule_conflicts: Vec::new(),
         }
     }
 }

@@ -55,10 +55,161 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
             money::DECISIONS => check_decision(u, &e)?,
             crate::case::evidence::EVIDENCE => check_evidence(doc, &e, u.policy)?,
             crate::case::evidence::REMOVALS => check_removal(doc, &e)?,
+            crate::case::booking::BOOKINGS => check_booking(u, kind, &e)?,
             _ => {}
         }
     }
-    Ok(())
+    check_moves_have_bookings(u, kind, entries)
+}
+
+/// A move that needs a booking (a repair `dispatched`, an installation
+/// `scheduled`) comes with a `book` or `reschedule` entry in the same
+/// upload: the appointment is made with the move, never promised in a
+/// reason.
+fn check_moves_have_bookings(
+    u: &Upload<'_>,
+    kind: CaseKind,
+    entries: &[(&'static Log, String)],
+) -> Result<(), Refusal> {
+    use crate::case::booking;
+    let doc = u.doc;
+    let entry =
+        |log: &str, key: &str| read::map(doc, &ROOT, log).and_then(|m| read::map(doc, &m, key));
+    let mut needs = None;
+    let mut booked = false;
+    for (log, key) in entries {
+        let Some(e) = entry(log.key, key) else {
+            continue;
+        };
+        if log.key == history::TRANSITIONS {
+            let to = read::string(doc, &e, "to").unwrap_or_default();
+            if booking::needs_booking(kind, &to) {
+                needs = Some(to);
+            }
+        } else if log.key == booking::BOOKINGS {
+            let ty = read::string(doc, &e, "type").unwrap_or_default();
+            booked |= matches!(ty.as_str(), "book" | "reschedule");
+        }
+    }
+    match needs {
+        Some(to) if !booked => Err(refuse(
+            RefusalCode::Workflow,
+            format!("a {kind} moves to {to} only with a booking made in the same edit"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A booking entry: the fields its type needs; only the store books,
+/// reschedules and cancels, each naming a booking of the case; the
+/// technician is bookable for the case's store and the slot is inside his
+/// working hours unless a supervisor or head office overrides with a
+/// reason; a technician records only visits booked for him.
+fn check_booking(u: &Upload<'_>, kind: CaseKind, e: &ObjId) -> Result<(), Refusal> {
+    use crate::case::booking::{self, Slot, SlotError};
+    let doc = u.doc;
+    let role = u.principal.role;
+    if !matches!(kind, CaseKind::Repair | CaseKind::Installation) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("only repairs and installations are booked, not a {kind}"),
+        ));
+    }
+    let ty = read::string(doc, e, "type").unwrap_or_default();
+    let has = |k: &str| matches!(doc.get(e, k), Ok(Some(_)));
+    let needed: &[&str] = match ty.as_str() {
+        "book" => &["tech", "start", "minutes", "window_end"],
+        "reschedule" => &[
+            "booking",
+            "tech",
+            "start",
+            "minutes",
+            "window_end",
+            "reason",
+        ],
+        "cancel" => &["booking", "reason"],
+        _ => &["booking"],
+    };
+    let forbidden: &[&str] = match ty.as_str() {
+        "book" => &["booking", "reason"],
+        "reschedule" => &[],
+        _ => &[
+            "tech",
+            "start",
+            "minutes",
+            "window_end",
+            "address",
+            "override",
+        ],
+    };
+    if let Some(k) = needed.iter().find(|k| !has(k)) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {ty} entry of bookings needs {k}"),
+        ));
+    }
+    if let Some(k) = forbidden.iter().find(|k| has(k)) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {ty} entry of bookings has no {k}"),
+        ));
+    }
+    if let Some(r) = read::string(doc, e, "reason") {
+        if r.trim().is_empty() {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("a {ty} needs a reason"),
+            ));
+        }
+    }
+    if ty != "book" {
+        let target = read::string(doc, e, "booking").unwrap_or_default();
+        let named = read::map(doc, &ROOT, booking::BOOKINGS)
+            .and_then(|m| read::map(doc, &m, &target))
+            .and_then(|b| read::string(doc, &b, "type"));
+        if named.as_deref() != Some("book") {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("{} is not a booking of this case", clip(&target, 40)),
+            ));
+        }
+        if booking::TECHNICIAN_TYPES.contains(&ty.as_str()) {
+            // The technician the booking names now, as every replica
+            // derives it from the log.
+            let tech = booking::bookings(doc)
+                .into_iter()
+                .find(|b| b.id == target)
+                .map(|b| b.tech)
+                .unwrap_or_default();
+            return booking::may_record_visit(role, u.principal.user.as_str(), &tech)
+                .map_err(|m| refuse(RefusalCode::Forbidden, m));
+        }
+    }
+    if role == Role::Technician {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "technicians do not book, reschedule or cancel: the store does",
+        ));
+    }
+    if ty == "cancel" {
+        return Ok(());
+    }
+    let slot = Slot {
+        tech: read::string(doc, e, "tech").unwrap_or_default(),
+        start: crate::ids::Millis(read::int(doc, e, "start").unwrap_or(0)),
+        minutes: read::int(doc, e, "minutes").unwrap_or(0),
+        window_end: crate::ids::Millis(read::int(doc, e, "window_end").unwrap_or(0)),
+        address: read::string(doc, e, "address"),
+        hours_override: read::string(doc, e, "override"),
+    };
+    // The case's store: fixed at creation and judged then to be the
+    // creating connection's, so it is the owner the relay recorded.
+    let store = read::string(doc, &ROOT, crate::case::schema::root::STORE_ID).unwrap_or_default();
+    booking::check_slot(u.policy, role, &store, &slot).map_err(|e| match e {
+        SlotError::Invalid(m) => refuse(RefusalCode::InvalidValue, m),
+        SlotError::Forbidden(m) => refuse(RefusalCode::Forbidden, m),
+        SlotError::Hours(m) => refuse(RefusalCode::Window, m),
+    })
 }
 
 /// A piece of evidence names a known kind, a SHA-256, a size within the
