@@ -1009,7 +1009,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 CaseCommand::Show { id, json } => {
-                    let v = device.case_with_calendar(id)?.ok_or_else(|| {
+                    let v = device.case(id)?.ok_or_else(|| {
                         anyhow::anyhow!("no case {id} on this device (try `aftercase sync`)")
                     })?;
                     if json {

@@ -331,7 +331,10 @@ impl<S: Storage> Replica<S> {
     }
 
     /// The case as a person reads it: [`Replica::case`] plus what needs the
-    /// other cases on the device (三包's count of repairs per serial).
+    /// other cases on the device (三包's count of repairs per serial, and
+    /// the scheduling conflicts of its bookings with other cases'). Reads
+    /// every held case when the case needs it: for screens that show one
+    /// case, not for lists.
     pub fn case_in_context(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
         let Some(mut v) = self.case(case)? else {
             return Ok(None);
@@ -339,6 +342,13 @@ impl<S: Storage> Replica<S> {
         if v.serial.is_some() && v.kind.as_deref() == Some("repair") {
             let all = self.cases()?;
             v.sanbao = crate::rules::warranty::repeat_repair(&self.policy, &v, &all);
+        }
+        if !v.bookings.is_empty() {
+            v.schedule_conflicts = self
+                .schedule_conflicts()?
+                .into_iter()
+                .filter(|c| c.involves(case))
+                .collect();
         }
         Ok(Some(v))
     }

@@ -148,19 +148,6 @@ impl Device {
         Ok(self.replica().schedule(tech, from.0, to.0)?)
     }
 
-    /// One case with its scheduling conflicts against the other cases on
-    /// this device, timers evaluated now.
-    pub fn case_with_calendar(
-        &self,
-        case: CaseId,
-    ) -> Result<Option<aftercase_sync::case::CaseView>, ClientError> {
-        let mut v = self.replica().case_with_calendar(case)?;
-        if let Some(v) = v.as_mut() {
-            v.evaluate_timers(now());
-        }
-        Ok(v)
-    }
-
     /// Every open scheduling conflict among the cases on this device.
     pub fn schedule_conflicts(
         &self,

@@ -13,7 +13,6 @@ use super::{Entropy, Replica, ReplicaError};
 use crate::access::Role;
 use crate::case::booking::{self, BookingView, Slot};
 use crate::case::edit::EditError;
-use crate::case::CaseView;
 use crate::ids::CaseId;
 use crate::rules::calendar::{self, Placed, ScheduleConflict};
 use crate::storage::Storage;
@@ -48,23 +47,6 @@ impl<S: Storage> Replica<S> {
     /// Every scheduling conflict among the cases this device holds.
     pub fn schedule_conflicts(&mut self) -> Result<Vec<ScheduleConflict>, ReplicaError> {
         Ok(calendar::conflicts(&self.placed()?))
-    }
-
-    /// One case as plain data with its scheduling conflicts against the
-    /// other cases this device holds. Reads every held case: for screens
-    /// that show one case, not for lists.
-    pub fn case_with_calendar(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
-        let Some(mut v) = self.case(case)? else {
-            return Ok(None);
-        };
-        if !v.bookings.is_empty() {
-            v.schedule_conflicts = self
-                .schedule_conflicts()?
-                .into_iter()
-                .filter(|c| c.involves(case))
-                .collect();
-        }
-        Ok(Some(v))
     }
 
     /// The bookings of `tech` (every technician when `None`) that overlap
