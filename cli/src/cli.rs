@@ -1,6 +1,6 @@
 //! The `aftercase` command line for store staff, technicians and scripts.
 
-use aftercase_client::{Device, LiveEvent, SyncError};
+use aftercase_client::{BookingRequest, Device, LiveEvent, SyncError};
 use aftercase_sync::case::offer::Decision;
 use aftercase_sync::case::service::Survey;
 use aftercase_sync::case::{CaseField, CaseKind, CaseView, ContactChannel};
@@ -71,8 +71,23 @@ enum Command {
     /// Evidence by its hash.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// A technician's bookings on one day (store's local time), from the
+    /// cases on this device, with scheduling conflicts marked. A
+    /// technician sees only his own.
+    Schedule {
+        /// The technician's user id (all technicians when left out).
+        #[arg(long)]
+        tech: Option<String>,
+        /// The day, YYYY-MM-DD (default today).
+        #[arg(long)]
+        date: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the cases where two devices moved the case in different
-    /// directions and a supervisor has to choose.
+    /// directions and a supervisor has to choose, and the scheduling
+    /// conflicts (one technician booked twice at once).
     Conflicts {
         /// Print JSON.
         #[arg(long)]
@@ -162,9 +177,14 @@ enum CaseCommand {
         /// What came of it, e.g. "no answer" or "agreed visit Tuesday 10:00".
         #[arg(long)]
         outcome: String,
-        /// Call anyway outside 10:00-18:00 or beyond 3 calls a day (supervisors).
-        #[arg(long)]
-        r#override: bool,
+        /// outbound (the store reached out, the default) or inbound (the
+        /// customer called or came in: no calling hours or daily limit).
+        #[arg(long, default_value = "outbound")]
+        direction: String,
+        /// A supervisor's reason for calling outside 10:00-18:00 or beyond
+        /// 3 calls a day. Without it such a call is still recorded, flagged.
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
     },
     /// Record the customer's satisfaction survey: each score from
     /// 1 (very dissatisfied) to 5 (very satisfied).
@@ -264,6 +284,96 @@ enum CaseCommand {
         /// The state that stands.
         #[arg(long)]
         choose: String,
+    },
+    /// Book a technician or installer for a repair or installation (store
+    /// staff and supervisors). A confirmed repair is dispatched and a
+    /// prepared installation scheduled with the booking; the case is
+    /// assigned to the technician. Prints the booking id on the last line.
+    Book {
+        /// Case id.
+        id: CaseId,
+        /// The technician's user id (listed for your store in the policy).
+        #[arg(long)]
+        tech: String,
+        /// Local start, "2026-12-08 10:00" (the store's time zone).
+        #[arg(long)]
+        at: String,
+        /// Length, e.g. 90m, 2h, 1h30m.
+        #[arg(long)]
+        duration: String,
+        /// The customer's visit window: the technician arrives within this
+        /// long after the start (default 60m, at most the length).
+        #[arg(long)]
+        window: Option<String>,
+        /// Where to go (a reference to the customer's address).
+        #[arg(long)]
+        address: Option<String>,
+        /// Book outside working hours, with this reason (supervisor).
+        #[arg(long = "override")]
+        hours_override: Option<String>,
+    },
+    /// Move the case's appointment to a new time (and technician), with a
+    /// reason; the visit-window deadline moves with it.
+    Reschedule {
+        /// Case id.
+        id: CaseId,
+        /// Local start, "2026-12-08 14:00".
+        #[arg(long)]
+        at: String,
+        /// Why (customer request, store, technician unavailable, no-show, ...).
+        #[arg(long)]
+        reason: String,
+        /// Another technician (default: the same).
+        #[arg(long)]
+        tech: Option<String>,
+        /// A new length (default: the same).
+        #[arg(long)]
+        duration: Option<String>,
+        /// The visit window (default 60m).
+        #[arg(long)]
+        window: Option<String>,
+        /// Which booking (default: the current appointment).
+        #[arg(long)]
+        booking: Option<String>,
+        /// Book outside working hours, with this reason (supervisor).
+        #[arg(long = "override")]
+        hours_override: Option<String>,
+    },
+    /// Cancel the case's appointment, with a reason.
+    CancelBooking {
+        /// Case id.
+        id: CaseId,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Which booking (default: the current appointment).
+        #[arg(long)]
+        booking: Option<String>,
+    },
+    /// The technician arrived (his own booking).
+    Arrive {
+        /// Case id.
+        id: CaseId,
+        /// Which booking (default: the current appointment).
+        #[arg(long)]
+        booking: Option<String>,
+    },
+    /// The visit is done (his own booking).
+    Complete {
+        /// Case id.
+        id: CaseId,
+        /// Which booking (default: the current appointment).
+        #[arg(long)]
+        booking: Option<String>,
+    },
+    /// The customer was not there (his own booking); counts toward the
+    /// customer's no-shows.
+    NoShow {
+        /// Case id.
+        id: CaseId,
+        /// Which booking (default: the current appointment).
+        #[arg(long)]
+        booking: Option<String>,
     },
     /// Give the case to a technician or installer (their user id). They
     /// receive only the cases assigned to them.
@@ -412,7 +522,8 @@ fn status_text(v: &CaseView) -> Option<String> {
     Some(labels::state_text(v.kind.as_deref().unwrap_or(""), status))
 }
 
-fn print_case(v: &CaseView) {
+fn print_case(v: &CaseView, policy: &aftercase_sync::policy::Policy) {
+    let local = |ms: i64| aftercase_sync::rules::calendar::format_local(policy, ms);
     let or = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     println!("case     {} ({})", v.id, or(&v.case_no));
     println!(
@@ -450,6 +561,52 @@ fn print_case(v: &CaseView) {
     }
     if let Some(a) = &v.assignee {
         println!("assigned {a}");
+    }
+    if let Some(s) = &v.sanbao {
+        let remedies: Vec<&str> = s
+            .remedies
+            .iter()
+            .map(|r| match r {
+                aftercase_sync::rules::warranty::Remedy::Return => "return 退货",
+                aftercase_sync::rules::warranty::Remedy::Exchange => "exchange 换货",
+                aftercase_sync::rules::warranty::Remedy::Repair => "repair 维修",
+            })
+            .collect();
+        println!(
+            "三包     serial {}: repaired {} time(s) in warranty ({}); the customer may choose {}",
+            s.serial,
+            s.repairs,
+            s.cases.join(", "),
+            remedies.join(" or ")
+        );
+    }
+    for b in &v.bookings {
+        println!(
+            "booking  {}  {} {}-{} (arrive by {})  {}{}",
+            b.id,
+            b.tech,
+            local(b.start_ms),
+            &local(b.end_ms())[11..],
+            &local(b.window_end_ms)[11..],
+            serde_json::to_value(b.status)
+                .ok()
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            b.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
+    for c in &v.schedule_conflicts {
+        println!(
+            "CONFLICT {}: {} is booked twice {}-{} (this case and case {}): a supervisor reschedules one with `case reschedule`",
+            c.id,
+            c.tech,
+            local(c.first.start.max(c.second.start)),
+            &local(c.first.end.min(c.second.end))[11..],
+            c.other(v.id.parse().unwrap_or(c.first.case))
+        );
     }
     for t in &v.timers {
         let state = match (t.done, t.breached) {
@@ -553,11 +710,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     id,
                     channel,
                     outcome,
-                    r#override,
+                    direction,
+                    override_reason,
                 } => {
                     let channel: ContactChannel = channel.parse()?;
-                    device.log_contact(id, channel, &outcome, r#override)?;
-                    eprintln!("contact saved");
+                    let direction = direction.parse()?;
+                    let flags = device.log_contact(
+                        id,
+                        channel,
+                        direction,
+                        &outcome,
+                        override_reason.as_deref(),
+                    )?;
+                    if flags.is_empty() {
+                        eprintln!("contact saved");
+                    } else {
+                        eprintln!(
+                            "contact saved, flagged for head office: {}",
+                            flags.join("; ")
+                        );
+                    }
                 }
                 CaseCommand::Survey {
                     id,
@@ -715,6 +887,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("offer saved: {status}");
                     println!("{offer}");
                 }
+                CaseCommand::Book {
+                    id,
+                    tech,
+                    at,
+                    duration,
+                    window,
+                    address,
+                    hours_override,
+                } => {
+                    let booking = device.book(
+                        id,
+                        &BookingRequest {
+                            tech: tech.clone(),
+                            at: at.clone(),
+                            duration,
+                            window,
+                            address,
+                            hours_override,
+                        },
+                    )?;
+                    let status = device
+                        .case(id)?
+                        .and_then(|v| status_text(&v))
+                        .unwrap_or_default();
+                    eprintln!("booked {tech} at {at}; case is {status}");
+                    println!("{booking}");
+                }
+                CaseCommand::Reschedule {
+                    id,
+                    at,
+                    reason,
+                    tech,
+                    duration,
+                    window,
+                    booking,
+                    hours_override,
+                } => {
+                    device.reschedule(
+                        id,
+                        booking.as_deref(),
+                        &BookingRequest {
+                            tech: tech.unwrap_or_default(),
+                            at: at.clone(),
+                            duration: duration.unwrap_or_default(),
+                            window,
+                            address: None,
+                            hours_override,
+                        },
+                        &reason,
+                    )?;
+                    eprintln!("rescheduled to {at}");
+                }
+                CaseCommand::CancelBooking {
+                    id,
+                    reason,
+                    booking,
+                } => {
+                    device.cancel_booking(id, booking.as_deref(), &reason)?;
+                    eprintln!("booking cancelled");
+                }
+                CaseCommand::Arrive { id, booking } => {
+                    device.record_visit(id, booking.as_deref(), "arrive")?;
+                    eprintln!("arrival recorded");
+                }
+                CaseCommand::Complete { id, booking } => {
+                    device.record_visit(id, booking.as_deref(), "complete")?;
+                    eprintln!("visit completed");
+                }
+                CaseCommand::NoShow { id, booking } => {
+                    device.record_visit(id, booking.as_deref(), "no_show")?;
+                    eprintln!("no-show recorded");
+                }
                 CaseCommand::Assign { id, technician } => {
                     device.assign(id, &technician)?;
                     eprintln!("assigned to {technician}");
@@ -771,7 +1015,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     if json {
                         print_json(&v)?;
                     } else {
-                        print_case(&v);
+                        print_case(&v, &device.policy());
+                        if let Some(phone) = &v.customer.phone {
+                            let n = device.no_shows_of(phone)?;
+                            if n > 0 {
+                                println!("no-shows {n} by this customer (cases on this device)");
+                            }
+                        }
                     }
                 }
             }
@@ -901,9 +1151,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("evidence: {waiting} piece(s) wait on this device: the relay does not transfer evidence yet (it runs an older version)");
             }
         }
+        Command::Schedule { tech, date, json } => {
+            let device = Device::open(&dir)?;
+            let policy = device.policy();
+            let rows = device.schedule(tech.as_deref(), date.as_deref())?;
+            if json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no bookings");
+            } else {
+                for r in rows {
+                    let b = &r.booking;
+                    println!(
+                        "{}-{}  {:<12} {:<10} {}  {}{}",
+                        aftercase_sync::rules::calendar::format_local(&policy, b.start_ms),
+                        &aftercase_sync::rules::calendar::format_local(&policy, b.end_ms())[11..],
+                        b.tech,
+                        serde_json::to_value(b.status)?.as_str().unwrap_or(""),
+                        r.case_no.clone().unwrap_or_else(|| r.case.clone()),
+                        r.kind.clone().unwrap_or_default(),
+                        if r.conflicts.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  CONFLICT {}", r.conflicts.join(" "))
+                        }
+                    );
+                }
+            }
+        }
         Command::Conflicts { json } => {
             let device = Device::open(&dir)?;
             let mut rows = Vec::new();
+            let policy = device.policy();
+            for c in device.schedule_conflicts()? {
+                if !json {
+                    let local =
+                        |ms: i64| aftercase_sync::rules::calendar::format_local(&policy, ms);
+                    println!(
+                        "{}  {}  scheduling conflict {}: {} booked twice {} to {}",
+                        c.first.case,
+                        c.second.case,
+                        c.id,
+                        c.tech,
+                        local(c.first.start.max(c.second.start)),
+                        &local(c.first.end.min(c.second.end))[11..]
+                    );
+                }
+                rows.push(serde_json::json!({
+                    "case": c.first.case,
+                    "other_case": c.second.case,
+                    "conflict": c,
+                }));
+            }
             for v in device.cases()? {
                 for c in v.conflicts.iter().filter(|c| c.status == "open") {
                     rows.push(serde_json::json!({

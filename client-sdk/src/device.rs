@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+mod bookings;
+pub use bookings::BookingRequest;
+
 /// Sync state as a status bar shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SyncStatus {
@@ -210,18 +213,25 @@ impl Device {
         self.edited(r)
     }
 
-    /// Logs an attempt to reach the customer. Calls outside the calling
-    /// hours or beyond the daily limit need `override_guard` (supervisors).
+    /// Records a contact with the customer. It is always recorded; the
+    /// contact rules an outbound call broke are returned (and flagged on
+    /// the case). `override_reason` is a supervisor's own reason.
     pub fn log_contact(
         &self,
         case: CaseId,
         channel: ContactChannel,
+        direction: aftercase_sync::case::edit::Direction,
         outcome: &str,
-        override_guard: bool,
-    ) -> Result<(), ClientError> {
-        let r = self
-            .replica()
-            .log_contact(case, entropy(), channel, outcome, override_guard);
+        override_reason: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
+        let r = self.replica().log_contact(
+            case,
+            entropy(),
+            channel,
+            direction,
+            outcome,
+            override_reason,
+        );
         self.edited(r)
     }
 
@@ -387,7 +397,7 @@ impl Device {
 
     /// One case, with its timers evaluated against the device clock.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
-        let mut v = self.replica().case(case)?;
+        let mut v = self.replica().case_in_context(case)?;
         if let Some(v) = v.as_mut() {
             v.evaluate_timers(now());
         }

@@ -25,7 +25,7 @@ mod live_sync;
 mod transport;
 
 pub use config::{DeviceConfig, CONFIG_FILE};
-pub use device::{library_version, Device, SyncStatus};
+pub use device::{library_version, BookingRequest, Device, SyncStatus};
 pub use error::{ClientError, SyncError};
 pub use live::{LiveEvent, Progress, SyncReport};
 pub use live_sync::LiveSync;

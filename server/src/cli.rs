@@ -92,6 +92,11 @@ enum Command {
         /// How long the token is valid, e.g. 12h, 30d.
         #[arg(long, default_value = "30d")]
         ttl: humantime::Duration,
+        /// Create a new signing secret in the data directory if it has
+        /// none. Without it, a data directory with no secret is refused: a
+        /// token signed with a new secret would work with no relay.
+        #[arg(long)]
+        init_secret: bool,
     },
     /// Rebuild the read model (each case's summary for head office's lists)
     /// from the stored documents. Run it with the relay stopped (its
@@ -171,8 +176,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             device,
             ttl,
+            init_secret,
         } => {
-            let (secret, _) = crate::secret::load_or_create(&data_dir)?;
+            let secret = match crate::secret::load(&data_dir)? {
+                Some((s, _)) => s,
+                None if init_secret => crate::secret::load_or_create(&data_dir)?.0,
+                None => anyhow::bail!(
+                    "{} holds no signing secret, so no relay would accept this token: \
+                     point --data-dir at the directory the relay serves (`serve --data-dir`), \
+                     set AFTERCASE_JWT_SECRET as the relay has it, or pass --init-secret \
+                     to create one there before the relay first starts",
+                    data_dir.display()
+                ),
+            };
             let keys = Keys::new(&secret);
             let now = chrono::Utc::now().timestamp().max(0) as u64;
             let p = Principal {

@@ -170,21 +170,27 @@ pub fn write(data_dir: &Path, target: Target, now_secs: u64) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// Cheap summary of the directory: it changes whenever a file is added or
-/// removed (renaming a file in changes the directory's modification time
-/// and usually the count; either is enough).
+/// Summary of the directory: the names in it and its modification time.
+/// The names matter: a revocation is written as a hidden temporary file
+/// and then renamed, and a poll that falls between the two sees the same
+/// count, and on a busy machine often the same coarse modification time,
+/// before and after the rename; the name of the new `.json` file always
+/// differs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fingerprint {
     modified: Option<SystemTime>,
-    entries: usize,
+    names: Vec<std::ffi::OsString>,
 }
 
 /// The fingerprint of `<data_dir>/revoked` now (empty when it is missing).
 pub fn fingerprint(data_dir: &Path) -> Fingerprint {
     let dir = data_dir.join(DIR);
     let modified = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
-    let entries = std::fs::read_dir(&dir).map_or(0, |d| d.count());
-    Fingerprint { modified, entries }
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+        .unwrap_or_default();
+    names.sort();
+    Fingerprint { modified, names }
 }
 
 /// Every revocation in force, indexed for checking a token.
@@ -337,6 +343,23 @@ mod tests {
             iat,
             jti: jti.into(),
         }
+    }
+
+    #[test]
+    fn a_rename_in_the_same_instant_as_the_temporary_file_is_seen() {
+        // A poll between writing the hidden temporary file and renaming it
+        // must not hide the rename, even when the directory's time does
+        // not move (coarse clocks on a busy machine).
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".tmp-1"), b"{}").unwrap();
+        let between = fingerprint(tmp.path());
+        let at = std::fs::metadata(&dir).unwrap().modified().unwrap();
+        std::fs::rename(dir.join(".tmp-1"), dir.join("token-1.json")).unwrap();
+        std::fs::File::open(&dir).unwrap().set_modified(at).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().modified().unwrap(), at);
+        assert_ne!(fingerprint(tmp.path()), between);
     }
 
     #[test]

@@ -40,27 +40,36 @@ pub enum SecretError {
     },
 }
 
-/// Returns the secret, creating a random one in `data_dir` if none is configured.
-pub fn load_or_create(data_dir: &Path) -> Result<(Vec<u8>, Source), SecretError> {
+/// Returns the configured secret (the environment's, else the one in
+/// `data_dir`), or `None` when there is none yet.
+pub fn load(data_dir: &Path) -> Result<Option<(Vec<u8>, Source)>, SecretError> {
     if let Ok(s) = std::env::var(ENV) {
         if s.len() < MIN_LEN {
             return Err(SecretError::TooShort);
         }
-        return Ok((s.into_bytes(), Source::Env));
+        return Ok(Some((s.into_bytes(), Source::Env)));
+    }
+    let path = data_dir.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= MIN_LEN => {
+            Ok(Some((s.trim().as_bytes().to_vec(), Source::File(path))))
+        }
+        Ok(_) => Err(SecretError::TooShort),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretError::Io { path, source }),
+    }
+}
+
+/// Returns the secret, creating a random one in `data_dir` if none is configured.
+pub fn load_or_create(data_dir: &Path) -> Result<(Vec<u8>, Source), SecretError> {
+    if let Some(found) = load(data_dir)? {
+        return Ok(found);
     }
     let path = data_dir.join(FILE);
     let io = |source| SecretError::Io {
         path: path.clone(),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= MIN_LEN => {
-            return Ok((s.trim().as_bytes().to_vec(), Source::File(path)))
-        }
-        Ok(_) => return Err(SecretError::TooShort),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);

@@ -1,5 +1,5 @@
 //! The names people read: every case kind, every workflow state of every
-//! kind and every deadline, in Chinese (the shop floor's word, from the
+//! kind, every deadline, role, settable field and refusal code, in Chinese (the shop floor's word, from the
 //! handbook and domain.md §1) with plain English beside it.
 //!
 //! One table for the `aftercase` command line and head office's dashboard
@@ -122,6 +122,83 @@ const TIMERS: &[Row] = &[
     (timers::SUGGEST_ESCALATION, "建议升级", "suggest escalation"),
     (timers::CUSTOMER_UPDATE, "每日跟进", "daily customer update"),
     (timers::FOLLOW_UP_SURVEY, "回访调查", "follow-up survey"),
+    (
+        timers::REGULATOR_ACCEPTANCE,
+        "12315受理",
+        "12315 acceptance",
+    ),
+    (timers::REGULATOR_MEDIATION, "12315调解", "12315 mediation"),
+    (timers::VISIT_WINDOW, "上门时段", "visit window"),
+    (
+        timers::VISIT_REMINDER_DAY_BEFORE,
+        "前一天提醒",
+        "reminder the day before",
+    ),
+    (
+        timers::VISIT_REMINDER_MORNING,
+        "当天上午提醒",
+        "reminder on the morning",
+    ),
+];
+
+/// Who does what (domain.md §2).
+const ROLES: &[Row] = &[
+    ("staff", "店员", "store staff"),
+    ("technician", "技术员", "technician"),
+    ("supervisor", "主管", "supervisor"),
+    ("head_office", "总部", "head office"),
+];
+
+/// The fields `aftercase case set` takes.
+const FIELDS: &[Row] = &[
+    ("description", "问题描述", "problem description"),
+    ("priority", "优先级", "priority"),
+    ("category", "类别", "category"),
+    ("channel", "受理渠道", "intake channel"),
+    ("sale_channel", "销售方式", "sale channel"),
+    ("requested_remedy", "客户诉求", "requested remedy"),
+    ("safety_risk", "安全隐患", "safety risk"),
+    ("customer_name", "客户姓名", "customer name"),
+    ("customer_phone", "客户电话", "customer phone"),
+    ("customer_address", "客户地址", "customer address"),
+    ("customer_member_id", "会员号", "member number"),
+    ("order_no", "订单号", "order number"),
+    ("purchase_date", "购买日期", "purchase date"),
+    ("received_date", "收货日期", "received date"),
+    ("invoice_no", "发票号", "invoice number"),
+    ("serial", "序列号", "serial number"),
+];
+
+/// Why the relay refused an upload (`protocol::RefusalCode`), as the
+/// person who made the edit should read it.
+const REFUSALS: &[Row] = &[
+    (
+        "not_found",
+        "无此案件或无权查看",
+        "no such case, or not yours to see",
+    ),
+    ("forbidden", "无此权限", "not allowed for your role"),
+    ("unknown_key", "案件没有此项", "not part of a case"),
+    (
+        "append_only",
+        "已记录的内容不能修改",
+        "recorded entries cannot be changed",
+    ),
+    (
+        "fixed_field",
+        "开单后不能修改",
+        "fixed once the case is opened",
+    ),
+    ("invalid_value", "值不合规", "not an allowed value"),
+    ("identity", "身份不符", "written under another identity"),
+    ("workflow", "不符合流程", "not a step of the flow"),
+    ("authority", "超出权限额度", "beyond your authority"),
+    ("window", "超出退换期限", "outside the return window"),
+    ("contact_rules", "违反联系规则", "against the contact rules"),
+    ("too_large", "超出大小限制", "too large"),
+    ("too_many", "数量超限", "too many"),
+    ("malformed", "数据格式错误", "malformed"),
+    ("revoked", "已被吊销", "revoked"),
 ];
 
 fn states_of(kind: CaseKind) -> &'static [Row] {
@@ -163,6 +240,27 @@ pub fn timer(name: &str) -> Option<Label> {
     find(TIMERS, name)
 }
 
+/// The label of a role.
+pub fn role(role: crate::access::Role) -> Label {
+    find(ROLES, role.as_str()).unwrap_or(Label {
+        zh: role.as_str(),
+        en: role.as_str(),
+    })
+}
+
+/// The label of a settable field.
+pub fn field(field: crate::case::CaseField) -> Label {
+    find(FIELDS, field.as_str()).unwrap_or(Label {
+        zh: field.as_str(),
+        en: field.as_str(),
+    })
+}
+
+/// The label of a refusal code, if `code` is one.
+pub fn refusal(code: &str) -> Option<Label> {
+    find(REFUSALS, code)
+}
+
 /// `code 中文` for a line of text: the code first, so that scripts that
 /// match the English word keep working, then the Chinese name. A code
 /// without a label is printed alone.
@@ -200,6 +298,12 @@ pub struct Labels {
     pub states: BTreeMap<&'static str, BTreeMap<&'static str, Label>>,
     /// Deadlines.
     pub timers: BTreeMap<&'static str, Label>,
+    /// Roles.
+    pub roles: BTreeMap<&'static str, Label>,
+    /// Fields of a case that can be set.
+    pub fields: BTreeMap<&'static str, Label>,
+    /// Refusal codes.
+    pub refusals: BTreeMap<&'static str, Label>,
 }
 
 fn map(rows: &[Row]) -> BTreeMap<&'static str, Label> {
@@ -221,12 +325,44 @@ pub fn all() -> Labels {
             })
             .collect(),
         timers: map(TIMERS),
+        roles: map(ROLES),
+        fields: map(FIELDS),
+        refusals: map(REFUSALS),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_role_field_and_refusal_code_has_a_label_and_no_label_is_stray() {
+        use crate::access::Role;
+        use crate::case::CaseField;
+        use crate::protocol::RefusalCode;
+        let roles = [
+            Role::Staff,
+            Role::Technician,
+            Role::Supervisor,
+            Role::HeadOffice,
+        ];
+        assert_eq!(ROLES.len(), roles.len());
+        for r in roles {
+            assert!(find(ROLES, r.as_str()).is_some(), "{r:?}");
+        }
+        assert_eq!(FIELDS.len(), CaseField::ALL.len());
+        for f in CaseField::ALL {
+            assert!(find(FIELDS, f.as_str()).is_some(), "{f}");
+        }
+        assert_eq!(REFUSALS.len(), RefusalCode::ALL.len());
+        for c in RefusalCode::ALL {
+            assert!(refusal(c.as_str()).is_some(), "{c}");
+        }
+        for (code, zh, en) in ROLES.iter().chain(FIELDS).chain(REFUSALS) {
+            assert!(!zh.is_empty() && !en.is_empty(), "{code}");
+            assert!(!zh.is_ascii(), "{code}: the Chinese name is Chinese");
+        }
+    }
 
     #[test]
     fn every_kind_state_and_deadline_has_a_label_and_no_label_is_stray() {

@@ -87,6 +87,67 @@ pub struct Policy {
     /// evidence not uploaded yet is never evicted.
     #[serde(default = "default_device_cache")]
     pub device_cache_bytes: u64,
+    /// 三包: the warranty period in days from the purchase date, in which
+    /// repairs of one serial number are counted towards
+    /// `sanbao_max_repairs`.
+    #[serde(default = "default_warranty_days")]
+    pub warranty_days: i64,
+    /// The technicians and installers who may be booked, each with the
+    /// store they work for and their working hours (issue 12). A person
+    /// not listed here cannot be booked; an empty list (the default) means
+    /// no bookings until head office publishes one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub technicians: Vec<TechnicianHours>,
+}
+
+fn default_warranty_days() -> i64 {
+    365
+}
+
+/// One bookable technician: store, working hours and days off, in the
+/// store's local time (`utc_offset_minutes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TechnicianHours {
+    /// The technician's user id (as in their token).
+    pub user: String,
+    /// The store they work for; only that store's cases may book them.
+    pub store: String,
+    /// Start of the working day, local `HH:MM`.
+    pub start: String,
+    /// End of the working day, local `HH:MM` (a booking must end by then).
+    pub end: String,
+    /// Working weekdays, 1 (Monday) to 7 (Sunday).
+    #[serde(default = "default_workdays")]
+    pub days: Vec<u8>,
+    /// Dates off, `YYYY-MM-DD`, local.
+    #[serde(default)]
+    pub days_off: Vec<String>,
+}
+
+fn default_workdays() -> Vec<u8> {
+    vec![1, 2, 3, 4, 5, 6]
+}
+
+impl TechnicianHours {
+    /// The working day as minutes after local midnight, if both times parse.
+    pub fn minutes(&self) -> Option<(u32, u32)> {
+        Some((hhmm(&self.start)?, hhmm(&self.end)?))
+    }
+}
+
+/// Minutes after midnight of a `HH:MM` time (24:00 allowed as the end of day).
+pub fn hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return None;
+    }
+    Some(h * 60 + m)
 }
 
 fn default_device_cache() -> u64 {
@@ -148,7 +209,9 @@ impl Default for Policy {
             repeat_window_days: default_repeat_window(),
             max_blob_bytes: default_blob_bytes(),
             device_cache_bytes: default_device_cache(),
+            warranty_days: default_warranty_days(),
             signature_on_acceptance: false,
+            technicians: Vec::new(),
         }
     }
 }
@@ -240,6 +303,7 @@ impl Policy {
             ("sanbao_return_days", self.sanbao_return_days),
             ("sanbao_exchange_days", self.sanbao_exchange_days),
             ("no_reason_days", self.no_reason_days),
+            ("warranty_days", self.warranty_days),
         ];
         for (f, v) in positive {
             if v <= 0 {
@@ -269,6 +333,7 @@ impl Policy {
         if !(-720..=840).contains(&self.utc_offset_minutes) {
             return Err(bad("utc_offset_minutes", "must be between -720 and 840"));
         }
+        self.check_technicians()?;
         if !matches!(
             self.no_reason_start.as_str(),
             "purchase" | "day_after_receipt"
@@ -277,6 +342,67 @@ impl Policy {
                 "no_reason_start",
                 "must be purchase or day_after_receipt",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// The bookable technician `user`, if the policy lists them.
+    pub fn technician(&self, user: &str) -> Option<&TechnicianHours> {
+        self.technicians.iter().find(|t| t.user == user)
+    }
+
+    fn check_technicians(&self) -> Result<(), PolicyError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in self.technicians.iter().enumerate() {
+            let f = |name: &str| format!("technicians[{i}].{name}");
+            if crate::ids::UserId::new(t.user.as_str()).is_err() {
+                return Err(bad(
+                    &f("user"),
+                    "must be a user id (1-64 of A-Z a-z 0-9 . _ -)",
+                ));
+            }
+            if !seen.insert(t.user.as_str()) {
+                return Err(bad(
+                    &f("user"),
+                    format!(
+                        "{} is listed twice: a technician works for one store",
+                        t.user
+                    ),
+                ));
+            }
+            if crate::ids::StoreId::new(t.store.as_str()).is_err() {
+                return Err(bad(&f("store"), "must be a store id"));
+            }
+            let start = hhmm(&t.start).filter(|m| *m < 24 * 60).ok_or_else(|| {
+                bad(
+                    &f("start"),
+                    format!("{:?} is not a time like 09:00", t.start),
+                )
+            })?;
+            let end = hhmm(&t.end)
+                .ok_or_else(|| bad(&f("end"), format!("{:?} is not a time like 18:00", t.end)))?;
+            if end <= start {
+                return Err(bad(
+                    &f("end"),
+                    format!("{} must be after start {}", t.end, t.start),
+                ));
+            }
+            if t.days.is_empty() || t.days.iter().any(|d| !(1..=7).contains(d)) {
+                return Err(bad(
+                    &f("days"),
+                    "must list working weekdays, 1 (Monday) to 7 (Sunday)",
+                ));
+            }
+            for d in &t.days_off {
+                if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                    return Err(bad(
+                        &f("days_off"),
+                        format!("{d:?} is not a date like 2026-12-25"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -302,5 +428,106 @@ mod tests {
         assert!(e.to_string().contains("refund_dayz"), "{e}");
         let wrong_type = json.replace("\"refund_days\":7", "\"refund_days\":\"seven\"");
         assert!(Policy::from_json(&wrong_type).is_err());
+    }
+
+    #[test]
+    fn technicians_hours_are_checked_with_the_field_named() {
+        let tom = TechnicianHours {
+            user: "tom".into(),
+            store: "S1".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5],
+            days_off: vec!["2026-12-25".into()],
+        };
+        let ok = Policy {
+            technicians: vec![tom.clone()],
+            ..Policy::default()
+        };
+        ok.check().unwrap();
+        let json = serde_json::to_string(&ok).unwrap();
+        assert_eq!(Policy::from_json(&json).unwrap(), ok);
+        // A policy without technicians serializes as before.
+        assert!(!serde_json::to_string(&Policy::default())
+            .unwrap()
+            .contains("technicians"));
+        let cases = [
+            (
+                TechnicianHours {
+                    start: "9am".into(),
+                    ..tom.clone()
+                },
+                "technicians[0].start",
+            ),
+            (
+                TechnicianHours {
+                    end: "08:00".into(),
+                    ..tom.clone()
+                },
+                "technicians[0].end",
+            ),
+            (
+                TechnicianHours {
+                    end: "24:30".into(),
+                    ..tom.clone()
+                },
+                "technicians[0].end",
+            ),
+            (
+                TechnicianHours {
+                    days: vec![0],
+                    ..tom.clone()
+                },
+                "technicians[0].days",
+            ),
+            (
+                TechnicianHours {
+                    days: vec![],
+                    ..tom.clone()
+                },
+                "technicians[0].days",
+            ),
+            (
+                TechnicianHours {
+                    days_off: vec!["25/12".into()],
+                    ..tom.clone()
+                },
+                "technicians[0].days_off",
+            ),
+            (
+                TechnicianHours {
+                    user: "t o m".into(),
+                    ..tom.clone()
+                },
+                "technicians[0].user",
+            ),
+            (
+                TechnicianHours {
+                    store: "".into(),
+                    ..tom.clone()
+                },
+                "technicians[0].store",
+            ),
+        ];
+        for (t, field) in cases {
+            let p = Policy {
+                technicians: vec![t],
+                ..Policy::default()
+            };
+            assert_eq!(p.check().unwrap_err().field, field);
+        }
+        let twice = Policy {
+            technicians: vec![
+                tom.clone(),
+                TechnicianHours {
+                    store: "S2".into(),
+                    ..tom
+                },
+            ],
+            ..Policy::default()
+        };
+        let e = twice.check().unwrap_err();
+        assert_eq!(e.field, "technicians[1].user");
+        assert!(e.to_string().contains("one store"), "{e}");
     }
 }

@@ -12,6 +12,7 @@ use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use std::collections::HashMap;
 
 pub mod blobs;
+pub mod bookings;
 mod refusals;
 pub use refusals::Refused;
 
@@ -272,20 +273,23 @@ impl<S: Storage> Replica<S> {
         self.edit(case, e, |d, c| edit::set_field(d, case, c, field, value))
     }
 
-    /// Logs an attempt to reach the customer. A phone call outside the
-    /// calling hours or beyond the daily limit for this customer (counted
-    /// over every case on the device) is refused unless `override_guard` is
-    /// set by a supervisor; the override is recorded with its reasons.
+    /// Records a contact with the customer. A call that happened is always
+    /// recorded: an outbound call outside the calling hours or beyond the
+    /// daily limit for this customer (counted over every case on the
+    /// device, outbound calls only) is recorded and flagged, and the
+    /// returned warnings say which rules it broke. `override_reason` is a
+    /// supervisor's own reason for breaking them (refused from anyone else).
     pub fn log_contact(
         &mut self,
         case: CaseId,
         e: Entropy,
         channel: ContactChannel,
+        direction: edit::Direction,
         outcome: &str,
-        override_guard: bool,
-    ) -> Result<(), ReplicaError> {
+        override_reason: Option<&str>,
+    ) -> Result<Vec<String>, ReplicaError> {
         let mut warnings = Vec::new();
-        if channel == ContactChannel::Phone {
+        if channel == ContactChannel::Phone && direction == edit::Direction::Outbound {
             let phone = self
                 .case(case)?
                 .ok_or(ReplicaError::UnknownCase(case))?
@@ -302,34 +306,51 @@ impl<S: Storage> Replica<S> {
                         .at_millis()
                         .and_then(|t| crate::rules::contact::local_day(&self.policy, t))
                         == today;
-                    if c.channel.as_deref() == Some("phone") && same_day {
+                    if c.channel.as_deref() == Some("phone")
+                        && c.direction == "outbound"
+                        && same_day
+                    {
                         calls += 1;
                     }
                 }
             }
-            warnings = crate::rules::contact::check_call(&self.policy, e.now.0, calls);
+            warnings = crate::rules::contact::check_call(&self.policy, e.now.0, calls)
+                .iter()
+                .map(|w| w.to_string())
+                .collect();
         }
-        let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
-        if !reasons.is_empty() {
-            if !override_guard {
-                return Err(EditError::NotAllowed(format!(
-                    "{}; a supervisor can override with --override",
-                    reasons.join("; ")
-                ))
-                .into());
-            }
-            if !crate::rules::contact::may_override(self.identity.role) {
-                return Err(EditError::NotAllowed(format!(
-                    "{}; only a supervisor can override the contact rules",
-                    reasons.join("; ")
-                ))
-                .into());
-            }
+        let contact = edit::Contact {
+            channel,
+            direction,
+            outcome,
+            override_reason,
+            flags: &warnings,
+        };
+        self.edit(case, e, |d, c| edit::log_contact_with(d, case, c, &contact))?;
+        Ok(warnings)
+    }
+
+    /// The case as a person reads it: [`Replica::case`] plus what needs the
+    /// other cases on the device (三包's count of repairs per serial, and
+    /// the scheduling conflicts of its bookings with other cases'). Reads
+    /// every held case when the case needs it: for screens that show one
+    /// case, not for lists.
+    pub fn case_in_context(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        let Some(mut v) = self.case(case)? else {
+            return Ok(None);
+        };
+        if v.serial.is_some() && v.kind.as_deref() == Some("repair") {
+            let all = self.cases()?;
+            v.sanbao = crate::rules::warranty::repeat_repair(&self.policy, &v, &all);
         }
-        let note = (!reasons.is_empty()).then(|| reasons.join("; "));
-        self.edit(case, e, |d, c| {
-            edit::log_contact_with(d, case, c, channel, outcome, note.as_deref())
-        })
+        if !v.bookings.is_empty() {
+            v.schedule_conflicts = self
+                .schedule_conflicts()?
+                .into_iter()
+                .filter(|c| c.involves(case))
+                .collect();
+        }
+        Ok(Some(v))
     }
 
     /// Moves a case along its workflow.
@@ -1048,59 +1069,202 @@ mod tests {
             .unwrap();
         r.create_case(b, e(2), CaseKind::Complaint, customer(), None, None)
             .unwrap();
-        r.log_contact(a, china(11, 10), ContactChannel::Phone, "no answer", false)
+        let out = edit::Direction::Outbound;
+        let call = |r: &mut Replica<MemoryStorage>, c, at, text: &str| {
+            r.log_contact(c, at, ContactChannel::Phone, out, text, None)
+                .unwrap()
+        };
+        assert!(call(&mut r, a, china(11, 10), "no answer").is_empty());
+        assert!(call(&mut r, b, china(12, 11), "no answer").is_empty());
+        // The customer calls back in the evening: recorded, not flagged,
+        // and not counted against the daily limit.
+        let inbound = r
+            .log_contact(
+                a,
+                china(20, 12),
+                ContactChannel::Phone,
+                edit::Direction::Inbound,
+                "customer called back",
+                None,
+            )
             .unwrap();
-        r.log_contact(b, china(12, 11), ContactChannel::Phone, "no answer", false)
-            .unwrap();
-        r.log_contact(
-            a,
-            china(13, 12),
-            ContactChannel::Phone,
-            "call back later",
-            false,
-        )
-        .unwrap();
-        let err = r
-            .log_contact(b, china(14, 13), ContactChannel::Phone, "again", false)
-            .unwrap_err();
+        assert!(inbound.is_empty(), "{inbound:?}");
+        assert!(call(&mut r, a, china(13, 13), "call back later").is_empty());
+        // The fourth outbound call of the day happened: it is recorded,
+        // flagged on the case, and the clerk is told.
+        let warned = call(&mut r, b, china(14, 14), "again");
         assert!(
-            err.to_string().contains("already called 3 times today"),
-            "{err}"
+            warned
+                .iter()
+                .any(|w| w.contains("already called 3 times today")),
+            "{warned:?}"
         );
+        let v = r.case(b).unwrap().unwrap();
+        let fourth = v.contact_attempts.last().unwrap();
+        assert_eq!(fourth.outcome.as_deref(), Some("again"));
+        // The device counted the customer's other case: the flag is kept.
+        assert!(
+            fourth
+                .flags
+                .iter()
+                .any(|f| f.contains("already called 3 times today")),
+            "{:?}",
+            fourth.flags
+        );
+        // A clerk cannot give an override reason.
         let err = r
-            .log_contact(b, china(20, 14), ContactChannel::Phone, "late", true)
+            .log_contact(
+                b,
+                china(20, 15),
+                ContactChannel::Phone,
+                out,
+                "late",
+                Some("asked"),
+            )
             .unwrap_err();
         assert!(
             err.to_string().contains("only a supervisor can override"),
             "{err}"
         );
         // Texts are not calls.
-        r.log_contact(b, china(20, 15), ContactChannel::Sms, "update sent", false)
-            .unwrap();
+        r.log_contact(
+            b,
+            china(20, 16),
+            ContactChannel::Sms,
+            out,
+            "update sent",
+            None,
+        )
+        .unwrap();
         let sup = DeviceIdentity {
             role: crate::access::Role::Supervisor,
             ..identity()
         };
         let mut r = Replica::open(store, sup, [2; 16]);
-        r.log_contact(
-            b,
-            china(19, 16),
-            ContactChannel::Phone,
-            "customer asked for evening call",
-            true,
-        )
-        .unwrap();
+        let warned = r
+            .log_contact(
+                b,
+                china(19, 17),
+                ContactChannel::Phone,
+                out,
+                "evening call",
+                Some("customer asked for an evening call"),
+            )
+            .unwrap();
+        assert!(warned.iter().any(|w| w.contains("19:xx")), "{warned:?}");
         let v = r.case(b).unwrap().unwrap();
         let overridden = v
             .contact_attempts
             .iter()
             .find(|c| c.override_reasons.is_some())
             .unwrap();
-        assert!(overridden
-            .override_reasons
-            .as_deref()
-            .unwrap()
-            .contains("19:xx"));
+        assert_eq!(
+            overridden.override_reasons.as_deref(),
+            Some("customer asked for an evening call")
+        );
+        assert!(
+            overridden.flags.iter().any(|f| f.contains("19:xx")),
+            "{:?}",
+            overridden.flags
+        );
+    }
+
+    #[test]
+    fn a_serial_still_faulty_after_its_second_repair_gives_exchange_or_return() {
+        let sup = DeviceIdentity {
+            role: crate::access::Role::Supervisor,
+            ..identity()
+        };
+        let mut r = Replica::open(MemoryStorage::new(), sup, [1; 16]);
+        let policy = crate::policy::Policy {
+            version: 2,
+            technicians: vec![crate::policy::TechnicianHours {
+                user: "tom".into(),
+                store: "S1".into(),
+                start: "09:00".into(),
+                end: "18:00".into(),
+                days: vec![1, 2, 3, 4, 5, 6, 7],
+                days_off: vec![],
+            }],
+            ..crate::policy::Policy::default()
+        };
+        let json = serde_json::to_string(&policy).unwrap();
+        r.adopt_policy(policy, &json).unwrap();
+        let mut n = 10u8;
+        // 10:00 China time on 17 and 18 November 2023: one visit a day.
+        let mut days = [1_700_186_400_000i64, 1_700_272_800_000].into_iter();
+        let mut step = |r: &mut Replica<MemoryStorage>, c: CaseId, to: &str| {
+            n += 1;
+            if to == "dispatched" {
+                let start = days.next().unwrap();
+                let slot = crate::case::booking::Slot {
+                    tech: "tom".into(),
+                    start: Millis(start),
+                    minutes: 90,
+                    window_end: Millis(start + 1_800_000),
+                    address: None,
+                    hours_override: None,
+                };
+                r.book(c, e(n), &slot).unwrap();
+            } else {
+                r.transition(c, e(n), to, None).unwrap();
+            }
+        };
+        let open = |r: &mut Replica<MemoryStorage>, byte: u8, serial: &str| {
+            let c = CaseId::from_bytes([byte; 16]);
+            r.create_case(
+                c,
+                e(byte),
+                CaseKind::Repair,
+                customer(),
+                Some("WM-8KG".into()),
+                None,
+            )
+            .unwrap();
+            r.set_field(c, e(byte + 100), CaseField::Serial, serial)
+                .unwrap();
+            c
+        };
+        let sanbao =
+            |r: &mut Replica<MemoryStorage>, c| r.case_in_context(c).unwrap().unwrap().sanbao;
+        use crate::rules::warranty::Remedy::{Exchange, Repair, Return};
+
+        // The first repair of serial SN-1.
+        let a = open(&mut r, 1, "SN-1");
+        assert_eq!(sanbao(&mut r, a).unwrap().repairs, 0);
+        for to in [
+            "confirmed",
+            "dispatched",
+            "in_repair",
+            "pending_acceptance",
+            "accepted",
+        ] {
+            step(&mut r, a, to);
+        }
+        let first = sanbao(&mut r, a).unwrap();
+        assert_eq!((first.repairs, first.remedies.clone()), (1, vec![Repair]));
+
+        // It comes back: the second repair, still a repair.
+        let b = open(&mut r, 2, "SN-1");
+        let second = sanbao(&mut r, b).unwrap();
+        assert_eq!((second.repairs, second.remedies), (1, vec![Repair]));
+        for to in ["confirmed", "dispatched", "in_repair", "pending_acceptance"] {
+            step(&mut r, b, to);
+        }
+        // The second repair fails acceptance: still faulty after two
+        // repairs in warranty, the customer may choose exchange or return.
+        step(&mut r, b, "in_repair");
+        let after = sanbao(&mut r, b).unwrap();
+        assert_eq!(after.repairs, 2);
+        assert_eq!(after.remedies, vec![Return, Exchange]);
+        assert_eq!(after.cases.len(), 2);
+
+        // Another serial's repairs do not count; nor does an unknown one.
+        let c = open(&mut r, 3, "SN-2");
+        assert_eq!(sanbao(&mut r, c).unwrap().remedies, vec![Repair]);
+        assert!(r
+            .set_field(c, e(60), CaseField::Serial, "SN 2; drop")
+            .is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::case::edit::{self, create_case, Customer, EditContext, NewCase};
 use aftercase_sync::case::table::{self, RootShape};
 use aftercase_sync::case::{
-    evidence, offer, service, transition, CaseField, CaseKind, ContactChannel,
+    booking, evidence, offer, service, transition, CaseField, CaseKind, ContactChannel,
 };
 use aftercase_sync::money::Tier;
 use aftercase_sync::policy::Policy;
@@ -47,6 +47,35 @@ fn ctx(p: &Principal, n: u8) -> EditContext {
     }
 }
 
+/// The default policy with `technician-1` bookable for store S1, Monday to
+/// Saturday 09:00-18:00.
+fn booking_policy() -> Policy {
+    Policy {
+        technicians: vec![aftercase_sync::policy::TechnicianHours {
+            user: "technician-1".into(),
+            store: "S1".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5, 6],
+            days_off: vec![],
+        }],
+        ..Policy::default()
+    }
+}
+
+/// A slot for `technician-1` on Tuesday 2026-11-24 at `hour`:00 in China.
+fn slot(hour: i64, minutes: i64) -> booking::Slot {
+    let start = NOON + (22 + hour - 10) * 3_600_000;
+    booking::Slot {
+        tech: "technician-1".into(),
+        start: Millis(start),
+        minutes,
+        window_end: Millis(start + 30 * 60_000),
+        address: None,
+        hours_override: None,
+    }
+}
+
 fn id() -> CaseId {
     CaseId::from_bytes(CASE)
 }
@@ -81,7 +110,7 @@ fn judged(
     p: &Principal,
     edit: impl FnOnce(&mut Automerge),
 ) -> Result<(), Refusal> {
-    judged_with(doc, p, &Policy::default(), edit)
+    judged_with(doc, p, &booking_policy(), edit)
 }
 
 fn judged_with(
@@ -124,7 +153,7 @@ fn accept(doc: &mut Automerge, p: &Principal, edit: impl FnOnce(&mut Automerge))
         stored_bytes: 0,
         entries_before: None,
         principal: p,
-        policy: &Policy::default(),
+        policy: &booking_policy(),
         now: Millis(NOON + 60_000),
     })
     .unwrap();
@@ -185,6 +214,7 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
             CaseField::SafetyRisk => "true",
             CaseField::CustomerPhone => "13800000000",
             CaseField::PurchaseDate | CaseField::ReceivedDate => "2026-11-20",
+            CaseField::Serial => "SN-20261120-7",
             _ => "some text",
         };
         accept(&mut doc, &staff, |d| {
@@ -206,14 +236,21 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
     accept(&mut doc, &staff, |d| {
         edit::log_contact(d, c, &ctx(&staff, 39), ContactChannel::Visit, "visited").unwrap()
     });
+    accept(&mut doc, &staff, |d| {
+        edit::log_contact(d, c, &ctx(&staff, 36), ContactChannel::Sms, "texted").unwrap()
+    });
     accept(&mut doc, &sup, |d| {
         edit::log_contact_with(
             d,
             c,
             &ctx(&sup, 42),
-            ContactChannel::Sms,
-            "texted",
-            Some("customer asked"),
+            &edit::Contact {
+                channel: ContactChannel::Phone,
+                direction: edit::Direction::Outbound,
+                outcome: "called late",
+                override_reason: Some("customer asked"),
+                flags: &["at 20:xx: customers are called only between 10:00 and 18:00".into()],
+            },
         )
         .unwrap()
     });
@@ -350,9 +387,59 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
         transition::resolve(d, c, &ctx(&sup, 62), &conflict, "closed").unwrap()
     });
 
+    // A repair is booked, rebooked, cancelled and visited.
+    let bp = booking_policy();
+    let mut rep = stored_case(CaseKind::Repair);
+    accept(&mut rep, &staff, |d| {
+        transition::transition(d, c, &ctx(&staff, 63), "confirmed", None).unwrap()
+    });
+    let mut first = String::new();
+    accept(&mut rep, &staff, |d| {
+        let s = booking::Slot {
+            address: Some("home, see customer".into()),
+            ..slot(10, 90)
+        };
+        first = booking::book(d, c, &ctx(&staff, 64), &bp, &s).unwrap();
+    });
+    let mut late = String::new();
+    accept(&mut rep, &sup, |d| {
+        let s = booking::Slot {
+            hours_override: Some("customer works days".into()),
+            ..slot(19, 60)
+        };
+        late = booking::book(d, c, &ctx(&sup, 65), &bp, &s).unwrap();
+    });
+    accept(&mut rep, &staff, |d| {
+        booking::reschedule(
+            d,
+            c,
+            &ctx(&staff, 66),
+            &bp,
+            Some(&late),
+            &slot(14, 60),
+            "customer asked",
+        )
+        .unwrap()
+    });
+    accept(&mut rep, &staff, |d| {
+        booking::cancel(d, c, &ctx(&staff, 67), Some(&late), "not needed").unwrap()
+    });
+    for (n, what) in [(68, "arrive"), (69, "complete")] {
+        accept(&mut rep, &tech, |d| {
+            booking::record_visit(d, c, &ctx(&tech, n), Some(&first), what).unwrap()
+        });
+    }
+    accept(&mut rep, &staff, |d| {
+        booking::book(d, c, &ctx(&staff, 70), &bp, &slot(16, 60)).unwrap();
+    });
+    accept(&mut rep, &tech, |d| {
+        booking::record_visit(d, c, &ctx(&tech, 71), None, "no_show").unwrap()
+    });
+
     // Coverage: every path the table names was written by some edit above,
     // and every path written is in the table.
-    let written = paths(&doc);
+    let mut written = paths(&doc);
+    written.extend(paths(&rep));
     let mut expected = BTreeSet::new();
     for (k, shape) in table::ROOT {
         expected.insert(k.to_string());
@@ -386,9 +473,13 @@ fn every_edit_passes_the_judge_and_covers_the_table() {
         "paths written by edits (left) and named by the table (right) differ"
     );
     // Every timeline entry type of the table was written by some edit.
-    let types: BTreeSet<String> = aftercase_sync::case::read::entries(&doc, &ROOT, "timeline")
+    let types: BTreeSet<String> = [&doc, &rep]
         .into_iter()
-        .filter_map(|(_, e)| aftercase_sync::case::read::string(&doc, &e, "type"))
+        .flat_map(|doc| {
+            aftercase_sync::case::read::entries(doc, &ROOT, "timeline")
+                .into_iter()
+                .filter_map(|(_, e)| aftercase_sync::case::read::string(doc, &e, "type"))
+        })
         .collect();
     for t in table::TIMELINE_TYPES {
         assert!(types.contains(*t), "no edit writes a {t} timeline entry");
@@ -1259,12 +1350,17 @@ fn offers_accepted_one_after_another_are_no_conflict_but_concurrent_ones_are() {
 }
 
 #[test]
-fn the_relay_holds_the_contact_rules_without_an_override() {
+fn calls_that_happened_are_recorded_and_only_supervisors_override() {
     let staff = principal(Role::Staff);
     let sup = principal(Role::Supervisor);
     let c = id();
     let doc = stored_case(CaseKind::Complaint);
-    let forge_call = |d: &mut Automerge, p: &Principal, at: i64, n: u8, overridden: bool| {
+    let forge_call = |d: &mut Automerge,
+                      p: &Principal,
+                      at: i64,
+                      n: u8,
+                      direction: Option<&str>,
+                      overridden: bool| {
         let mut t = d.transaction();
         let m = aftercase_sync::case::read::map(&t, &ROOT, "contact_attempts").unwrap();
         let e = t.put_object(&m, format!("call{n}"), ObjType::Map).unwrap();
@@ -1278,6 +1374,9 @@ fn the_relay_holds_the_contact_rules_without_an_override() {
         ] {
             t.put(&e, k, v).unwrap();
         }
+        if let Some(dir) = direction {
+            t.put(&e, "direction", dir).unwrap();
+        }
         if overridden {
             t.put(&e, "override", "customer asked to be called back")
                 .unwrap();
@@ -1285,27 +1384,58 @@ fn the_relay_holds_the_contact_rules_without_an_override() {
         t.put(&e, "at", ScalarValue::Timestamp(at)).unwrap();
         t.commit();
     };
-    // 23:30 China time the night before: outside the calling hours, and
-    // within what the relay believes of a device clock (12.5 h before its
-    // own time, well inside the 72 h a tablet may be offline).
+    // 23:30 China time the night before: outside the calling hours. The
+    // call happened, so it is accepted, and every replica flags it.
     let late = NOON - 12 * 3_600_000 - 30 * 60_000;
-    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 1, false));
-    assert_eq!(code(r), RefusalCode::ContactRules);
+    let mut after = doc.clone();
+    accept(&mut after, &staff, |d| {
+        forge_call(d, &staff, late, 1, None, false)
+    });
+    let v = aftercase_sync::case::CaseView::from_doc(&after, "x");
+    let call = v.contact_attempts.iter().find(|x| x.id == "call1").unwrap();
+    assert_eq!(call.direction, "outbound");
+    assert!(
+        call.flags.iter().any(|f| f.contains("23:xx")),
+        "{:?}",
+        call.flags
+    );
+    // The customer's own call at that hour is no breach.
+    let mut inbound = doc.clone();
+    accept(&mut inbound, &staff, |d| {
+        forge_call(d, &staff, late, 2, Some("inbound"), false)
+    });
+    let v = aftercase_sync::case::CaseView::from_doc(&inbound, "x");
+    assert!(v.contact_attempts[0].flags.is_empty());
+    // A direction that is not one is refused.
+    let r = judged(&doc, &staff, |d| {
+        forge_call(d, &staff, late, 3, Some("sideways"), false)
+    });
+    assert_eq!(code(r), RefusalCode::InvalidValue);
     // A staff override is forbidden; a supervisor's is accepted.
-    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 2, true));
+    let r = judged(&doc, &staff, |d| forge_call(d, &staff, late, 4, None, true));
     assert_eq!(code(r), RefusalCode::Forbidden);
-    judged(&doc, &sup, |d| forge_call(d, &sup, late, 3, true)).unwrap();
-    // A fourth call the same day is refused; the device would have said so.
+    judged(&doc, &sup, |d| forge_call(d, &sup, late, 5, None, true)).unwrap();
+    // A fourth outbound call the same day is accepted and flagged; inbound
+    // calls do not count towards the limit.
     let mut busy = doc.clone();
     for n in 0..3u8 {
         accept(&mut busy, &staff, |d| {
             edit::log_contact(d, c, &ctx(&staff, 40 + n), ContactChannel::Phone, "tried").unwrap()
         });
     }
-    let r = judged(&busy, &staff, |d| {
-        forge_call(d, &staff, NOON + 50_000, 4, false)
+    accept(&mut busy, &staff, |d| {
+        forge_call(d, &staff, NOON + 50_000, 6, None, false)
     });
-    assert_eq!(code(r), RefusalCode::ContactRules);
+    let v = aftercase_sync::case::CaseView::from_doc(&busy, "x");
+    let fourth = v.contact_attempts.iter().find(|x| x.id == "call6").unwrap();
+    assert!(
+        fourth
+            .flags
+            .iter()
+            .any(|f| f.contains("already called 3 times")),
+        "{:?}",
+        fourth.flags
+    );
 }
 
 #[test]
@@ -1336,7 +1466,7 @@ fn a_move_made_knowing_an_open_conflict_is_refused() {
         transition::resolve(d, c, &ctx(&sup, 4), &conflict, "confirmed").unwrap()
     });
     accept(&mut doc, &staff, |d| {
-        transition::transition(d, c, &ctx(&staff, 5), "dispatched", None).unwrap()
+        booking::book(d, c, &ctx(&staff, 5), &booking_policy(), &slot(10, 90)).unwrap();
     });
 }
 
@@ -1817,7 +1947,11 @@ fn acceptance_needs_a_signature_when_the_policy_says_so() {
             tech.clone()
         };
         accept(&mut doc, &p, |d| {
-            transition::transition(d, c, &ctx(&p, n), to, None).unwrap()
+            if to == "dispatched" {
+                booking::book(d, c, &ctx(&p, n), &booking_policy(), &slot(10, 90)).unwrap();
+            } else {
+                transition::transition(d, c, &ctx(&p, n), to, None).unwrap()
+            }
         });
     }
     let mut d = doc.clone();
@@ -1841,4 +1975,263 @@ fn acceptance_needs_a_signature_when_the_policy_says_so() {
         transition::transition_with(d, c, &ctx(&tech, 78), &strict, "accepted", None).unwrap();
     })
     .unwrap();
+}
+
+#[test]
+fn a_complaint_not_accepted_without_a_reason_is_refused_at_the_relay() {
+    let sup = principal(Role::Supervisor);
+    let doc = stored_case(CaseKind::Complaint);
+    let r = judged(&doc, &sup, |d| {
+        forge_move(d, &sup, "registered", "not_accepted", 2)
+    });
+    assert_eq!(code(r), RefusalCode::InvalidValue);
+    judged(&doc, &sup, |d| {
+        transition::transition(
+            d,
+            id(),
+            &ctx(&sup, 3),
+            "not_accepted",
+            Some("the product was not bought from us"),
+        )
+        .unwrap()
+    })
+    .unwrap();
+}
+
+/// A booking entry forged by hand with its timeline entry.
+fn forge_booking(d: &mut Automerge, p: &Principal, id: &str, fields: &[(&str, ScalarValue)]) {
+    forge_entry(d, p, "bookings", id, fields);
+    forge_entry(
+        d,
+        p,
+        "timeline",
+        &format!("{id}t"),
+        &[("type", "booking".into())],
+    );
+}
+
+fn book_fields(tech: &str, hour: i64) -> Vec<(&'static str, ScalarValue)> {
+    let s = slot(hour, 90);
+    vec![
+        ("type", "book".into()),
+        ("tech", tech.into()),
+        ("start", ScalarValue::Timestamp(s.start.0)),
+        ("minutes", 90i64.into()),
+        ("window_end", ScalarValue::Timestamp(s.window_end.0)),
+    ]
+}
+
+/// The relay holds the booking rules whatever a modified device sends:
+/// a dispatch needs a booking in the same upload; only the store books,
+/// a technician listed for the case's store, inside his hours unless a
+/// supervisor overrides with a reason; a technician records only his own
+/// visits; recorded bookings are never edited or deleted.
+#[test]
+fn booking_rules_hold_at_the_relay_whatever_the_device_says() {
+    let staff = principal(Role::Staff);
+    let sup = principal(Role::Supervisor);
+    let tech = principal(Role::Technician);
+    let other_tech: Principal = Principal {
+        user: "technician-2".parse().unwrap(),
+        ..tech.clone()
+    };
+    let c = id();
+    let mut policy = booking_policy();
+    policy
+        .technicians
+        .push(aftercase_sync::policy::TechnicianHours {
+            user: "olga".into(),
+            store: "S2".into(),
+            ..policy.technicians[0].clone()
+        });
+    let j = |doc: &Automerge, p: &Principal, f: Box<dyn FnOnce(&mut Automerge)>| {
+        judged_with(doc, p, &policy, f)
+    };
+    let mut doc = stored_case(CaseKind::Repair);
+    accept(&mut doc, &staff, |d| {
+        transition::transition(d, c, &ctx(&staff, 2), "confirmed", None).unwrap()
+    });
+    // A dispatch without a booking, as a modified client would send it.
+    let r = j(
+        &doc,
+        &staff,
+        Box::new(|d| forge_move(d, &principal(Role::Staff), "confirmed", "dispatched", 3)),
+    );
+    assert_eq!(code(r), RefusalCode::Workflow);
+    // The same move with a booking in the upload stands.
+    let staff2 = staff.clone();
+    j(
+        &doc,
+        &staff,
+        Box::new(move |d| {
+            forge_move(d, &staff2, "confirmed", "dispatched", 4);
+            forge_booking(d, &staff2, "b4", &book_fields("technician-1", 10));
+        }),
+    )
+    .unwrap();
+    type Case<'a> = (
+        &'a str,
+        &'a Principal,
+        Vec<(&'static str, ScalarValue)>,
+        RefusalCode,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "outside hours",
+            &staff,
+            book_fields("technician-1", 19),
+            RefusalCode::Window,
+        ),
+        (
+            "a clerk overriding the hours",
+            &staff,
+            [
+                book_fields("technician-1", 19),
+                vec![("override", "because".into())],
+            ]
+            .concat(),
+            RefusalCode::Forbidden,
+        ),
+        (
+            "another store's technician",
+            &staff,
+            book_fields("olga", 10),
+            RefusalCode::Forbidden,
+        ),
+        (
+            "someone not in the policy",
+            &staff,
+            book_fields("nobody", 10),
+            RefusalCode::Forbidden,
+        ),
+        (
+            "a technician booking himself",
+            &tech,
+            book_fields("technician-1", 10),
+            RefusalCode::Forbidden,
+        ),
+        (
+            "a book without a window",
+            &staff,
+            book_fields("technician-1", 10)
+                .into_iter()
+                .filter(|(k, _)| *k != "window_end")
+                .collect(),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a reschedule of no booking",
+            &staff,
+            [
+                book_fields("technician-1", 11),
+                vec![
+                    ("type", "reschedule".into()),
+                    ("booking", "nope".into()),
+                    ("reason", "x".into()),
+                ],
+            ]
+            .concat(),
+            RefusalCode::InvalidValue,
+        ),
+        (
+            "a cancel without a reason",
+            &staff,
+            vec![("type", "cancel".into()), ("booking", "nope".into())],
+            RefusalCode::InvalidValue,
+        ),
+    ];
+    for (what, p, fields, expected) in cases {
+        let p2 = p.clone();
+        let r = j(
+            &doc,
+            p,
+            Box::new(move |d| forge_booking(d, &p2, "bx", &fields)),
+        );
+        assert_eq!(r.map_err(|e| e.code), Err(expected), "{what}");
+    }
+    // A supervisor may override the hours with a reason.
+    let sup2 = sup.clone();
+    j(
+        &doc,
+        &sup,
+        Box::new(move |d| {
+            forge_booking(
+                d,
+                &sup2,
+                "b5",
+                &[
+                    book_fields("technician-1", 19),
+                    vec![("override", ("customer works days").into())],
+                ]
+                .concat(),
+            )
+        }),
+    )
+    .unwrap();
+    // Booked properly: a technician records only his own visit.
+    let mut first = String::new();
+    accept(&mut doc, &staff, |d| {
+        first = booking::book(d, c, &ctx(&staff, 6), &policy, &slot(10, 90)).unwrap();
+    });
+    let (f1, f2) = (first.clone(), first.clone());
+    let o = other_tech.clone();
+    let r = j(
+        &doc,
+        &other_tech,
+        Box::new(move |d| {
+            forge_booking(
+                d,
+                &o,
+                "v1",
+                &[("type", "arrive".into()), ("booking", f1.as_str().into())],
+            )
+        }),
+    );
+    assert_eq!(code(r), RefusalCode::Forbidden);
+    let t = tech.clone();
+    j(
+        &doc,
+        &tech,
+        Box::new(move |d| {
+            forge_booking(
+                d,
+                &t,
+                "v2",
+                &[("type", "arrive".into()), ("booking", f2.as_str().into())],
+            )
+        }),
+    )
+    .unwrap();
+    // Recorded bookings are never edited or deleted, by anyone.
+    let b = obj(&doc, "bookings", &first);
+    let b2 = b.clone();
+    let r = j(
+        &doc,
+        &sup,
+        Box::new(move |d| {
+            tx(d, |t| {
+                t.put(&b2, "start", ScalarValue::Timestamp(NOON)).unwrap()
+            })
+        }),
+    );
+    assert_eq!(code(r), RefusalCode::AppendOnly);
+    let first2 = first.clone();
+    let r = j(
+        &doc,
+        &sup,
+        Box::new(move |d| {
+            let m = aftercase_sync::case::read::map(&*d, &ROOT, "bookings").unwrap();
+            tx(d, |t| t.delete(&m, first2.as_str()).unwrap())
+        }),
+    );
+    assert_eq!(code(r), RefusalCode::AppendOnly);
+    // Bookings belong on repairs and installations only.
+    let complaint = stored_case(CaseKind::Complaint);
+    let s2 = staff.clone();
+    let r = j(
+        &complaint,
+        &staff,
+        Box::new(move |d| forge_booking(d, &s2, "bc", &book_fields("technician-1", 10))),
+    );
+    assert_eq!(code(r), RefusalCode::InvalidValue);
 }

@@ -44,6 +44,8 @@ fn blank() -> CaseSummary {
         granted: vec![],
         contact_overrides: 0,
         reworks: 0,
+        bookings: vec![],
+        no_shows: 0,
     }
 }
 
@@ -436,4 +438,75 @@ fn a_repair_of_the_same_customer_and_sku_within_the_window_is_a_re_repair() {
     );
     assert_eq!(r.total.re_repairs, 1);
     assert_eq!(r.total.re_repair_rate, Some(0.5));
+}
+
+fn placed(
+    tech: &str,
+    case: u8,
+    start_h: i64,
+    hours: i64,
+) -> aftercase_sync::rules::calendar::Placed {
+    aftercase_sync::rules::calendar::Placed {
+        tech: tech.into(),
+        start: NOW + start_h * HOUR,
+        end: NOW + (start_h + hours) * HOUR,
+        case: id(case),
+        booking: format!("b{case}"),
+    }
+}
+
+/// Two cases booking one technician at overlapping times are one open
+/// scheduling conflict on both, in the conflicts queue; rebooking one
+/// closes it on both; the same technician name in another store is
+/// another calendar; the model loaded in any order agrees.
+#[test]
+fn overlapping_bookings_across_cases_are_one_conflict_until_one_moves() {
+    let booked = |store: &str, b: Vec<aftercase_sync::rules::calendar::Placed>| CaseSummary {
+        store: store.into(),
+        bookings: b,
+        ..blank()
+    };
+    let conflicts_q = Query {
+        has_conflict: Some(true),
+        ..Query::default()
+    };
+    let mut m = ReadModel::new();
+    m.upsert(id(1), booked("S1", vec![placed("tom", 1, 10, 2)]));
+    m.upsert(id(3), booked("S2", vec![placed("tom", 3, 10, 2)]));
+    assert!(m.schedule_conflicts(id(1)).is_empty());
+    m.upsert(id(2), booked("S1", vec![placed("tom", 2, 11, 2)]));
+    let c1 = m.schedule_conflicts(id(1)).to_vec();
+    assert_eq!(c1.len(), 1);
+    assert_eq!(m.schedule_conflicts(id(2)), &c1[..]);
+    assert!(
+        m.schedule_conflicts(id(3)).is_empty(),
+        "another store's tom"
+    );
+    let page = m.query(&Scope::Chain, &conflicts_q, NOW, None, 100);
+    let ids: Vec<CaseId> = page.rows.iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&id(1)) && ids.contains(&id(2)));
+    assert!(page.rows.iter().all(|(_, s)| s.open_conflicts == 1));
+    let rows = m.bookings_between(
+        &Scope::Store("S1".into()),
+        None,
+        Some("tom"),
+        NOW,
+        NOW + DAY,
+    );
+    assert_eq!(rows.len(), 2);
+    // Loaded in another order, the model holds the same conflicts.
+    let mut other = ReadModel::new();
+    other.upsert(id(2), booked("S1", vec![placed("tom", 2, 11, 2)]));
+    other.upsert(id(3), booked("S2", vec![placed("tom", 3, 10, 2)]));
+    other.upsert(id(1), booked("S1", vec![placed("tom", 1, 10, 2)]));
+    assert_eq!(other.schedule_conflicts(id(1)), &c1[..]);
+    // The supervisor moves case 2 to the afternoon: closed on both.
+    m.upsert(id(2), booked("S1", vec![placed("tom", 2, 14, 2)]));
+    assert!(m.schedule_conflicts(id(1)).is_empty());
+    assert!(m.schedule_conflicts(id(2)).is_empty());
+    assert!(m
+        .query(&Scope::Chain, &conflicts_q, NOW, None, 100)
+        .rows
+        .is_empty());
 }

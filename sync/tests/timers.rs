@@ -151,3 +151,245 @@ fn daily_update_while_coordinating_resets_with_each_contact() {
     assert_eq!(timer(&doc, "complaint_reply", T0 + 47 * H), (false, false));
     assert_eq!(timer(&doc, "complaint_reply", T0 + 49 * H), (false, true));
 }
+
+/// 2026-11-27, a Friday, 15:00 China time.
+const FRIDAY_15: i64 = 1_795_762_800_000;
+const DAY: i64 = 24 * H;
+
+fn complaint_at(at: i64, regulator: bool) -> (Automerge, CaseId) {
+    let id = CaseId::from_bytes([5; 16]);
+    let mut doc = Automerge::new().with_actor(ActorId::from(&[1u8; 16][..]));
+    create_case(
+        &mut doc,
+        &ctx(at, 1),
+        &NewCase {
+            id,
+            case_no: "S-d-2".into(),
+            kind: CaseKind::Complaint,
+            store: "S".parse().unwrap(),
+            customer: Customer {
+                name: "C".into(),
+                phone: "123456".into(),
+            },
+            sku: None,
+            description: None,
+        },
+    )
+    .unwrap();
+    if regulator {
+        aftercase_sync::case::edit::set_field(
+            &mut doc,
+            id,
+            &ctx(at, 2),
+            aftercase_sync::case::edit::CaseField::Channel,
+            "regulator_transfer",
+        )
+        .unwrap();
+    }
+    (doc, id)
+}
+
+#[test]
+fn a_complaint_from_12315_must_be_accepted_within_7_working_days_and_mediated_within_45() {
+    let (mut doc, id) = complaint_at(FRIDAY_15, true);
+    // Friday 15:00 + 7 working days = the Tuesday after next, 15:00 (11
+    // calendar days: two weekends skipped).
+    let due = FRIDAY_15 + 11 * DAY;
+    assert_eq!(timer(&doc, "regulator_acceptance", due), (false, false));
+    assert_eq!(timer(&doc, "regulator_acceptance", due + 1), (false, true));
+    // No mediation deadline before acceptance.
+    let v = CaseView::from_doc(&doc, "x");
+    assert!(!v.timers.iter().any(|t| t.name == "regulator_mediation"));
+    // Accepted on the last working day: in time; mediation runs 45
+    // working days (nine weeks) from then.
+    transition(&mut doc, id, &ctx(due, 3), "accepted", None).unwrap();
+    assert_eq!(
+        timer(&doc, "regulator_acceptance", due + 30 * DAY),
+        (true, false)
+    );
+    let mediation_due = due + 63 * DAY;
+    assert_eq!(
+        timer(&doc, "regulator_mediation", mediation_due),
+        (false, false)
+    );
+    assert_eq!(
+        timer(&doc, "regulator_mediation", mediation_due + 1),
+        (false, true)
+    );
+    transition(&mut doc, id, &ctx(due + DAY, 4), "in_handling", None).unwrap();
+    transition(&mut doc, id, &ctx(due + 2 * DAY, 5), "replied", None).unwrap();
+    assert_eq!(
+        timer(&doc, "regulator_mediation", mediation_due + DAY),
+        (true, false)
+    );
+
+    // A complaint from the shop floor has neither deadline.
+    let (plain, _) = complaint_at(FRIDAY_15, false);
+    let v = CaseView::from_doc(&plain, "x");
+    assert!(
+        !v.timers.iter().any(|t| t.name.starts_with("regulator")),
+        "{:?}",
+        v.timers
+    );
+}
+
+#[test]
+fn working_days_skip_weekends_at_the_same_time_of_day() {
+    let p = aftercase_sync::policy::Policy::default();
+    let add = |from: i64, n: u32| aftercase_sync::rules::timers::add_working_days(&p, from, n);
+    assert_eq!(add(FRIDAY_15, 1), FRIDAY_15 + 3 * DAY); // Monday
+    assert_eq!(add(FRIDAY_15, 5), FRIDAY_15 + 7 * DAY); // next Friday
+    let saturday = FRIDAY_15 + DAY;
+    assert_eq!(add(saturday, 1), FRIDAY_15 + 3 * DAY); // Monday, 15:00
+    assert_eq!(add(FRIDAY_15, 0), FRIDAY_15);
+}
+
+#[test]
+fn a_cancelled_case_has_no_open_deadline() {
+    // A complaint replied to, then cancelled before the satisfaction
+    // survey: the survey deadline stops at the cancellation and is never
+    // overdue.
+    let (mut doc, id) = case(CaseKind::Complaint);
+    for (i, to) in ["accepted", "in_handling", "replied"].iter().enumerate() {
+        transition(
+            &mut doc,
+            id,
+            &ctx(T0 + (i as i64 + 1) * H, 10 + i as u8),
+            to,
+            None,
+        )
+        .unwrap();
+    }
+    let long_after = T0 + 400 * DAY;
+    assert_eq!(timer(&doc, "follow_up_survey", long_after), (false, true));
+    transition(&mut doc, id, &ctx(T0 + 10 * H, 20), "cancelled", None).unwrap();
+    assert_eq!(timer(&doc, "follow_up_survey", long_after), (true, false));
+    let v = {
+        let mut v = CaseView::from_doc(&doc, "x");
+        v.evaluate_timers(Millis(long_after));
+        v
+    };
+    assert!(v.timers.iter().all(|t| t.done), "{:?}", v.timers);
+
+    // A complaint cancelled after its first response fell due stays
+    // breached (it was late), but is not open.
+    let (mut c, cid) = complaint_at(FRIDAY_15, false);
+    transition(
+        &mut c,
+        cid,
+        &ctx(FRIDAY_15 + 5 * DAY, 30),
+        "cancelled",
+        None,
+    )
+    .unwrap();
+    let mut v = CaseView::from_doc(&c, "x");
+    v.evaluate_timers(Millis(FRIDAY_15 + 400 * DAY));
+    assert!(v.timers.iter().all(|t| t.done), "{:?}", v.timers);
+    let first = v
+        .timers
+        .iter()
+        .find(|t| t.name == "first_response")
+        .unwrap();
+    assert!(first.breached);
+    let escalation = v
+        .timers
+        .iter()
+        .find(|t| t.name == "suggest_escalation")
+        .unwrap();
+    assert!(!escalation.breached, "cancelled before escalation fell due");
+}
+
+#[test]
+fn a_complaint_is_not_accepted_only_with_a_reason() {
+    let (mut doc, id) = complaint_at(FRIDAY_15, false);
+    let e = transition(&mut doc, id, &ctx(FRIDAY_15 + H, 3), "not_accepted", None).unwrap_err();
+    assert!(e.to_string().contains("must say why"), "{e}");
+    let e = transition(
+        &mut doc,
+        id,
+        &ctx(FRIDAY_15 + H, 3),
+        "not_accepted",
+        Some("  "),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("must say why"), "{e}");
+    transition(
+        &mut doc,
+        id,
+        &ctx(FRIDAY_15 + H, 3),
+        "not_accepted",
+        Some("not a product we sold"),
+    )
+    .unwrap();
+    assert_eq!(
+        CaseView::from_doc(&doc, "x").status.as_deref(),
+        Some("not_accepted")
+    );
+}
+
+/// The visit's deadlines: the window is met by the arrival and a late
+/// arrival breaches it; the reminder the day before is met by a call that
+/// day; the morning reminder, with no call that morning, is overdue once
+/// its time has passed.
+#[test]
+fn a_late_arrival_breaches_the_visit_window_and_reminders_are_met_by_calls() {
+    use aftercase_sync::case::booking::{self, Slot};
+    use aftercase_sync::policy::{Policy, TechnicianHours};
+    let policy = Policy {
+        technicians: vec![TechnicianHours {
+            user: "tom".into(),
+            store: "S".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5, 6, 7],
+            days_off: vec![],
+        }],
+        ..Policy::default()
+    };
+    // 2026-12-08 00:00 in China.
+    let day = 1_796_659_200_000;
+    let (mut doc, id) = case(CaseKind::Repair);
+    transition(&mut doc, id, &ctx(T0 + H, 2), "confirmed", None).unwrap();
+    let slot = Slot {
+        tech: "tom".into(),
+        start: Millis(day + 10 * H),
+        minutes: 90,
+        window_end: Millis(day + 10 * H + 30 * 60_000),
+        address: None,
+        hours_override: None,
+    };
+    booking::book(&mut doc, id, &ctx(T0 + 2 * H, 3), &policy, &slot).unwrap();
+    // Before anything: all three open, none breached.
+    for name in [
+        "visit_window",
+        "visit_reminder_day_before",
+        "visit_reminder_morning",
+    ] {
+        assert_eq!(timer(&doc, name, T0 + 3 * H), (false, false), "{name}");
+    }
+    // A call at noon the day before meets the first reminder.
+    log_contact(
+        &mut doc,
+        id,
+        &ctx(day - 12 * H, 4),
+        ContactChannel::Phone,
+        "reminded of tomorrow's visit",
+    )
+    .unwrap();
+    assert_eq!(timer(&doc, "visit_reminder_day_before", day), (true, false));
+    // Nobody called on the morning: overdue after 10:00.
+    assert_eq!(
+        timer(&doc, "visit_reminder_morning", day + 11 * H),
+        (false, true)
+    );
+    // Tom arrives at 10:45, after the window (10:30).
+    booking::record_visit(
+        &mut doc,
+        id,
+        &ctx(day + 10 * H + 45 * 60_000, 5),
+        None,
+        "arrive",
+    )
+    .unwrap();
+    assert_eq!(timer(&doc, "visit_window", day + 12 * H), (true, true));
+}

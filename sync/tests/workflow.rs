@@ -6,8 +6,9 @@
 mod support;
 
 use aftercase_sync::access::Role;
+use aftercase_sync::case::booking;
 use aftercase_sync::case::edit::{create_case, Customer, EditContext, NewCase};
-use aftercase_sync::case::transition::{resolve, transition};
+use aftercase_sync::case::transition::resolve;
 use aftercase_sync::case::{CaseKind, CaseView, EditError};
 use aftercase_sync::{CaseId, Millis};
 use automerge::{ActorId, Automerge};
@@ -45,6 +46,45 @@ fn spec(kind: CaseKind) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Moves the case as the product does: a move that needs a booking
+/// (dispatched, scheduled) is made by booking a technician, anything else
+/// by a plain transition.
+fn transition(
+    doc: &mut Automerge,
+    id: CaseId,
+    c: &EditContext,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<(), EditError> {
+    let kind: CaseKind = CaseView::from_doc(doc, "x").kind.unwrap().parse().unwrap();
+    let status = status(doc);
+    if booking::needs_booking(kind, to) && booking::move_with_booking(kind, &status) == Some(to) {
+        let policy = aftercase_sync::policy::Policy {
+            technicians: vec![aftercase_sync::policy::TechnicianHours {
+                user: "technician-user".into(),
+                store: "S".into(),
+                start: "09:00".into(),
+                end: "18:00".into(),
+                days: vec![1, 2, 3, 4, 5, 6, 7],
+                days_off: vec![],
+            }],
+            ..aftercase_sync::policy::Policy::default()
+        };
+        // 1970-01-06 10:00 in China, inside the technician's hours.
+        let start = 439_200_000;
+        let slot = booking::Slot {
+            tech: "technician-user".into(),
+            start: Millis(start),
+            minutes: 60,
+            window_end: Millis(start + 1_800_000),
+            address: None,
+            hours_override: None,
+        };
+        return booking::book(doc, id, c, &policy, &slot).map(|_| ());
+    }
+    aftercase_sync::case::transition::transition(doc, id, c, to, reason)
 }
 
 fn ctx(role: Role, n: u64) -> EditContext {
@@ -169,7 +209,7 @@ fn every_move_of_every_kind_is_allowed_or_refused_as_specified() {
                         id,
                         &ctx(Role::Supervisor, i as u64 + 1),
                         step,
-                        None,
+                        Some("on the way"),
                     )
                     .unwrap();
                 }
@@ -409,8 +449,8 @@ fn a_clerk_accepts_returns_only_inside_the_windows() {
     };
     // (purchase date, sale channel, category, request day, clerk may accept)
     let table: &[(&str, &str, &str, u32, bool)] = &[
-        ("2026-03-01", "in_store", "other", 7, true), // day 7 of the in-store window (purchase day is day 1)
-        ("2026-03-01", "in_store", "other", 8, false), // day 8
+        ("2026-03-01", "in_store", "other", 8, true), // day 7: "7天内(含)", the purchase day is day 0
+        ("2026-03-01", "in_store", "other", 9, false), // day 8
         ("2026-03-01", "distance", "other", 8, true), // distance: window runs to receipt + 7
         ("2026-03-01", "in_store", "product_quality", 16, true), // 三包 exchange, day 15
         ("2026-03-01", "in_store", "product_quality", 17, false), // day 16

@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 
+pub mod bookings;
 pub mod cutproxy;
 
 fn summary(f: &Frame) -> String {
@@ -299,10 +300,20 @@ impl World {
                     return;
                 }
                 let to = options[self.rng.random_range(0..options.len())].clone();
-                self.devices[d]
-                    .replica
-                    .transition(case, e, &to, None)
-                    .map(|_| format!("moves to {to}"))
+                match kind.filter(|k| aftercase_sync::case::booking::needs_booking(*k, &to)) {
+                    // Dispatching and scheduling are bookings (issue 12).
+                    Some(_) => match self.random_slot(d) {
+                        Some(slot) => self.devices[d]
+                            .replica
+                            .book(case, e, &slot)
+                            .map(|_| format!("moves to {to} booking {}", slot.tech)),
+                        None => return,
+                    },
+                    None => self.devices[d]
+                        .replica
+                        .transition(case, e, &to, None)
+                        .map(|_| format!("moves to {to}")),
+                }
             }
         };
         if let Ok(what) = result {

@@ -2,8 +2,9 @@
 //! relay: sign-in with a pasted token (a bad one shows the relay's words),
 //! the overdue queue and its store filter, the fleet, a case's detail with its
 //! timeline, deadlines, audit trail and Chinese labels, times in the
-//! stores' zone, a CSV download fetched with the token, and the metrics
-//! charts. A screenshot is saved to `artifacts/dashboard.png`.
+//! stores' zone, a CSV download fetched with the token, the metrics
+//! charts, and a store's day of bookings with a double booking marked.
+//! Screenshots are saved to `artifacts/`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
 //! (`scripts/install-browser.sh`); without them it fails, never skips.
@@ -295,4 +296,81 @@ fn head_office_reads_queues_cases_and_metrics_in_a_browser() {
         b.run("return sessionStorage.getItem('aftercase.token')"),
         Value::Null
     );
+}
+
+/// A store's day: two tablets booked Tom offline for overlapping times on
+/// two repairs; the schedule view lists his day with both bookings marked
+/// as a double booking, and the case shows its booking and the conflict.
+/// Saves `artifacts/dashboard-schedule.png`.
+#[test]
+fn a_stores_day_shows_each_technicians_bookings_and_double_bookings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    support::publish_technicians(&relay, &tmp.path().join("hq"), &[("tom", "S1")]);
+    let a = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let b2 = Cli::init(
+        &tmp.path().join("b"),
+        &relay.url,
+        &relay.token("bob", "staff", "S1", "tab-b"),
+    );
+    a.ok(&["sync"]);
+    b2.ok(&["sync"]);
+    let mut ids = Vec::new();
+    for (cli, at) in [(&a, "2026-12-08 10:00"), (&b2, "2026-12-08 11:00")] {
+        let id = cli.new_case("repair");
+        cli.ok(&["case", "transition", &id, "confirmed"]);
+        cli.ok(&[
+            "case",
+            "book",
+            &id,
+            "--tech",
+            "tom",
+            "--at",
+            at,
+            "--duration",
+            "90m",
+        ]);
+        ids.push(id);
+    }
+    a.ok(&["sync"]);
+    b2.ok(&["sync"]);
+    let hq = relay.token("hq", "head_office", "HQ", "hq-laptop");
+    let (_, v) = relay.get_json(&format!("/v1/cases/{}", ids[0]), &hq);
+    let case_no = v["case_no"].as_str().unwrap().to_string();
+
+    let b = Browser::start();
+    b.goto(&format!(
+        "{}/#/schedule?store=S1&date=2026-12-08",
+        relay.url
+    ));
+    b.type_into("[data-test=token-input]", &hq);
+    b.click("[data-test=signin-submit]");
+    let rows = b.wait_for(
+        "[data-test=schedule-row]",
+        "Tom's two bookings, both marked",
+        |t| t.len() == 2 && t.iter().all(|r| r.contains("排期冲突")),
+    );
+    assert!(
+        rows[0].contains("10:00") && rows[1].contains("11:00"),
+        "{rows:#?}"
+    );
+    let techs = b.texts("[data-test=schedule-tech] h3");
+    assert_eq!(techs, vec!["技师 tom".to_string()]);
+    b.screenshot(&artifacts().join("dashboard-schedule.png"));
+    b.click(&format!(
+        "[data-test=case-link][data-case-no=\"{case_no}\"]"
+    ));
+    b.wait_for("[data-test=booking-row]", "the case's booking", |t| {
+        t.len() == 1 && t[0].contains("tom")
+    });
+    let conflict = b.wait_for(
+        "[data-test=case-schedule-conflicts]",
+        "the double booking on the case",
+        |_| true,
+    );
+    assert!(conflict[0].contains(&ids[1]), "{conflict:?}");
 }

@@ -18,9 +18,12 @@ fn notes(case: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The relay's JSON without the relay-only audit trail, for comparing with a device.
+/// The relay's JSON without what only the relay adds (the audit trail and
+/// the customer's no-shows across every case), for comparing with a device.
 fn without_audit(mut v: Value) -> Value {
-    v.as_object_mut().expect("object").remove("audit");
+    let o = v.as_object_mut().expect("object");
+    o.remove("audit");
+    o.remove("customer_no_shows");
     v
 }
 
@@ -568,20 +571,27 @@ fn a_repair_from_report_to_follow_up_call() {
         &relay.url,
         &relay.token("sam", "supervisor", "S1", "tab-s"),
     );
+    support::publish_technicians(&relay, &tmp.path().join("hq"), &[("tom", "S1")]);
+    staff.ok(&["sync"]);
     let id = staff.new_case("repair");
     staff.ok(&["case", "transition", &id, "confirmed"]);
     staff.ok(&["case", "assign", &id, "tom"]);
     // Another technician of the store never receives it.
     let olga = relay.token("olga", "technician", "S1", "phone-o");
     let other = Cli::init(&tmp.path().join("o"), &relay.url, &olga);
+    // Dispatching is booking Tom (派工: technician + appointment).
     staff.ok(&[
         "case",
-        "transition",
+        "book",
         &id,
-        "dispatched",
-        "--reason",
-        "Tom, Tuesday 10:00",
+        "--tech",
+        "tom",
+        "--at",
+        "2026-12-08 10:00",
+        "--duration",
+        "2h",
     ]);
+    assert_eq!(staff.show(&id)["status"], "dispatched");
     let err = tech.fails(&["case", "transition", &id, "in_repair"]);
     assert!(
         err.contains("no case"),
@@ -613,6 +623,7 @@ fn a_repair_from_report_to_follow_up_call() {
         "--outcome",
         "TV works, customer happy",
         "--override",
+        "customer asked to be called after work",
     ]);
     sup.ok(&["case", "transition", &id, "followed_up"]);
     sup.ok(&[
@@ -675,9 +686,19 @@ fn a_repair_from_report_to_follow_up_call() {
 
     // A repair that cannot be done opens a linked return.
     let id2 = staff.new_case("repair");
-    for s in ["confirmed", "dispatched", "in_repair"] {
-        staff.ok(&["case", "transition", &id2, s]);
-    }
+    staff.ok(&["case", "transition", &id2, "confirmed"]);
+    staff.ok(&[
+        "case",
+        "book",
+        &id2,
+        "--tech",
+        "tom",
+        "--at",
+        "2026-12-09 10:00",
+        "--duration",
+        "1h",
+    ]);
+    staff.ok(&["case", "transition", &id2, "in_repair"]);
     let out = staff.run(&[
         "case",
         "transition",

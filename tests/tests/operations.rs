@@ -318,3 +318,39 @@ fn sigterm_closes_connections_as_going_away_and_devices_come_back() {
     watch.wait_for(&format!("received a change to case {id}"));
     watch.kill9();
 }
+
+#[test]
+fn token_refuses_a_data_directory_without_a_secret_unless_asked_to_create_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("relya");
+    let token = |extra: &[&str]| {
+        std::process::Command::new(support::bin_dir().join("aftercase-relay"))
+            .args(["token", "--data-dir"])
+            .arg(&typo)
+            .args([
+                "--user", "ann", "--role", "staff", "--store", "S1", "--device", "tab-1",
+            ])
+            .args(extra)
+            .env_remove("AFTERCASE_JWT_SECRET")
+            .output()
+            .unwrap()
+    };
+    let out = token(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds no signing secret") && err.contains("--init-secret"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no token printed");
+    assert!(!typo.join("jwt-secret").exists(), "nothing created");
+    let out = token(&["--init-secret"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(typo.join("jwt-secret").exists());
+    // The secret now exists: the flag is no longer needed.
+    assert!(token(&[]).status.success());
+}

@@ -23,6 +23,9 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
         w.add_device(&format!("dev{i}"), role, store);
     }
     w.add_device("hq", Role::HeadOffice, "HQ");
+    // Technicians are bookable, so repairs get dispatched and
+    // installations scheduled (each by a booking).
+    w.publish_technicians();
     let devices = w.devices.len();
     for _ in 0..steps {
         let d = w.rng.random_range(0..devices);
@@ -87,7 +90,8 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
     }
     let moves = w.log.iter().filter(|l| l.contains(" moves to ")).count();
     let resolves = w.log.iter().filter(|l| l.contains(" resolves ")).count();
-    eprintln!("seed {seed}: {moves} moves, {resolves} resolutions");
+    let bookings = w.log.iter().filter(|l| l.contains(" booking ")).count();
+    eprintln!("seed {seed}: {moves} moves ({bookings} by booking), {resolves} resolutions");
     let result = w.heal_and_check().and_then(|()| {
         let all = w
             .relay

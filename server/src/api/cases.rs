@@ -322,6 +322,9 @@ pub struct CaseDetail {
     pub case: CaseView,
     /// Every accepted upload, in the relay's order.
     pub audit: Vec<CaseAudit>,
+    /// Visits the customer (by phone) missed across all the cases the
+    /// relay holds.
+    pub customer_no_shows: u32,
 }
 
 /// One case with its audit trail.
@@ -366,7 +369,23 @@ pub async fn get_case(
         Ok((view, audit))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(CaseDetail { case: view, audit }))
+    let mut view = view;
+    // Scheduling conflicts are across cases: the read model holds the
+    // store's calendars (read after the relay's lock is released).
+    let (conflicts, customer_no_shows) = read(&state, move |m| {
+        let no_shows = m
+            .get(id)
+            .and_then(|s| s.customer.as_deref())
+            .map_or(0, |c| m.no_shows_of(c));
+        (m.schedule_conflicts(id).to_vec(), no_shows)
+    })
+    .await?;
+    view.schedule_conflicts = conflicts;
+    Ok(HttpResponse::Ok().json(CaseDetail {
+        case: view,
+        audit,
+        customer_no_shows,
+    }))
 }
 
 /// The policy in force.

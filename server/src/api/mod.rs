@@ -13,4 +13,5 @@ pub mod query;
 pub mod queues;
 pub mod routes;
 pub mod rows;
+pub mod schedule;
 pub mod service;

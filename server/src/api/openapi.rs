@@ -5,7 +5,7 @@
 //! The tests below hold it to the route table (`routes.rs`);
 //! `tests/tests/openapi.rs` holds it to the running relay.
 
-use super::{audit, cases, evidence, labels, queues, service};
+use super::{audit, cases, evidence, labels, queues, schedule, service};
 use crate::error::{ApiError, ErrorBody};
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         service::service,
         audit::audit,
         labels::labels,
+        schedule::schedule,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerJwt),

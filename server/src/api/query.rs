@@ -162,6 +162,27 @@ pub struct AuditQuery {
     format: Option<Format>,
 }
 
+/// `GET /v1/schedule`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleQuery {
+    /// Only this store's technicians (403 for another store unless head
+    /// office).
+    store: Option<String>,
+    /// Only this technician (a technician may name only himself).
+    tech: Option<String>,
+    /// Bookings ending after this time (RFC 3339; default: now).
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Bookings starting before this time (RFC 3339; default: 7 days
+    /// after `from`; at most 62 days after it).
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// `csv` for CSV; `Accept: text/csv` asks for it too.
+    #[param(inline)]
+    format: Option<Format>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +218,10 @@ mod tests {
         assert_eq!(
             names::<DueQueueQuery>(),
             accepted(super::super::queues::DUE_PARAMS)
+        );
+        assert_eq!(
+            names::<ScheduleQuery>(),
+            accepted(super::super::schedule::PARAMS)
         );
         assert_eq!(
             names::<DeviceQueueQuery>(),

@@ -4,7 +4,7 @@
 //! path is a route. A new endpoint is a line here and a
 //! `#[utoipa::path]` on its handler, listed in `openapi::ApiDoc`.
 
-use super::{audit, cases, evidence, labels, openapi, queues, service};
+use super::{audit, cases, evidence, labels, openapi, queues, schedule, service};
 use crate::{dashboard, ws};
 use actix_web::http::Method;
 use actix_web::web;
@@ -122,6 +122,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/queues/devices",
         kind: Kind::Api,
         handler: |r| r.to(queues::devices),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/schedule",
+        kind: Kind::Api,
+        handler: |r| r.to(schedule::schedule),
     },
     Route {
         method: Method::GET,

@@ -51,7 +51,7 @@ pub struct CaseRow {
     /// The technician or installer the case is assigned to.
     #[schema(required = true)]
     pub assignee: Option<String>,
-    /// Open workflow or money conflicts.
+    /// Open workflow, money or scheduling conflicts.
     pub open_conflicts: u32,
     /// Offers waiting for a supervisor's or head office's approval.
     pub awaiting_approval: u32,

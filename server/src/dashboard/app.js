@@ -607,6 +607,20 @@ async function caseView(id) {
       ['到期 due', (t) => fmtTime(t.due)],
       ['状态 state', timerState],
     ], v.timers || [], 'timer-row')),
+    (v.schedule_conflicts || []).length
+      ? h('p', { class: 'error', 'data-test': 'case-schedule-conflicts' },
+        v.schedule_conflicts.map((c) => `排期冲突 double booking: ${c.tech} ${fmtTime(c.from)} – ${fmtTime(c.until)} `
+          + `(${c.first.case === v.id ? c.second.case : c.first.case})`))
+      : null,
+    section('预约 bookings', 'case-bookings', table('bookings-table', [
+      ['技师 technician', (b) => b.tech],
+      ['开始 start', (b) => fmtTime(b.start)],
+      ['结束 end', (b) => fmtTime(b.end)],
+      ['到达截止 arrive by', (b) => fmtTime(b.window_end)],
+      ['状态 status', (b) => b.status],
+      ['改期 reschedules', (b) => String(b.reschedules)],
+      ['原因 reason', (b) => b.reason || ''],
+    ], v.bookings || [], 'booking-row')),
     section('赔偿 offers', 'case-offers', table('offers-table', [
       ['编号 id', (o) => o.id],
       ['类型 tier', (o) => o.tier],
@@ -647,6 +661,52 @@ async function caseView(id) {
       ['设备 device', (a) => a.device],
       ['变更 change', (a) => h('code', {}, String(a.change).slice(0, 12))],
     ], v.audit || [], 'audit-row')));
+}
+
+// ---------------------------------------------------------------- schedule
+
+/** A store's day (GET /v1/schedule): every technician's bookings, double bookings marked. */
+function scheduleView(params) {
+  const store = params.get('store') || '';
+  const date = isDate(params.get('date')) ? params.get('date') : localDate();
+  const form = h('form', { class: 'filters', 'data-test': 'schedule-filters' },
+    field('门店 store', textInput('store', store, 'schedule-store', 'S001')),
+    field('日期 date', h('input', { type: 'date', name: 'date', value: date, 'data-test': 'schedule-date' })),
+    h('button', { type: 'submit', 'data-test': 'schedule-apply' }, '查看 show'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    location.hash = `#/schedule${query(formValues(form))}`;
+  });
+  const range = { store: store || null, from: midnight(date), to: midnight(nextDay(date)) };
+  const box = h('div', { 'data-test': 'schedule-body' }, h('p', { class: 'muted' }, '加载中 loading …'));
+  const seq = app.renderSeq;
+  api(`/v1/schedule${query(range)}`).then((v) => {
+    if (seq !== app.renderSeq) return;
+    const rows = v.bookings || [];
+    const techs = [...new Set(rows.map((r) => r.tech))].sort();
+    box.replaceChildren(...(techs.length === 0
+      ? [table('schedule-table', [], [], 'schedule-row')]
+      : techs.map((t) => section(`技师 ${t}`, 'schedule-tech', table('schedule-table', [
+        ['时间 time', (r) => `${fmtTime(r.start).slice(11)} – ${fmtTime(r.end).slice(11)}`],
+        ['案件号 case', (r) => caseLink({ id: r.case_id, case_no: r.case_no })],
+        ['类型 kind', (r) => kindLabel(r.kind)],
+        ['状态 status', (r) => stateLabel(r.kind, r.status)],
+        ['冲突 conflict', (r) => (r.conflicts.length
+          ? h('span', { class: 'flag warn', 'data-test': 'schedule-conflict' }, `排期冲突 double booking ×${r.conflicts.length}`)
+          : '')],
+      ], rows.filter((r) => r.tech === t), 'schedule-row')))));
+  }).catch((e) => {
+    if (seq === app.renderSeq && !(e instanceof AuthError)) box.replaceChildren(errorNode(e));
+  });
+  return h('div', { 'data-test': 'schedule' },
+    h('h2', {}, '日程 schedule'),
+    form,
+    h('button', {
+      type: 'button', 'data-test': 'schedule-csv',
+      onclick: () => download(`/v1/schedule${query({ ...range, format: 'csv' })}`, 'schedule.csv'),
+    }, '下载 CSV download'),
+    h('p', { class: 'muted' }, `${date} (UTC${zone()})`),
+    box);
 }
 
 // ---------------------------------------------------------------- charts
@@ -835,6 +895,7 @@ async function render() {
     if (parts[0] === 'cases') node = casesView(params);
     else if (parts[0] === 'case' && parts[1]) node = await caseView(decodeURIComponent(parts[1]));
     else if (parts[0] === 'metrics') node = await metricsView(params);
+    else if (parts[0] === 'schedule') node = scheduleView(params);
     else node = queuesView(parts[1] || 'overdue', params);
   } catch (e) {
     if (e instanceof AuthError) return;

@@ -29,7 +29,17 @@ pub struct EditContext {
 }
 
 impl EditContext {
-    fn entry_id(&self) -> String {
+    /// The same context with a different nonce, for an edit that writes
+    /// several entries into one log (entry ids come from the nonce).
+    pub(crate) fn varied(&self, k: u8) -> EditContext {
+        let mut c = self.clone();
+        c.nonce[15] ^= k;
+        c.nonce[14] ^= 0x5a;
+        c
+    }
+
+    /// The id the next entry written with this context gets.
+    pub(crate) fn entry_id(&self) -> String {
         uuid::Builder::from_random_bytes(self.nonce)
             .into_uuid()
             .simple()
@@ -219,6 +229,7 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
             super::service::RELATED,
             super::evidence::EVIDENCE,
             super::evidence::REMOVALS,
+            super::booking::BOOKINGS,
         ] {
             tx.put_object(ROOT, key, ObjType::Map)?;
         }
@@ -285,6 +296,40 @@ impl FromStr for ContactChannel {
     }
 }
 
+/// Who started a contact: only calls the store makes are bound by the
+/// calling hours and the daily limit; a customer may call any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The store reached out.
+    Outbound,
+    /// The customer called or came in.
+    Inbound,
+}
+
+impl Direction {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = EditError;
+    fn from_str(s: &str) -> Result<Self, EditError> {
+        match s {
+            "outbound" => Ok(Direction::Outbound),
+            "inbound" => Ok(Direction::Inbound),
+            other => Err(invalid(
+                "direction",
+                format!("{other:?} is not a direction: use outbound or inbound"),
+            )),
+        }
+    }
+}
+
 /// Records an attempt to reach the customer, in the contact log and the timeline.
 pub fn log_contact(
     doc: &mut Automerge,
@@ -293,27 +338,71 @@ pub fn log_contact(
     channel: ContactChannel,
     outcome: &str,
 ) -> Result<(), EditError> {
-    log_contact_with(doc, id, ctx, channel, outcome, None)
+    log_contact_with(
+        doc,
+        id,
+        ctx,
+        &Contact {
+            channel,
+            direction: Direction::Outbound,
+            outcome,
+            override_reason: None,
+            flags: &[],
+        },
+    )
 }
 
-/// Like [`log_contact`], recording that the contact rules were overridden
-/// and why (`override_reasons`).
+/// A contact with the customer, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Contact<'a> {
+    /// Phone, text or visit.
+    pub channel: ContactChannel,
+    /// Who started it.
+    pub direction: Direction,
+    /// What came of it.
+    pub outcome: &'a str,
+    /// A supervisor's own reason for overriding the contact rules.
+    pub override_reason: Option<&'a str>,
+    /// The contact rules the recording device found broken (it counts the
+    /// customer's other cases too), kept with the entry.
+    pub flags: &'a [String],
+}
+
+/// Like [`log_contact`], with the contact's direction, a supervisor's
+/// override reason and the rules found broken.
 pub fn log_contact_with(
     doc: &mut Automerge,
     id: CaseId,
     ctx: &EditContext,
-    channel: ContactChannel,
-    outcome: &str,
-    override_reasons: Option<&str>,
+    contact: &Contact<'_>,
 ) -> Result<(), EditError> {
+    let Contact {
+        channel,
+        direction,
+        outcome,
+        override_reason,
+        flags,
+    } = *contact;
     check_text("outcome", outcome, 2_000)?;
+    if let Some(r) = override_reason {
+        check_text("override reason", r, 2_000)?;
+        if !crate::rules::contact::may_override(ctx.role) {
+            return Err(EditError::NotAllowed(
+                "only a supervisor can override the contact rules".into(),
+            ));
+        }
+    }
     require_case(doc, id)?;
     doc.transact::<_, _, AutomergeError>(|tx| {
         let c = put_entry(tx, root::CONTACTS, ctx, "contact")?;
         tx.put(&c, entry::CHANNEL, channel.as_str())?;
+        tx.put(&c, "direction", direction.as_str())?;
         tx.put(&c, entry::OUTCOME, outcome)?;
-        if let Some(r) = override_reasons {
+        if let Some(r) = override_reason {
             tx.put(&c, "override", r)?;
+        }
+        if !flags.is_empty() {
+            tx.put(&c, "flags", flags.join("; "))?;
         }
         let e = put_entry(tx, root::TIMELINE, ctx, channel_entry_type(channel))?;
         tx.put(&e, entry::TEXT, outcome)?;
@@ -365,6 +454,8 @@ pub enum CaseField {
     ReceivedDate,
     /// Invoice number.
     InvoiceNo,
+    /// Serial number of the case's product (三包 counts repairs per serial).
+    Serial,
 }
 
 const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
@@ -409,7 +500,7 @@ const REMEDIES: &[&str] = &[
 
 impl CaseField {
     /// Every settable field.
-    pub const ALL: [CaseField; 15] = [
+    pub const ALL: [CaseField; 16] = [
         CaseField::Description,
         CaseField::Priority,
         CaseField::Category,
@@ -425,6 +516,7 @@ impl CaseField {
         CaseField::PurchaseDate,
         CaseField::ReceivedDate,
         CaseField::InvoiceNo,
+        CaseField::Serial,
     ];
 
     /// The name used on the command line and in JSON.
@@ -445,6 +537,7 @@ impl CaseField {
             CaseField::PurchaseDate => "purchase_date",
             CaseField::ReceivedDate => "received_date",
             CaseField::InvoiceNo => "invoice_no",
+            CaseField::Serial => "serial",
         }
     }
 
@@ -515,6 +608,20 @@ impl CaseField {
                     })
             }
             CaseField::Description => check_text(self.as_str(), value, 10_000),
+            CaseField::Serial => {
+                check_text(self.as_str(), value, 64)?;
+                if value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        self.as_str(),
+                        format!("{value:?}: a serial number is letters, digits and - _ . /"),
+                    ))
+                }
+            }
             _ => check_text(self.as_str(), value, 200),
         }
     }

@@ -6,6 +6,7 @@
 //! concurrently as a map keyed by a random id, so offline appends never clash.
 
 pub mod blob;
+pub mod booking;
 pub mod edit;
 pub mod evidence;
 pub mod exif;

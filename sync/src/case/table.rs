@@ -9,6 +9,7 @@
 use super::edit::CaseField;
 use super::schema::root;
 use crate::access::Role;
+use crate::case::booking;
 use crate::case::evidence;
 use crate::case::service;
 use crate::money;
@@ -76,6 +77,7 @@ pub const ROOT: &[(&str, RootShape)] = &[
     (service::RELATED, RootShape::Links),
     (evidence::EVIDENCE, RootShape::Log),
     (evidence::REMOVALS, RootShape::Log),
+    (booking::BOOKINGS, RootShape::Log),
 ];
 
 /// The shape of a root key, if the case has it.
@@ -174,6 +176,7 @@ pub const TIMELINE_TYPES: &[&str] = &[
     "freight",
     "linked_case",
     "assignment",
+    "booking",
 ];
 
 /// Longest free text of an entry (a note, a reason).
@@ -198,6 +201,8 @@ pub const LOGS: &[Log] = &[
         fields: &[
             Field::req("channel", Ty::Str(8)),
             Field::req("outcome", Ty::Str(2_000)),
+            Field::opt("direction", Ty::Str(8)),
+            Field::opt("flags", Ty::Str(2_000)),
             Field::opt("override", Ty::Str(2_000)),
         ],
         writers: ALL_ROLES,
@@ -317,6 +322,25 @@ pub const LOGS: &[Log] = &[
         writers: NOT_TECHNICIAN,
         timeline: Some("assignment"),
     },
+    Log {
+        key: booking::BOOKINGS,
+        types: booking::TYPES,
+        // Which fields each type needs is judged in `relay/validate.rs`.
+        fields: &[
+            Field::opt("booking", Ty::Str(MAX_ENTRY_ID)),
+            Field::opt("tech", Ty::Str(64)),
+            Field::opt("start", Ty::Time),
+            Field::opt("minutes", Ty::Int),
+            Field::opt("window_end", Ty::Time),
+            Field::opt("address", Ty::Str(200)),
+            Field::opt("reason", Ty::Str(booking::MAX_REASON)),
+            Field::opt("override", Ty::Str(booking::MAX_REASON)),
+        ],
+        // Technicians write only their own visits (arrive, complete,
+        // no_show); `relay/validate.rs` holds them to that.
+        writers: ALL_ROLES,
+        timeline: Some("booking"),
+    },
 ];
 
 /// The log at root key `key`.
@@ -357,6 +381,8 @@ pub fn may_overwrite(role: Role, field: CaseField) -> bool {
             | CaseField::ReceivedDate
             | CaseField::Category
             | CaseField::SaleChannel
+            // Changing a serial would move repairs between products.
+            | CaseField::Serial
     );
     !fixes_window || matches!(role, Role::Supervisor | Role::HeadOffice)
 }

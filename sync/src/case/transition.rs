@@ -34,7 +34,32 @@ pub fn transition_with(
     reason: Option<&str>,
 ) -> Result<(), EditError> {
     let kind = require_case(doc, id)?;
-    let wf = derive(&*doc, kind);
+    let wf = check_move(doc, kind, ctx, policy, to, reason)?;
+    if super::booking::needs_booking(kind, to) {
+        return Err(EditError::NotAllowed(format!(
+            "a {kind} moves to {to} only with a booking: use `case book ID --tech T --at \"YYYY-MM-DD HH:MM\" --duration 90m`"
+        )));
+    }
+    doc.transact::<_, _, AutomergeError>(|tx| {
+        write_move(tx, ctx, policy, &wf.status, &wf.head, to, reason)
+    })
+    .map_err(|f| EditError::Document(f.error))?;
+    Ok(())
+}
+
+/// Checks that the case may move to `to` now (flow, open conflicts, role,
+/// windows, money, evidence) and returns its workflow position. Used by
+/// every edit that records a move, so a move written together with a
+/// booking is held to the same rules.
+pub(crate) fn check_move(
+    doc: &Automerge,
+    kind: crate::case::CaseKind,
+    ctx: &EditContext,
+    policy: &crate::policy::Policy,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<crate::workflow::Workflow, EditError> {
+    let wf = derive(doc, kind);
     if let Some(c) = wf.open_conflict() {
         return Err(EditError::OpenConflict {
             id: c.id.clone(),
@@ -43,7 +68,7 @@ pub fn transition_with(
         });
     }
     if IRREVERSIBLE.contains(&to) {
-        if let Some(ids) = crate::money::accepted_conflict(doc, &crate::money::offers(&*doc)) {
+        if let Some(ids) = crate::money::accepted_conflict(doc, &crate::money::offers(doc)) {
             return Err(EditError::OpenConflict {
                 id: "offers".into(),
                 from: "offers".into(),
@@ -64,35 +89,51 @@ pub fn transition_with(
     }
     roles::may_move(ctx.role, kind, &wf.status, to).map_err(EditError::NotAllowed)?;
     if rule_applies(ctx.role, kind, to) {
-        crate::rules::warranty::staff_may_accept_return(&*doc, policy, ctx.now.0)
+        crate::rules::warranty::staff_may_accept_return(doc, policy, ctx.now.0)
             .map_err(EditError::NotAllowed)?;
     }
-    crate::money::paying_move_allowed(&*doc, kind, to).map_err(EditError::NotAllowed)?;
-    super::evidence::move_allowed(&*doc, kind, to, policy).map_err(EditError::NotAllowed)?;
+    crate::money::paying_move_allowed(doc, kind, to).map_err(EditError::NotAllowed)?;
+    super::evidence::move_allowed(doc, kind, to, policy).map_err(EditError::NotAllowed)?;
+    if table::needs_reason(kind, to) && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(invalid(
+            "reason",
+            format!("a {kind} moved to {to} must say why (--reason TEXT)"),
+        ));
+    }
     if let Some(r) = reason {
         if r.chars().count() > 2_000 {
             return Err(invalid("reason", "is longer than 2000 characters"));
         }
     }
-    doc.transact::<_, _, AutomergeError>(|tx| {
-        let e = put_entry(tx, history::TRANSITIONS, ctx, "transition")?;
-        use automerge::transaction::Transactable;
-        tx.put(&e, "from", wf.status.as_str())?;
-        tx.put(&e, "to", to)?;
-        tx.put(&e, "prev", wf.head.as_str())?;
-        tx.put(&e, "policy_version", i64::from(policy.version))?;
-        if let Some(r) = reason {
-            tx.put(&e, "reason", r)?;
-        }
-        let t = put_entry(tx, super::schema::root::TIMELINE, ctx, "status_change")?;
-        let text = match reason {
-            Some(r) => format!("{} → {to}: {r}", wf.status),
-            None => format!("{} → {to}", wf.status),
-        };
-        tx.put(&t, entry::TEXT, text)?;
-        Ok(())
-    })
-    .map_err(|f| EditError::Document(f.error))?;
+    Ok(wf)
+}
+
+/// Writes a move checked by [`check_move`]: the transition event and its
+/// timeline entry.
+pub(crate) fn write_move(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    ctx: &EditContext,
+    policy: &crate::policy::Policy,
+    from: &str,
+    head: &str,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<(), AutomergeError> {
+    use automerge::transaction::Transactable;
+    let e = put_entry(tx, history::TRANSITIONS, ctx, "transition")?;
+    tx.put(&e, "from", from)?;
+    tx.put(&e, "to", to)?;
+    tx.put(&e, "prev", head)?;
+    tx.put(&e, "policy_version", i64::from(policy.version))?;
+    if let Some(r) = reason {
+        tx.put(&e, "reason", r)?;
+    }
+    let t = put_entry(tx, super::schema::root::TIMELINE, ctx, "status_change")?;
+    let text = match reason {
+        Some(r) => format!("{from} → {to}: {r}"),
+        None => format!("{from} → {to}"),
+    };
+    tx.put(&t, entry::TEXT, text)?;
     Ok(())
 }
 

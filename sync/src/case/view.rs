@@ -156,7 +156,17 @@ pub struct ContactView {
     pub device: Option<String>,
     /// Device time, RFC 3339.
     pub at: Option<String>,
-    /// Set when a supervisor overrode the contact rules: the reasons.
+    /// `outbound` (the store reached out; also every contact recorded
+    /// before directions were) or `inbound` (the customer did).
+    pub direction: String,
+    /// The contact rules an outbound call broke (outside the calling
+    /// hours, beyond the daily limit in this case), derived from the merged
+    /// log so every replica shows the same. A call that happened is always
+    /// recorded; this is how head office sees it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// A supervisor's reason for overriding the contact rules, in their
+    /// own words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_reasons: Option<String>,
     #[serde(skip)]
@@ -227,6 +237,19 @@ pub struct CaseView {
     pub channel: Option<String>,
     /// in_store or distance.
     pub sale_channel: Option<String>,
+    /// Serial number of the product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Repairs performed on this case (each time it reached
+    /// `pending_acceptance`; a failed acceptance sends it back for another).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repairs_performed: u32,
+    /// What 三包 gives for a repair of a serial repaired before, counted
+    /// over every case of that serial the reader holds
+    /// (`rules::warranty::repeat_repair`). Absent from a view of one
+    /// document alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanbao: Option<crate::rules::warranty::RepeatRepair>,
     /// What the customer asks for.
     pub requested_remedy: Option<String>,
     /// Safety risk flag.
@@ -240,6 +263,22 @@ pub struct CaseView {
     /// Photos, documents and signatures, oldest first (removed ones marked).
     #[serde(default)]
     pub evidence: Vec<super::evidence::EvidenceView>,
+    /// Every booking of the case, in the order they were made.
+    #[serde(default)]
+    pub bookings: Vec<super::booking::BookingView>,
+    /// The current appointment: the earliest active booking.
+    #[serde(default)]
+    pub appointment: Option<super::booking::BookingView>,
+    /// Open scheduling conflicts with other cases (one technician booked
+    /// twice at once). The document alone cannot tell: the replica or the
+    /// relay that holds the calendar fills this in; a view read from the
+    /// document alone leaves it empty.
+    #[serde(default)]
+    pub schedule_conflicts: Vec<crate::rules::calendar::ScheduleConflict>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn time(ms: Option<i64>) -> Option<String> {
@@ -315,6 +354,11 @@ impl CaseView {
                         author: read::string(doc, &e, entry::AUTHOR),
                         device: read::string(doc, &e, entry::DEVICE),
                         at: time(at),
+                        direction: read::string(doc, &e, "direction")
+                            .unwrap_or_else(|| "outbound".into()),
+                        flags: read::string(doc, &e, "flags")
+                            .map(|f| f.split("; ").map(str::to_string).collect())
+                            .unwrap_or_default(),
                         override_reasons: read::string(doc, &e, "override"),
                         at_ms: at,
                         id,
@@ -323,6 +367,7 @@ impl CaseView {
             })
             .collect();
         contacts.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        flag_calls(policy, &mut contacts);
         let tags = read::map(doc, &ROOT, root::TAGS)
             .map(|t| doc.keys(&t).collect())
             .unwrap_or_default();
@@ -332,6 +377,16 @@ impl CaseView {
             .and_then(|k| k.parse::<super::CaseKind>().ok())
             .map(|k| (k, crate::workflow::derive(doc, k)));
         let status = workflow.as_ref().map(|(_, w)| w.status.clone());
+        let repairs_performed = workflow
+            .as_ref()
+            .filter(|(k, _)| *k == super::CaseKind::Repair)
+            .map(|(_, w)| {
+                w.steps
+                    .iter()
+                    .filter(|s| s.to == "pending_acceptance")
+                    .count()
+            })
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         let timers = workflow
             .as_ref()
             .map(|(k, w)| crate::rules::timers::timers(doc, *k, w, policy))
@@ -421,6 +476,7 @@ impl CaseView {
             .map(|m| doc.keys(&m).collect())
             .unwrap_or_default();
         related_cases.sort();
+        let bookings = super::booking::bookings(doc);
         CaseView {
             freight,
             survey: super::service::survey_view(doc),
@@ -448,12 +504,18 @@ impl CaseView {
             category: field(doc, F::Category),
             channel: field(doc, F::Channel),
             sale_channel: field(doc, F::SaleChannel),
+            serial: field(doc, F::Serial),
+            repairs_performed,
+            sanbao: None,
             requested_remedy: field(doc, F::RequestedRemedy),
             safety_risk,
             timeline,
             contact_attempts: contacts.into_iter().map(|(_, c)| c).collect(),
             tags,
             evidence: super::evidence::list(doc),
+            appointment: super::booking::earliest_active(bookings.clone()),
+            bookings,
+            schedule_conflicts: Vec::new(),
         }
     }
 }
@@ -470,6 +532,30 @@ fn timeline_entry<D: ReadDoc>(doc: &D, id: String, e: &ObjId) -> TimelineEntry {
         at: time(at),
         at_millis: at.unwrap_or(0),
         id,
+    }
+}
+
+/// Marks the outbound calls that broke the contact rules, in time order:
+/// outside the calling hours, or beyond the daily limit of calls to the
+/// customer counted in this case.
+fn flag_calls(policy: &crate::policy::Policy, contacts: &mut [(i64, ContactView)]) {
+    let mut per_day: std::collections::HashMap<chrono::NaiveDate, u32> = Default::default();
+    for (at, c) in contacts.iter_mut() {
+        if c.channel.as_deref() != Some("phone") || c.direction != "outbound" {
+            continue;
+        }
+        let Some(day) = crate::rules::contact::local_day(policy, *at) else {
+            continue;
+        };
+        let made = per_day.entry(day).or_insert(0);
+        // What the merged log shows, beside what the recording device saw.
+        for w in crate::rules::contact::check_call(policy, *at, *made) {
+            let w = w.to_string();
+            if !c.flags.contains(&w) {
+                c.flags.push(w);
+            }
+        }
+        *made += 1;
     }
 }
 

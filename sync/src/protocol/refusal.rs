@@ -30,7 +30,9 @@ pub enum RefusalCode {
     /// A return or exchange outside its window, or without the facts to
     /// judge it.
     Window,
-    /// A contact outside the allowed hours or over the daily limit.
+    /// A contact outside the allowed hours or over the daily limit. No
+    /// longer sent: a call that happened is recorded and flagged instead
+    /// (`case/view.rs`); kept so that the code stays reserved.
     ContactRules,
     /// A change or case over the size limits.
     TooLarge,

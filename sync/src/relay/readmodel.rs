@@ -11,6 +11,7 @@
 use super::summary::CaseSummary;
 use crate::access::{Principal, Role};
 use crate::ids::CaseId;
+use crate::rules::calendar::{Placed, ScheduleConflict};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -96,7 +97,15 @@ pub struct Query {
 
 impl Query {
     /// Whether a case with summary `s` passes, at relay time `now`.
+    /// Scheduling conflicts live in the model, not the summary: see
+    /// [`Query::keeps_with`].
     pub fn keeps(&self, s: &CaseSummary, now: i64) -> bool {
+        self.keeps_with(s, now, false)
+    }
+
+    /// [`Query::keeps`] for a case that is (or is not) in an open
+    /// scheduling conflict, which counts as an open conflict.
+    pub fn keeps_with(&self, s: &CaseSummary, now: i64, scheduling_conflict: bool) -> bool {
         fn eq(want: &Option<String>, have: Option<&String>) -> bool {
             want.as_ref().is_none_or(|w| have == Some(w))
         }
@@ -107,7 +116,7 @@ impl Query {
             && eq(&self.case_no, s.case_no.as_ref())
             && self
                 .has_conflict
-                .is_none_or(|b| (s.open_conflicts > 0) == b)
+                .is_none_or(|b| (s.open_conflicts > 0 || scheduling_conflict) == b)
             && self
                 .awaiting_approval
                 .is_none_or(|b| (s.awaiting_approval > 0) == b)
@@ -125,7 +134,8 @@ impl Query {
     }
 }
 
-/// A page of cases in case-id order, and the id to continue after.
+/// A page of cases in case-id order, and the id to continue after. Each
+/// row's `open_conflicts` includes the case's open scheduling conflicts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// The cases.
@@ -154,7 +164,17 @@ pub struct ReadModel {
     approvals: BTreeSet<CaseId>,
     /// Each case's earliest open deadline.
     due: BTreeSet<(i64, CaseId)>,
+    /// Active bookings per (store, technician): the calendars.
+    calendar: HashMap<(String, String), BTreeSet<Placed>>,
+    /// Open scheduling conflicts per (store, technician).
+    tech_conflicts: HashMap<(String, String), Vec<ScheduleConflict>>,
+    /// Open scheduling conflicts per case (both cases of each).
+    schedule: HashMap<CaseId, Vec<ScheduleConflict>>,
+    /// Missed visits per customer key.
+    no_shows: HashMap<String, u32>,
 }
+
+type TechKey = (String, String);
 
 fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<CaseId>>, key: &K, id: CaseId) {
     if let Some(set) = map.get_mut(key) {
@@ -186,9 +206,117 @@ impl ReadModel {
         self.rows.get(&id)
     }
 
-    /// Puts (or replaces) a case's summary and its index entries.
+    /// Puts (or replaces) a case's summary and its index entries, and
+    /// derives again the scheduling conflicts of every technician whose
+    /// calendar changed.
     pub fn upsert(&mut self, id: CaseId, s: CaseSummary) {
-        self.remove(id);
+        let mut touched = self.remove(id);
+        for b in &s.bookings {
+            let key = (s.store.clone(), b.tech.clone());
+            self.calendar
+                .entry(key.clone())
+                .or_default()
+                .insert(b.clone());
+            touched.push(key);
+        }
+        if let (Some(c), n) = (&s.customer, s.no_shows) {
+            if n > 0 {
+                *self.no_shows.entry(c.clone()).or_default() += n;
+            }
+        }
+        self.upsert_row(id, s);
+        touched.sort();
+        touched.dedup();
+        for key in touched {
+            self.recompute(key);
+        }
+        self.refresh_flag(id);
+    }
+
+    /// The open scheduling conflicts a case is in.
+    pub fn schedule_conflicts(&self, id: CaseId) -> &[ScheduleConflict] {
+        self.schedule.get(&id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// How many visits the customer (by key) missed, across all cases.
+    pub fn no_shows_of(&self, customer: &str) -> u32 {
+        self.no_shows.get(customer).copied().unwrap_or(0)
+    }
+
+    /// Active bookings in `scope` (of `store` and `tech` when given) that
+    /// overlap `[from, to)`, in start order, with their case's summary.
+    pub fn bookings_between(
+        &self,
+        scope: &Scope,
+        store: Option<&str>,
+        tech: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Vec<(Placed, &CaseSummary)> {
+        let store = store.or(scope.store());
+        let mut out: Vec<(Placed, &CaseSummary)> = self
+            .calendar
+            .iter()
+            .filter(|((s, t), _)| store.is_none_or(|w| w == s) && tech.is_none_or(|w| w == t))
+            .flat_map(|(_, set)| set.iter())
+            .filter(|p| p.start < to && from < p.end)
+            .filter_map(|p| {
+                let s = self.rows.get(&p.case)?;
+                scope.admits(s).then(|| (p.clone(), s))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0.start, &a.0.tech, a.0.case).cmp(&(b.0.start, &b.0.tech, b.0.case)));
+        out
+    }
+
+    fn recompute(&mut self, key: TechKey) {
+        let mut cases: BTreeSet<CaseId> = BTreeSet::new();
+        for old in self.tech_conflicts.remove(&key).unwrap_or_default() {
+            for case in [old.first.case, old.second.case] {
+                if let Some(list) = self.schedule.get_mut(&case) {
+                    list.retain(|c| c.id != old.id);
+                    if list.is_empty() {
+                        self.schedule.remove(&case);
+                    }
+                }
+                cases.insert(case);
+            }
+        }
+        let slots: Vec<Placed> = self
+            .calendar
+            .get(&key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let found = crate::rules::calendar::conflicts(&slots);
+        for c in &found {
+            for case in [c.first.case, c.second.case] {
+                let list = self.schedule.entry(case).or_default();
+                list.push(c.clone());
+                list.sort();
+                cases.insert(case);
+            }
+        }
+        if !found.is_empty() {
+            self.tech_conflicts.insert(key, found);
+        }
+        for case in cases {
+            self.refresh_flag(case);
+        }
+    }
+
+    /// Puts a case in the conflicts index iff it has an open workflow,
+    /// money or scheduling conflict.
+    fn refresh_flag(&mut self, id: CaseId) {
+        let open = self.rows.get(&id).is_some_and(|s| s.open_conflicts > 0)
+            || self.schedule.contains_key(&id);
+        if open {
+            self.conflicts.insert(id);
+        } else {
+            self.conflicts.remove(&id);
+        }
+    }
+
+    fn upsert_row(&mut self, id: CaseId, s: CaseSummary) {
         self.by_store.entry(s.store.clone()).or_default().insert(id);
         if let Some(a) = &s.assignee {
             self.by_assignee.entry(a.clone()).or_default().insert(id);
@@ -208,10 +336,31 @@ impl ReadModel {
         self.rows.insert(id, s);
     }
 
-    fn remove(&mut self, id: CaseId) {
+    /// Removes a case's row and index entries; returns the calendars its
+    /// bookings left, whose conflicts must be derived again.
+    fn remove(&mut self, id: CaseId) -> Vec<TechKey> {
         let Some(old) = self.rows.remove(&id) else {
-            return;
+            return Vec::new();
         };
+        let mut touched = Vec::new();
+        for b in &old.bookings {
+            let key = (old.store.clone(), b.tech.clone());
+            if let Some(set) = self.calendar.get_mut(&key) {
+                set.remove(b);
+                if set.is_empty() {
+                    self.calendar.remove(&key);
+                }
+            }
+            touched.push(key);
+        }
+        if let (Some(c), n) = (&old.customer, old.no_shows) {
+            if let Some(count) = self.no_shows.get_mut(c) {
+                *count = count.saturating_sub(n);
+                if *count == 0 {
+                    self.no_shows.remove(c);
+                }
+            }
+        }
         unindex(&mut self.by_store, &old.store, id);
         if let Some(a) = &old.assignee {
             unindex(&mut self.by_assignee, a, id);
@@ -224,6 +373,7 @@ impl ReadModel {
         if let Some(d) = old.next_due() {
             self.due.remove(&(d, id));
         }
+        touched
     }
 
     /// The smallest index set that holds every case `q` can return in
@@ -271,14 +421,21 @@ impl ReadModel {
         let mut next = None;
         for id in ids {
             let Some(s) = self.rows.get(id) else { continue };
-            if !scope.admits(s) || !q.keeps(s, now) {
+            if !scope.admits(s) || !q.keeps_with(s, now, self.schedule.contains_key(id)) {
                 continue;
             }
             if rows.len() == limit {
                 next = rows.last().map(|(id, _): &(CaseId, CaseSummary)| *id);
                 break;
             }
-            rows.push((*id, s.clone()));
+            let mut row = s.clone();
+            // A page's rows count scheduling conflicts with the others:
+            // what head office reads is one number of open conflicts.
+            let sched = self.schedule_conflicts(*id).len();
+            row.open_conflicts = row
+                .open_conflicts
+                .saturating_add(u32::try_from(sched).unwrap_or(u32::MAX));
+            rows.push((*id, row));
         }
         Page { rows, next }
     }
@@ -331,7 +488,8 @@ impl ReadModel {
         };
         ids.filter_map(move |id| {
             let s = self.rows.get(id)?;
-            (scope.admits(s) && q.keeps(s, now)).then_some((*id, s))
+            (scope.admits(s) && q.keeps_with(s, now, self.schedule.contains_key(id)))
+                .then_some((*id, s))
         })
     }
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 /// Version of what a summary holds: a stored summary of an older version
 /// is derived again from its document when read (new fields filled in).
-pub const SUMMARY_SCHEMA: u32 = 2;
+pub const SUMMARY_SCHEMA: u32 = 3;
 
 /// Compensation granted on a case: tier, amount in fen and who approved it
 /// (the proposer, when within their own authority).
@@ -105,6 +105,13 @@ pub struct CaseSummary {
     /// Repairs sent back to the bench after a failed acceptance.
     #[serde(default)]
     pub reworks: u32,
+    /// The case's active bookings, placed in their technicians'
+    /// calendars (the read model finds overlaps across cases from these).
+    #[serde(default)]
+    pub bookings: Vec<crate::rules::calendar::Placed>,
+    /// Visits the customer missed on this case.
+    #[serde(default)]
+    pub no_shows: u32,
 }
 
 /// The customer key: SHA-256 of `salt` and the phone's digits, truncated
@@ -232,6 +239,18 @@ impl CaseSummary {
             )
             .unwrap_or(u32::MAX),
             reworks,
+            bookings: view
+                .id
+                .parse::<crate::ids::CaseId>()
+                .map(|id| crate::rules::calendar::placed(id, &view.bookings))
+                .unwrap_or_default(),
+            no_shows: u32::try_from(
+                view.bookings
+                    .iter()
+                    .filter(|b| b.status == crate::case::booking::BookingStatus::NoShow)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
         }
     }
 

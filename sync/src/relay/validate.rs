@@ -47,7 +47,7 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
         let at = trusted_at(read::int(doc, &e, "at").unwrap_or(0), u.now.0, u.policy);
         match log.key {
             history::TRANSITIONS => check_transition(u, kind, &e, at)?,
-            crate::case::schema::root::CONTACTS => check_contact(u, &e, key, at)?,
+            crate::case::schema::root::CONTACTS => check_contact(u, &e)?,
             crate::case::service::FREIGHT => check_freight(doc, &e, role)?,
             crate::case::service::ESCALATIONS => check_escalation(doc, &e, role)?,
             crate::case::service::SURVEYS => check_survey(doc, &e)?,
@@ -55,10 +55,161 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
             money::DECISIONS => check_decision(u, &e)?,
             crate::case::evidence::EVIDENCE => check_evidence(doc, &e, u.policy)?,
             crate::case::evidence::REMOVALS => check_removal(doc, &e)?,
+            crate::case::booking::BOOKINGS => check_booking(u, kind, &e)?,
             _ => {}
         }
     }
-    Ok(())
+    check_moves_have_bookings(u, kind, entries)
+}
+
+/// A move that needs a booking (a repair `dispatched`, an installation
+/// `scheduled`) comes with a `book` or `reschedule` entry in the same
+/// upload: the appointment is made with the move, never promised in a
+/// reason.
+fn check_moves_have_bookings(
+    u: &Upload<'_>,
+    kind: CaseKind,
+    entries: &[(&'static Log, String)],
+) -> Result<(), Refusal> {
+    use crate::case::booking;
+    let doc = u.doc;
+    let entry =
+        |log: &str, key: &str| read::map(doc, &ROOT, log).and_then(|m| read::map(doc, &m, key));
+    let mut needs = None;
+    let mut booked = false;
+    for (log, key) in entries {
+        let Some(e) = entry(log.key, key) else {
+            continue;
+        };
+        if log.key == history::TRANSITIONS {
+            let to = read::string(doc, &e, "to").unwrap_or_default();
+            if booking::needs_booking(kind, &to) {
+                needs = Some(to);
+            }
+        } else if log.key == booking::BOOKINGS {
+            let ty = read::string(doc, &e, "type").unwrap_or_default();
+            booked |= matches!(ty.as_str(), "book" | "reschedule");
+        }
+    }
+    match needs {
+        Some(to) if !booked => Err(refuse(
+            RefusalCode::Workflow,
+            format!("a {kind} moves to {to} only with a booking made in the same edit"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A booking entry: the fields its type needs; only the store books,
+/// reschedules and cancels, each naming a booking of the case; the
+/// technician is bookable for the case's store and the slot is inside his
+/// working hours unless a supervisor or head office overrides with a
+/// reason; a technician records only visits booked for him.
+fn check_booking(u: &Upload<'_>, kind: CaseKind, e: &ObjId) -> Result<(), Refusal> {
+    use crate::case::booking::{self, Slot, SlotError};
+    let doc = u.doc;
+    let role = u.principal.role;
+    if !matches!(kind, CaseKind::Repair | CaseKind::Installation) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("only repairs and installations are booked, not a {kind}"),
+        ));
+    }
+    let ty = read::string(doc, e, "type").unwrap_or_default();
+    let has = |k: &str| matches!(doc.get(e, k), Ok(Some(_)));
+    let needed: &[&str] = match ty.as_str() {
+        "book" => &["tech", "start", "minutes", "window_end"],
+        "reschedule" => &[
+            "booking",
+            "tech",
+            "start",
+            "minutes",
+            "window_end",
+            "reason",
+        ],
+        "cancel" => &["booking", "reason"],
+        _ => &["booking"],
+    };
+    let forbidden: &[&str] = match ty.as_str() {
+        "book" => &["booking", "reason"],
+        "reschedule" => &[],
+        _ => &[
+            "tech",
+            "start",
+            "minutes",
+            "window_end",
+            "address",
+            "override",
+        ],
+    };
+    if let Some(k) = needed.iter().find(|k| !has(k)) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {ty} entry of bookings needs {k}"),
+        ));
+    }
+    if let Some(k) = forbidden.iter().find(|k| has(k)) {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {ty} entry of bookings has no {k}"),
+        ));
+    }
+    if let Some(r) = read::string(doc, e, "reason") {
+        if r.trim().is_empty() {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("a {ty} needs a reason"),
+            ));
+        }
+    }
+    if ty != "book" {
+        let target = read::string(doc, e, "booking").unwrap_or_default();
+        let named = read::map(doc, &ROOT, booking::BOOKINGS)
+            .and_then(|m| read::map(doc, &m, &target))
+            .and_then(|b| read::string(doc, &b, "type"));
+        if named.as_deref() != Some("book") {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!("{} is not a booking of this case", clip(&target, 40)),
+            ));
+        }
+        if booking::TECHNICIAN_TYPES.contains(&ty.as_str()) {
+            // The technician the booking names now, as every replica
+            // derives it from the log.
+            let tech = booking::bookings(doc)
+                .into_iter()
+                .find(|b| b.id == target)
+                .map(|b| b.tech)
+                .unwrap_or_default();
+            return booking::may_record_visit(role, u.principal.user.as_str(), &tech)
+                .map_err(|m| refuse(RefusalCode::Forbidden, m));
+        }
+    }
+    if role == Role::Technician {
+        return Err(refuse(
+            RefusalCode::Forbidden,
+            "technicians do not book, reschedule or cancel: the store does",
+        ));
+    }
+    if ty == "cancel" {
+        return Ok(());
+    }
+    let slot = Slot {
+        tech: read::string(doc, e, "tech").unwrap_or_default(),
+        start: crate::ids::Millis(read::int(doc, e, "start").unwrap_or(0)),
+        minutes: read::int(doc, e, "minutes").unwrap_or(0),
+        window_end: crate::ids::Millis(read::int(doc, e, "window_end").unwrap_or(0)),
+        address: read::string(doc, e, "address"),
+        hours_override: read::string(doc, e, "override"),
+    };
+    // The case's store: fixed at creation and judged then to be the
+    // creating connection's, so it is the owner the relay recorded.
+    let store = read::string(doc, &ROOT, crate::case::schema::root::STORE_ID).unwrap_or_default();
+    booking::check_slot(u.policy, role, &store, &slot).map_err(|e| match e {
+        SlotError::Invalid(m) => refuse(RefusalCode::InvalidValue, m),
+        SlotError::Forbidden(m) => refuse(RefusalCode::Forbidden, m),
+        SlotError::Hours(m) => refuse(RefusalCode::Window, m),
+    })
 }
 
 /// A piece of evidence names a known kind, a SHA-256, a size within the
@@ -116,6 +267,14 @@ fn check_transition(u: &Upload<'_>, kind: CaseKind, e: &ObjId, at: i64) -> Resul
         ));
     }
     roles::may_move(role, kind, &from, &to).map_err(|m| refuse(RefusalCode::Forbidden, m))?;
+    if table::needs_reason(kind, &to)
+        && read::string(doc, e, "reason").is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("a {kind} moved to {} must say why", clip(&to, 32)),
+        ));
+    }
     // The move must continue from where its predecessor left the case.
     let expected_from = if prev.is_empty() || prev == history::START {
         kind.initial_status().to_string()
@@ -217,7 +376,12 @@ fn check_knew_no_conflict(
     Ok(())
 }
 
-fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Refusal> {
+/// A contact that happened is recorded whatever the hours or the count:
+/// the rules it broke are shown as flags derived from the merged log
+/// (`case/view.rs::flag_calls`), never refused here. The relay holds what a
+/// device could lie about: the channel and direction are known values, and
+/// only a supervisor may write an override reason.
+fn check_contact(u: &Upload<'_>, e: &ObjId) -> Result<(), Refusal> {
     let doc = u.doc;
     let channel = read::string(doc, e, "channel").unwrap_or_default();
     if !matches!(channel.as_str(), "phone" | "sms" | "visit") {
@@ -226,6 +390,17 @@ fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Re
             format!("{} is not a contact channel", clip(&channel, 20)),
         ));
     }
+    if let Some(d) = read::string(doc, e, "direction") {
+        if !matches!(d.as_str(), "outbound" | "inbound") {
+            return Err(refuse(
+                RefusalCode::InvalidValue,
+                format!(
+                    "{} is not a direction: use outbound or inbound",
+                    clip(&d, 20)
+                ),
+            ));
+        }
+    }
     let overridden = read::string(doc, e, "override").is_some();
     if overridden && !crate::rules::contact::may_override(u.principal.role) {
         return Err(refuse(
@@ -233,38 +408,7 @@ fn check_contact(u: &Upload<'_>, e: &ObjId, key: &str, at: i64) -> Result<(), Re
             "only a supervisor can override the contact rules",
         ));
     }
-    if channel != "phone" || overridden {
-        return Ok(());
-    }
-    // Calls to this customer on the same local day, as this case records
-    // them (the device also counts the customer's other cases).
-    let day = crate::rules::contact::local_day(u.policy, at);
-    let calls = read::map(doc, &ROOT, crate::case::schema::root::CONTACTS)
-        .map(|m| {
-            read::entries(doc, &ROOT, crate::case::schema::root::CONTACTS)
-                .into_iter()
-                .filter(|(k, c)| {
-                    let _ = &m;
-                    k != key
-                        && read::string(doc, c, "channel").as_deref() == Some("phone")
-                        && read::int(doc, c, "at")
-                            .map(|t| trusted_at(t, u.now.0, u.policy))
-                            .and_then(|t| crate::rules::contact::local_day(u.policy, t))
-                            == day
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    let warnings =
-        crate::rules::contact::check_call(u.policy, at, u32::try_from(calls).unwrap_or(u32::MAX));
-    if warnings.is_empty() {
-        return Ok(());
-    }
-    let reasons: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
-    Err(refuse(
-        RefusalCode::ContactRules,
-        format!("{}; a supervisor can override", reasons.join("; ")),
-    ))
+    Ok(())
 }
 
 fn check_freight(doc: &Automerge, e: &ObjId, role: Role) -> Result<(), Refusal> {

@@ -32,7 +32,7 @@ impl std::fmt::Display for Warning {
         match self {
             Warning::OutsideHours { hour, from, until } => write!(
                 f,
-                "it is {hour:02}:xx: customers are called only between {from:02}:00 and {until:02}:00"
+                "at {hour:02}:xx: customers are called only between {from:02}:00 and {until:02}:00"
             ),
             Warning::TooManyCalls { made, limit } => write!(
                 f,

@@ -3,6 +3,7 @@
 //! no-reason return allow, whether a call may be made now, and the
 //! deadlines every case carries.
 
+pub mod calendar;
 pub mod contact;
 pub mod freight;
 pub mod timers;

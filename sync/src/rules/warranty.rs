@@ -6,10 +6,11 @@
 
 use crate::policy::Policy;
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A remedy the customer is entitled to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Remedy {
     /// Money back.
@@ -63,6 +64,82 @@ pub fn sanbao(p: &Policy, f: &SanbaoFacts) -> Vec<Remedy> {
     Vec::new()
 }
 
+/// What 三包 says of a repair case whose product (by serial number) was
+/// repaired before within the warranty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepeatRepair {
+    /// The product's serial number.
+    pub serial: String,
+    /// Repairs performed on this serial within the warranty, over every
+    /// case of it the reader holds (this one included).
+    pub repairs: u32,
+    /// The cases those repairs were on, by case number.
+    pub cases: Vec<String>,
+    /// What the customer may choose now, best first: still faulty after
+    /// `sanbao_max_repairs` repairs gives exchange or return.
+    pub remedies: Vec<Remedy>,
+}
+
+/// 三包's repeat-repair rule for the repair case `this`, over `all` the
+/// cases the reader holds (a device: its store's; the relay: the chain's).
+/// Repairs count on cases of the same serial opened within `warranty_days`
+/// of this case's purchase date (any, when it has none). `None` unless
+/// `this` is an open repair with a serial.
+pub fn repeat_repair(
+    p: &Policy,
+    this: &crate::case::CaseView,
+    all: &[crate::case::CaseView],
+) -> Option<RepeatRepair> {
+    if this.kind.as_deref() != Some("repair") {
+        return None;
+    }
+    let status = this.status.as_deref().unwrap_or_default();
+    if crate::workflow::table::is_final(crate::case::CaseKind::Repair, status) {
+        return None;
+    }
+    let serial = this.serial.clone()?;
+    let bought = this
+        .order
+        .purchase_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let in_warranty = |v: &crate::case::CaseView| {
+        let Some(bought) = bought else { return true };
+        let opened = v
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| super::contact::local_day(p, t.timestamp_millis()));
+        opened.is_some_and(|d| (d - bought).num_days() <= p.warranty_days)
+    };
+    let mut repairs = 0u32;
+    let mut cases = Vec::new();
+    let others = all.iter().filter(|v| v.id != this.id);
+    for v in std::iter::once(this).chain(others) {
+        if v.kind.as_deref() == Some("repair")
+            && v.serial.as_deref() == Some(serial.as_str())
+            && v.repairs_performed > 0
+            && in_warranty(v)
+        {
+            repairs = repairs.saturating_add(v.repairs_performed);
+            cases.push(v.case_no.clone().unwrap_or_else(|| v.id.clone()));
+        }
+    }
+    cases.sort();
+    let remedies = if repairs >= p.sanbao_max_repairs {
+        vec![Remedy::Return, Remedy::Exchange]
+    } else {
+        vec![Remedy::Repair]
+    };
+    Some(RepeatRepair {
+        serial,
+        repairs,
+        cases,
+        remedies,
+    })
+}
+
 /// How the goods were sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaleChannel {
@@ -76,7 +153,8 @@ pub enum SaleChannel {
 ///
 /// Distance sales: the law's window, from the day after receipt for
 /// `no_reason_days` days. In-store sales: the handbook's policy window,
-/// from the purchase day inclusive (or as the policy sets it). Goods must
+/// from the purchase day (day 0) to day `no_reason_days` inclusive (or as
+/// the policy sets it). Goods must
 /// also be intact and fit for resale; that is checked at inspection.
 pub fn no_reason_window(
     p: &Policy,
@@ -95,7 +173,9 @@ pub fn no_reason_window(
             let r = received.unwrap_or(purchased);
             (r + chrono::Days::new(1), r + chrono::Days::new(days as u64))
         }
-        SaleChannel::InStore => (purchased, purchased + chrono::Days::new(days as u64 - 1)),
+        // The handbook's "7天内(含)": the purchase day is day 0 and day 7 is
+        // the last, as 三包 counts (see the module's comment).
+        SaleChannel::InStore => (purchased, purchased + chrono::Days::new(days as u64)),
     };
     first <= today && today <= last
 }
@@ -230,7 +310,8 @@ mod tests {
             got,
             d("2026-03-11")
         )); // day 8
-            // In store, handbook: from purchase inclusive, 7 days: 03-01 .. 03-07.
+            // In store, handbook "7天内(含)": the purchase day is day 0, day 7
+            // (03-08) is in, day 8 (03-09) is out.
         assert!(no_reason_window(
             &p,
             SaleChannel::InStore,
@@ -243,14 +324,14 @@ mod tests {
             SaleChannel::InStore,
             bought,
             None,
-            d("2026-03-07")
+            d("2026-03-08")
         ));
         assert!(!no_reason_window(
             &p,
             SaleChannel::InStore,
             bought,
             None,
-            d("2026-03-08")
+            d("2026-03-09")
         ));
         let law_style = Policy {
             no_reason_start: "day_after_receipt".into(),

@@ -191,6 +191,16 @@ pub fn is_allowed(kind: CaseKind, from: &str, to: &str) -> bool {
     moves(kind).contains(&(from, to))
 }
 
+/// Moves that must say why (domain.md §1: a complaint not accepted is
+/// answered with its reason, 不予受理 needs grounds the customer can take
+/// to the regulator).
+const NEEDS_REASON: &[(CaseKind, &str)] = &[(CaseKind::Complaint, "not_accepted")];
+
+/// Whether moving a `kind` case to `to` must carry a reason.
+pub fn needs_reason(kind: CaseKind, to: &str) -> bool {
+    NEEDS_REASON.contains(&(kind, to))
+}
+
 /// The states reachable in one move from `from`, in handbook order, with
 /// `cancelled` last when allowed.
 pub fn allowed_from(kind: CaseKind, from: &str) -> Vec<&'static str> {

@@ -305,6 +305,31 @@ impl Cli {
     }
 }
 
+/// Head office (a device of its own under `dir`) publishes the next
+/// policy version listing `techs` (user, store) as bookable Monday to
+/// Saturday 09:00-18:00.
+pub fn publish_technicians(relay: &Relay, dir: &Path, techs: &[(&str, &str)]) {
+    let hq = Cli::init(
+        dir,
+        &relay.url,
+        &relay.token("hq", "head_office", "HQ", "hq-1"),
+    );
+    hq.ok(&["sync"]);
+    let mut policy: serde_json::Value =
+        serde_json::from_str(&hq.ok(&["policy", "show"])).expect("policy json");
+    let version = policy["version"].as_u64().expect("version") + 1;
+    policy["version"] = version.into();
+    policy["technicians"] = techs
+        .iter()
+        .map(|(user, store)| {
+            serde_json::json!({"user": user, "store": store, "start": "09:00", "end": "18:00"})
+        })
+        .collect();
+    let file = dir.join("technicians.json");
+    std::fs::write(&file, policy.to_string()).expect("write policy");
+    hq.ok(&["policy", "publish", file.to_str().expect("utf8 path")]);
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -16,7 +16,7 @@
 use crate::{percentile, spread, us, Row};
 use aftercase_sync::access::{Principal, Role};
 use aftercase_sync::case::edit::{self, Customer, EditContext, NewCase};
-use aftercase_sync::case::{offer, transition, CaseField, CaseKind, ContactChannel};
+use aftercase_sync::case::{booking, offer, transition, CaseField, CaseKind, ContactChannel};
 use aftercase_sync::money::Tier;
 use aftercase_sync::policy::Policy;
 use aftercase_sync::relay::judge::{judge, Upload};
@@ -32,6 +32,21 @@ const TARGET: Duration = Duration::from_millis(1);
 
 fn case_id() -> CaseId {
     CaseId::from_random_bytes(*b"judge-bench-case")
+}
+
+/// The default policy with `tech-1` bookable for the staff's store.
+fn bench_policy() -> Policy {
+    Policy {
+        technicians: vec![aftercase_sync::policy::TechnicianHours {
+            user: "tech-1".into(),
+            store: staff().store.to_string(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5, 6, 7],
+            days_off: vec![],
+        }],
+        ..Policy::default()
+    }
 }
 
 fn staff() -> Principal {
@@ -153,7 +168,7 @@ impl Prepared {
 
     /// Sorted durations of `iterations` judgements of this upload by `p`.
     fn time(&self, p: &Principal, iterations: usize) -> Vec<Duration> {
-        let policy = Policy::default();
+        let policy = bench_policy();
         let upload = Upload {
             case: case_id(),
             doc: &self.after,
@@ -209,7 +224,21 @@ fn batch_edit(doc: &mut Automerge, p: &Principal, i: u64, policy: &Policy) {
                 k if k % 2 == 1 => "waiting_parts",
                 _ => "in_repair",
             };
-            transition::transition_with(doc, id, &c, policy, to, None).expect("move");
+            if to == "dispatched" {
+                // Dispatching is booking the technician (issue 12).
+                let start = 1_796_695_200_000; // 2026-12-08 10:00 in China
+                let slot = booking::Slot {
+                    tech: "tech-1".into(),
+                    start: Millis(start),
+                    minutes: 60,
+                    window_end: Millis(start + 1_800_000),
+                    address: None,
+                    hours_override: None,
+                };
+                booking::book(doc, id, &c, policy, &slot).expect("book");
+            } else {
+                transition::transition_with(doc, id, &c, policy, to, None).expect("move");
+            }
         }
         _ => {
             edit::add_note(doc, id, &c, &format!("batch note {i}: checked the unit")).expect("note")
@@ -225,7 +254,7 @@ pub fn rows(quick: bool) -> Vec<Row> {
         (2_000, 2_000, 200, 2_000, 200)
     };
     let p = staff();
-    let policy = Policy::default();
+    let policy = bench_policy();
     let mut rows = Vec::new();
     let row = |what: String, up: &Prepared, t: &[Duration], target: bool| {
         let verdict = if !target {
