@@ -135,7 +135,7 @@ def story(tmp, relay_bin, relay_dir, cli_bin, url, env):
     other = os.path.join(tmp, "other")
     cli(other, "init", "--relay", url, "--token", token("bob", "staff", "S1", "tab-b"))
     cli(other, "sync")
-    check(case_id in cli(other, "case", "list"), "the other tablet received the case")
+    check(case_no in cli(other, "case", "list"), "the other tablet received the case")
 
     # Live: the other tablet's note arrives as an event.
     obs = Observer()

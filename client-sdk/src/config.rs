@@ -117,6 +117,19 @@ impl DeviceConfig {
         Ok(())
     }
 
+    /// When the device token expires (seconds since the Unix epoch), as the
+    /// token says; `None` if it carries no expiry. Only read here, for the
+    /// person to see: the relay verifies the token.
+    pub fn token_expires_at(&self) -> Option<i64> {
+        #[derive(Deserialize)]
+        struct Exp {
+            exp: Option<i64>,
+        }
+        jsonwebtoken::dangerous::insecure_decode::<Exp>(&self.token)
+            .ok()
+            .and_then(|d| d.claims.exp)
+    }
+
     /// The WebSocket URL of the relay's sync endpoint.
     pub fn sync_url(&self) -> String {
         let base = if let Some(rest) = self.relay.strip_prefix("https://") {

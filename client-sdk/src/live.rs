@@ -28,11 +28,20 @@ pub struct Progress {
     pub received: usize,
     /// Cases announced as changed.
     pub total: usize,
+    /// Cases with local changes the relay confirmed (or refused) so far.
+    pub sent: usize,
+    /// Cases with local changes when the sync started.
+    pub to_send: usize,
     /// Evidence sent and received (after the cases).
     pub evidence: BlobProgress,
 }
 
 impl Progress {
+    /// Whole percent of the upload, 100 when nothing is to be sent.
+    pub fn sent_percent(&self) -> usize {
+        (self.sent * 100).checked_div(self.to_send).unwrap_or(100)
+    }
+
     /// Whole percent, 100 when nothing is to be received.
     pub fn percent(&self) -> usize {
         (self.received * 100).checked_div(self.total).unwrap_or(100)
@@ -291,6 +300,7 @@ impl Device {
         let mut report = SyncReport::default();
         let mut shown = client.blob_progress();
         let mut total = 0usize;
+        let mut last_sent = 0usize;
         let mut announced_synced = false;
         let mut told_refused = std::collections::BTreeSet::new();
         loop {
@@ -362,31 +372,42 @@ impl Device {
                                 Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
                                 _ => Vec::new(),
                             };
-                            let (out, pending) = {
+                            let (out, pending, unsent) = {
                                 let mut r = self.replica();
                                 let out = client.handle(&mut r, frame, now()).map_err(session_error)?;
-                                (out, client.pending_downloads())
+                                (out, client.pending_downloads(), client.pending_uploads())
                             };
                             total = total.max(pending);
                             let evidence = client.blob_progress();
-                            if evidence != shown {
+                            let progress = Progress {
+                                received: total - pending,
+                                total,
+                                sent: dirty_before.saturating_sub(unsent),
+                                to_send: dirty_before,
+                                evidence,
+                            };
+                            // An upload's confirmations count as progress
+                            // too (a device sending 2,000 offline cases).
+                            let upload_moved = progress.sent != last_sent;
+                            last_sent = progress.sent;
+                            if evidence != shown || (upload_moved && !announced_synced) {
                                 shown = evidence;
                                 match &mut mode {
-                                    Mode::Once(cb) => cb(Progress { received: total - pending, total, evidence }),
-                                    Mode::Live(cb) => cb(LiveEvent::Progress(Progress { received: total - pending, total, evidence })),
+                                    Mode::Once(cb) => cb(progress),
+                                    Mode::Live(cb) => cb(LiveEvent::Progress(progress)),
                                 }
                             }
                             if !received.is_empty() {
                                 report.downloaded = report.downloaded.max(total - pending);
                                 match &mut mode {
-                                    Mode::Once(cb) => cb(Progress { received: total - pending, total, evidence }),
+                                    Mode::Once(cb) => cb(progress),
                                     Mode::Live(cb) => {
                                         if announced_synced {
                                             for case in received {
                                                 cb(LiveEvent::Received(case));
                                             }
                                         } else {
-                                            cb(LiveEvent::Progress(Progress { received: total - pending, total, evidence }));
+                                            cb(LiveEvent::Progress(progress));
                                         }
                                     }
                                 }

@@ -169,6 +169,28 @@ const FIELDS: &[Row] = &[
     ("serial", "序列号", "serial number"),
 ];
 
+/// The entries of a case's log (`case::table::TIMELINE_TYPES`).
+const ENTRIES: &[Row] = &[
+    ("created", "开单", "opened"),
+    ("note", "备注", "note"),
+    ("call", "电话", "call"),
+    ("sms", "短信", "text message"),
+    ("visit", "上门", "visit"),
+    ("field_changed", "修改", "changed"),
+    ("status_change", "流转", "moved"),
+    ("conflict_resolved", "冲突裁定", "conflict settled"),
+    ("offer", "赔偿方案", "offer"),
+    ("offer_decision", "方案决定", "offer decision"),
+    ("survey", "满意度调查", "survey"),
+    ("escalation", "升级", "escalation"),
+    ("evidence", "举证", "evidence"),
+    ("evidence_removed", "撤除证据", "evidence removed"),
+    ("freight", "运费", "freight"),
+    ("linked_case", "关联案件", "linked case"),
+    ("assignment", "派单", "assignment"),
+    ("booking", "预约", "booking"),
+];
+
 /// Why the relay refused an upload (`protocol::RefusalCode`), as the
 /// person who made the edit should read it.
 const REFUSALS: &[Row] = &[
@@ -256,9 +278,38 @@ pub fn field(field: crate::case::CaseField) -> Label {
     })
 }
 
+/// The label of a type of log entry, if `code` is one.
+pub fn entry(code: &str) -> Option<Label> {
+    find(ENTRIES, code)
+}
+
 /// The label of a refusal code, if `code` is one.
 pub fn refusal(code: &str) -> Option<Label> {
     find(REFUSALS, code)
+}
+
+fn code_of(rows: &[Row], text: &str) -> Option<&'static str> {
+    let t = text.trim();
+    rows.iter()
+        .find(|(c, zh, en)| *c == t || *zh == t || en.eq_ignore_ascii_case(t))
+        .map(|(c, _, _)| *c)
+}
+
+/// The state of `kind`'s flow that `text` names, by its code, its
+/// Chinese name or its English name (`确认`, `confirmed`): people type
+/// what they read.
+pub fn state_code(kind: CaseKind, text: &str) -> Option<&'static str> {
+    code_of(states_of(kind), text).or_else(|| code_of(&[CANCELLED], text))
+}
+
+/// The case kind that `text` names, by its code or either name.
+pub fn kind_code(text: &str) -> Option<&'static str> {
+    code_of(KINDS, text)
+}
+
+/// The role that `text` names, by its code or either name.
+pub fn role_code(text: &str) -> Option<&'static str> {
+    code_of(ROLES, text)
 }
 
 /// `code 中文` for a line of text: the code first, so that scripts that
@@ -304,6 +355,8 @@ pub struct Labels {
     pub fields: BTreeMap<&'static str, Label>,
     /// Refusal codes.
     pub refusals: BTreeMap<&'static str, Label>,
+    /// Types of entries of a case's log.
+    pub entries: BTreeMap<&'static str, Label>,
 }
 
 fn map(rows: &[Row]) -> BTreeMap<&'static str, Label> {
@@ -328,6 +381,7 @@ pub fn all() -> Labels {
         roles: map(ROLES),
         fields: map(FIELDS),
         refusals: map(REFUSALS),
+        entries: map(ENTRIES),
     }
 }
 
@@ -354,11 +408,15 @@ mod tests {
         for f in CaseField::ALL {
             assert!(find(FIELDS, f.as_str()).is_some(), "{f}");
         }
+        assert_eq!(ENTRIES.len(), crate::case::table::TIMELINE_TYPES.len());
+        for t in crate::case::table::TIMELINE_TYPES {
+            assert!(entry(t).is_some(), "log entry {t} unlabelled");
+        }
         assert_eq!(REFUSALS.len(), RefusalCode::ALL.len());
         for c in RefusalCode::ALL {
             assert!(refusal(c.as_str()).is_some(), "{c}");
         }
-        for (code, zh, en) in ROLES.iter().chain(FIELDS).chain(REFUSALS) {
+        for (code, zh, en) in ROLES.iter().chain(FIELDS).chain(REFUSALS).chain(ENTRIES) {
             assert!(!zh.is_empty() && !en.is_empty(), "{code}");
             assert!(!zh.is_ascii(), "{code}: the Chinese name is Chinese");
         }
@@ -408,6 +466,30 @@ mod tests {
         assert_eq!(state_text("repair", "nonsense"), "nonsense");
         assert_eq!(kind_text("damage_claim"), "damage_claim 破损理赔");
         assert_eq!(kind_text("??"), "??");
+    }
+
+    #[test]
+    fn a_state_typed_by_its_name_is_found_and_names_are_unambiguous() {
+        assert_eq!(state_code(CaseKind::Repair, "确认"), Some("confirmed"));
+        assert_eq!(state_code(CaseKind::Repair, "In Repair"), Some("in_repair"));
+        assert_eq!(state_code(CaseKind::Repair, "取消"), Some("cancelled"));
+        assert_eq!(state_code(CaseKind::Complaint, "受理"), Some("accepted"));
+        assert_eq!(state_code(CaseKind::Repair, "受理"), None);
+        assert_eq!(kind_code("退换货"), Some("return_exchange"));
+        assert_eq!(role_code("主管"), Some("supervisor"));
+        // Within a flow, no two states share a name, or typing it would
+        // pick one at random.
+        for k in CaseKind::ALL {
+            let rows: Vec<Row> = states_of(k).iter().copied().chain([CANCELLED]).collect();
+            for (i, a) in rows.iter().enumerate() {
+                for b in &rows[i + 1..] {
+                    assert!(
+                        a.1 != b.1 && !a.2.eq_ignore_ascii_case(b.2),
+                        "{k}: {a:?} {b:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -393,3 +393,87 @@ fn a_late_arrival_breaches_the_visit_window_and_reminders_are_met_by_calls() {
     .unwrap();
     assert_eq!(timer(&doc, "visit_window", day + 12 * H), (true, true));
 }
+
+#[test]
+fn a_finished_case_has_no_open_deadline() {
+    // A repair booked for Saturday and closed on Wednesday evening, before
+    // the reminder calls for the visit fell due (the work was done some
+    // other way): the closed case keeps no open reminder that would later
+    // show overdue.
+    use aftercase_sync::case::booking::{self, Slot};
+    let policy = aftercase_sync::policy::Policy {
+        technicians: vec![aftercase_sync::policy::TechnicianHours {
+            user: "t".into(),
+            store: "S".into(),
+            start: "09:00".into(),
+            end: "18:00".into(),
+            days: vec![1, 2, 3, 4, 5, 6, 7],
+            days_off: vec![],
+        }],
+        ..Default::default()
+    };
+    let visit = chrono::DateTime::parse_from_rfc3339("2026-09-26T10:00:00+08:00")
+        .unwrap()
+        .timestamp_millis();
+    let closed_at = |at: i64| {
+        let (mut doc, id) = case(CaseKind::Repair);
+        transition(&mut doc, id, &ctx(T0 + H, 10), "confirmed", None).unwrap();
+        booking::book(
+            &mut doc,
+            id,
+            &ctx(T0 + 2 * H, 11),
+            &policy,
+            &Slot {
+                tech: "t".into(),
+                start: Millis(visit),
+                minutes: 60,
+                window_end: Millis(visit + H),
+                address: None,
+                hours_override: None,
+            },
+        )
+        .unwrap();
+        let before: Vec<String> = {
+            let v = CaseView::from_doc(&doc, "x");
+            v.timers
+                .iter()
+                .filter(|t| !t.done)
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        assert!(
+            before.iter().any(|n| n == "visit_reminder_day_before"),
+            "{before:?}"
+        );
+        for (i, to) in [
+            "in_repair",
+            "pending_acceptance",
+            "accepted",
+            "followed_up",
+            "closed",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let t = if *to == "closed" {
+                at
+            } else {
+                T0 + (3 + i as i64) * H
+            };
+            transition(&mut doc, id, &ctx(t, 20 + i as u8), to, None).unwrap();
+        }
+        let mut v = CaseView::from_doc(&doc, "x");
+        v.evaluate_timers(Millis(visit + 400 * DAY));
+        assert!(v.timers.iter().all(|t| t.done), "{:?}", v.timers);
+        v.timers
+            .into_iter()
+            .find(|t| t.name == "visit_reminder_day_before")
+            .unwrap()
+    };
+    let reminder = closed_at(T0 + 12 * H);
+    assert!(!reminder.breached, "closed before the reminder fell due");
+    // Closed after it fell due with no call made: done (nothing is open
+    // on a finished case) but late, which head office's metrics count.
+    let late = closed_at(reminder.due_millis() + H);
+    assert!(late.breached);
+}

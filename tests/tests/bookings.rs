@@ -213,7 +213,7 @@ fn a_double_booking_made_offline_is_one_conflict_everywhere_until_the_supervisor
     assert_eq!(vb["appointment"]["id"], booking_b.as_str());
     assert_eq!(vb["appointment"]["start"], "2026-12-08T06:00:00.000Z");
     assert_eq!(vb["appointment"]["reason"], "Tom was booked twice");
-    let day: Vec<Value> = serde_json::from_str(&a.ok(&[
+    let day: Value = serde_json::from_str(&a.ok(&[
         "schedule",
         "--tech",
         "tom",
@@ -222,6 +222,7 @@ fn a_double_booking_made_offline_is_one_conflict_everywhere_until_the_supervisor
         "--json",
     ]))
     .unwrap();
+    let day = day["bookings"].as_array().unwrap();
     assert_eq!(day.len(), 2);
     assert!(day
         .iter()
@@ -341,13 +342,15 @@ fn technicians_see_their_own_bookings_and_only_bookable_slots_are_booked() {
     // Tom sees his two bookings; Jerry none; neither sees the other's.
     tom.ok(&["sync"]);
     jerry.ok(&["sync"]);
-    let mine: Vec<Value> =
+    let mine: Value =
         serde_json::from_str(&tom.ok(&["schedule", "--date", "2026-12-08", "--json"])).unwrap();
+    let mine = mine["bookings"].as_array().unwrap();
     assert_eq!(mine.len(), 2, "{mine:?}");
     let err = jerry.fails(&["schedule", "--tech", "tom", "--date", "2026-12-08"]);
     assert!(err.contains("only his own"), "{err}");
-    let theirs: Vec<Value> =
+    let theirs: Value =
         serde_json::from_str(&jerry.ok(&["schedule", "--date", "2026-12-08", "--json"])).unwrap();
+    let theirs = theirs["bookings"].as_array().unwrap();
     assert!(theirs.is_empty());
     let (s, _) = relay.get_json(&format!("/v1/schedule?tech=jerry&{DAY}"), &tom_token);
     assert_eq!(s, 403);

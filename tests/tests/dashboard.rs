@@ -115,13 +115,15 @@ fn head_office_reads_queues_cases_and_metrics_in_a_browser() {
     s1.ok(&["sync"]);
     s2.ok(&["sync"]);
 
-    // The command line prints the same labels: the code first, then Chinese.
-    let shown = s1.ok(&["case", "show", &late_s1]);
-    assert!(shown.contains("status registered 登记"), "{shown}");
-    assert!(shown.contains("kind     complaint 投诉"), "{shown}");
-    assert!(shown.contains("first_response 首次响应"), "{shown}");
-    let listed = s1.ok(&["case", "list"]);
-    assert!(listed.contains("confirmed 确认"), "{listed}");
+    // The command line prints the same labels, in Chinese unless asked
+    // for English.
+    let text = |out: std::process::Output| String::from_utf8(out.stdout).unwrap();
+    let shown = text(s1.run_default(&["case", "show", &late_s1]));
+    assert!(shown.contains("状态 登记"), "{shown}");
+    assert!(shown.contains("类型      投诉"), "{shown}");
+    assert!(shown.contains("首次响应"), "{shown}");
+    let listed = text(s1.run_default(&["case", "list"]));
+    assert!(listed.contains("确认"), "{listed}");
 
     let hq = relay.token("hq", "head_office", "HQ", "hq-laptop");
     let case_no = |id: &str| -> String {

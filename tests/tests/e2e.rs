@@ -139,10 +139,11 @@ fn other_stores_and_bad_tokens_are_refused() {
     x.ok(&["sync"]);
     let listed: Value = serde_json::from_str(&x.ok(&["case", "list", "--json"])).unwrap();
     assert_eq!(
-        listed,
+        listed["cases"],
         Value::Array(vec![]),
         "another store's device received a case"
     );
+    assert_eq!(listed["schema_version"], 1);
     // Another store's case answers like a missing one (no id probing).
     let (status, body) = relay.get(&format!("/v1/cases/{id}"), Some(&tx));
     assert_eq!(status, 404);
@@ -179,9 +180,14 @@ fn other_stores_and_bad_tokens_are_refused() {
     let (s, body) = relay.get("/v1/cases", Some(&expired));
     assert_eq!(s, 401);
     assert!(String::from_utf8_lossy(&body).contains("Expired"));
+    // The device knows its token's expiry: it stops before connecting,
+    // with the remedy.
     let e = Cli::init(&tmp.path().join("e"), &relay.url, &expired);
     let err = e.fails(&["sync"]);
-    assert!(err.contains("token rejected"), "{err}");
+    assert!(
+        err.contains("token expired") && err.contains("aftercase init"),
+        "{err}"
+    );
     assert_eq!(relay.get("/healthz", None).0, 200);
 }
 
@@ -210,7 +216,7 @@ fn relay_kill9_after_ack_loses_nothing() {
     let b = Cli::init(&tmp.path().join("b"), &relay.url, &tb);
     b.ok(&["sync"]);
     let listed: Value = serde_json::from_str(&b.ok(&["case", "list", "--json"])).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 5);
+    assert_eq!(listed["cases"].as_array().unwrap().len(), 5);
 }
 
 #[test]
@@ -709,7 +715,10 @@ fn a_repair_from_report_to_follow_up_call() {
     ]);
     assert!(out.status.success());
     let msg = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(msg.contains("opened linked return_exchange case"), "{msg}");
+    assert!(
+        msg.contains("opened linked return or exchange case"),
+        "{msg}"
+    );
     let v2 = staff.show(&id2);
     let follow = v2["related_cases"][0].as_str().unwrap().to_string();
     let r = staff.show(&follow);

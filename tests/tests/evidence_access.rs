@@ -556,11 +556,11 @@ fn evidence_is_served_over_http_with_type_ranges_and_caching() {
     let status = |path: &str, token: Option<&str>| relay.get(path, token).0;
     let other = "0".repeat(64);
     let ghost = "7d1f8f0e-3c53-4d3b-9d43-1f5a5b5f5e5e";
-    // No token, a bad case id, a bad hash.
+    // No token, an unknown case number, a bad hash.
     assert_eq!(status(&format!("/v1/cases/{id}/evidence/{hex}"), None), 401);
     assert_eq!(
         status(&format!("/v1/cases/nope/evidence/{hex}"), Some(&sam)),
-        400
+        404
     );
     assert_eq!(
         status(&format!("/v1/cases/{id}/evidence/xyz"), Some(&sam)),

@@ -136,8 +136,10 @@ fn queues_metrics_audit_and_exports_are_scoped_by_role() {
         odd_sku,
         "--description",
         "noisy",
+        "--json",
     ]);
-    let odd = odd.lines().last().unwrap().trim().to_string();
+    let odd: serde_json::Value = serde_json::from_str(&odd).unwrap();
+    let odd = odd["case"].as_str().unwrap().to_string();
     s1.ok(&["sync"]);
     s2.ok(&["sync"]);
     // Assigned after the case reached the relay: its own upload.

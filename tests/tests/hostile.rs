@@ -641,8 +641,9 @@ fn a_refused_case_is_listed_and_can_be_discarded_without_blocking_others() {
     assert!(hq.show(&other).to_string().contains("short and fine"));
     // The refusal is remembered and shown with its reason.
     let status = alice.ok(&["status"]);
+    let no = alice.show(&id)["case_no"].as_str().unwrap().to_string();
     assert!(
-        status.contains(&id) && status.contains("too_large"),
+        status.contains(&no) && status.contains("too_large"),
         "{status}"
     );
     let status: serde_json::Value = serde_json::from_str(&alice.ok(&["status", "--json"])).unwrap();

@@ -25,8 +25,11 @@ fn watch_receives_live_changes_and_survives_a_relay_restart() {
     watch.wait_for("synced:");
 
     let id = a.new_case("complaint");
+    let no = a.show(&id)["case_no"].as_str().unwrap().to_string();
     a.ok(&["sync"]);
-    watch.wait_for(&format!("received a change to case {id}"));
+    // The case as people know it: its number, its kind, what changed.
+    let line = watch.wait_for(&format!("received a change to case {no}"));
+    assert!(line.contains("(complaint): new case"), "{line}");
 
     relay.kill9();
     watch.wait_for("retrying in");
@@ -34,9 +37,13 @@ fn watch_receives_live_changes_and_survives_a_relay_restart() {
     watch.wait_for("connected to");
     watch.wait_for("synced:");
 
-    a.ok(&["case", "note", &id, "customer accepts apology voucher"]);
+    a.ok(&["case", "note", &no, "customer accepts apology voucher"]);
     a.ok(&["sync"]);
-    watch.wait_for(&format!("received a change to case {id}"));
+    let line = watch.wait_for(&format!("received a change to case {no}"));
+    assert!(
+        line.contains("note \"customer accepts apology voucher\" (alice)"),
+        "{line}"
+    );
     watch.kill9();
 
     let v = b.show(&id);

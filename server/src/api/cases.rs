@@ -35,9 +35,45 @@ pub fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiEr
     Ok(p)
 }
 
-pub fn case_id(raw: &str) -> Result<CaseId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::BadRequest(format!("\"{}\" is not a case id", clip(raw))))
+/// A case named in a path by its id or by its case number as people read
+/// it (`S001-tab-a-1`). A number is looked up in the read model among the
+/// cases `p` may see, so an unknown number and one of another store give
+/// the same answer; the caller still checks access on the id it gets.
+pub async fn resolve_case(
+    state: &web::Data<AppState>,
+    p: &Principal,
+    raw: &str,
+) -> Result<CaseId, ApiError> {
+    if let Ok(id) = raw.parse() {
+        return Ok(id);
+    }
+    if raw.is_empty() || raw.len() > 200 {
+        return Err(ApiError::BadRequest(format!(
+            "\"{}\" is neither a case id nor a case number",
+            clip(raw)
+        )));
+    }
+    let no = raw.to_string();
+    let scope = Scope::of(p);
+    let ids = read(state, move |m| {
+        m.ids_of_case_no(&no)
+            .into_iter()
+            .filter(|id| m.get(*id).is_some_and(|s| scope.admits(s)))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    match ids[..] {
+        [id] => Ok(id),
+        [] => Err(ApiError::NotFound(format!(
+            "no case id or case number \"{}\" among the cases you may read",
+            clip(raw)
+        ))),
+        _ => Err(ApiError::BadRequest(format!(
+            "case number \"{}\" names {} cases; ask for one by its id",
+            clip(raw),
+            ids.len()
+        ))),
+    }
 }
 
 /// The one answer for a case that is missing or not readable by the caller.
@@ -334,10 +370,10 @@ pub struct CaseDetail {
     get,
     path = "/v1/cases/{id}",
     tag = "cases",
-    params(("id" = String, Path, format = "uuid", description = "The case id.")),
+    params(("id" = String, Path, description = "The case id, or its case number (`S001-tab-a-1`).")),
     responses(
         (status = 200, description = "The case.", body = CaseDetail),
-        (status = 400, description = "Not a case id.", body = ErrorBody),
+        (status = 400, description = "Neither a case id nor a case number, or a number naming several cases.", body = ErrorBody),
         (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
         (status = 404, description = "No such case, or one the caller may not read.", body = ErrorBody),
     )
@@ -348,7 +384,7 @@ pub async fn get_case(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
-    let id = case_id(&path)?;
+    let id = resolve_case(&state, &p, &path).await?;
     let (view, audit) = blocking(&state, move |s| {
         let mut relay = s.relay();
         check_readable(&relay, &p, id)?;
@@ -418,12 +454,12 @@ pub async fn get_policy(
     get,
     path = "/v1/cases/{id}/doc",
     tag = "cases",
-    params(("id" = String, Path, format = "uuid", description = "The case id.")),
+    params(("id" = String, Path, description = "The case id, or its case number (`S001-tab-a-1`).")),
     responses(
         (status = 200, description = "The case document as Automerge saves it.", content(
             ("application/octet-stream"),
         )),
-        (status = 400, description = "Not a case id.", body = ErrorBody),
+        (status = 400, description = "Neither a case id nor a case number, or a number naming several cases.", body = ErrorBody),
         (status = 401, description = "No valid token, or a revoked one.", body = ErrorBody),
         (status = 404, description = "No such case, or one the caller may not read.", body = ErrorBody),
     )
@@ -434,7 +470,7 @@ pub async fn get_doc(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
-    let id = case_id(&path)?;
+    let id = resolve_case(&state, &p, &path).await?;
     let bytes = blocking(&state, move |s| {
         let mut relay = s.relay();
         check_readable(&relay, &p, id)?;

@@ -14,7 +14,7 @@
 //! that is the content hash itself (the bytes under one hash never
 //! change).
 
-use super::cases::{blocking, case_id, not_found, principal};
+use super::cases::{blocking, not_found, principal, resolve_case};
 use crate::error::{clip, ApiError, ErrorBody};
 use crate::state::AppState;
 use actix_files::NamedFile;
@@ -128,7 +128,7 @@ pub async fn get_evidence(
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
     let (raw_id, raw_hash) = path.into_inner();
-    let id = case_id(&raw_id)?;
+    let id = resolve_case(&state, &p, &raw_id).await?;
     let hash: BlobHash = blob::parse_hash(&raw_hash).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "\"{}\" is not an evidence hash (64 lowercase hex digits of SHA-256)",

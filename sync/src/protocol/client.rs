@@ -563,6 +563,15 @@ impl ClientSession {
     pub fn pending_downloads(&self) -> usize {
         self.pending.len()
     }
+
+    /// Number of cases with local changes neither confirmed nor refused by
+    /// the relay yet (what an upload's progress counts down).
+    pub fn pending_uploads(&self) -> usize {
+        self.dirty
+            .iter()
+            .filter(|c| !self.refused.contains_key(c))
+            .count()
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,14 @@ impl ReadModel {
         self.rows.len()
     }
 
+    /// The cases numbered `case_no` (one, unless a device reused a number).
+    pub fn ids_of_case_no(&self, case_no: &str) -> Vec<CaseId> {
+        self.by_case_no
+            .get(case_no)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether no case is held.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()

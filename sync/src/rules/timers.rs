@@ -136,12 +136,13 @@ fn from_regulator<D: ReadDoc>(doc: &D) -> bool {
 }
 
 /// The case's timers. `breached` is final for met timers; for open ones call
-/// [`evaluate`] with the current time. A cancelled case has no open
-/// deadline: whatever was still running stops at the cancellation.
+/// [`evaluate`] with the current time. A cancelled or finished case (closed,
+/// archived) has no open deadline: whatever was still running stops when
+/// the case got there, late if that was after its due time.
 pub fn timers<D: ReadDoc>(doc: &D, kind: CaseKind, w: &Workflow, p: &Policy) -> Vec<Timer> {
     let mut out = running(doc, kind, w, p);
-    if w.status == crate::workflow::table::CANCELLED {
-        let at = w.last_entered(crate::workflow::table::CANCELLED);
+    if crate::workflow::table::is_final(kind, &w.status) {
+        let at = w.last_entered(&w.status);
         for t in out.iter_mut().filter(|t| t.done.is_none()) {
             let stop = at.unwrap_or(t.started).max(t.started);
             t.done = Some(stop);

@@ -250,9 +250,25 @@ impl Cli {
         cli
     }
 
-    /// Runs `aftercase --data-dir DIR args...`.
+    /// Runs `aftercase --data-dir DIR args...`, in English: the tests
+    /// match English words (`tests/tests/cli_language.rs` checks the
+    /// Chinese default).
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(bin_dir().join("aftercase"))
+            .env("AFTERCASE_LANG", "en")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run aftercase")
+    }
+
+    /// Runs `aftercase --data-dir DIR args...` as a person would, with no
+    /// language chosen.
+    #[allow(dead_code)]
+    pub fn run_default(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("aftercase"))
+            .env_remove("AFTERCASE_LANG")
             .arg("--data-dir")
             .arg(&self.dir)
             .args(args)
@@ -281,9 +297,10 @@ impl Cli {
         String::from_utf8(out.stderr).expect("utf8")
     }
 
-    /// `case new` and the printed id.
+    /// `case new` and the new case's id (from its `--json` answer).
     pub fn new_case(&self, kind: &str) -> String {
         let out = self.ok(&[
+            "--json",
             "case",
             "new",
             kind,
@@ -296,12 +313,18 @@ impl Cli {
             "--description",
             "drum does not turn",
         ]);
-        out.lines().last().expect("id line").trim().to_string()
+        let v: serde_json::Value = serde_json::from_str(&out).expect("case new --json");
+        v["case"].as_str().expect("case id").to_string()
     }
 
-    /// `case show ID --json`.
+    /// `case show ID --json`: the case as the relay's API gives it (the
+    /// command line's `schema_version` checked and taken off).
     pub fn show(&self, id: &str) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["case", "show", id, "--json"])).expect("json")
+        let mut v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["case", "show", id, "--json"])).expect("json");
+        let version = v.as_object_mut().and_then(|m| m.remove("schema_version"));
+        assert_eq!(version, Some(1.into()), "case show --json: {v}");
+        v
     }
 }
 
@@ -350,6 +373,7 @@ impl Watched {
     /// Starts `aftercase --data-dir DIR args...` in the background.
     pub fn spawn(cli: &Cli, args: &[&str]) -> Watched {
         let mut child = Command::new(bin_dir().join("aftercase"))
+            .env("AFTERCASE_LANG", "en")
             .arg("--data-dir")
             .arg(&cli.dir)
             .args(args)
@@ -429,7 +453,10 @@ impl Cli {
     /// Runs `aftercase --data-dir DIR args...` with extra environment.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(bin_dir().join("aftercase"));
-        cmd.arg("--data-dir").arg(&self.dir).args(args);
+        cmd.env("AFTERCASE_LANG", "en")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
