@@ -136,23 +136,31 @@ impl Bars {
         }
     }
 
-    /// Leaves the finished bars on the screen.
+    /// Takes the bars off the screen: the summary the command prints next
+    /// says what was done.
     pub fn finish(&mut self) {
         if let Shown::Bars { bars, .. } = &mut self.shown {
-            for b in bars.iter().flatten() {
-                b.finish();
+            for b in bars.iter_mut().filter_map(Option::take) {
+                b.finish_and_clear();
             }
         }
     }
 }
 
 /// A bar: what, how far, how fast, how long still.
-const TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len} {per_sec} {msg} ETA {eta}";
+const TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len} {rate} {msg} ETA {eta}";
 
 fn style() -> ProgressStyle {
     // The template is a constant: it parses, or the test below fails.
     ProgressStyle::with_template(TEMPLATE)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        // Whole items a second: `{per_sec}` prints four decimals.
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            },
+        )
         .progress_chars("=> ")
 }
 
