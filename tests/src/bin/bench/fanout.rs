@@ -47,19 +47,25 @@ struct Sizes {
     measure_s: u64,
 }
 
-/// Runs the scenario and returns its rows.
-pub fn run(quick: bool) -> Vec<Row> {
-    if quick {
-        return run_sized(&Sizes {
+/// Runs the scenario and returns its rows. `stores` overrides the number
+/// of stores (`--fanout-stores N`; 10 devices each).
+pub fn run(quick: bool, stores: Option<usize>) -> Vec<Row> {
+    let sizes = if quick {
+        Sizes {
             stores: 10,
             warmup_s: 2,
             measure_s: 8,
-        });
-    }
+        }
+    } else {
+        Sizes {
+            stores: 100,
+            warmup_s: 6,
+            measure_s: 60,
+        }
+    };
     run_sized(&Sizes {
-        stores: 100,
-        warmup_s: 6,
-        measure_s: 60,
+        stores: stores.unwrap_or(sizes.stores),
+        ..sizes
     })
 }
 

@@ -487,7 +487,13 @@ fn main() {
         rows.extend(memory::rows(&tmp, quick, &relay_bin));
     }
     if want("fanout") {
-        rows.extend(fanout::run(quick));
+        // `--fanout-stores N`: another size (10 devices per store).
+        let stores = args
+            .iter()
+            .position(|a| a == "--fanout-stores")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse().expect("--fanout-stores takes a number"));
+        rows.extend(fanout::run(quick, stores));
     }
     // The same load from full replicas in this process: only when named.
     if only.as_deref() == Some("fanout-replicas") {
