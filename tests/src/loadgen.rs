@@ -330,6 +330,8 @@ pub struct LightDevice {
     answered: Vec<bool>,
     /// The heads last announced, as a chain position, per slot.
     announced: Vec<Option<usize>>,
+    /// Changes received ahead of one they depend on, per slot.
+    early: Vec<Vec<usize>>,
     acked: usize,
     caught_up: bool,
     cursor: u64,
@@ -345,6 +347,7 @@ impl LightDevice {
             told: vec![0; devices],
             answered: vec![false; devices],
             announced: vec![None; devices],
+            early: vec![Vec::new(); devices],
             acked: 0,
             caught_up: false,
             cursor: 0,
@@ -501,11 +504,24 @@ impl LightDevice {
                     let i = c
                         .index_of_checksum(&chunk[CHECKSUM], held)
                         .ok_or_else(|| format!("an unknown change of {doc}"))?;
-                    if i > held {
-                        return Err(format!("change {i} of {doc} arrived before change {held}"));
+                    // Changes need not come in causal order (the relay
+                    // lists them as Automerge finds them): one whose
+                    // predecessor has not arrived waits, as in Automerge's
+                    // queue.
+                    if i >= held && !self.early[slot].contains(&i) {
+                        self.early[slot].push(i);
                     }
-                    held = held.max(i + 1);
                 }
+                self.early[slot].sort_unstable();
+                let mut rest = Vec::new();
+                for i in std::mem::take(&mut self.early[slot]) {
+                    if i == held {
+                        held += 1;
+                    } else if i > held {
+                        rest.push(i);
+                    }
+                }
+                self.early[slot] = rest;
                 self.gained(slot, held, events);
                 if slot == self.slot {
                     let top = msg.heads.iter().filter_map(|h| c.index_of(h)).max();

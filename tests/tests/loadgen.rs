@@ -270,3 +270,63 @@ fn a_light_device_that_connects_late_fetches_what_it_missed() {
     assert_eq!(s.light(0).held(2), 2);
     assert_eq!(s.light(1).held(2), 2);
 }
+
+#[test]
+fn changes_out_of_causal_order_wait_for_their_predecessor() {
+    use automerge::sync::{ChunkList, Message, MessageVersion};
+    let plan = store_plan(2, 3);
+    let c = &plan.cases[0];
+    let case = c.case;
+    let sync = |chunks: Vec<Vec<u8>>| {
+        Frame::Sync {
+            doc: case,
+            message: Message {
+                heads: vec![*c.hashes.last().expect("a chain")],
+                need: Vec::new(),
+                have: Vec::new(),
+                changes: ChunkList::from(chunks),
+                flags: None,
+                version: MessageVersion::V1,
+            }
+            .encode(),
+        }
+        .encode()
+    };
+    let mut d = LightDevice::new(1, 2);
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    d.handle(
+        &plan,
+        &sync(vec![c.changes[0].clone()]),
+        &mut out,
+        &mut events,
+    )
+    .expect("the creation");
+    assert_eq!(d.held(0), 1);
+    // Note 3, then notes 2 and 1 in reverse order in one message.
+    d.handle(
+        &plan,
+        &sync(vec![c.changes[3].clone()]),
+        &mut out,
+        &mut events,
+    )
+    .expect("an early change waits");
+    assert_eq!(d.held(0), 1);
+    d.handle(
+        &plan,
+        &sync(vec![c.changes[2].clone(), c.changes[1].clone()]),
+        &mut out,
+        &mut events,
+    )
+    .expect("reordered changes");
+    assert_eq!(d.held(0), 4);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Delivered {
+            slot: 0,
+            from: 1,
+            to: 4
+        })
+    );
+    // It tells the relay what it now holds.
+    assert_eq!(out.last(), Some(&Send::Holding { slot: 0, k: 3 }));
+}
