@@ -213,6 +213,33 @@ fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
                 .join(", ")
         })
         .unwrap_or_default();
+    // The relay's own accounting (its /metrics): time in the core per
+    // frame type, lock wait and answer encoding included.
+    let phases = r["relay_metrics_per_edit"]
+        .as_object()
+        .map(|m| {
+            let mut v: Vec<(String, f64, f64)> = m
+                .iter()
+                .map(|(k, v)| {
+                    let name = k
+                        .replace("aftercase_relay_core_seconds{frame=\"", "core ")
+                        .replace("aftercase_flush_seconds", "flush")
+                        .replace("\"}", "");
+                    (
+                        name,
+                        v["ms_per_edit"].as_f64().unwrap_or(0.0),
+                        v["calls_per_edit"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            v.iter()
+                .take(4)
+                .map(|(k, ms, n)| format!("{k} {ms:.3} ({n:.1} calls)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     let mib = |k: &str| f(r, &[k]) / 1024.0;
     vec![
         Row {
@@ -240,7 +267,7 @@ fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
         Row {
             scenario: format!("{scenario}: relay CPU"),
             ours: format!(
-                "{per_edit:.3} ms per edit with {} deliveries (target {CPU_PER_EDIT_TARGET_MS} ms: {}), {:.3} ms per delivery; {:.2} cores; by thread, ms per edit: {threads}",
+                "{per_edit:.3} ms per edit with {} deliveries (target {CPU_PER_EDIT_TARGET_MS} ms: {}), {:.3} ms per delivery; {:.2} cores; by thread, ms per edit: {threads}; relay's own timing, ms per edit: {phases}",
                 PER_STORE - 1,
                 verdict(per_edit, CPU_PER_EDIT_TARGET_MS),
                 f(r, &["relay_cpu_ms_per_delivery"]),

@@ -321,6 +321,80 @@ fn quantiles(v: &mut [Duration]) -> Value {
     })
 }
 
+/// The relay's own accounting from `/metrics`: per series name and
+/// label, the `_sum` and `_count` of its histograms (core time per frame
+/// type, flush time). Empty when the relay cannot be asked.
+async fn relay_metrics(ws_url: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    let base = ws_url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/v1/sync")
+        .to_string();
+    let Ok(resp) = reqwest::get(format!("{base}/metrics")).await else {
+        return out;
+    };
+    let Ok(text) = resp.text().await else {
+        return out;
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let wanted = ["aftercase_relay_core_seconds", "aftercase_flush_seconds"];
+        if !wanted.iter().any(|w| key.starts_with(w)) {
+            continue;
+        }
+        // `name_sum{labels}` or `name_count{labels}`: the series is the
+        // name without the suffix, with its labels.
+        let (name, labels) = key.split_once('{').map_or((key, ""), |(n, l)| (n, l));
+        let (series, slot) = if let Some(n) = name.strip_suffix("_sum") {
+            (n, 0)
+        } else if let Some(n) = name.strip_suffix("_count") {
+            (n, 1)
+        } else {
+            continue;
+        };
+        let series = if labels.is_empty() {
+            series.to_string()
+        } else {
+            format!("{series}{{{labels}")
+        };
+        let e = out.entry(series).or_insert((0.0, 0.0));
+        if slot == 0 {
+            e.0 = v;
+        } else {
+            e.1 = v;
+        }
+    }
+    out
+}
+
+/// Per series: milliseconds per edit and calls per edit over the window.
+fn metrics_per_edit(
+    from: &BTreeMap<String, (f64, f64)>,
+    to: &BTreeMap<String, (f64, f64)>,
+    edits: f64,
+) -> BTreeMap<String, Value> {
+    to.iter()
+        .filter_map(|(k, (sum, count))| {
+            let (s0, c0) = from.get(k).copied().unwrap_or_default();
+            let calls = count - c0;
+            (calls > 0.0).then(|| {
+                (
+                    k.clone(),
+                    json!({
+                        "ms_per_edit": (sum - s0) * 1000.0 / edits,
+                        "calls_per_edit": calls / edits,
+                    }),
+                )
+            })
+        })
+        .collect()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -417,6 +491,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     let cpu_from = pid.map(proc_stat::cpu);
     let threads_from = pid.map(proc_stat::cpu_by_thread).unwrap_or_default();
     let own_from = proc_stat::cpu(std::process::id());
+    let metrics_from = relay_metrics(&args.url).await;
     let counts = |b: &Board| {
         [
             b.frames_in.get(),
@@ -446,6 +521,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     let relay_cpu = pid.map(|p| proc_stat::cpu(p).saturating_sub(cpu_from.unwrap_or_default()));
     let threads_to = pid.map(proc_stat::cpu_by_thread).unwrap_or_default();
     let own_cpu = proc_stat::cpu(std::process::id()).saturating_sub(own_from);
+    let metrics_to = relay_metrics(&args.url).await;
     let counts_to = counts(&board);
     let d: Vec<u64> = counts_to
         .iter()
@@ -528,6 +604,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         "relay_cpu_ms_per_edit": relay_cpu.map(|c| ms(c) / edits_window),
         "relay_cpu_ms_per_delivery": relay_cpu.map(|c| ms(c) / deliveries_window),
         "relay_cpu_ms_per_edit_by_thread": threads,
+        "relay_metrics_per_edit": metrics_per_edit(&metrics_from, &metrics_to, edits_window),
         "relay_rss_kib_after_setup": rss_setup,
         "relay_rss_kib": rss,
         "relay_hwm_kib": hwm,
