@@ -127,8 +127,8 @@ fn holding_message(plan_hashes: &[ChangeHash], k: usize, change: Option<Vec<u8>>
 impl StorePlan {
     /// Builds store `store`'s `devices`, each with its own case of
     /// `notes` notes after the creation, made at device times from `now`
-    /// on, one every `period_ms`. `tag` keeps case ids of different stores
-    /// and runs apart.
+    /// on, one every `period_ms`. `store_index` keeps the case ids and
+    /// actors of different stores apart.
     pub fn build(
         store_index: usize,
         store: StoreId,
