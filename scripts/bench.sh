@@ -4,7 +4,8 @@
 #   scripts/bench.sh           full sizes, release build (what BENCHMARKS.md records)
 #   scripts/bench.sh --quick   small sizes, the test build profile (CI smoke check)
 # Extra arguments go to the harness, e.g.
-# `--only sync|writes|memory|fanout|validate|attacks|headoffice|baseline`.
+# `--only sync|writes|memory|fanout|validate|attacks|headoffice|evidence|baseline`
+# (`--only fanout-replicas`: the fan-out load from full replicas, only when named).
 # Builds into $CARGO_TARGET_DIR when it is set, else ./target.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,6 +25,7 @@ use std::num::NonZeroUsize;
 
 pub mod bookings;
 pub mod cutproxy;
+pub mod loadgen;
 
 fn summary(f: &Frame) -> String {
     match f {

@@ -26,6 +26,7 @@ mod attacks;
 mod baseline;
 mod evidence;
 mod fanout;
+mod fanout_replicas;
 mod head_office;
 mod judge;
 mod local_writes;
@@ -462,7 +463,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
-    // attacks, headoffice, evidence, baseline.
+    // attacks, headoffice, evidence, baseline; `fanout-replicas` runs only
+    // when named.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -485,7 +487,17 @@ fn main() {
         rows.extend(memory::rows(&tmp, quick, &relay_bin));
     }
     if want("fanout") {
-        rows.extend(fanout::run(quick));
+        // `--fanout-stores N`: another size (10 devices per store).
+        let stores = args
+            .iter()
+            .position(|a| a == "--fanout-stores")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse().expect("--fanout-stores takes a number"));
+        rows.extend(fanout::run(quick, stores));
+    }
+    // The same load from full replicas in this process: only when named.
+    if only.as_deref() == Some("fanout-replicas") {
+        rows.extend(fanout_replicas::run(quick));
     }
     if want("validate") {
         eprintln!("judging uploads...");

@@ -64,8 +64,34 @@ impl RelayProcess {
     /// without a `secret`, the relay uses (or creates) the one in the data
     /// directory, which `aftercase-relay token` then reads.
     pub fn start_in(data_dir: &Path, secret: Option<&str>, extra: &[&str]) -> RelayProcess {
+        RelayProcess::start_in_on(data_dir, secret, extra, None)
+    }
+
+    /// [`RelayProcess::start_with`] with the relay and all its threads
+    /// pinned to CPU `cpu` by `taskset` (see [`taskset_works`]).
+    pub fn start_pinned(secret: &str, cpu: Option<usize>) -> RelayProcess {
+        let dir = tempfile::tempdir().expect("temporary relay data directory");
+        let mut relay = RelayProcess::start_in_on(dir.path(), Some(secret), &[], cpu);
+        relay._dir = Some(dir);
+        relay
+    }
+
+    fn start_in_on(
+        data_dir: &Path,
+        secret: Option<&str>,
+        extra: &[&str],
+        cpu: Option<usize>,
+    ) -> RelayProcess {
         let exe = relay_binary();
-        let mut cmd = Command::new(&exe);
+        // taskset execs the relay: the child's pid is the relay's.
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", &c.to_string()]).arg(&exe);
+                t
+            }
+            None => Command::new(&exe),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
@@ -166,6 +192,19 @@ impl RelayProcess {
             .unwrap_or(0);
         Duration::from_millis(ticks * 10)
     }
+}
+
+/// Whether `taskset` is installed and the machine has at least `cpus`
+/// CPUs to pin processes to.
+pub fn taskset_works(cpus: usize) -> bool {
+    let enough = std::thread::available_parallelism().map_or(0, |n| n.get()) >= cpus;
+    enough
+        && Command::new("taskset")
+            .args(["-c", "0", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 impl Drop for RelayProcess {
