@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 pub mod blobs;
 pub mod bookings;
+mod pushed;
 mod refusals;
 pub use refusals::Refused;
 

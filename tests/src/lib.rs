@@ -52,6 +52,22 @@ pub struct Link {
     /// Relay replies waiting for the relay's next flush (group commit):
     /// they acknowledge writes a relay crash could still lose.
     held: Vec<Vec<u8>>,
+    /// Pushed changes held back by the fault plan, delivered after the
+    /// relay's next wake-up of this link (out of order).
+    late: Vec<Vec<u8>>,
+}
+
+/// What happened to the changes the relay pushed ([`Frame::Changes`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PushStats {
+    /// Pushes handed to a device.
+    pub delivered: usize,
+    /// Pushes the fault plan dropped.
+    pub lost: usize,
+    /// Pushes the fault plan sent twice.
+    pub duplicated: usize,
+    /// Pushes the fault plan delivered late, after later frames.
+    pub reordered: usize,
 }
 
 /// A simulated tablet or phone.
@@ -66,6 +82,8 @@ pub struct Device {
     /// The device's replica.
     pub replica: Replica<MemoryStorage>,
     link: Option<Link>,
+    /// Frames the relay has received from this device, by frame name.
+    pub sent: std::collections::BTreeMap<&'static str, usize>,
 }
 
 impl Device {
@@ -120,6 +138,13 @@ pub struct World {
     pub live: ReadModel,
     /// Summaries of commits not yet flushed, with their sequence.
     staged: Vec<(u64, CaseId, CaseSummary)>,
+    /// Whether pushed changes are lost, duplicated and reordered at random.
+    pub push_faults: bool,
+    /// Whether devices ask for pushes (each connection decides at random
+    /// when `None`).
+    pub push: Option<bool>,
+    /// What happened to pushes.
+    pub pushes: PushStats,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -161,6 +186,9 @@ impl World {
             seed,
             live: ReadModel::new(),
             staged: Vec::new(),
+            push_faults: false,
+            push: None,
+            pushes: PushStats::default(),
         }
     }
 
@@ -194,6 +222,7 @@ impl World {
             storage,
             replica,
             link: None,
+            sent: Default::default(),
         });
         self.devices.len() - 1
     }
@@ -369,7 +398,10 @@ impl World {
             return;
         }
         let session = self.relay.session(self.devices[d].principal());
-        let mut client = ClientSession::new();
+        // Most devices take pushes; some sync every change, as an app
+        // built before pushes does.
+        let push = self.push.unwrap_or_else(|| self.rng.random_ratio(3, 4));
+        let mut client = ClientSession::new().with_push(push);
         let now = self.now();
         let dev = &mut self.devices[d];
         let frames = client.start(&mut dev.replica, now).expect("start");
@@ -379,6 +411,7 @@ impl World {
             to_relay: frames.iter().map(Frame::encode).collect(),
             to_device: VecDeque::new(),
             held: Vec::new(),
+            late: Vec::new(),
         });
         self.log.push(format!("{} connects", dev.name));
     }
@@ -459,6 +492,7 @@ impl World {
             }
         };
         if to_relay {
+            *dev.sent.entry(frame.name()).or_default() += 1;
             match self.relay.handle(&mut link.session, frame, now) {
                 Ok(mut out) => {
                     if let (Some(c), Some(sm)) = (out.changed, out.summary.take()) {
@@ -491,6 +525,9 @@ impl World {
                 }
             }
         } else {
+            if matches!(frame, Frame::Changes { .. }) {
+                self.pushes.delivered += 1;
+            }
             match link.client.handle(&mut dev.replica, frame, now) {
                 Ok(frames) => link.to_relay.extend(frames.iter().map(Frame::encode)),
                 Err(e) => {
@@ -526,7 +563,32 @@ impl World {
         for dev in &mut self.devices {
             if let Some(link) = dev.link.as_mut() {
                 match self.relay.announce(&mut link.session) {
-                    Ok(frames) => link.to_device.extend(frames.iter().map(Frame::encode)),
+                    Ok(frames) => {
+                        let mut late = Vec::new();
+                        for f in &frames {
+                            let bytes = f.encode();
+                            if !(self.push_faults && matches!(f, Frame::Changes { .. })) {
+                                link.to_device.push_back(bytes);
+                                continue;
+                            }
+                            match self.rng.random_range(0..10) {
+                                0 => self.pushes.lost += 1,
+                                1 => {
+                                    self.pushes.duplicated += 1;
+                                    link.to_device.push_back(bytes.clone());
+                                    late.push(bytes);
+                                }
+                                2 => {
+                                    self.pushes.reordered += 1;
+                                    late.push(bytes);
+                                }
+                                _ => link.to_device.push_back(bytes),
+                            }
+                        }
+                        // Held back from the last wake-up: after this one's.
+                        link.to_device
+                            .extend(std::mem::replace(&mut link.late, late));
+                    }
                     Err(e) => self.errors.push(format!("announce: {e}")),
                 }
             }

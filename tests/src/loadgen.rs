@@ -28,7 +28,7 @@
 use aftercase_sync::access::Role;
 use aftercase_sync::case::edit::{self, Customer, EditContext, NewCase};
 use aftercase_sync::case::CaseKind;
-use aftercase_sync::protocol::{Frame, Unsynced, FEATURE_BLOBS};
+use aftercase_sync::protocol::{Frame, Unsynced, FEATURE_BLOBS, FEATURE_PUSH};
 use aftercase_sync::{CaseId, DeviceId, Millis, StoreId, UserId};
 use automerge::sync::{BloomFilter, ChunkList, Have, Message, MessageFlags, MessageVersion};
 use automerge::{ActorId, Automerge, ChangeHash};
@@ -335,6 +335,8 @@ pub struct LightDevice {
     acked: usize,
     caught_up: bool,
     cursor: u64,
+    /// Whether to ask for pushed changes ([`Frame::Changes`]).
+    push: bool,
 }
 
 impl LightDevice {
@@ -351,7 +353,15 @@ impl LightDevice {
             acked: 0,
             caught_up: false,
             cursor: 0,
+            push: true,
         }
+    }
+
+    /// Whether to ask the relay for pushed changes (default yes, as the
+    /// device library does); without, every change comes by sync message.
+    pub fn with_push(mut self, push: bool) -> LightDevice {
+        self.push = push;
+        self
     }
 
     /// The first frames: the hello, then the upload of the device's new
@@ -365,7 +375,11 @@ impl LightDevice {
                 pending: 1,
                 oldest_unsynced_secs: Some(0),
             },
-            features: vec![FEATURE_BLOBS.to_string()],
+            features: if self.push {
+                vec![FEATURE_BLOBS.to_string(), FEATURE_PUSH.to_string()]
+            } else {
+                vec![FEATURE_BLOBS.to_string()]
+            },
         };
         let mut out = vec![Send::Other(hello.encode())];
         out.extend(self.edit(0));
@@ -487,42 +501,24 @@ impl LightDevice {
                 let msg = Message::decode(&message)
                     .map_err(|e| format!("malformed sync message for {doc}: {e}"))?;
                 self.answered[slot] = true;
+                let whole = msg
+                    .changes
+                    .iter()
+                    .any(|chunk| chunk.get(CHUNK_TYPE) == Some(&DOCUMENT_CHUNK));
                 let mut held = self.held[slot];
-                for chunk in msg.changes.iter() {
-                    if chunk.len() <= CHUNK_TYPE {
-                        return Err(format!("a change chunk of {} bytes", chunk.len()));
-                    }
-                    if chunk[CHUNK_TYPE] == DOCUMENT_CHUNK {
-                        // The whole document: everything up to its heads.
-                        for h in &msg.heads {
-                            if let Some(i) = c.index_of(h) {
-                                held = held.max(i + 1);
-                            }
+                if whole {
+                    // The whole document: everything up to its heads.
+                    for h in &msg.heads {
+                        if let Some(i) = c.index_of(h) {
+                            held = held.max(i + 1);
                         }
-                        continue;
-                    }
-                    let i = c
-                        .index_of_checksum(&chunk[CHECKSUM], held)
-                        .ok_or_else(|| format!("an unknown change of {doc}"))?;
-                    // Changes need not come in causal order (the relay
-                    // lists them as Automerge finds them): one whose
-                    // predecessor has not arrived waits, as in Automerge's
-                    // queue.
-                    if i >= held && !self.early[slot].contains(&i) {
-                        self.early[slot].push(i);
                     }
                 }
-                self.early[slot].sort_unstable();
-                let mut rest = Vec::new();
-                for i in std::mem::take(&mut self.early[slot]) {
-                    if i == held {
-                        held += 1;
-                    } else if i > held {
-                        rest.push(i);
-                    }
-                }
-                self.early[slot] = rest;
-                self.gained(slot, held, events);
+                let chunks = msg
+                    .changes
+                    .iter()
+                    .filter(|chunk: &&[u8]| chunk.get(CHUNK_TYPE) != Some(&DOCUMENT_CHUNK));
+                self.absorb(c, slot, held, chunks, events)?;
                 if slot == self.slot {
                     let top = msg.heads.iter().filter_map(|h| c.index_of(h)).max();
                     if let Some(top) = top {
@@ -548,6 +544,23 @@ impl LightDevice {
                     self.told[slot] = self.held[slot];
                 }
             }
+            Frame::Changes { doc, changes } => {
+                let slot = plan
+                    .slot_of(doc)
+                    .ok_or_else(|| format!("changes for case {doc} of no store device"))?;
+                let held = self.held[slot];
+                self.absorb(
+                    &plan.cases[slot],
+                    slot,
+                    held,
+                    changes.iter().map(Vec::as_slice),
+                    events,
+                )?;
+                // The relay pushed them knowing what this device held, so
+                // it knows what it holds now: nothing to answer, as the
+                // device library answers nothing.
+                self.told[slot] = self.held[slot];
+            }
             Frame::Refused { doc, code, reason } => events.push(Event::Refused {
                 slot: plan.slot_of(doc).unwrap_or(usize::MAX),
                 reason: format!("{code}: {reason}"),
@@ -555,6 +568,42 @@ impl LightDevice {
             Frame::Error { reason } => return Err(format!("relay error: {reason}")),
             other => return Err(format!("unexpected {} from the relay", other.name())),
         }
+        Ok(())
+    }
+
+    /// Takes change chunks of the case in `slot` (held up to `held`, or
+    /// more), in any order: one whose predecessor has not arrived waits,
+    /// as in Automerge's queue.
+    fn absorb<'a>(
+        &mut self,
+        c: &CasePlan,
+        slot: usize,
+        mut held: usize,
+        chunks: impl Iterator<Item = &'a [u8]>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        for chunk in chunks {
+            if chunk.len() <= CHUNK_TYPE {
+                return Err(format!("a change chunk of {} bytes", chunk.len()));
+            }
+            let i = c
+                .index_of_checksum(&chunk[CHECKSUM], held)
+                .ok_or_else(|| format!("an unknown change of {}", c.case))?;
+            if i >= held && !self.early[slot].contains(&i) {
+                self.early[slot].push(i);
+            }
+        }
+        self.early[slot].sort_unstable();
+        let mut rest = Vec::new();
+        for i in std::mem::take(&mut self.early[slot]) {
+            if i == held {
+                held += 1;
+            } else if i > held {
+                rest.push(i);
+            }
+        }
+        self.early[slot] = rest;
+        self.gained(slot, held, events);
         Ok(())
     }
 

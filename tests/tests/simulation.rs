@@ -2,15 +2,18 @@
 //! connects, disconnects, links cut mid-sync, device reboots and relay
 //! restarts. After healing, every replica must equal the relay, no device may
 //! hold another store's case, and no edit reported saved may be lost.
+//! Changes the relay pushes to live devices are lost, duplicated and
+//! delivered out of order at random, and some devices never take pushes.
 //!
 //! Replay one seed with `AFTERCASE_SIM_SEED=<seed> cargo test -p aftercase-tests --test simulation`.
 
 use aftercase_sync::access::Role;
-use aftercase_tests::World;
+use aftercase_tests::{PushStats, World};
 use rand::Rng;
 
-fn run(seed: u64, steps: usize) -> Result<usize, String> {
+fn run(seed: u64, steps: usize, pushes: &mut PushStats) -> Result<usize, String> {
     let mut w = World::new(seed, 1 + (seed as usize % 6) * 4);
+    w.push_faults = true;
     let stores = ["S1", "S2"];
     let n = w.rng.random_range(4..9);
     for i in 0..n {
@@ -132,6 +135,10 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
             .map(|v| v.conflicts.len())
             .sum())
     });
+    pushes.delivered += w.pushes.delivered;
+    pushes.lost += w.pushes.lost;
+    pushes.duplicated += w.pushes.duplicated;
+    pushes.reordered += w.pushes.reordered;
     result.map_err(|e| {
         format!(
             "{e}\nlast events:\n{}",
@@ -148,8 +155,9 @@ fn random_plans_converge_and_lose_nothing() {
     };
     let single = seeds.len() == 1;
     let mut forks = 0;
+    let mut pushes = PushStats::default();
     for seed in seeds {
-        match run(seed, 300) {
+        match run(seed, 300, &mut pushes) {
             Ok(n) => forks += n,
             Err(e) => panic!(
                 "simulation failed for seed {seed} (replay with AFTERCASE_SIM_SEED={seed}):\n{e}"
@@ -158,5 +166,62 @@ fn random_plans_converge_and_lose_nothing() {
     }
     // The plans must actually exercise concurrent workflow moves.
     assert!(single || forks > 0, "no workflow fork happened in any plan");
+    // And the live-delivery shortcut, with every fault.
+    assert!(
+        single
+            || (pushes.delivered > 0
+                && pushes.lost > 0
+                && pushes.duplicated > 0
+                && pushes.reordered > 0),
+        "pushes were not exercised: {pushes:?}"
+    );
+    eprintln!("pushes: {pushes:?}");
     eprintln!("workflow forks seen at the end of the plans: {forks}");
+}
+
+/// A device that has synced a case and stays connected is pushed each new
+/// change of it as stored, applies it and answers nothing; a device that
+/// does not take pushes gets the same change by a sync round.
+#[test]
+fn a_live_device_is_pushed_new_changes_and_answers_nothing() {
+    for push in [true, false] {
+        let mut w = World::new(2, 8);
+        w.push = Some(push);
+        let a = w.add_device("a", Role::Staff, "S1");
+        let b = w.add_device("b", Role::Staff, "S1");
+        w.connect(a);
+        w.connect(b);
+        let case = w.create_case(a);
+        w.run_until_quiet();
+        // The first note makes `b` sync the case (it fetched it whole).
+        w.add_note(a, case);
+        w.run_until_quiet();
+        let (pushed, sent) = (w.pushes.delivered, w.devices[b].sent.clone());
+        for _ in 0..3 {
+            w.add_note(a, case);
+            w.run_until_quiet();
+        }
+        let view = w
+            .device_views(b)
+            .into_iter()
+            .find(|v| v.id == case.to_string());
+        let notes = view.map_or(0, |v| {
+            v.timeline
+                .iter()
+                .filter(|e| e.text.as_deref().is_some_and(|t| t.starts_with("note-a-")))
+                .count()
+        });
+        assert_eq!(notes, 4, "b holds every note (push {push})");
+        if push {
+            assert_eq!(w.pushes.delivered - pushed, 3, "one push per note");
+            assert_eq!(w.devices[b].sent, sent, "b answered a push");
+        } else {
+            assert_eq!(w.pushes.delivered, 0);
+            assert!(
+                w.devices[b].sent.get("sync") > sent.get("sync"),
+                "without pushes b syncs each change"
+            );
+        }
+        w.heal_and_check().unwrap();
+    }
 }

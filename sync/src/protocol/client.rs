@@ -69,6 +69,8 @@ pub struct ClientSession {
     version: u8,
     /// Evidence transfers.
     blobs: blobs::BlobSync,
+    /// Whether to ask the relay for pushed changes ([`Frame::Changes`]).
+    want_push: bool,
 }
 
 /// A case or sync message arriving in pieces.
@@ -118,7 +120,16 @@ impl ClientSession {
             reported_dirty: 0,
             version: super::PROTOCOL_VERSION,
             blobs: blobs::BlobSync::default(),
+            want_push: true,
         }
+    }
+
+    /// Whether to ask the relay to push new changes of cases this device
+    /// syncs (default yes). Without, every change arrives by a sync round,
+    /// as with a relay that does not push.
+    pub fn with_push(mut self, push: bool) -> Self {
+        self.want_push = push;
+        self
     }
 
     /// Speaks protocol `version` (default this build's): 3 for a relay not
@@ -191,7 +202,11 @@ impl ClientSession {
             app_version: self.app_version.clone(),
             unsynced,
             features: if self.version > super::OLDEST_VERSION {
-                vec![super::FEATURE_BLOBS.to_string()]
+                let mut f = vec![super::FEATURE_BLOBS.to_string()];
+                if self.want_push {
+                    f.push(super::FEATURE_PUSH.to_string());
+                }
+                f
             } else {
                 Vec::new()
             },
@@ -291,8 +306,10 @@ impl ClientSession {
         now: Millis,
     ) -> Result<Vec<Frame>, SessionError> {
         let mut out = Vec::new();
-        self.activity |= matches!(&frame, Frame::Sync { .. } | Frame::Snapshots { .. })
-            || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
+        self.activity |= matches!(
+            &frame,
+            Frame::Sync { .. } | Frame::Snapshots { .. } | Frame::Changes { .. }
+        ) || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
         match frame {
             Frame::Announce {
                 up_to,
@@ -345,6 +362,23 @@ impl ClientSession {
                     self.dirty.remove(&doc);
                 }
                 self.push_sync(r, doc, false, &mut out)?;
+            }
+            Frame::Changes { doc, changes } => {
+                // Pushed only for cases this device synced on this
+                // connection; anything else waits for its announcement.
+                if r.heads(doc)?.is_some() {
+                    let pushed = r.apply_pushed(doc, &changes).map_err(|e| match e {
+                        ReplicaError::Apply { .. } => SessionError::Protocol(e.to_string()),
+                        other => SessionError::Replica(other),
+                    })?;
+                    // The relay holds them: never offer them back.
+                    self.state(r, doc)?.sent_hashes.extend(pushed);
+                    if let Some(wanted) = self.pending.get(&doc) {
+                        if r.has_all(doc, wanted)? {
+                            self.pending.remove(&doc);
+                        }
+                    }
+                }
             }
             Frame::Refused { doc, code, reason } => {
                 tracing::warn!(case = %doc, code = %crate::protocol::clip(&code, 20), "relay refused a change");

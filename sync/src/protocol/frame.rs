@@ -27,6 +27,11 @@ pub const OLDEST_VERSION: u8 = 3;
 /// when they transfer evidence blobs.
 pub const FEATURE_BLOBS: &str = "blobs";
 
+/// The feature a device names in its hello, and the relay in its welcome,
+/// when the relay may send a live device new changes as they were stored
+/// ([`Frame::Changes`]) instead of a sync message generated for it.
+pub const FEATURE_PUSH: &str = "push";
+
 /// Most bytes of a blob in one [`Frame::BlobChunk`]: a case frame queued
 /// behind a blob waits for at most one chunk.
 pub const MAX_BLOB_CHUNK: usize = 256 * 1024;
@@ -276,6 +281,18 @@ pub enum Frame {
         /// First byte wanted.
         offset: u64,
     },
+    /// Relay → device (feature [`FEATURE_PUSH`]): changes of case `doc`
+    /// the relay accepted since the heads it last knew the device to hold,
+    /// as stored, in causal order. Only a shortcut: the
+    /// [`Frame::Announce`] that follows names the case's heads, and a
+    /// device that does not hold them after applying the changes (a push
+    /// lost, or one whose dependencies it lacks) syncs the case as usual.
+    Changes {
+        /// The case.
+        doc: CaseId,
+        /// Each change's bytes (`automerge::Change::raw_bytes`).
+        changes: Vec<Vec<u8>>,
+    },
 }
 
 /// The last variant index of protocol version 3 (`Report`): a version 3
@@ -360,6 +377,7 @@ impl Frame {
                 | Frame::BlobStored { .. }
                 | Frame::BlobRefused { .. }
                 | Frame::BlobGet { .. }
+                | Frame::Changes { .. }
         )
     }
 
@@ -502,6 +520,7 @@ impl Frame {
             Frame::BlobStored { .. } => "blob_stored",
             Frame::BlobRefused { .. } => "blob_refused",
             Frame::BlobGet { .. } => "blob_get",
+            Frame::Changes { .. } => "changes",
         }
     }
 }
@@ -607,6 +626,11 @@ mod tests {
                 .prop_map(|(hash, code, reason)| { Frame::BlobRefused { hash, code, reason } }),
             (case_id(), any::<[u8; 32]>(), any::<u64>())
                 .prop_map(|(doc, hash, offset)| Frame::BlobGet { doc, hash, offset }),
+            (
+                case_id(),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..3)
+            )
+                .prop_map(|(doc, changes)| Frame::Changes { doc, changes }),
         ]
     }
 

@@ -19,6 +19,7 @@ pub mod judge;
 mod keys;
 pub mod metrics;
 pub mod readmodel;
+mod recent;
 mod stats;
 pub mod summary;
 pub mod validate;
@@ -29,7 +30,7 @@ use crate::ids::{CaseId, DeviceId, Millis, StoreId, UserId};
 use crate::protocol::{DocBytes, DocHeads, Frame, PieceKind, Refusal, RefusalCode, SessionError};
 use crate::storage::{docs, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::{Automerge, ROOT};
+use automerge::{Automerge, ChangeHash, ROOT};
 use serde::{Deserialize, Serialize};
 pub use stats::CacheStats;
 use std::collections::HashMap;
@@ -140,6 +141,11 @@ pub struct RelaySession {
     version: u8,
     /// Evidence transfers of this connection.
     blobs: blobs::BlobSession,
+    /// Whether the device takes [`Frame::Changes`] pushes.
+    push: bool,
+    /// Heads each case will have on the device once it has applied what
+    /// was pushed to it on this connection (frames arrive in order).
+    held: HashMap<CaseId, Vec<ChangeHash>>,
 }
 
 impl RelaySession {
@@ -220,6 +226,9 @@ pub struct Relay<S: Storage> {
     frame_limit: usize,
     /// Salt of the customer key in the read model (empty: none kept).
     salt: Vec<u8>,
+    /// The latest accepted changes of recently changed cases, pushed to
+    /// live devices known to hold what came before.
+    recent: recent::Recent,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -268,6 +277,7 @@ impl<S: Storage> Relay<S> {
             durable_seq: seq,
             frame_limit: MAX_CASE_FRAME,
             salt: storage_salt,
+            recent: recent::Recent::default(),
         })
     }
 
@@ -379,6 +389,8 @@ impl<S: Storage> Relay<S> {
             sync_noted: None,
             version: crate::protocol::PROTOCOL_VERSION,
             blobs: blobs::BlobSession::new(false),
+            push: false,
+            held: HashMap::new(),
         }
     }
 
@@ -612,12 +624,18 @@ impl<S: Storage> Relay<S> {
                 s.policy_version = policy_version;
                 let mut frames = Vec::new();
                 if s.version > crate::protocol::OLDEST_VERSION {
-                    let agreed: Vec<String> = features
-                        .into_iter()
-                        .filter(|f| f == crate::protocol::FEATURE_BLOBS)
-                        .take(1)
-                        .collect();
-                    s.blobs = blobs::BlobSession::new(!agreed.is_empty());
+                    let mut agreed: Vec<String> = Vec::new();
+                    for known in [
+                        crate::protocol::FEATURE_BLOBS,
+                        crate::protocol::FEATURE_PUSH,
+                    ] {
+                        if features.iter().any(|f| f == known) {
+                            agreed.push(known.to_string());
+                        }
+                    }
+                    let has = |f: &str| agreed.iter().any(|a| a == f);
+                    s.blobs = blobs::BlobSession::new(has(crate::protocol::FEATURE_BLOBS));
+                    s.push = has(crate::protocol::FEATURE_PUSH);
                     frames.push(Frame::Welcome { features: agreed });
                 }
                 frames.extend(self.announce(s).map_err(SessionError::Storage)?);
@@ -804,7 +822,7 @@ impl<S: Storage> Relay<S> {
                 // Automerge has nothing to send, the announcement alone
                 // makes the device ask, as on a reconnect.
                 if s.caught_up {
-                    frames.extend(self.push(s, doc)?);
+                    frames.extend(self.deliver(s, doc, &heads)?);
                 }
                 docs.push(DocHeads { doc, heads });
             }
@@ -834,6 +852,31 @@ impl<S: Storage> Relay<S> {
             start.extend_from_slice(&(up_to + 1).to_be_bytes());
         }
         Ok(frames)
+    }
+
+    /// What a live session that has synced `case` before is sent ahead of
+    /// the announcement of its new `heads`: the stored changes since the
+    /// heads the device is known to hold when they are remembered, else a
+    /// sync message.
+    fn deliver(
+        &mut self,
+        s: &mut RelaySession,
+        case: CaseId,
+        heads: &[[u8; 32]],
+    ) -> Result<Vec<Frame>, StorageError> {
+        if s.push {
+            let known = s
+                .held
+                .get(&case)
+                .cloned()
+                .or_else(|| s.states.get(&case).and_then(|st| st.their_heads.clone()));
+            let to: Vec<ChangeHash> = heads.iter().map(|h| ChangeHash(*h)).collect();
+            if let Some(changes) = known.and_then(|k| self.recent.between(case, &k, &to)) {
+                s.held.insert(case, to);
+                return Ok(vec![Frame::Changes { doc: case, changes }]);
+            }
+        }
+        self.push(s, case)
     }
 
     /// A sync message for `case` on a session that has synced it before.
@@ -913,6 +956,9 @@ impl<S: Storage> Relay<S> {
         };
         let before = doc.get_heads();
         let needed = msg.need.clone();
+        // What the device says it holds now supersedes what was pushed to
+        // it (see `deliver`).
+        s.held.remove(&case);
         if let Err(e) = doc.receive_sync_message(state, msg) {
             // The popped document may hold part of the message: drop it (the
             // next use reloads it from storage) and start the peer afresh.
@@ -961,6 +1007,8 @@ impl<S: Storage> Relay<S> {
                 Ok((store, summary)) => {
                     changed_store = Some(store);
                     new_summary = Some(Box::new(summary));
+                    self.recent
+                        .record(case, before.clone(), doc.get_heads(), &changes);
                 }
                 Err(e) => {
                     *state = State::new();

@@ -45,22 +45,26 @@ struct Sizes {
     stores: usize,
     warmup_s: u64,
     measure_s: u64,
+    /// Devices take pushed changes (else every delivery is a sync message).
+    push: bool,
 }
 
 /// Runs the scenario and returns its rows. `stores` overrides the number
 /// of stores (`--fanout-stores N`; 10 devices each).
-pub fn run(quick: bool, stores: Option<usize>) -> Vec<Row> {
+pub fn run(quick: bool, stores: Option<usize>, push: bool) -> Vec<Row> {
     let sizes = if quick {
         Sizes {
             stores: 10,
             warmup_s: 2,
             measure_s: 8,
+            push,
         }
     } else {
         Sizes {
             stores: 100,
             warmup_s: 6,
             measure_s: 60,
+            push,
         }
     };
     run_sized(&Sizes {
@@ -165,6 +169,7 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
         .args(["--relay-pid", &relay.pid().to_string()])
         .args(["--warmup-s", &sizes.warmup_s.to_string()])
         .args(["--measure-s", &sizes.measure_s.to_string()])
+        .args((!sizes.push).then_some("--no-push"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let out = cmd.output().expect("run the load generator");
@@ -180,8 +185,13 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
 fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
     let n = sizes.stores * PER_STORE;
     let scenario = format!(
-        "Relay fan-in/fan-out, {n} light devices in {} stores, an edit per device every 2 s, {}",
+        "Relay fan-in/fan-out, {n} light devices in {} stores, an edit per device every 2 s, {}, {}",
         sizes.stores,
+        if sizes.push {
+            "changes pushed"
+        } else {
+            "changes by sync message (no push)"
+        },
         if pinned {
             "relay on CPU 0, load generator on CPU 1"
         } else {

@@ -493,7 +493,10 @@ fn main() {
             .position(|a| a == "--fanout-stores")
             .and_then(|i| args.get(i + 1))
             .map(|v| v.parse().expect("--fanout-stores takes a number"));
-        rows.extend(fanout::run(quick, stores));
+        // `--fanout-no-push`: devices that do not take pushed changes, so
+        // every delivery is a sync message (the relay's fallback path).
+        let push = !args.iter().any(|a| a == "--fanout-no-push");
+        rows.extend(fanout::run(quick, stores, push));
     }
     // The same load from full replicas in this process: only when named.
     if only.as_deref() == Some("fanout-replicas") {

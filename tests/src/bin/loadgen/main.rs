@@ -40,6 +40,9 @@ pub struct Args {
     drain: Duration,
     setup_limit: Duration,
     connecting: usize,
+    /// Devices ask for pushed changes (`--no-push`: every change by sync
+    /// message, the relay's fallback path).
+    push: bool,
 }
 
 impl Args {
@@ -55,6 +58,7 @@ impl Args {
             drain: Duration::from_secs(15),
             setup_limit: Duration::from_secs(120),
             connecting: 64,
+            push: true,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -75,11 +79,12 @@ impl Args {
                     a.period = Duration::from_millis(value()?.parse().context("--period-ms")?)
                 }
                 "--connecting" => a.connecting = value()?.parse().context("--connecting")?,
+                "--no-push" => a.push = false,
                 other => bail!("unknown argument {other}"),
             }
         }
         if a.url.is_empty() || a.tokens.is_empty() {
-            bail!("usage: loadgen --url WS_URL --tokens FILE [--per-store N] [--relay-pid PID] [--warmup-s S] [--measure-s S] [--period-ms MS]");
+            bail!("usage: loadgen --url WS_URL --tokens FILE [--per-store N] [--relay-pid PID] [--warmup-s S] [--measure-s S] [--period-ms MS] [--no-push]");
         }
         if a.per_store < 2 || a.period.is_zero() || a.connecting == 0 {
             bail!("--per-store must be at least 2, --period-ms and --connecting above 0");

@@ -88,6 +88,8 @@ struct Board {
     /// Time between two edits of one device.
     period: Duration,
     connecting: Semaphore,
+    /// Devices ask for pushed changes.
+    push: bool,
     /// When each device's note `k` was handed to its socket.
     sent_at: Vec<Vec<Cell<Option<Instant>>>>,
     /// Edits made in `[from, until)` are measured.
@@ -181,7 +183,7 @@ async fn run_device(
 ) -> Result<(), String> {
     let wire = &*d.wire;
     let plan = &wire.plan;
-    let mut light = LightDevice::new(d.slot, plan.devices.len());
+    let mut light = LightDevice::new(d.slot, plan.devices.len()).with_push(board.push);
     let mut socket = {
         let _permit = board
             .connecting
@@ -409,6 +411,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         per_store,
         period: args.period,
         connecting: Semaphore::new(args.connecting),
+        push: args.push,
         sent_at: (0..n)
             .map(|_| (0..notes).map(|_| Cell::new(None)).collect())
             .collect(),
@@ -583,6 +586,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         "stores": n / per_store,
         "per_store": per_store,
         "period_ms": args.period.as_millis() as u64,
+        "push": args.push,
         "setup_s": setup.as_secs_f64(),
         "ready": ready,
         "window_s": secs,
