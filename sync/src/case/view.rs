@@ -315,6 +315,27 @@ impl CaseView {
         id: &str,
         policy: &crate::policy::Policy,
     ) -> CaseView {
+        Self::read(doc, id, policy, true)
+    }
+
+    /// Reads a case document under `policy` without its timeline, which
+    /// is left empty: what the relay's read model needs at each commit
+    /// (reading every entry of a long timeline was the largest part of
+    /// the relay's cost of an upload).
+    pub fn without_timeline(
+        doc: &automerge::Automerge,
+        id: &str,
+        policy: &crate::policy::Policy,
+    ) -> CaseView {
+        Self::read(doc, id, policy, false)
+    }
+
+    fn read(
+        doc: &automerge::Automerge,
+        id: &str,
+        policy: &crate::policy::Policy,
+        with_timeline: bool,
+    ) -> CaseView {
         use super::CaseField as F;
         let customer = CustomerView {
             name: field(doc, F::CustomerName),
@@ -337,10 +358,14 @@ impl CaseView {
             })
             .collect();
         items.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut timeline: Vec<TimelineEntry> = read::entries(doc, &ROOT, root::TIMELINE)
-            .into_iter()
-            .map(|(id, e)| timeline_entry(doc, id, &e))
-            .collect();
+        let mut timeline: Vec<TimelineEntry> = if with_timeline {
+            read::entries(doc, &ROOT, root::TIMELINE)
+                .into_iter()
+                .map(|(id, e)| timeline_entry(doc, id, &e))
+                .collect()
+        } else {
+            Vec::new()
+        };
         timeline.sort_by(|a, b| (a.at_millis, &a.id).cmp(&(b.at_millis, &b.id)));
         let mut contacts: Vec<(i64, ContactView)> = read::entries(doc, &ROOT, root::CONTACTS)
             .into_iter()
