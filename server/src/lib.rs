@@ -27,6 +27,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod core_pool;
 mod dashboard;
 mod error;
 mod limits;

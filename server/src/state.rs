@@ -22,7 +22,8 @@ use tokio::sync::watch;
 /// that wake connections when a case of theirs changed, revocations and
 /// the limits on connections.
 ///
-/// The relay lock is taken only on blocking threads (`web::block`): frame
+/// The relay lock is taken only on blocking threads (sync connections' own
+/// [`crate::core_pool::CorePool`], `web::block` for the rest): frame
 /// handling and views do CPU work under it, and an async worker waiting
 /// for it would stall every other connection and request on that worker.
 pub struct AppState {
@@ -76,6 +77,8 @@ pub struct AppState {
     /// Set once when the relay begins to shut down; every live connection
     /// watches it and closes itself ("going away").
     shutdown: watch::Sender<bool>,
+    /// The threads that run sync frames and announcements on the core.
+    pub core: crate::core_pool::CorePool,
 }
 
 /// The parts of [`AppState`] that come from configuration.
@@ -135,6 +138,9 @@ impl AppState {
             metrics: settings.metrics,
             blobs: settings.blobs,
             shutdown: watch::channel(false).0,
+            core: crate::core_pool::CorePool::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 

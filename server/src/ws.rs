@@ -2,10 +2,10 @@
 //! the socket and the relay core.
 //!
 //! Each connection has a reader (this module's `run`) and a sender task.
-//! The reader decodes a frame, hands it to the relay core on a blocking
-//! thread (the core takes the relay lock and does CPU work), encodes the
-//! answer there too, reserves its size from the relay-wide send budget and
-//! queues it for the sender. The sender waits for the group flush the
+//! The reader decodes a frame, hands it to the relay core on one of the
+//! core threads (`core_pool`: the core takes the relay lock and does CPU
+//! work), encodes the answer there too, reserves its size from the
+//! relay-wide send budget and queues it for the sender. The sender waits for the group flush the
 //! answer depends on and hands the frames to the socket. A device that
 //! stops reading is dropped after the write timeout, whether its frames
 //! wait for the socket or for budget, so it never makes the relay hold
@@ -313,7 +313,7 @@ async fn revoked(rx: &mut watch::Receiver<Arc<Revocations>>, v: &Verified) -> St
 }
 
 impl Conn {
-    /// Runs `f` on the relay core on a blocking thread, giving the session
+    /// Runs `f` on the relay core on a core thread, giving the session
     /// back with the result. `op` names the work for the metrics: the frame
     /// type, or `announce`.
     async fn core(
@@ -327,35 +327,36 @@ impl Conn {
         let state = self.state.clone();
         let mut session = session;
         let version = self.peer_version.load(Ordering::Relaxed);
-        web::block(move || {
-            let started = Instant::now();
-            let result = {
-                let mut relay = state.relay();
-                let mut r = f(&mut relay, &mut session);
-                state.note_seq(&relay);
-                if let Ok(out) = &mut r {
-                    if let (Some(case), Some(summary)) = (out.changed, out.summary.take()) {
-                        state.stage_summary(relay.seq(), case, *summary);
+        let pool = self.state.clone();
+        pool.core
+            .run(move || {
+                let started = Instant::now();
+                let result = {
+                    let mut relay = state.relay();
+                    let mut r = f(&mut relay, &mut session);
+                    state.note_seq(&relay);
+                    if let Ok(out) = &mut r {
+                        if let (Some(case), Some(summary)) = (out.changed, out.summary.take()) {
+                            state.stage_summary(relay.seq(), case, *summary);
+                        }
                     }
-                }
-                r
-            };
-            // Encoding is CPU work too: done here, after the lock is released.
-            let result = result.map(|out| {
-                let (frames, bytes) = encode(&out.frames, version);
-                Output {
-                    frames,
-                    bytes,
-                    needs_flush: out.needs_flush,
-                    changed_store: out.changed_store,
-                    policy_published: out.policy_published,
-                }
-            });
-            state.metrics.core_time(op, started.elapsed());
-            Handled { session, result }
-        })
-        .await
-        .ok()
+                    r
+                };
+                // Encoding is CPU work too: done here, after the lock is released.
+                let result = result.map(|out| {
+                    let (frames, bytes) = encode(&out.frames, version);
+                    Output {
+                        frames,
+                        bytes,
+                        needs_flush: out.needs_flush,
+                        changed_store: out.changed_store,
+                        policy_published: out.policy_published,
+                    }
+                });
+                state.metrics.core_time(op, started.elapsed());
+                Handled { session, result }
+            })
+            .await
     }
 
     /// Reserves budget for `out` and queues it for the sender. `Err` ends
