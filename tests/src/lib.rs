@@ -26,6 +26,8 @@ use std::num::NonZeroUsize;
 pub mod bookings;
 pub mod cutproxy;
 pub mod loadgen;
+pub mod quantile;
+pub mod ws_client;
 
 fn summary(f: &Frame) -> String {
     match f {

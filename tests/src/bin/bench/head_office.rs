@@ -217,8 +217,7 @@ fn seed(dir: &Path, n: u64) -> Duration {
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
+    aftercase_tests::quantile::percentile(v, p)
 }
 
 fn time_get(client: &reqwest::blocking::Client, url: &str, token: &str) -> Duration {

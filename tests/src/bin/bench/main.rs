@@ -271,14 +271,7 @@ fn baseline_round(ids: &[CaseId], device: &SledStorage, relay_docs: &SledStorage
     t
 }
 
-/// The `p` quantile of sorted samples (nearest rank); zero when empty.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
+use aftercase_tests::quantile::percentile;
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)

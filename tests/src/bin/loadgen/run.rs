@@ -3,8 +3,8 @@
 
 use crate::proc_stat;
 use crate::Args;
-use aftercase_sync::protocol::MAX_FRAME_BYTES;
 use aftercase_tests::loadgen::{Event, LightDevice, Send, StorePlan};
+use aftercase_tests::ws_client::{connect, Socket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -12,12 +12,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Setup ends early when no further device became ready for this long.
 const SETUP_STALL: Duration = Duration::from_secs(15);
@@ -118,21 +113,6 @@ impl Board {
     fn add(c: &Cell<u64>, n: u64) {
         c.set(c.get() + n);
     }
-}
-
-async fn connect(url: &str, token: &str) -> Result<Socket, String> {
-    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-    let auth = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| "token is not a valid header value".to_string())?;
-    req.headers_mut().insert("Authorization", auth);
-    let cfg = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES));
-    tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
-        .await
-        .map(|(s, _)| s)
-        .map_err(|e| format!("connect: {e}"))
 }
 
 async fn send(
@@ -305,14 +285,7 @@ async fn run_device(
 
 fn quantiles(v: &mut [Duration]) -> Value {
     v.sort();
-    let q = |p: f64| {
-        if v.is_empty() {
-            0.0
-        } else {
-            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-            v[rank - 1].as_secs_f64() * 1000.0
-        }
-    };
+    let q = |p: f64| aftercase_tests::quantile::percentile(v, p).as_secs_f64() * 1000.0;
     json!({
         "n": v.len(),
         "p50_ms": q(0.5),
