@@ -138,6 +138,9 @@ struct Traffic {
     relay_time: Duration,
     device_time: Duration,
     refused: usize,
+    /// Relay turns (each handles what arrived, then flushes if needed).
+    turns: u64,
+    flushes: u64,
 }
 
 /// Runs one device connection against the relay until the device is settled.
@@ -184,7 +187,9 @@ fn run_session_as<S: Storage>(
                 flush |= out.needs_flush;
                 replies.extend(out.frames.iter().map(Frame::encode));
             }
+            t.turns += 1;
             if flush {
+                t.flushes += 1;
                 relay.flush().expect("flush");
             }
             to_device.extend(replies);
@@ -211,9 +216,11 @@ fn run_session_as<S: Storage>(
     t.refused = client.refused().len();
     relay.end_session(rs).expect("end");
     eprintln!(
-        "  session {device}: relay {}, device {}",
+        "  session {device}: relay {}, device {}; {} relay turns, {} flushes",
         ms(t.relay_time),
-        ms(t.device_time)
+        ms(t.device_time),
+        t.turns,
+        t.flushes
     );
     t
 }
