@@ -9,7 +9,7 @@ use aftercase_sync::storage::{GroupCommit, SledStorage};
 use aftercase_sync::{CaseId, Millis};
 use rand::Rng;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::Notify;
 
 mod bookings;
@@ -45,7 +45,10 @@ pub struct SyncStatus {
 /// app can edit while a [`Device::run_live`] task syncs.
 #[derive(Clone)]
 pub struct Device {
-    pub(crate) replica: Arc<Mutex<Replica<SledStorage>>>,
+    /// Edits and reads share the replica (each case has its own lock
+    /// inside it, so edits of different cases run in parallel); sync takes
+    /// it whole.
+    pub(crate) replica: Arc<RwLock<Replica<SledStorage>>>,
     pub(crate) config: Arc<DeviceConfig>,
     pub(crate) data_dir: PathBuf,
     /// Woken after every local edit so a live sync pushes it at once.
@@ -111,7 +114,7 @@ impl Device {
         replica.defer_flushes();
         Ok(Device {
             commit,
-            replica: Arc::new(Mutex::new(replica)),
+            replica: Arc::new(RwLock::new(replica)),
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
             local_edit: Arc::new(Notify::new()),
@@ -158,10 +161,20 @@ impl Device {
         &self.data_dir
     }
 
-    pub(crate) fn replica(&self) -> MutexGuard<'_, Replica<SledStorage>> {
-        // Replica operations either complete or leave storage untouched, so
-        // a panic in another thread does not leave it inconsistent.
-        self.replica.lock().unwrap_or_else(|e| e.into_inner())
+    /// The replica for sync, alone: no edit runs meanwhile.
+    pub(crate) fn replica(&self) -> RwLockWriteGuard<'_, Replica<SledStorage>> {
+        // Replica operations either complete or leave storage untouched
+        // (and a document a panicking thread held is reloaded from
+        // storage), so a panic in another thread does not leave it
+        // inconsistent.
+        self.replica.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The replica for local edits and reads, shared with other threads
+    /// doing the same.
+    pub(crate) fn shared(&self) -> RwLockReadGuard<'_, Replica<SledStorage>> {
+        // As in `replica`: a panic elsewhere leaves nothing half-done.
+        self.replica.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn edited<T>(
@@ -169,8 +182,10 @@ impl Device {
         r: Result<T, aftercase_sync::replica::ReplicaError>,
     ) -> Result<T, ClientError> {
         let v = r?;
-        // The edit is applied (and the replica unlocked, so other threads
-        // can apply theirs meanwhile): report it only once a flush covers it.
+        // The edit is applied (and its case unlocked, so other threads
+        // can apply theirs meanwhile): report it only once a flush covers
+        // it. The ticket is taken after the apply, so the flush that
+        // covers it started after the edit was in storage.
         self.commit.wait(self.commit.ticket())?;
         self.local_edit.notify_one();
         Ok(v)
@@ -191,14 +206,14 @@ impl Device {
             phone: customer_phone.to_string(),
         };
         let r = self
-            .replica()
+            .shared()
             .create_case(id, entropy(), kind, customer, sku, description);
         self.edited(r)
     }
 
     /// Adds a note to a case's timeline.
     pub fn add_note(&self, case: CaseId, text: &str) -> Result<(), ClientError> {
-        let r = self.replica().add_note(case, entropy(), text);
+        let r = self.shared().add_note(case, entropy(), text);
         self.edited(r)
     }
 
@@ -209,7 +224,7 @@ impl Device {
         field: CaseField,
         value: &str,
     ) -> Result<(), ClientError> {
-        let r = self.replica().set_field(case, entropy(), field, value);
+        let r = self.shared().set_field(case, entropy(), field, value);
         self.edited(r)
     }
 
@@ -224,7 +239,7 @@ impl Device {
         outcome: &str,
         override_reason: Option<&str>,
     ) -> Result<Vec<String>, ClientError> {
-        let r = self.replica().log_contact(
+        let r = self.shared().log_contact(
             case,
             entropy(),
             channel,
@@ -243,7 +258,7 @@ impl Device {
         to: &str,
         reason: Option<&str>,
     ) -> Result<Option<CaseId>, ClientError> {
-        let mut r = self.replica();
+        let r = self.shared();
         r.transition(case, entropy(), to, reason)?;
         let new_id = CaseId::from_random_bytes(rand::rng().random());
         let follow_up = r.open_follow_up(case, new_id, entropy());
@@ -259,7 +274,7 @@ impl Device {
     pub fn assign(&self, case: CaseId, technician: &str) -> Result<(), ClientError> {
         let user = aftercase_sync::UserId::new(technician)
             .map_err(|e| ClientError::Config(format!("technician: {e}")))?;
-        let r = self.replica().assign(case, entropy(), &user);
+        let r = self.shared().assign(case, entropy(), &user);
         self.edited(r)
     }
 
@@ -269,7 +284,7 @@ impl Device {
         case: CaseId,
         s: &aftercase_sync::case::service::Survey,
     ) -> Result<(), ClientError> {
-        let r = self.replica().survey(case, entropy(), s);
+        let r = self.shared().survey(case, entropy(), s);
         self.edited(r)
     }
 
@@ -280,7 +295,7 @@ impl Device {
         level: &str,
         reference: Option<&str>,
     ) -> Result<(), ClientError> {
-        let r = self.replica().escalate(case, entropy(), level, reference);
+        let r = self.shared().escalate(case, entropy(), level, reference);
         self.edited(r)
     }
 
@@ -296,7 +311,7 @@ impl Device {
         let out = parse_payer(outbound).map_err(|e| ClientError::Config(e.to_string()))?;
         let ret = parse_payer(return_leg).map_err(|e| ClientError::Config(e.to_string()))?;
         let r = self
-            .replica()
+            .shared()
             .override_freight(case, entropy(), out, ret, reason);
         self.edited(r)
     }
@@ -307,13 +322,13 @@ impl Device {
         case: CaseId,
         facts: &aftercase_sync::rules::freight::FreightFacts,
     ) -> Result<aftercase_sync::case::service::FreightView, ClientError> {
-        let r = self.replica().decide_freight(case, entropy(), facts);
+        let r = self.shared().decide_freight(case, entropy(), facts);
         self.edited(r)
     }
 
     /// Resolves a workflow conflict (supervisor or head office).
     pub fn resolve(&self, case: CaseId, conflict: &str, choose: &str) -> Result<(), ClientError> {
-        let r = self.replica().resolve(case, entropy(), conflict, choose);
+        let r = self.shared().resolve(case, entropy(), conflict, choose);
         self.edited(r)
     }
 
@@ -329,7 +344,7 @@ impl Device {
         let tier: aftercase_sync::money::Tier = tier.parse().map_err(ClientError::Config)?;
         let fen = aftercase_sync::money::parse_yuan(amount)
             .map_err(|e| ClientError::Config(format!("amount: {e}")))?;
-        let r = self.replica().offer(case, entropy(), tier, fen, note);
+        let r = self.shared().offer(case, entropy(), tier, fen, note);
         self.edited(r)
     }
 
@@ -361,7 +376,7 @@ impl Device {
             source,
         })?;
         let r = self
-            .replica()
+            .shared()
             .attach_evidence(case, entropy(), kind, &bytes, caption);
         self.edited(r)
     }
@@ -373,15 +388,13 @@ impl Device {
         hash: &str,
         reason: &str,
     ) -> Result<(), ClientError> {
-        let r = self
-            .replica()
-            .remove_evidence(case, entropy(), hash, reason);
+        let r = self.shared().remove_evidence(case, entropy(), hash, reason);
         self.edited(r)
     }
 
     /// The bytes of a piece of evidence this device holds.
     pub fn evidence_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        Ok(self.replica().blob(hash)?)
+        Ok(self.shared().blob(hash)?)
     }
 
     /// Approves, rejects, or records the customer's answer to an offer.
@@ -391,13 +404,13 @@ impl Device {
         offer_id: &str,
         decision: aftercase_sync::case::offer::Decision,
     ) -> Result<(), ClientError> {
-        let r = self.replica().decide(case, entropy(), offer_id, decision);
+        let r = self.shared().decide(case, entropy(), offer_id, decision);
         self.edited(r)
     }
 
     /// One case, with its timers evaluated against the device clock.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ClientError> {
-        let mut v = self.replica().case_in_context(case)?;
+        let mut v = self.shared().case_in_context(case)?;
         if let Some(v) = v.as_mut() {
             v.evaluate_timers(now());
         }
@@ -406,7 +419,7 @@ impl Device {
 
     /// Every case on the device, oldest first, timers evaluated now.
     pub fn cases(&self) -> Result<Vec<CaseView>, ClientError> {
-        let mut all = self.replica().cases()?;
+        let mut all = self.shared().cases()?;
         let t = now();
         for v in &mut all {
             v.evaluate_timers(t);
@@ -416,13 +429,13 @@ impl Device {
 
     /// The policy this device decides under, as JSON.
     pub fn policy(&self) -> aftercase_sync::policy::Policy {
-        self.replica().policy().clone()
+        self.shared().policy().clone()
     }
 
     /// Pending changes and last successful sync.
     pub fn status(&self) -> Result<SyncStatus, ClientError> {
         // One guard for the whole read: the replica's lock is not reentrant.
-        let r = self.replica();
+        let r = self.shared();
         let s = r.status()?;
         let (cached_bytes, cached) = r.blob_cache()?;
         Ok(SyncStatus {
@@ -448,7 +461,7 @@ impl Device {
     pub fn missing_evidence(
         &self,
     ) -> Result<Vec<aftercase_sync::replica::blobs::MissingBlob>, ClientError> {
-        Ok(self.replica().missing_blobs()?)
+        Ok(self.shared().missing_blobs()?)
     }
 
     /// The case on this device whose evidence names `hash`, with the size
@@ -457,7 +470,7 @@ impl Device {
         &self,
         hash: &aftercase_sync::blobs::BlobHash,
     ) -> Result<Option<(CaseId, u64)>, ClientError> {
-        Ok(self.replica().case_of_blob(hash)?)
+        Ok(self.shared().case_of_blob(hash)?)
     }
 
     /// Drops the local changes of a refused case: the local document goes

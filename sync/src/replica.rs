@@ -9,10 +9,12 @@ use crate::protocol::DocBytes;
 use crate::storage::{docs, keys, Batch, Storage, StorageError};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
-use std::collections::HashMap;
+use loaded::{Held, LoadedDocs};
+use std::sync::{Mutex, PoisonError};
 
 pub mod blobs;
 pub mod bookings;
+mod loaded;
 mod pushed;
 mod refusals;
 pub use refusals::Refused;
@@ -81,19 +83,25 @@ pub struct LocalStatus {
 ///
 /// Every public edit returns only after its changes, its dirty mark and its
 /// index entry are applied in one batch and flushed: "saved" means durable.
+///
+/// Edits and reads take `&self`: each case's document has its own lock
+/// (`replica/loaded.rs`), so threads editing different cases run their
+/// Automerge work in parallel, and a caller that defers flushes
+/// ([`Replica::defer_flushes`]) can share them among threads. Sync
+/// bookkeeping (receiving, confirming, the cursor) takes `&mut self`.
 pub struct Replica<S: Storage> {
     storage: S,
     policy: crate::policy::Policy,
     identity: DeviceIdentity,
     actor: ActorId,
-    docs: HashMap<CaseId, Automerge>,
+    docs: LoadedDocs,
+    /// Held while a case number is drawn and stored, so that concurrent
+    /// creations never draw the same one nor store the counter backwards.
+    case_seq: Mutex<()>,
     /// Local edits are applied but not flushed; the caller flushes (see
     /// [`Replica::defer_flushes`]).
     defer_flush: bool,
 }
-
-/// Most documents a replica keeps loaded (see `Replica::keep_loaded`).
-const MAX_LOADED: usize = 1024;
 
 fn u64_value(bytes: Option<Vec<u8>>) -> u64 {
     bytes
@@ -121,7 +129,8 @@ impl<S: Storage> Replica<S> {
             policy,
             identity,
             actor: ActorId::from(&actor[..]),
-            docs: HashMap::new(),
+            docs: LoadedDocs::default(),
+            case_seq: Mutex::new(()),
             defer_flush: false,
         }
     }
@@ -153,56 +162,76 @@ impl<S: Storage> Replica<S> {
         }
     }
 
-    /// The document of `case`, loading it from storage if needed.
-    fn doc_mut(&mut self, case: CaseId) -> Result<Option<&mut Automerge>, ReplicaError> {
-        if !self.docs.contains_key(&case) {
-            let Some(loaded) = docs::load_doc(&self.storage, case)? else {
-                return Ok(None);
-            };
-            let mut doc = loaded.doc.with_actor(self.actor.clone());
-            if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
-                docs::compact(&self.storage, case, &doc)?;
-            }
-            doc.set_actor(self.actor.clone());
-            self.keep_loaded(case, doc);
+    /// Loads the document of `case` from storage with this process's
+    /// actor, folding many incremental chunks into a snapshot first.
+    fn load(&self, case: CaseId) -> Result<Option<Automerge>, ReplicaError> {
+        let Some(loaded) = docs::load_doc(&self.storage, case)? else {
+            return Ok(None);
+        };
+        let mut doc = loaded.doc.with_actor(self.actor.clone());
+        if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
+            docs::compact(&self.storage, case, &doc)?;
         }
-        Ok(self.docs.get_mut(&case))
+        doc.set_actor(self.actor.clone());
+        Ok(Some(doc))
     }
 
-    /// Caches a loaded document. Loaded documents are only a cache of what
-    /// storage holds (every change is applied to storage before anything
-    /// reports it), so when too many are loaded they are all dropped: a
-    /// tablet that downloaded 10,000 cases must not keep them all in memory
-    /// (a loaded case takes about 60 KiB).
-    fn keep_loaded(&mut self, case: CaseId, doc: Automerge) {
-        if self.docs.len() >= MAX_LOADED && !self.docs.contains_key(&case) {
-            self.docs.clear();
-        }
-        self.docs.insert(case, doc);
-    }
-
-    /// Persists the changes made to `case` since `before` (at device time
-    /// `now`), marks it dirty and flushes. On failure the cached document is
-    /// dropped so memory never runs ahead of the disk.
-    fn persist_local(
-        &mut self,
+    /// Runs `f` on the loaded document of `case` under that case's lock,
+    /// loading it first if needed. `None` if the device does not hold the
+    /// case. `f` must not touch another case (one case lock at a time).
+    fn with_held<R>(
+        &self,
         case: CaseId,
+        f: impl FnOnce(&mut Held) -> Result<R, ReplicaError>,
+    ) -> Result<Option<R>, ReplicaError> {
+        let slot = self.docs.slot(case);
+        let mut guard = loaded::lock(&slot);
+        if guard.is_none() {
+            *guard = self.load(case)?.map(Held::new);
+        }
+        match guard.as_mut() {
+            Some(held) => f(held).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the document of `case` (see [`Replica::with_held`]).
+    fn with_doc<R>(
+        &self,
+        case: CaseId,
+        f: impl FnOnce(&Automerge) -> R,
+    ) -> Result<Option<R>, ReplicaError> {
+        self.with_held(case, |h| Ok(f(&h.doc)))
+    }
+
+    /// Persists the changes made to `held` (the document of `case`) since
+    /// `before` (at device time `now`), with `extra`, marks the case dirty
+    /// and flushes unless flushes are deferred. On failure the document is
+    /// dropped so memory never runs ahead of the disk. Called under the
+    /// case's lock, so the dirty mark is read and written by one thread.
+    fn persist_local(
+        &self,
+        case: CaseId,
+        held: &mut Option<Held>,
         before: &[ChangeHash],
         extra: Batch,
         now: Millis,
     ) -> Result<(), ReplicaError> {
-        // A dirty mark holds the device time of the first edit the relay has
-        // not confirmed: a case already marked keeps its older time, which
-        // is what the device reports as the age of its unsynced work.
-        let marked = self.storage.get(&keys::dirty(case))?.is_some();
-        let Some(doc) = self.docs.get(&case) else {
+        let Some(h) = held.as_mut() else {
             return Err(ReplicaError::UnknownCase(case));
         };
         let mut batch = extra;
-        docs::stage_changes(&mut batch, case, &doc.get_changes(before));
-        batch.put(keys::local_case(case), Vec::new());
-        if !marked {
-            batch.put(keys::dirty(case), now.0.to_be_bytes().to_vec());
+        docs::stage_changes(&mut batch, case, &new_changes(&h.doc, before));
+        if !h.marked {
+            // A dirty mark holds the device time of the first edit the
+            // relay has not confirmed: a case already marked keeps its
+            // older time, which is what the device reports as the age of
+            // its unsynced work. Once this process has applied the marks,
+            // later edits skip both the read and the rewrite.
+            if self.storage.get(&keys::dirty(case))?.is_none() {
+                batch.put(keys::dirty(case), now.0.to_be_bytes().to_vec());
+            }
+            batch.put(keys::local_case(case), Vec::new());
         }
         let result = self.storage.apply(batch).and_then(|_| {
             if self.defer_flush {
@@ -211,27 +240,51 @@ impl<S: Storage> Replica<S> {
                 self.storage.flush()
             }
         });
-        if let Err(e) = result {
-            self.docs.remove(&case);
-            return Err(e.into());
+        match result {
+            Ok(()) => {
+                h.marked = true;
+                Ok(())
+            }
+            Err(e) => {
+                *held = None;
+                Err(e.into())
+            }
         }
-        Ok(())
     }
 
-    fn edit<F>(&mut self, case: CaseId, e: Entropy, f: F) -> Result<(), ReplicaError>
+    /// Runs the edit `f` on `case` and persists what it changed, with
+    /// `extra` in the same batch, all under the case's lock.
+    fn edit_with<F>(&self, case: CaseId, e: Entropy, extra: Batch, f: F) -> Result<(), ReplicaError>
     where
         F: FnOnce(&mut Automerge, &EditContext) -> Result<(), EditError>,
     {
         let ctx = self.ctx(e);
-        let doc = self.doc_mut(case)?.ok_or(ReplicaError::UnknownCase(case))?;
-        let before = doc.get_heads();
-        f(doc, &ctx)?;
-        self.persist_local(case, &before, Batch::new(), e.now)
+        let slot = self.docs.slot(case);
+        let mut guard = loaded::lock(&slot);
+        if guard.is_none() {
+            *guard = self.load(case)?.map(Held::new);
+        }
+        let Some(h) = guard.as_mut() else {
+            return Err(ReplicaError::UnknownCase(case));
+        };
+        let before = h.doc.get_heads();
+        // An edit validates before it writes its one transaction, and a
+        // failed transaction is rolled back: a refused edit leaves the
+        // document as it was.
+        f(&mut h.doc, &ctx)?;
+        self.persist_local(case, &mut guard, &before, extra, e.now)
+    }
+
+    fn edit<F>(&self, case: CaseId, e: Entropy, f: F) -> Result<(), ReplicaError>
+    where
+        F: FnOnce(&mut Automerge, &EditContext) -> Result<(), EditError>,
+    {
+        self.edit_with(case, e, Batch::new(), f)
     }
 
     /// Opens a new case. Returns once it is durable on this device.
     pub fn create_case(
-        &mut self,
+        &self,
         id: CaseId,
         e: Entropy,
         kind: CaseKind,
@@ -239,6 +292,9 @@ impl<S: Storage> Replica<S> {
         sku: Option<String>,
         description: Option<String>,
     ) -> Result<CaseId, ReplicaError> {
+        // Held until the counter is applied: two creations must not draw
+        // the same number, nor the later store a smaller counter.
+        let _seq = self.case_seq.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = u64_value(self.storage.get(&keys::setting("case_seq"))?) + 1;
         let new = NewCase {
             id,
@@ -251,21 +307,23 @@ impl<S: Storage> Replica<S> {
         };
         let mut doc = Automerge::new().with_actor(self.actor.clone());
         edit::create_case(&mut doc, &self.ctx(e), &new)?;
-        self.keep_loaded(id, doc);
+        let slot = self.docs.slot(id);
+        let mut guard = loaded::lock(&slot);
+        *guard = Some(Held::new(doc));
         let mut extra = Batch::new();
         extra.put(keys::setting("case_seq"), seq.to_be_bytes().to_vec());
-        self.persist_local(id, &[], extra, e.now)?;
+        self.persist_local(id, &mut guard, &[], extra, e.now)?;
         Ok(id)
     }
 
     /// Adds a note to the timeline.
-    pub fn add_note(&mut self, case: CaseId, e: Entropy, text: &str) -> Result<(), ReplicaError> {
+    pub fn add_note(&self, case: CaseId, e: Entropy, text: &str) -> Result<(), ReplicaError> {
         self.edit(case, e, |d, c| edit::add_note(d, case, c, text))
     }
 
     /// Sets one field.
     pub fn set_field(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         field: CaseField,
@@ -281,7 +339,7 @@ impl<S: Storage> Replica<S> {
     /// returned warnings say which rules it broke. `override_reason` is a
     /// supervisor's own reason for breaking them (refused from anyone else).
     pub fn log_contact(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         channel: ContactChannel,
@@ -336,7 +394,7 @@ impl<S: Storage> Replica<S> {
     /// the scheduling conflicts of its bookings with other cases'). Reads
     /// every held case when the case needs it: for screens that show one
     /// case, not for lists.
-    pub fn case_in_context(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+    pub fn case_in_context(&self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
         let Some(mut v) = self.case(case)? else {
             return Ok(None);
         };
@@ -356,7 +414,7 @@ impl<S: Storage> Replica<S> {
 
     /// Moves a case along its workflow.
     pub fn transition(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         to: &str,
@@ -370,7 +428,7 @@ impl<S: Storage> Replica<S> {
 
     /// Resolves a workflow conflict by choosing one branch.
     pub fn resolve(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         conflict: &str,
@@ -409,7 +467,7 @@ impl<S: Storage> Replica<S> {
     /// customer and product, and links both cases. `None` if the case's
     /// current state calls for no follow-up.
     pub fn open_follow_up(
-        &mut self,
+        &self,
         origin: CaseId,
         new_id: CaseId,
         e: Entropy,
@@ -454,7 +512,7 @@ impl<S: Storage> Replica<S> {
 
     /// Assigns the case to a technician.
     pub fn assign(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         technician: &UserId,
@@ -466,7 +524,7 @@ impl<S: Storage> Replica<S> {
 
     /// Records the customer's survey answers.
     pub fn survey(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         s: &crate::case::service::Survey,
@@ -476,7 +534,7 @@ impl<S: Storage> Replica<S> {
 
     /// Moves the case up the escalation ladder.
     pub fn escalate(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         level: &str,
@@ -489,7 +547,7 @@ impl<S: Storage> Replica<S> {
 
     /// Decides and records who pays freight.
     pub fn decide_freight(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         facts: &crate::rules::freight::FreightFacts,
@@ -507,7 +565,7 @@ impl<S: Storage> Replica<S> {
 
     /// Records a supervisor's freight decision that departs from the rules.
     pub fn override_freight(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         outbound: crate::rules::freight::Payer,
@@ -531,7 +589,7 @@ impl<S: Storage> Replica<S> {
     /// metadata is removed first (`case::exif`), so the hash, the size and
     /// the stored bytes are those without it. Returns the hash.
     pub fn attach_evidence(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         kind: &str,
@@ -555,25 +613,23 @@ impl<S: Storage> Replica<S> {
             captured_at: e.now.0,
             caption: caption.map(str::to_string),
         };
-        let policy = self.policy.clone();
-        let now = e.now;
-        let ctx = self.ctx(e);
-        let doc = self.doc_mut(case)?.ok_or(ReplicaError::UnknownCase(case))?;
-        let before = doc.get_heads();
-        crate::case::evidence::attach(doc, case, &ctx, &policy, &evidence)?;
         let mut blob = Batch::new();
         // Content-addressed: the same photo attached twice is kept once.
         if self.storage.get(&keys::blob(&raw))?.is_none() {
             blob.put(keys::blob(&raw), bytes.to_vec());
-            self.stage_attached(&mut blob, case, &raw, bytes.len() as u64, now)?;
+            self.stage_attached(&mut blob, case, &raw, bytes.len() as u64, e.now)?;
         }
-        self.persist_local(case, &before, blob, now)?;
+        // Staged before the edit is checked: a refused edit drops the
+        // batch, so nothing of the blob is kept.
+        self.edit_with(case, e, blob, |d, c| {
+            crate::case::evidence::attach(d, case, c, &self.policy, &evidence)
+        })?;
         Ok(hash)
     }
 
     /// Removes a piece of evidence (a tombstone with a reason).
     pub fn remove_evidence(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         hash: &str,
@@ -594,7 +650,7 @@ impl<S: Storage> Replica<S> {
 
     /// Offers compensation; returns the offer id.
     pub fn offer(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         tier: crate::money::Tier,
@@ -612,7 +668,7 @@ impl<S: Storage> Replica<S> {
 
     /// Approves, rejects or records the customer's answer to an offer.
     pub fn decide(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         offer_id: &str,
@@ -625,11 +681,10 @@ impl<S: Storage> Replica<S> {
     }
 
     /// One case as plain data.
-    pub fn case(&mut self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
-        let policy = self.policy.clone();
-        Ok(self
-            .doc_mut(case)?
-            .map(|d| CaseView::from_doc_with(&*d, &case.to_string(), &policy)))
+    pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        self.with_doc(case, |d| {
+            CaseView::from_doc_with(d, &case.to_string(), &self.policy)
+        })
     }
 
     /// The ids of every case on this device.
@@ -643,7 +698,7 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Every case on this device, as plain data.
-    pub fn cases(&mut self) -> Result<Vec<CaseView>, ReplicaError> {
+    pub fn cases(&self) -> Result<Vec<CaseView>, ReplicaError> {
         let mut out = Vec::new();
         for id in self.case_ids()? {
             if let Some(v) = self.case(id)? {
@@ -655,16 +710,16 @@ impl<S: Storage> Replica<S> {
     }
 
     /// The heads of a case, if the device has it.
-    pub fn heads(&mut self, case: CaseId) -> Result<Option<Vec<ChangeHash>>, ReplicaError> {
-        Ok(self.doc_mut(case)?.map(|d| d.get_heads()))
+    pub fn heads(&self, case: CaseId) -> Result<Option<Vec<ChangeHash>>, ReplicaError> {
+        self.with_doc(case, |d| d.get_heads())
     }
 
     /// Whether the device holds every change named in `heads`.
-    pub fn has_all(&mut self, case: CaseId, heads: &[ChangeHash]) -> Result<bool, ReplicaError> {
-        Ok(match self.doc_mut(case)? {
-            Some(d) => heads.iter().all(|h| d.get_change_by_hash(h).is_some()),
-            None => heads.is_empty(),
-        })
+    pub fn has_all(&self, case: CaseId, heads: &[ChangeHash]) -> Result<bool, ReplicaError> {
+        let held = self.with_doc(case, |d| {
+            heads.iter().all(|h| d.get_change_by_hash(h).is_some())
+        })?;
+        Ok(held.unwrap_or(heads.is_empty()))
     }
 
     /// Cases with local changes the relay has not confirmed.
@@ -747,14 +802,16 @@ impl<S: Storage> Replica<S> {
     /// Produces the next sync message for `case`, if any. Unknown cases sync
     /// from an empty document (the relay then sends everything).
     pub fn generate(
-        &mut self,
+        &self,
         case: CaseId,
         state: &mut State,
     ) -> Result<Option<Message>, ReplicaError> {
-        Ok(match self.doc_mut(case)? {
-            Some(d) => d.generate_sync_message(state),
-            None => Automerge::new().generate_sync_message(state),
-        })
+        Ok(
+            match self.with_doc(case, |d| d.generate_sync_message(state))? {
+                Some(message) => message,
+                None => Automerge::new().generate_sync_message(state),
+            },
+        )
     }
 
     /// Applies a sync message from the relay and persists what it brought
@@ -766,33 +823,33 @@ impl<S: Storage> Replica<S> {
         state: &mut State,
         message: Message,
     ) -> Result<(), ReplicaError> {
-        let actor = self.actor.clone();
-        if self.doc_mut(case)?.is_none() {
-            self.keep_loaded(case, Automerge::new().with_actor(actor));
-        }
-        let Some(doc) = self.docs.get_mut(&case) else {
-            return Err(ReplicaError::UnknownCase(case));
+        let slot = self.docs.slot(case);
+        let mut guard = loaded::lock(&slot);
+        // Taken out of the cache while it changes: every failure below
+        // leaves the slot empty, so the document reloads from disk.
+        let mut held = match guard.take() {
+            Some(h) => h,
+            None => Held::new(
+                self.load(case)?
+                    .unwrap_or_else(|| Automerge::new().with_actor(self.actor.clone())),
+            ),
         };
-        let before = doc.get_heads();
-        if let Err(e) = doc.receive_sync_message(state, message) {
-            // The document may hold part of the message; reload it from disk.
-            self.docs.remove(&case);
+        let before = held.doc.get_heads();
+        if let Err(e) = held.doc.receive_sync_message(state, message) {
             return Err(ReplicaError::Apply {
                 case,
                 message: e.to_string(),
             });
         }
-        let changes = doc.get_changes(&before);
+        let changes = held.doc.get_changes(&before);
         let mut batch = Batch::new();
         if !changes.is_empty() {
             docs::stage_changes(&mut batch, case, &changes);
             batch.put(keys::local_case(case), Vec::new());
         }
         docs::stage_sync_state(&mut batch, case, RELAY_PEER, state);
-        if let Err(e) = self.storage.apply(batch) {
-            self.docs.remove(&case);
-            return Err(e.into());
-        }
+        self.storage.apply(batch)?;
+        *guard = Some(held);
         Ok(())
     }
 
@@ -806,33 +863,41 @@ impl<S: Storage> Replica<S> {
         threads: usize,
     ) -> Result<(), ReplicaError> {
         let loaded = load_snapshots(snapshots, threads)?;
-        let actor = self.actor.clone();
         let mut batch = Batch::new();
         let mut touched = Vec::with_capacity(snapshots.len());
         let mut merged = Ok(());
         for (s, mut incoming) in snapshots.iter().zip(loaded) {
             touched.push(s.doc);
             batch.put(keys::local_case(s.doc), Vec::new());
-            match self.doc_mut(s.doc) {
-                Ok(Some(doc)) => {
-                    let before = doc.get_heads();
-                    if let Err(e) = doc.merge(&mut incoming) {
+            let slot = self.docs.slot(s.doc);
+            let mut guard = loaded::lock(&slot);
+            let held = match guard.take() {
+                Some(h) => Some(h),
+                None => match self.load(s.doc) {
+                    Ok(doc) => doc.map(Held::new),
+                    Err(e) => {
+                        merged = Err(e);
+                        break;
+                    }
+                },
+            };
+            match held {
+                Some(mut h) => {
+                    let before = h.doc.get_heads();
+                    if let Err(e) = h.doc.merge(&mut incoming) {
                         merged = Err(ReplicaError::Apply {
                             case: s.doc,
                             message: e.to_string(),
                         });
                         break;
                     }
-                    docs::stage_changes(&mut batch, s.doc, &doc.get_changes(&before));
+                    docs::stage_changes(&mut batch, s.doc, &h.doc.get_changes(&before));
+                    *guard = Some(h);
                 }
-                Ok(None) => {
+                None => {
                     // Nothing of it is stored yet: keep the relay's bytes.
                     batch.put(keys::snapshot(s.doc), s.bytes.clone());
-                    self.keep_loaded(s.doc, incoming.with_actor(actor.clone()));
-                }
-                Err(e) => {
-                    merged = Err(e);
-                    break;
+                    *guard = Some(Held::new(incoming.with_actor(self.actor.clone())));
                 }
             }
         }
@@ -840,7 +905,7 @@ impl<S: Storage> Replica<S> {
             // Memory must not run ahead of the disk: forget every document
             // this call touched; they reload from storage on demand.
             for case in touched {
-                self.docs.remove(&case);
+                self.docs.forget(case);
             }
             return Err(e);
         }
@@ -855,19 +920,29 @@ impl<S: Storage> Replica<S> {
         case: CaseId,
         relay_heads: &[ChangeHash],
     ) -> Result<bool, ReplicaError> {
-        let Some(doc) = self.doc_mut(case)? else {
+        let confirmed = self.with_held(case, |h| {
+            let doc = &h.doc;
+            let ours = doc.get_heads();
+            let covered = ours.iter().all(|hash| relay_heads.contains(hash))
+                || (relay_heads
+                    .iter()
+                    .all(|hash| doc.get_change_by_hash(hash).is_some())
+                    && doc.get_changes(relay_heads).is_empty());
+            // Under the case's lock, so no edit of it slips in between
+            // the check and the removal of its mark.
+            let marked = covered && (h.marked || self.storage.get(&keys::dirty(case))?.is_some());
+            if marked {
+                let mut b = Batch::new();
+                b.delete(keys::dirty(case));
+                self.storage.apply(b)?;
+                h.marked = false;
+            }
+            Ok((covered, marked))
+        })?;
+        let Some((covered, cleared)) = confirmed else {
             return Ok(false);
         };
-        let ours = doc.get_heads();
-        let covered = ours.iter().all(|h| relay_heads.contains(h))
-            || (relay_heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(h).is_some())
-                && doc.get_changes(relay_heads).is_empty());
-        if covered && self.storage.get(&keys::dirty(case))?.is_some() {
-            let mut b = Batch::new();
-            b.delete(keys::dirty(case));
-            self.storage.apply(b)?;
+        if cleared {
             self.clear_refusal(case)?;
         }
         Ok(covered)
@@ -877,6 +952,29 @@ impl<S: Storage> Replica<S> {
     pub fn evict_all(&mut self) {
         self.docs.clear();
     }
+}
+
+/// The changes of `doc` that are not in `before`. An edit commits one
+/// change on top of the heads it started from; that change is read by its
+/// hash, which is cheaper than Automerge's search of the history for
+/// everything not reachable from `before`.
+fn new_changes(doc: &Automerge, before: &[ChangeHash]) -> Vec<automerge::Change> {
+    let heads = doc.get_heads();
+    if heads.as_slice() == before {
+        return Vec::new();
+    }
+    if let [head] = heads.as_slice() {
+        if let Some(change) = doc.get_change_by_hash(head) {
+            let mut deps = change.deps().to_vec();
+            deps.sort_unstable();
+            // `before` is sorted (it came from `get_heads`). If the new head
+            // depends on exactly the old heads, nothing else is new.
+            if deps == before {
+                return vec![change];
+            }
+        }
+    }
+    doc.get_changes(before)
 }
 
 /// Loads snapshots in order, splitting the work over up to `threads`
@@ -945,7 +1043,7 @@ mod tests {
     /// Documents of `n` cases written on another device, as a relay would
     /// serve them.
     fn served(n: u8) -> Vec<DocBytes> {
-        let mut other = Replica::open(MemoryStorage::new(), identity(), [9; 16]);
+        let other = Replica::open(MemoryStorage::new(), identity(), [9; 16]);
         (0..n)
             .map(|i| {
                 let id = CaseId::from_bytes([i + 1; 16]);
@@ -963,7 +1061,7 @@ mod tests {
 
     #[test]
     fn a_dirty_mark_keeps_the_time_of_the_first_unconfirmed_edit() {
-        let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
+        let r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
         let a = CaseId::from_bytes([1; 16]);
         let b = CaseId::from_bytes([2; 16]);
         r.create_case(a, e(10), CaseKind::Repair, customer(), None, None)
@@ -972,7 +1070,7 @@ mod tests {
             .unwrap();
         // A later edit of a marked case does not make its work look newer.
         r.add_note(a, e(90), "again").unwrap();
-        let marks: HashMap<_, _> = r.dirty_marks().unwrap().into_iter().collect();
+        let marks: std::collections::HashMap<_, _> = r.dirty_marks().unwrap().into_iter().collect();
         assert_eq!(marks[&a], Some(e(10).now));
         assert_eq!(marks[&b], Some(e(20).now));
         assert_eq!(r.status().unwrap().oldest_pending, Some(e(10).now));
@@ -1018,13 +1116,13 @@ mod tests {
     #[test]
     fn a_reported_save_survives_a_crash() {
         let store = MemoryStorage::new();
-        let mut r = Replica::open(store.clone(), identity(), [1; 16]);
+        let r = Replica::open(store.clone(), identity(), [1; 16]);
         let id = CaseId::from_bytes([5; 16]);
         r.create_case(id, e(1), CaseKind::Complaint, customer(), None, None)
             .unwrap();
         r.add_note(id, e(2), "called, no answer").unwrap();
         store.crash(0);
-        let mut r = Replica::open(store, identity(), [2; 16]);
+        let r = Replica::open(store, identity(), [2; 16]);
         let v = r.case(id).unwrap().unwrap();
         assert_eq!(v.case_no.as_deref(), Some("S1-tab1-1"));
         assert!(v
@@ -1037,7 +1135,7 @@ mod tests {
     #[test]
     fn a_refused_edit_saves_nothing() {
         let store = MemoryStorage::new();
-        let mut r = Replica::open(store.clone(), identity(), [1; 16]);
+        let r = Replica::open(store.clone(), identity(), [1; 16]);
         let id = CaseId::from_bytes([5; 16]);
         r.create_case(id, e(1), CaseKind::Repair, customer(), None, None)
             .unwrap();
@@ -1141,7 +1239,7 @@ mod tests {
             role: crate::access::Role::Supervisor,
             ..identity()
         };
-        let mut r = Replica::open(store, sup, [2; 16]);
+        let r = Replica::open(store, sup, [2; 16]);
         let warned = r
             .log_contact(
                 b,
@@ -1270,7 +1368,7 @@ mod tests {
 
     #[test]
     fn case_numbers_count_up_per_device() {
-        let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
+        let r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);
         for n in 1..=3u8 {
             let id = CaseId::from_bytes([n; 16]);
             r.create_case(id, e(n), CaseKind::Repair, customer(), None, None)
@@ -1281,5 +1379,81 @@ mod tests {
             );
         }
         assert_eq!(r.cases().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn threads_editing_more_cases_than_stay_loaded_lose_nothing() {
+        // More cases than the cache keeps, edited by several threads at
+        // once, so documents are dropped and reloaded while others edit.
+        const THREADS: usize = 4;
+        let per_thread = loaded::MAX_LOADED / THREADS + 60;
+        let store = MemoryStorage::new();
+        let r = Replica::open(store.clone(), identity(), [1; 16]);
+        let start = std::sync::Barrier::new(THREADS);
+        let ids: Vec<Vec<CaseId>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (r, start) = (&r, &start);
+                    scope.spawn(move || {
+                        let mine: Vec<CaseId> = (0..per_thread)
+                            .map(|i| {
+                                let mut b = [0u8; 16];
+                                b[0] = t as u8;
+                                b[1..9].copy_from_slice(&(i as u64).to_be_bytes());
+                                let id = CaseId::from_bytes(b);
+                                r.create_case(
+                                    id,
+                                    e(t as u8),
+                                    CaseKind::Repair,
+                                    customer(),
+                                    None,
+                                    None,
+                                )
+                                .unwrap();
+                                id
+                            })
+                            .collect();
+                        start.wait();
+                        mine
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let all: Vec<CaseId> = ids.concat();
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (r, all) = (&r, &all);
+                scope.spawn(move || {
+                    // Every thread edits every case, each from its own
+                    // starting point, so threads meet on the same cases.
+                    let n = all.len();
+                    for k in 0..n {
+                        let case = all[(k + t * n / THREADS) % n];
+                        let mut en = e(t as u8);
+                        en.nonce[..8].copy_from_slice(&(k as u64).to_be_bytes());
+                        r.add_note(case, en, &format!("t{t}")).unwrap();
+                    }
+                });
+            }
+        });
+        let again = Replica::open(store, identity(), [2; 16]);
+        let numbers: std::collections::HashSet<_> = all
+            .iter()
+            .map(|c| again.case(*c).unwrap().unwrap().case_no)
+            .collect();
+        assert_eq!(numbers.len(), all.len(), "no case number drawn twice");
+        for case in &all {
+            let v = again.case(*case).unwrap().unwrap();
+            let mut notes: Vec<_> = v
+                .timeline
+                .iter()
+                .filter(|e| e.kind == "note")
+                .filter_map(|e| e.text.clone())
+                .collect();
+            notes.sort();
+            let want: Vec<String> = (0..THREADS).map(|t| format!("t{t}")).collect();
+            assert_eq!(notes, want, "case {case}");
+        }
     }
 }

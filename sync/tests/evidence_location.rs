@@ -36,7 +36,7 @@ fn entropy(n: u8) -> Entropy {
 
 #[test]
 fn an_attached_photo_is_stored_and_hashed_without_its_location() {
-    let mut replica = Replica::open(
+    let replica = Replica::open(
         MemoryStorage::new(),
         DeviceIdentity {
             user: UserId::new("alice").unwrap(),
@@ -89,7 +89,7 @@ fn an_attached_photo_is_stored_and_hashed_without_its_location() {
 
 #[test]
 fn a_photo_cut_short_in_its_metadata_is_kept_without_it() {
-    let mut replica = Replica::open(
+    let replica = Replica::open(
         MemoryStorage::new(),
         DeviceIdentity {
             user: UserId::new("alice").unwrap(),

@@ -35,7 +35,7 @@ const HOUR: i64 = 3_600_000;
 fn complaint_recorded_offline(cli: &Cli, hours_back: i64) -> String {
     let cfg = DeviceConfig::load(&cli.dir).expect("device config");
     let storage = SledStorage::open(&cli.dir.join("db")).expect("device storage");
-    let mut replica = Replica::open(storage, cfg.identity(), rand::random());
+    let replica = Replica::open(storage, cfg.identity(), rand::random());
     let now = chrono::Utc::now().timestamp_millis() - hours_back * HOUR;
     let id = replica
         .create_case(

@@ -23,7 +23,7 @@ const HOUR: i64 = 3_600_000;
 fn open_case_earlier(cli: &Cli, kind: CaseKind, hours_ago: i64, phone: &str) -> String {
     let config = DeviceConfig::load(&cli.dir).expect("device config");
     let storage = SledStorage::open(&cli.dir.join("db")).expect("device storage");
-    let mut replica = Replica::open(storage.clone(), config.identity(), rand::random());
+    let replica = Replica::open(storage.clone(), config.identity(), rand::random());
     let id = CaseId::from_random_bytes(rand::random());
     let now = chrono::Utc::now().timestamp_millis() - hours_ago * HOUR;
     replica

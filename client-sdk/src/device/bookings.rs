@@ -63,7 +63,7 @@ impl Device {
     /// booking id once durable.
     pub fn book(&self, case: CaseId, req: &BookingRequest) -> Result<String, ClientError> {
         let slot = self.slot(req)?;
-        let r = self.replica().book(case, entropy(), &slot);
+        let r = self.shared().book(case, entropy(), &slot);
         self.edited(r)
     }
 
@@ -101,7 +101,7 @@ impl Device {
         };
         let slot = self.slot(&req)?;
         let r = self
-            .replica()
+            .shared()
             .reschedule(case, entropy(), Some(&current.id), &slot, reason);
         self.edited(r)
     }
@@ -114,7 +114,7 @@ impl Device {
         reason: &str,
     ) -> Result<(), ClientError> {
         let r = self
-            .replica()
+            .shared()
             .cancel_booking(case, entropy(), booking, reason);
         self.edited(r)
     }
@@ -127,7 +127,7 @@ impl Device {
         booking: Option<&str>,
         what: &str,
     ) -> Result<(), ClientError> {
-        let r = self.replica().record_visit(case, entropy(), booking, what);
+        let r = self.shared().record_visit(case, entropy(), booking, what);
         self.edited(r)
     }
 
@@ -145,18 +145,18 @@ impl Device {
             None => calendar::format_local(&policy, now().0)[..10].to_string(),
         };
         let (from, to) = calendar::local_day_range(&policy, &date).map_err(|m| bad("date", m))?;
-        Ok(self.replica().schedule(tech, from.0, to.0)?)
+        Ok(self.shared().schedule(tech, from.0, to.0)?)
     }
 
     /// Every open scheduling conflict among the cases on this device.
     pub fn schedule_conflicts(
         &self,
     ) -> Result<Vec<aftercase_sync::rules::calendar::ScheduleConflict>, ClientError> {
-        Ok(self.replica().schedule_conflicts()?)
+        Ok(self.shared().schedule_conflicts()?)
     }
 
     /// Visits missed by the customer with `phone`, across this device's cases.
     pub fn no_shows_of(&self, phone: &str) -> Result<u32, ClientError> {
-        Ok(self.replica().no_shows_of(phone)?)
+        Ok(self.shared().no_shows_of(phone)?)
     }
 }

@@ -219,14 +219,14 @@ impl<S: Storage> Replica<S> {
 
     /// Evidence of the cases this device holds whose bytes it lacks
     /// (never held, or evicted), oldest case first.
-    pub fn missing_blobs(&mut self) -> Result<Vec<MissingBlob>, ReplicaError> {
+    pub fn missing_blobs(&self) -> Result<Vec<MissingBlob>, ReplicaError> {
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for case in self.case_ids()? {
-            let Some(doc) = self.doc_mut(case)? else {
+            let Some(listed) = self.with_doc(case, evidence::list)? else {
                 continue;
             };
-            for e in evidence::list(&*doc) {
+            for e in listed {
                 let Some(hash) = crate::case::blob::parse_hash(&e.hash) else {
                     continue;
                 };
@@ -246,13 +246,13 @@ impl<S: Storage> Replica<S> {
     }
 
     /// The case whose evidence names `hash`, if a held case does.
-    pub fn case_of_blob(&mut self, hash: &BlobHash) -> Result<Option<(CaseId, u64)>, ReplicaError> {
+    pub fn case_of_blob(&self, hash: &BlobHash) -> Result<Option<(CaseId, u64)>, ReplicaError> {
         let hex = crate::blobs::hex(hash);
         for case in self.case_ids()? {
-            let Some(doc) = self.doc_mut(case)? else {
+            let Some(listed) = self.with_doc(case, evidence::list)? else {
                 continue;
             };
-            if let Some(e) = evidence::list(&*doc).into_iter().find(|e| e.hash == hex) {
+            if let Some(e) = listed.into_iter().find(|e| e.hash == hex) {
                 return Ok(Some((case, u64::try_from(e.size).unwrap_or(0))));
             }
         }

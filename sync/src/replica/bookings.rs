@@ -34,18 +34,18 @@ pub struct ScheduleEntry {
 
 impl<S: Storage> Replica<S> {
     /// The active bookings of every case this device holds.
-    pub fn placed(&mut self) -> Result<Vec<Placed>, ReplicaError> {
+    pub fn placed(&self) -> Result<Vec<Placed>, ReplicaError> {
         let mut out = Vec::new();
         for id in self.case_ids()? {
-            if let Some(d) = self.doc_mut(id)? {
-                out.extend(calendar::placed(id, &booking::bookings(&*d)));
+            if let Some(bookings) = self.with_doc(id, booking::bookings)? {
+                out.extend(calendar::placed(id, &bookings));
             }
         }
         Ok(out)
     }
 
     /// Every scheduling conflict among the cases this device holds.
-    pub fn schedule_conflicts(&mut self) -> Result<Vec<ScheduleConflict>, ReplicaError> {
+    pub fn schedule_conflicts(&self) -> Result<Vec<ScheduleConflict>, ReplicaError> {
         Ok(calendar::conflicts(&self.placed()?))
     }
 
@@ -53,7 +53,7 @@ impl<S: Storage> Replica<S> {
     /// `[from, to)` ms, in start order, with their conflicts. A technician
     /// sees only his own.
     pub fn schedule(
-        &mut self,
+        &self,
         tech: Option<&str>,
         from: i64,
         to: i64,
@@ -105,7 +105,7 @@ impl<S: Storage> Replica<S> {
     /// Refuses a slot that overlaps an active booking this device can see
     /// (other than `except`, the booking being moved).
     fn check_free(
-        &mut self,
+        &self,
         case: CaseId,
         slot: &Slot,
         except: Option<&str>,
@@ -134,7 +134,7 @@ impl<S: Storage> Replica<S> {
 
     /// Books a technician (see [`booking::book`]), after checking the slot
     /// is free in the calendar this device holds. Returns the booking id.
-    pub fn book(&mut self, case: CaseId, e: Entropy, slot: &Slot) -> Result<String, ReplicaError> {
+    pub fn book(&self, case: CaseId, e: Entropy, slot: &Slot) -> Result<String, ReplicaError> {
         self.check_free(case, slot, None)?;
         let policy = self.policy.clone();
         let mut id = String::new();
@@ -148,7 +148,7 @@ impl<S: Storage> Replica<S> {
     /// Moves a booking (the current appointment when `booking` is `None`),
     /// after checking the new slot is free.
     pub fn reschedule(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         booking_id: Option<&str>,
@@ -172,7 +172,7 @@ impl<S: Storage> Replica<S> {
 
     /// Cancels a booking (the current appointment when `None`).
     pub fn cancel_booking(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         booking_id: Option<&str>,
@@ -185,7 +185,7 @@ impl<S: Storage> Replica<S> {
 
     /// Records an arrival, a completion or a no-show (`what`).
     pub fn record_visit(
-        &mut self,
+        &self,
         case: CaseId,
         e: Entropy,
         booking_id: Option<&str>,
@@ -198,22 +198,25 @@ impl<S: Storage> Replica<S> {
 
     /// How many times the customer with `phone` did not show up, across the
     /// cases this device holds.
-    pub fn no_shows_of(&mut self, phone: &str) -> Result<u32, ReplicaError> {
+    pub fn no_shows_of(&self, phone: &str) -> Result<u32, ReplicaError> {
         let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
         let want = digits(phone);
         let mut n = 0u32;
         for id in self.case_ids()? {
-            if let Some(d) = self.doc_mut(id)? {
+            let shows = self.with_doc(id, |d| {
                 let v = crate::case::read::map(
-                    &*d,
+                    d,
                     &automerge::ROOT,
                     crate::case::schema::root::CUSTOMER,
                 )
-                .and_then(|c| crate::case::read::string(&*d, &c, "phone"));
+                .and_then(|c| crate::case::read::string(d, &c, "phone"));
                 if v.is_some_and(|p| digits(&p) == want) {
-                    n = n.saturating_add(booking::no_shows(&*d));
+                    booking::no_shows(d)
+                } else {
+                    0
                 }
-            }
+            })?;
+            n = n.saturating_add(shows.unwrap_or(0));
         }
         Ok(n)
     }

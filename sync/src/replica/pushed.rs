@@ -1,6 +1,7 @@
 //! Changes the relay pushes to a live device as it stored them
 //! (`protocol::Frame::Changes`), applied without a sync round.
 
+use super::loaded::{self, Held};
 use super::{Replica, ReplicaError};
 use crate::ids::CaseId;
 use crate::storage::{docs, keys, Batch, Storage};
@@ -28,29 +29,29 @@ impl<S: Storage> Replica<S> {
             changes.push(change);
         }
         let hashes = changes.iter().map(Change::hash).collect();
-        let Some(doc) = self.doc_mut(case)? else {
-            return Err(ReplicaError::UnknownCase(case));
+        let slot = self.docs.slot(case);
+        let mut guard = loaded::lock(&slot);
+        // Taken out of the cache while it changes: every failure below
+        // leaves the slot empty, so the document reloads from disk.
+        let mut held = match guard.take() {
+            Some(h) => h,
+            None => Held::new(self.load(case)?.ok_or(ReplicaError::UnknownCase(case))?),
         };
-        let before = doc.get_heads();
-        if let Err(e) = doc.apply_changes(changes) {
-            // The document may hold part of the push; reload it from disk.
-            self.docs.remove(&case);
+        let before = held.doc.get_heads();
+        if let Err(e) = held.doc.apply_changes(changes) {
             return Err(ReplicaError::Apply {
                 case,
                 message: e.to_string(),
             });
         }
-        let added = doc.get_changes(&before);
-        if added.is_empty() {
-            return Ok(hashes);
+        let added = held.doc.get_changes(&before);
+        if !added.is_empty() {
+            let mut batch = Batch::new();
+            docs::stage_changes(&mut batch, case, &added);
+            batch.put(keys::local_case(case), Vec::new());
+            self.storage.apply(batch)?;
         }
-        let mut batch = Batch::new();
-        docs::stage_changes(&mut batch, case, &added);
-        batch.put(keys::local_case(case), Vec::new());
-        if let Err(e) = self.storage.apply(batch) {
-            self.docs.remove(&case);
-            return Err(e.into());
-        }
+        *guard = Some(held);
         Ok(hashes)
     }
 }

@@ -110,10 +110,9 @@ impl<S: Storage> Replica<S> {
     /// (so nothing typed is lost), and the relay's version is fetched at the
     /// next sync. Returns the bytes kept.
     pub fn discard(&mut self, case: CaseId, now: Millis) -> Result<usize, ReplicaError> {
-        let Some(doc) = self.doc_mut(case)? else {
+        let Some(bytes) = self.with_doc(case, automerge::Automerge::save)? else {
             return Err(ReplicaError::UnknownCase(case));
         };
-        let bytes = doc.save();
         let kept = bytes.len();
         let mut b = Batch::new();
         b.put(reject_key(case, now), bytes);
@@ -129,7 +128,7 @@ impl<S: Storage> Replica<S> {
         b.put(wanted_key(case), Vec::new());
         self.storage.apply(b)?;
         self.storage.flush()?;
-        self.docs.remove(&case);
+        self.docs.forget(case);
         Ok(kept)
     }
 
