@@ -9,7 +9,9 @@
 //! replica: every device's case and notes are built before the run and
 //! only sent, and a receiving device reads just enough of each frame to
 //! know which change arrived and answers what the protocol asks of it
-//! (`aftercase_tests::loadgen`). So one core drives the load and the other
+//! (`aftercase_tests::loadgen`); like the device library they take pushed
+//! changes (`--fanout-no-push`: they do not, and every delivery is a sync
+//! message). So one core drives the load and the other
 //! is the relay's alone. Without `taskset` (or with one CPU) both run
 //! unpinned and the table says so.
 //!
