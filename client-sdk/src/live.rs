@@ -368,7 +368,7 @@ impl Device {
                             }
                             heard = true;
                             let received: Vec<CaseId> = match &frame {
-                                Frame::Sync { doc, .. } => vec![*doc],
+                                Frame::Sync { doc, .. } | Frame::Changes { doc, .. } => vec![*doc],
                                 Frame::Snapshots { docs } => docs.iter().map(|d| d.doc).collect(),
                                 _ => Vec::new(),
                             };

@@ -44,6 +44,14 @@ fn watch_receives_live_changes_and_survives_a_relay_restart() {
         line.contains("note \"customer accepts apology voucher\" (alice)"),
         "{line}"
     );
+    // The watcher has synced the case on this connection, so the next
+    // changes come pushed as stored: each is still shown.
+    for text in ["voucher sent", "customer thanked us"] {
+        a.ok(&["case", "note", &no, text]);
+        a.ok(&["sync"]);
+        let line = watch.wait_for(&format!("received a change to case {no}"));
+        assert!(line.contains(&format!("note \"{text}\" (alice)")), "{line}");
+    }
     watch.kill9();
 
     let v = b.show(&id);
@@ -54,6 +62,13 @@ fn watch_receives_live_changes_and_survives_a_relay_restart() {
         .filter(|e| e["type"] == "note")
         .map(|e| e["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(notes, vec!["customer accepts apology voucher".to_string()]);
+    assert_eq!(
+        notes,
+        vec![
+            "customer accepts apology voucher".to_string(),
+            "voucher sent".to_string(),
+            "customer thanked us".to_string()
+        ]
+    );
     drop(relay);
 }
