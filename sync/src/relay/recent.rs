@@ -11,7 +11,6 @@
 
 use automerge::ChangeHash;
 use std::collections::VecDeque;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use crate::ids::CaseId;
@@ -47,8 +46,10 @@ pub(crate) struct Recent {
 impl Default for Recent {
     fn default() -> Self {
         Recent {
-            // A constant above zero.
-            cases: lru::LruCache::new(NonZeroUsize::new(CASES).unwrap_or(NonZeroUsize::MIN)),
+            // Unbounded: `record` evicts itself, so every eviction is
+            // subtracted from `bytes` (an evicting insert would not say
+            // what it dropped).
+            cases: lru::LruCache::unbounded(),
             bytes: 0,
         }
     }
@@ -205,6 +206,32 @@ mod tests {
         r.forget(case());
         assert!(r.between(case(), &heads[2], &heads[3]).is_none());
         assert_eq!(r.bytes(), 0);
+    }
+
+    #[test]
+    fn cases_past_the_limit_evict_the_oldest_and_their_bytes() {
+        let (heads, changes) = history(1);
+        let size = changes[0][0].raw_bytes().len();
+        let mut r = Recent::default();
+        for i in 0..CASES + 10 {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            r.record(
+                CaseId::from_bytes(id),
+                heads[0].clone(),
+                heads[1].clone(),
+                &changes[0],
+            );
+        }
+        assert_eq!(r.bytes(), CASES * size);
+        let mut last = [0u8; 16];
+        last[..8].copy_from_slice(&((CASES + 9) as u64).to_be_bytes());
+        assert!(r
+            .between(CaseId::from_bytes(last), &heads[0], &heads[1])
+            .is_some());
+        assert!(r
+            .between(CaseId::from_bytes([0; 16]), &heads[0], &heads[1])
+            .is_none());
     }
 
     #[test]
