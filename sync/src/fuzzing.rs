@@ -119,6 +119,7 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
     let before = relay.case_view(id).ok().flatten();
     let devices_before = crate::relay::fleet::devices(&storage, None).ok();
     let mut s = relay.session(principal("S2", "fuzzer"));
+    // With whole uploads agreed, so `Changes` frames reach the judge.
     let _ = relay.handle(
         &mut s,
         Frame::Hello {
@@ -126,7 +127,7 @@ pub fn relay_accepts_arbitrary_frames(data: &[u8]) {
             policy_version: 1,
             app_version: "fuzz".into(),
             unsynced: crate::protocol::Unsynced::default(),
-            features: Vec::new(),
+            features: vec![crate::protocol::FEATURE_UPLOAD.to_string()],
         },
         Millis(3),
     );

@@ -17,6 +17,7 @@ pub mod bookings;
 mod loaded;
 mod pushed;
 mod refusals;
+mod whole;
 pub use refusals::Refused;
 
 /// The peer name under which a device stores its sync state with the relay.
@@ -716,10 +717,28 @@ impl<S: Storage> Replica<S> {
 
     /// Whether the device holds every change named in `heads`.
     pub fn has_all(&self, case: CaseId, heads: &[ChangeHash]) -> Result<bool, ReplicaError> {
+        // Each stored change has its own key, and only changes that became
+        // part of the document are stored: finding every head's key answers
+        // without loading the case (a reconnect after a large upload is
+        // announced every uploaded case).
+        if !heads.is_empty() && self.holds_change_keys(case, heads)? {
+            return Ok(true);
+        }
         let held = self.with_doc(case, |d| {
             heads.iter().all(|h| d.get_change_by_hash(h).is_some())
         })?;
         Ok(held.unwrap_or(heads.is_empty()))
+    }
+
+    /// Whether every one of `hashes` is stored as a change of `case` under
+    /// its own key (not folded into a snapshot).
+    fn holds_change_keys(&self, case: CaseId, hashes: &[ChangeHash]) -> Result<bool, ReplicaError> {
+        for h in hashes {
+            if self.storage.get(&keys::change(case, &h.0))?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Cases with local changes the relay has not confirmed.

@@ -186,7 +186,7 @@ fn offline_tablet(w: &mut World) -> (Tablet, Vec<Frame>, Vec<Frame>) {
                 pending: 3,
                 oldest_unsynced_secs: Some(3_600),
             },
-            features: vec!["blobs".into(), "push".into()],
+            features: vec!["blobs".into(), "push".into(), "upload".into()],
         }
     );
     let mut session = w.relay.session(p);

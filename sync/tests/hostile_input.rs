@@ -79,10 +79,9 @@ fn replay_kept_fuzz_inputs() {
     eprintln!("replayed {n} kept fuzz inputs");
 }
 
-/// A valid first upload of a new case, as a device would send it.
-fn valid_upload() -> Vec<u8> {
+/// A new case of store S2 as a device makes it.
+fn new_case() -> (aftercase_sync::CaseId, automerge::Automerge) {
     use aftercase_sync::case::edit::{create_case, Customer, EditContext, NewCase};
-    use automerge::sync::SyncDoc;
     let id = aftercase_sync::CaseId::from_bytes([0x22; 16]);
     let mut doc = automerge::Automerge::new();
     let ctx = EditContext {
@@ -109,6 +108,13 @@ fn valid_upload() -> Vec<u8> {
         },
     )
     .unwrap();
+    (id, doc)
+}
+
+/// A valid first upload of a new case, as a device would send it.
+fn valid_upload() -> Vec<u8> {
+    use automerge::sync::SyncDoc;
+    let (id, mut doc) = new_case();
     // Pretend the relay already told us it has nothing, so the first message carries changes.
     let mut st = automerge::sync::State::new();
     let empty = automerge::Automerge::new();
@@ -124,8 +130,36 @@ fn valid_upload() -> Vec<u8> {
     .encode()
 }
 
+/// The same case uploaded whole, as the changes the device stores.
+fn valid_whole_upload() -> Vec<u8> {
+    let (id, doc) = new_case();
+    whole_upload(id, &doc)
+}
+
+fn whole_upload(id: aftercase_sync::CaseId, doc: &automerge::Automerge) -> Vec<u8> {
+    Frame::Changes {
+        doc: id,
+        changes: doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect(),
+    }
+    .encode()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_whole_uploads(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
+        let mut frame = valid_whole_upload();
+        for (i, x) in flips {
+            let i = i.index(frame.len() - 1) + 1; // keep the version byte
+            frame[i] ^= x | 1;
+        }
+        relay_accepts_arbitrary_frames(&framed(&[frame]));
+    }
 
     #[test]
     fn mutated_valid_uploads(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
@@ -192,4 +226,79 @@ proptest! {
         }
         judge_accepts_arbitrary_changes(&data);
     }
+}
+
+/// A case uploaded whole is taken only on a connection that agreed to it,
+/// answered by `Stored` with the case's heads once judged, and judged like
+/// a sync message: the same changes on a connection of another user are
+/// refused and leave nothing behind.
+#[test]
+fn a_whole_upload_needs_the_feature_and_passes_the_judge() {
+    use aftercase_sync::access::{Principal, Role};
+    use aftercase_sync::protocol::{Unsynced, FEATURE_UPLOAD};
+    use aftercase_sync::Millis;
+    let (id, doc) = new_case();
+    let Frame::Changes { changes, .. } = Frame::decode(&whole_upload(id, &doc)).unwrap() else {
+        unreachable!()
+    };
+    let hello = |features: Vec<String>| Frame::Hello {
+        cursor: 0,
+        policy_version: 1,
+        app_version: "test".into(),
+        unsynced: Unsynced::default(),
+        features,
+    };
+    let who = |user: &str| Principal {
+        user: user.parse().unwrap(),
+        role: Role::Staff,
+        store: "S2".parse().unwrap(),
+        device: "fuzzer".parse().unwrap(),
+    };
+    let upload = || Frame::Changes {
+        doc: id,
+        changes: changes.clone(),
+    };
+    let mut relay = aftercase_sync::fuzzing::seeded_relay();
+
+    // Without the feature: a protocol error naming the frame.
+    let mut s = relay.session(who("u"));
+    relay.handle(&mut s, hello(Vec::new()), Millis(3)).unwrap();
+    let e = relay.handle(&mut s, upload(), Millis(4)).unwrap_err();
+    assert!(e.to_string().contains("may not send changes"), "{e}");
+    assert!(relay.case_view(id).unwrap().is_none());
+
+    // Another user's connection: refused by the judge, nothing stored.
+    let mut s = relay.session(who("mallory"));
+    relay
+        .handle(&mut s, hello(vec![FEATURE_UPLOAD.into()]), Millis(3))
+        .unwrap();
+    let out = relay.handle(&mut s, upload(), Millis(4)).unwrap();
+    assert!(
+        matches!(&out.frames[..], [Frame::Refused { code, .. }] if code == "identity"),
+        "{:?}",
+        out.frames
+    );
+    assert!(relay.case_view(id).unwrap().is_none());
+
+    // The author's connection: stored, answered with the heads.
+    let mut s = relay.session(who("u"));
+    relay
+        .handle(&mut s, hello(vec![FEATURE_UPLOAD.into()]), Millis(3))
+        .unwrap();
+    let out = relay.handle(&mut s, upload(), Millis(4)).unwrap();
+    assert!(out.needs_flush);
+    let heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    assert_eq!(
+        out.frames,
+        vec![Frame::Stored {
+            doc: id,
+            heads: heads.clone()
+        }]
+    );
+    assert!(relay.case_view(id).unwrap().is_some());
+    // Sent again (the answer lost with a connection): nothing new to
+    // store, the same answer.
+    let out = relay.handle(&mut s, upload(), Millis(5)).unwrap();
+    assert!(!out.needs_flush);
+    assert_eq!(out.frames, vec![Frame::Stored { doc: id, heads }]);
 }

@@ -2235,3 +2235,39 @@ fn booking_rules_hold_at_the_relay_whatever_the_device_says() {
     );
     assert_eq!(code(r), RefusalCode::InvalidValue);
 }
+
+/// A new case arrives with one `created` entry, never two.
+#[test]
+fn a_new_case_has_exactly_one_created_entry() {
+    let staff = principal(Role::Staff);
+    let empty = Automerge::new();
+    let r = judged(&empty, &staff, |d| {
+        *d = stored_case(CaseKind::Complaint);
+        let tl = aftercase_sync::case::read::map(d, &ROOT, "timeline").unwrap();
+        let first = d.keys(&tl).next().unwrap();
+        let e = aftercase_sync::case::read::map(d, &tl, &first).unwrap();
+        let fields: Vec<(String, ScalarValue)> = d
+            .keys(&e)
+            .filter_map(|k| match d.get(&e, &k).unwrap() {
+                Some((automerge::Value::Scalar(s), _)) => Some((k, s.into_owned())),
+                _ => None,
+            })
+            .collect();
+        // Another id of the same shape.
+        let mut other = first.clone();
+        let last = other.pop().unwrap();
+        other.push(if last == '0' { '1' } else { '0' });
+        tx(d, |t| {
+            let copy = t.put_object(&tl, &other, ObjType::Map).unwrap();
+            for (k, v) in fields {
+                t.put(&copy, k, v).unwrap();
+            }
+        });
+    });
+    let refusal = r.expect_err("two created entries were accepted");
+    assert_eq!(refusal.code, RefusalCode::InvalidValue, "{refusal:?}");
+    assert!(
+        refusal.message.contains("exactly one created entry"),
+        "{refusal:?}"
+    );
+}

@@ -72,6 +72,16 @@ pub struct PushStats {
     pub reordered: usize,
 }
 
+/// Cases devices sent whole ([`Frame::Changes`] towards the relay) and
+/// what came of them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UploadStats {
+    /// Cases sent whole.
+    pub whole: usize,
+    /// [`Frame::Stored`] answers handed to a device.
+    pub stored: usize,
+}
+
 /// A simulated tablet or phone.
 pub struct Device {
     /// Display name, also the device id.
@@ -147,6 +157,11 @@ pub struct World {
     pub push: Option<bool>,
     /// What happened to pushes.
     pub pushes: PushStats,
+    /// What became of cases sent whole.
+    pub uploads: UploadStats,
+    /// Whether devices upload never-confirmed cases whole (each connection
+    /// decides at random when `None`).
+    pub upload: Option<bool>,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -191,6 +206,8 @@ impl World {
             push_faults: false,
             push: None,
             pushes: PushStats::default(),
+            uploads: UploadStats::default(),
+            upload: None,
         }
     }
 
@@ -403,7 +420,9 @@ impl World {
         // Most devices take pushes; some sync every change, as an app
         // built before pushes does.
         let push = self.push.unwrap_or_else(|| self.rng.random_ratio(3, 4));
-        let mut client = ClientSession::new().with_push(push);
+        // A quarter of connections upload every case by sync rounds.
+        let upload = self.upload.unwrap_or_else(|| self.rng.random_ratio(3, 4));
+        let mut client = ClientSession::new().with_push(push).with_upload(upload);
         let now = self.now();
         let dev = &mut self.devices[d];
         let frames = client.start(&mut dev.replica, now).expect("start");
@@ -495,6 +514,9 @@ impl World {
         };
         if to_relay {
             *dev.sent.entry(frame.name()).or_default() += 1;
+            if matches!(frame, Frame::Changes { .. }) {
+                self.uploads.whole += 1;
+            }
             match self.relay.handle(&mut link.session, frame, now) {
                 Ok(mut out) => {
                     if let (Some(c), Some(sm)) = (out.changed, out.summary.take()) {
@@ -527,8 +549,10 @@ impl World {
                 }
             }
         } else {
-            if matches!(frame, Frame::Changes { .. }) {
-                self.pushes.delivered += 1;
+            match frame {
+                Frame::Changes { .. } => self.pushes.delivered += 1,
+                Frame::Stored { .. } => self.uploads.stored += 1,
+                _ => {}
             }
             match link.client.handle(&mut dev.replica, frame, now) {
                 Ok(frames) => link.to_relay.extend(frames.iter().map(Frame::encode)),

@@ -4,14 +4,21 @@
 //! hold another store's case, and no edit reported saved may be lost.
 //! Changes the relay pushes to live devices are lost, duplicated and
 //! delivered out of order at random, and some devices never take pushes.
+//! Most connections upload cases the relay never confirmed whole, the rest
+//! by sync rounds.
 //!
 //! Replay one seed with `AFTERCASE_SIM_SEED=<seed> cargo test -p aftercase-tests --test simulation`.
 
 use aftercase_sync::access::Role;
-use aftercase_tests::{PushStats, World};
+use aftercase_tests::{PushStats, UploadStats, World};
 use rand::Rng;
 
-fn run(seed: u64, steps: usize, pushes: &mut PushStats) -> Result<usize, String> {
+fn run(
+    seed: u64,
+    steps: usize,
+    pushes: &mut PushStats,
+    uploads: &mut UploadStats,
+) -> Result<usize, String> {
     let mut w = World::new(seed, 1 + (seed as usize % 6) * 4);
     w.push_faults = true;
     let stores = ["S1", "S2"];
@@ -139,6 +146,8 @@ fn run(seed: u64, steps: usize, pushes: &mut PushStats) -> Result<usize, String>
     pushes.lost += w.pushes.lost;
     pushes.duplicated += w.pushes.duplicated;
     pushes.reordered += w.pushes.reordered;
+    uploads.whole += w.uploads.whole;
+    uploads.stored += w.uploads.stored;
     result.map_err(|e| {
         format!(
             "{e}\nlast events:\n{}",
@@ -156,8 +165,9 @@ fn random_plans_converge_and_lose_nothing() {
     let single = seeds.len() == 1;
     let mut forks = 0;
     let mut pushes = PushStats::default();
+    let mut uploads = UploadStats::default();
     for seed in seeds {
-        match run(seed, 300, &mut pushes) {
+        match run(seed, 300, &mut pushes, &mut uploads) {
             Ok(n) => forks += n,
             Err(e) => panic!(
                 "simulation failed for seed {seed} (replay with AFTERCASE_SIM_SEED={seed}):\n{e}"
@@ -175,7 +185,13 @@ fn random_plans_converge_and_lose_nothing() {
                 && pushes.reordered > 0),
         "pushes were not exercised: {pushes:?}"
     );
+    // And whole uploads, answered.
+    assert!(
+        single || (uploads.whole > 0 && uploads.stored > 0),
+        "whole uploads were not exercised: {uploads:?}"
+    );
     eprintln!("pushes: {pushes:?}");
+    eprintln!("uploads: {uploads:?}");
     eprintln!("workflow forks seen at the end of the plans: {forks}");
 }
 
@@ -222,6 +238,58 @@ fn a_live_device_is_pushed_new_changes_and_answers_nothing() {
                 "without pushes b syncs each change"
             );
         }
+        w.heal_and_check().unwrap();
+    }
+}
+
+/// A case made offline is uploaded whole in one frame, answered by
+/// `Stored`. The relay's answer confirms only what was sent: a note
+/// written after the upload was read (by a path that does not tell the
+/// session, as an edit racing the upload does) keeps the case's mark, and
+/// the note still reaches the relay. A device that does not upload whole
+/// gets there by sync rounds.
+#[test]
+fn a_case_sent_whole_is_confirmed_only_for_what_was_sent() {
+    for whole in [true, false] {
+        let mut w = World::new(5, 8);
+        w.upload = Some(whole);
+        let a = w.add_device("a", Role::Staff, "S1");
+        let case = w.create_case(a);
+        w.connect(a);
+        // Hello, then the welcome, then the upload reaches the relay.
+        while w.devices[a].sent.get("changes").copied().unwrap_or(0) == 0
+            && w.devices[a].sent.get("sync").copied().unwrap_or(0) == 0
+        {
+            let progressed = w.deliver(a, true) | w.deliver(a, false);
+            assert!(progressed, "the upload never left the device");
+        }
+        let now = w.now();
+        w.devices[a]
+            .replica
+            .add_note(
+                case,
+                aftercase_sync::replica::Entropy {
+                    now,
+                    nonce: [9; 16],
+                },
+                "written while the upload was in flight",
+            )
+            .unwrap();
+        w.run_until_quiet();
+        assert_eq!(w.uploads.whole, usize::from(whole), "sent whole ({whole})");
+        assert_eq!(w.uploads.stored, usize::from(whole), "answered ({whole})");
+        let at_relay = w.relay_view(case).expect("the relay holds the case");
+        assert!(
+            at_relay
+                .timeline
+                .iter()
+                .any(|e| e.text.as_deref() == Some("written while the upload was in flight")),
+            "the note written meanwhile reached the relay (whole {whole})"
+        );
+        assert!(
+            w.devices[a].replica.dirty_cases().unwrap().is_empty(),
+            "nothing left unconfirmed (whole {whole})"
+        );
         w.heal_and_check().unwrap();
     }
 }

@@ -71,6 +71,14 @@ pub struct ClientSession {
     blobs: blobs::BlobSync,
     /// Whether to ask the relay for pushed changes ([`Frame::Changes`]).
     want_push: bool,
+    /// Whether to upload never-confirmed cases whole (feature `upload`).
+    want_upload: bool,
+    /// Whether the relay agreed to whole uploads (in its welcome).
+    upload_agreed: bool,
+    /// Uploads wait for the relay's welcome, which says how to send them.
+    awaiting_welcome: bool,
+    /// Cases sent whole and not yet answered, with the hashes sent.
+    uploading: HashMap<CaseId, Vec<ChangeHash>>,
 }
 
 /// A case or sync message arriving in pieces.
@@ -90,6 +98,10 @@ const MAX_ASSEMBLED_BYTES: usize = 256 << 20;
 /// device offer [`UPLOAD_REFILL`] more.
 const UPLOAD_WINDOW: usize = 256;
 const UPLOAD_REFILL: usize = 2;
+
+/// Largest case a device uploads whole ([`Frame::Changes`]); a larger one
+/// syncs, which splits what it sends into pieces.
+const UPLOAD_WHOLE_BYTES: usize = super::MAX_FRAME_BYTES / 4;
 
 fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
     heads.iter().map(|h| ChangeHash(*h)).collect()
@@ -121,6 +133,10 @@ impl ClientSession {
             version: super::PROTOCOL_VERSION,
             blobs: blobs::BlobSync::default(),
             want_push: true,
+            want_upload: true,
+            upload_agreed: false,
+            awaiting_welcome: false,
+            uploading: HashMap::new(),
         }
     }
 
@@ -129,6 +145,14 @@ impl ClientSession {
     /// as with a relay that does not push.
     pub fn with_push(mut self, push: bool) -> Self {
         self.want_push = push;
+        self
+    }
+
+    /// Whether to upload cases the relay never confirmed as the changes
+    /// stored (default yes), without loading them; without, every upload is
+    /// a sync round, as with a relay that does not take them.
+    pub fn with_upload(mut self, upload: bool) -> Self {
+        self.want_upload = upload;
         self
     }
 
@@ -206,6 +230,9 @@ impl ClientSession {
                 if self.want_push {
                     f.push(super::FEATURE_PUSH.to_string());
                 }
+                if self.want_upload {
+                    f.push(super::FEATURE_UPLOAD.to_string());
+                }
                 f
             } else {
                 Vec::new()
@@ -225,6 +252,9 @@ impl ClientSession {
         if !wanted.is_empty() {
             out.push(Frame::Fetch { docs: wanted });
         }
+        // A relay that speaks welcomes says in it whether it takes cases
+        // whole; until then nothing is offered.
+        self.awaiting_welcome = self.version > super::OLDEST_VERSION && self.want_upload;
         self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
         Ok(out)
     }
@@ -249,13 +279,45 @@ impl ClientSession {
         n: usize,
         out: &mut Vec<Frame>,
     ) -> Result<(), SessionError> {
+        if self.awaiting_welcome {
+            return Ok(());
+        }
         for _ in 0..n {
             let Some(case) = self.upload_queue.pop_front() else {
                 break;
             };
-            self.push_sync(r, case, true, out)?;
+            if !self.upload_whole(r, case, out)? {
+                self.push_sync(r, case, true, out)?;
+            }
         }
         Ok(())
+    }
+
+    /// Sends the stored changes of `case` whole if the relay takes them and
+    /// has never confirmed any of the case to this device (no shared heads
+    /// with it); returns whether it did.
+    fn upload_whole<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        case: CaseId,
+        out: &mut Vec<Frame>,
+    ) -> Result<bool, SessionError> {
+        if !self.upload_agreed
+            || self.uploading.contains_key(&case)
+            || !self.state(r, case)?.shared_heads.is_empty()
+        {
+            return Ok(false);
+        }
+        let Some(stored) = r.stored_changes(case)? else {
+            return Ok(false);
+        };
+        if stored.iter().map(|(_, b)| b.len()).sum::<usize>() > UPLOAD_WHOLE_BYTES {
+            return Ok(false);
+        }
+        let (hashes, changes): (Vec<ChangeHash>, Vec<Vec<u8>>) = stored.into_iter().unzip();
+        self.uploading.insert(case, hashes);
+        out.push(Frame::Changes { doc: case, changes });
+        Ok(true)
     }
 
     fn state<S: Storage>(
@@ -308,7 +370,10 @@ impl ClientSession {
         let mut out = Vec::new();
         self.activity |= matches!(
             &frame,
-            Frame::Sync { .. } | Frame::Snapshots { .. } | Frame::Changes { .. }
+            Frame::Sync { .. }
+                | Frame::Snapshots { .. }
+                | Frame::Changes { .. }
+                | Frame::Stored { .. }
         ) || matches!(&frame, Frame::Announce { docs, .. } if !docs.is_empty());
         match frame {
             Frame::Announce {
@@ -343,6 +408,9 @@ impl ClientSession {
                 }
             }
             Frame::Sync { doc, message } => {
+                // A case sent whole that the relay could not apply whole
+                // continues as a sync round.
+                self.uploading.remove(&doc);
                 let msg = Message::decode(&message).map_err(|e| {
                     SessionError::Protocol(format!("malformed sync message for case {doc}: {e}"))
                 })?;
@@ -380,7 +448,9 @@ impl ClientSession {
                     }
                 }
             }
+            Frame::Stored { doc, heads } => self.stored(r, doc, &hashes(&heads), &mut out)?,
             Frame::Refused { doc, code, reason } => {
+                self.uploading.remove(&doc);
                 tracing::warn!(case = %doc, code = %crate::protocol::clip(&code, 20), "relay refused a change");
                 self.pending.remove(&doc);
                 r.got_wanted(doc)?;
@@ -459,6 +529,11 @@ impl ClientSession {
             }
             Frame::Welcome { features } => {
                 self.blobs.enabled = features.iter().any(|f| f == super::FEATURE_BLOBS);
+                self.upload_agreed =
+                    self.want_upload && features.iter().any(|f| f == super::FEATURE_UPLOAD);
+                if std::mem::take(&mut self.awaiting_welcome) {
+                    self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
+                }
             }
             f @ (Frame::BlobAt { .. }
             | Frame::BlobChunk { .. }
@@ -481,6 +556,44 @@ impl ClientSession {
         }
         self.report_if_changed(r, now, &mut out)?;
         Ok(out)
+    }
+
+    /// The relay stored a case sent whole, and holds `heads` of it.
+    fn stored<S: Storage>(
+        &mut self,
+        r: &mut Replica<S>,
+        doc: CaseId,
+        heads: &[ChangeHash],
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SessionError> {
+        let Some(sent) = self.uploading.remove(&doc) else {
+            // Nothing of this case is being sent whole: an answer to an
+            // earlier connection's upload, or a confused relay. The case's
+            // mark stays until a sync confirms it.
+            return Ok(());
+        };
+        // Heads all among what was sent: the relay holds exactly this
+        // device's history of the case, and both sides share those heads.
+        let only_ours = heads.iter().all(|h| sent.contains(h));
+        let shared: &[ChangeHash] = if only_ours { heads } else { &[] };
+        let confirmed = r.confirm_stored(doc, &sent, shared)?;
+        if confirmed {
+            self.dirty.remove(&doc);
+        }
+        if only_ours {
+            if let Some(st) = self.states.get_mut(&doc) {
+                st.shared_heads = heads.to_vec();
+            }
+        } else {
+            // Others' changes too: fetch them.
+            self.pending.insert(doc, heads.to_vec());
+        }
+        if !confirmed || !only_ours {
+            // Edited since it was read, or others' changes to fetch: the
+            // sync protocol takes it from here.
+            self.push_sync(r, doc, true, out)?;
+        }
+        Ok(())
     }
 
     /// Tells the relay the device's unsynced work once a sync round has

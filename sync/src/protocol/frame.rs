@@ -32,6 +32,12 @@ pub const FEATURE_BLOBS: &str = "blobs";
 /// ([`Frame::Changes`]) instead of a sync message generated for it.
 pub const FEATURE_PUSH: &str = "push";
 
+/// The feature a device names in its hello, and the relay in its welcome,
+/// when the device may upload a case the relay has never confirmed as the
+/// changes it stored ([`Frame::Changes`]), answered by [`Frame::Stored`],
+/// instead of a sync round that loads the case on both sides.
+pub const FEATURE_UPLOAD: &str = "upload";
+
 /// Most bytes of a blob in one [`Frame::BlobChunk`]: a case frame queued
 /// behind a blob waits for at most one chunk.
 pub const MAX_BLOB_CHUNK: usize = 256 * 1024;
@@ -287,11 +293,28 @@ pub enum Frame {
     /// [`Frame::Announce`] that follows names the case's heads, and a
     /// device that does not hold them after applying the changes (a push
     /// lost, or one whose dependencies it lacks) syncs the case as usual.
+    ///
+    /// Device → relay (feature [`FEATURE_UPLOAD`]): every change the device
+    /// stores of a case the relay has never confirmed to it, in any order.
+    /// Judged and committed like the changes of a sync message; answered by
+    /// [`Frame::Stored`] once durable, [`Frame::Refused`], or a
+    /// [`Frame::Sync`] when some of them could not be applied (their
+    /// dependencies missing), which moves the case to the sync protocol.
     Changes {
         /// The case.
         doc: CaseId,
         /// Each change's bytes (`automerge::Change::raw_bytes`).
         changes: Vec<Vec<u8>>,
+    },
+    /// Relay → device (feature [`FEATURE_UPLOAD`]): every change of the
+    /// device's last [`Frame::Changes`] for case `doc` is stored and
+    /// durable; `heads` are the case's heads at the relay, so a device that
+    /// lacks some of them (another device's changes) syncs for them.
+    Stored {
+        /// The case.
+        doc: CaseId,
+        /// The case's heads at the relay.
+        heads: Vec<[u8; 32]>,
     },
 }
 
@@ -378,6 +401,7 @@ impl Frame {
                 | Frame::BlobRefused { .. }
                 | Frame::BlobGet { .. }
                 | Frame::Changes { .. }
+                | Frame::Stored { .. }
         )
     }
 
@@ -521,6 +545,7 @@ impl Frame {
             Frame::BlobRefused { .. } => "blob_refused",
             Frame::BlobGet { .. } => "blob_get",
             Frame::Changes { .. } => "changes",
+            Frame::Stored { .. } => "stored",
         }
     }
 }
@@ -631,6 +656,11 @@ mod tests {
                 proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..3)
             )
                 .prop_map(|(doc, changes)| Frame::Changes { doc, changes }),
+            (
+                case_id(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..3)
+            )
+                .prop_map(|(doc, heads)| Frame::Stored { doc, heads }),
         ]
     }
 

@@ -104,21 +104,33 @@ pub fn judge(u: &Upload<'_>) -> Result<Verdict, Refusal> {
             added.ops.insert(id);
         }
     }
-    let entries = check_values(u, new_case, &added)?;
-    validate::check_semantics(u, &added.entries)?;
-    Ok(verdict(u, &added, entries))
+    let (entries, placed) = check_values(u, new_case, &added)?;
+    validate::check_semantics(u, &added.entries, &placed)?;
+    Ok(verdict(u, &added, &placed, entries))
 }
 
-fn verdict(u: &Upload<'_>, added: &Added, entries: usize) -> Verdict {
+/// What the judge read of one added entry, kept for the checks after
+/// [`check_values`]: each lookup in an Automerge map is a seek through its
+/// columns, and reading the same entry again in every check was most of
+/// the judge's time on a new case.
+pub(super) struct Placed {
+    /// The entry's object.
+    pub(super) obj: ObjId,
+    /// Its claimed time (`at`), if an integer or timestamp.
+    pub(super) at: Option<i64>,
+    /// Its type.
+    pub(super) ty: String,
+    /// Its `to` field (a workflow move's target state), if text.
+    pub(super) to: Option<String>,
+}
+
+fn verdict(u: &Upload<'_>, added: &Added, placed: &[Placed], entries: usize) -> Verdict {
     let mut v = Verdict {
         entries,
         ..Verdict::default()
     };
-    for (log, key) in &added.entries {
-        let Some(at) = read::map(u.doc, &ROOT, log.key)
-            .and_then(|m| read::map(u.doc, &m, key))
-            .and_then(|e| read::int(u.doc, &e, "at"))
-        else {
+    for ((log, key), p) in added.entries.iter().zip(placed) {
+        let Some(at) = p.at else {
             continue;
         };
         v.claimed_at = Some(v.claimed_at.map_or(at, |c: i64| c.max(at)));
@@ -542,6 +554,15 @@ impl<'a> EntryValues<'a> {
         }
     }
 
+    /// As `read::int`: an integer or timestamp.
+    fn int(&self, key: &str) -> Option<i64> {
+        match &self.get(key)?.value {
+            ValueRef::Scalar(ScalarValueRef::Int(i) | ScalarValueRef::Timestamp(i)) => Some(*i),
+            ValueRef::Scalar(ScalarValueRef::Uint(u)) => i64::try_from(*u).ok(),
+            _ => None,
+        }
+    }
+
     /// As [`fits`], on the value read.
     fn fits(&self, doc: &Automerge, key: &str, ty: Ty) -> bool {
         let scalar = self.get(key).and_then(|item| match &item.value {
@@ -570,7 +591,11 @@ fn describe(ty: Ty) -> String {
 
 /// Checks what the upload's entries and fields hold; returns the number of
 /// entries the case's logs hold with it.
-fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, Refusal> {
+fn check_values(
+    u: &Upload<'_>,
+    new_case: bool,
+    added: &Added,
+) -> Result<(usize, Vec<Placed>), Refusal> {
     let doc = u.doc;
     let p = u.principal;
     if new_case {
@@ -579,6 +604,7 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, 
     let mut timeline_types: HashMap<String, usize> = HashMap::new();
     let mut changed_fields: HashSet<String> = HashSet::new();
     let mut containers: HashMap<&str, ObjId> = HashMap::new();
+    let mut placed = Vec::with_capacity(added.entries.len());
     for (log, key) in &added.entries {
         let container = match containers.get(log.key) {
             Some(c) => c.clone(),
@@ -628,6 +654,12 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, 
             }
         }
         let ty = values.string(doc, "type").unwrap_or_default();
+        placed.push(Placed {
+            obj: e.clone(),
+            at: values.int("at"),
+            ty: ty.clone(),
+            to: values.string(doc, "to"),
+        });
         if !log.types.contains(&ty.as_str()) {
             return Err(refuse(
                 RefusalCode::InvalidValue,
@@ -787,7 +819,10 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, 
             ),
         ));
     }
-    Ok(total)
+    if new_case {
+        check_created_once(added, &placed)?;
+    }
+    Ok((total, placed))
 }
 
 /// A new case: every root key present with its type, and the creation
@@ -795,6 +830,8 @@ fn check_values(u: &Upload<'_>, new_case: bool, added: &Added) -> Result<usize, 
 fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
     let doc = u.doc;
     let p = u.principal;
+    // The root's keys in one pass, as for an entry.
+    let rootv = EntryValues::read(doc, &ROOT);
     for (key, shape) in table::ROOT {
         if !added.root_keys.contains(*key) {
             return Err(refuse(
@@ -803,7 +840,7 @@ fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
             ));
         }
         if let RootShape::Fixed(ty) = shape {
-            if !fits(doc, &ROOT, key, *ty) {
+            if !rootv.fits(doc, key, *ty) {
                 return Err(refuse(
                     RefusalCode::InvalidValue,
                     format!("{key} of a case must be {}", describe(*ty)),
@@ -811,7 +848,7 @@ fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
             }
         }
     }
-    let s = |k: &str| read::string(doc, &ROOT, k).unwrap_or_default();
+    let s = |k: &str| rootv.string(doc, k).unwrap_or_default();
     use crate::case::schema::root;
     if s(root::ID) != u.case.to_string() {
         return Err(refuse(
@@ -852,17 +889,17 @@ fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
             }
         }
     }
+    Ok(())
+}
+
+/// A new case has exactly one `created` entry in its timeline (counted on
+/// what [`check_values`] read of the added entries).
+fn check_created_once(added: &Added, placed: &[Placed]) -> Result<(), Refusal> {
     let created = added
         .entries
         .iter()
-        .filter(|(l, k)| {
-            l.key == root::TIMELINE
-                && read::map(doc, &ROOT, root::TIMELINE)
-                    .and_then(|t| read::map(doc, &t, k))
-                    .and_then(|e| read::string(doc, &e, "type"))
-                    .as_deref()
-                    == Some("created")
-        })
+        .zip(placed)
+        .filter(|((l, _), p)| l.key == crate::case::schema::root::TIMELINE && p.ty == "created")
         .count();
     if created != 1 {
         return Err(refuse(

@@ -22,6 +22,9 @@ pub struct RelaySession {
     pub(super) blobs: blobs::BlobSession,
     /// Whether the device takes [`Frame::Changes`] pushes.
     pub(super) push: bool,
+    /// Whether the device may upload a case's stored changes whole
+    /// ([`Frame::Changes`] towards the relay).
+    pub(super) upload: bool,
     /// Heads each case will have on the device once it has applied what
     /// was pushed to it on this connection (frames arrive in order).
     pub(super) held: HashMap<CaseId, Vec<ChangeHash>>,
@@ -107,6 +110,7 @@ impl<S: Storage> Relay<S> {
             version: crate::protocol::PROTOCOL_VERSION,
             blobs: blobs::BlobSession::new(false),
             push: false,
+            upload: false,
             held: HashMap::new(),
         }
     }
@@ -149,6 +153,7 @@ impl<S: Storage> Relay<S> {
                     for known in [
                         crate::protocol::FEATURE_BLOBS,
                         crate::protocol::FEATURE_PUSH,
+                        crate::protocol::FEATURE_UPLOAD,
                     ] {
                         if features.iter().any(|f| f == known) {
                             agreed.push(known.to_string());
@@ -157,6 +162,7 @@ impl<S: Storage> Relay<S> {
                     let has = |f: &str| agreed.iter().any(|a| a == f);
                     s.blobs = blobs::BlobSession::new(has(crate::protocol::FEATURE_BLOBS));
                     s.push = has(crate::protocol::FEATURE_PUSH);
+                    s.upload = has(crate::protocol::FEATURE_UPLOAD);
                     frames.push(Frame::Welcome { features: agreed });
                 }
                 frames.extend(self.announce(s).map_err(SessionError::Storage)?);
@@ -186,6 +192,9 @@ impl<S: Storage> Relay<S> {
                 "the first frame must be hello".into(),
             )),
             (Frame::Sync { doc, message }, Some(_)) => self.sync(s, doc, &message, now),
+            (Frame::Changes { doc, changes }, Some(_)) if s.upload => {
+                self.upload_changes(s, doc, changes, now)
+            }
             (Frame::Error { reason }, Some(_)) => Err(SessionError::Remote(reason)),
             (other, Some(_)) => Err(SessionError::Protocol(format!(
                 "a device may not send {}",

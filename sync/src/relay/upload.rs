@@ -1,21 +1,25 @@
-//! A device's sync message: applied, judged, and if accepted committed with
-//! its audit records, owner record, read-model row and feed entry in one
-//! batch.
+//! A device's upload, as a sync message or as a case's stored changes sent
+//! whole: applied, judged, and if accepted committed with its audit
+//! records, owner record, read-model row and feed entry in one batch.
 
 use super::cache::estimated_weight;
 use super::queries::summary_bytes;
 use super::session::sync_frames;
 use super::*;
+use automerge::ReadDoc;
 
 /// Refuses an oversized upload before any of it is applied: applying is
 /// the expensive part, and the relay holds its lock meanwhile. The whole
-/// message is held to the case limit; a change chunk to the change limit,
+/// upload is held to the case limit; a change chunk to the change limit,
 /// read from its header (an Automerge chunk starts with 4 magic bytes and
 /// a 4-byte checksum, then its type: 1 a change, 2 a compressed change,
 /// whose size is known only once inflated, which costs far less than
 /// applying it).
-pub(super) fn upload_too_large(msg: &Message, policy: &crate::policy::Policy) -> Option<Refusal> {
-    let bytes: usize = msg.changes.iter().map(|c| c.len()).sum();
+pub(super) fn upload_too_large(
+    chunks: &[&[u8]],
+    policy: &crate::policy::Policy,
+) -> Option<Refusal> {
+    let bytes: usize = chunks.iter().map(|c| c.len()).sum();
     if bytes > policy.max_case_bytes {
         return Some(Refusal::new(
             RefusalCode::TooLarge,
@@ -34,7 +38,8 @@ pub(super) fn upload_too_large(msg: &Message, policy: &crate::policy::Policy) ->
             ),
         )
     };
-    for chunk in msg.changes.iter() {
+    for chunk in chunks {
+        let chunk = *chunk;
         match chunk.get(8) {
             Some(1) if chunk.len() > policy.max_change_bytes => return Some(too_big(chunk.len())),
             Some(2) => {
@@ -51,7 +56,106 @@ pub(super) fn upload_too_large(msg: &Message, policy: &crate::policy::Policy) ->
     None
 }
 
+/// What a device sent for one case.
+enum Incoming {
+    /// A sync message.
+    Sync(Message),
+    /// The case's stored changes, whole ([`Frame::Changes`]).
+    Changes(Vec<Vec<u8>>),
+}
+
+/// Uploaded change bytes joined as Automerge loads them, with their
+/// hashes and the heads they make (the hashes no other of them depends on).
+struct Whole {
+    joined: Vec<u8>,
+    /// The changes, each after those of them it depends on.
+    changes: Vec<automerge::Change>,
+    hashes: Vec<ChangeHash>,
+    heads: Vec<ChangeHash>,
+}
+
+/// Reads the hashes and dependencies of uploaded change bytes. Applying
+/// them is left to `load_incremental`, which checks what it applies as it
+/// does for a sync message (`apply_changes` trusts its input).
+fn decode_changes(case: CaseId, chunks: Vec<Vec<u8>>) -> Result<Whole, SessionError> {
+    let mut changes: Vec<automerge::Change> = Vec::with_capacity(chunks.len());
+    let mut seen = std::collections::HashSet::new();
+    for bytes in chunks {
+        let change = automerge::Change::from_bytes(bytes).map_err(|e| {
+            SessionError::Protocol(format!(
+                "an uploaded change of case {case} does not decode: {e}"
+            ))
+        })?;
+        // A change sent twice is one change.
+        if seen.insert(change.hash()) {
+            changes.push(change);
+        }
+    }
+    let hashes: Vec<ChangeHash> = changes.iter().map(automerge::Change::hash).collect();
+    let deps: std::collections::HashSet<ChangeHash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .collect();
+    let mut heads: Vec<ChangeHash> = hashes
+        .iter()
+        .filter(|h| !deps.contains(h))
+        .copied()
+        .collect();
+    heads.sort();
+    // Joined in causal order: Automerge then applies each change as it
+    // comes instead of queueing those whose dependencies follow.
+    let changes = causal_order(changes);
+    let joined = changes
+        .iter()
+        .flat_map(|c| c.raw_bytes().iter().copied())
+        .collect();
+    Ok(Whole {
+        joined,
+        changes,
+        hashes,
+        heads,
+    })
+}
+
+/// `changes` ordered so that each comes after those of them it depends on,
+/// as `Automerge::get_changes` returns them (the judge reads an object's
+/// creation before its use). Dependencies outside the set are ignored.
+fn causal_order(changes: Vec<automerge::Change>) -> Vec<automerge::Change> {
+    use std::collections::HashMap;
+    let index: HashMap<ChangeHash, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash(), i))
+        .collect();
+    let mut waiting_on = vec![0usize; changes.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    for (i, c) in changes.iter().enumerate() {
+        for d in c.deps() {
+            if let Some(&j) = index.get(d) {
+                waiting_on[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..changes.len()).filter(|&i| waiting_on[i] == 0).collect();
+    let mut order = Vec::with_capacity(changes.len());
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &k in &dependents[i] {
+            waiting_on[k] -= 1;
+            if waiting_on[k] == 0 {
+                ready.push(k);
+            }
+        }
+    }
+    // Hashes cover the dependencies, so there is no cycle and every change
+    // is placed; `order` is a permutation of the indices.
+    let mut slots: Vec<Option<automerge::Change>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 impl<S: Storage> Relay<S> {
+    /// A device's sync message for `case`.
     pub(super) fn sync(
         &mut self,
         s: &mut RelaySession,
@@ -62,6 +166,30 @@ impl<S: Storage> Relay<S> {
         let msg = Message::decode(bytes).map_err(|e| {
             SessionError::Protocol(format!("malformed sync message for case {case}: {e}"))
         })?;
+        self.upload(s, case, Incoming::Sync(msg), now)
+    }
+
+    /// A device's stored changes of `case`, sent whole because the relay
+    /// never confirmed any of them to it (feature `upload`). The device
+    /// loads nothing to send them, and the case takes one message instead
+    /// of a sync round's three.
+    pub(super) fn upload_changes(
+        &mut self,
+        s: &mut RelaySession,
+        case: CaseId,
+        changes: Vec<Vec<u8>>,
+        now: Millis,
+    ) -> Result<RelayOutput, SessionError> {
+        self.upload(s, case, Incoming::Changes(changes), now)
+    }
+
+    fn upload(
+        &mut self,
+        s: &mut RelaySession,
+        case: CaseId,
+        incoming: Incoming,
+        now: Millis,
+    ) -> Result<RelayOutput, SessionError> {
         let meta = self.meta(case).map_err(SessionError::Storage)?;
         let known = meta.is_some();
         let p = &s.principal;
@@ -73,9 +201,24 @@ impl<S: Storage> Relay<S> {
                 return Ok(Self::refuse(case, &not_found(case)));
             }
         }
-        if let Some(too_big) = upload_too_large(&msg, &self.policy) {
+        let too_big = match &incoming {
+            Incoming::Sync(msg) => {
+                upload_too_large(&msg.changes.iter().collect::<Vec<_>>(), &self.policy)
+            }
+            Incoming::Changes(chunks) => upload_too_large(
+                &chunks.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                &self.policy,
+            ),
+        };
+        if let Some(too_big) = too_big {
             return Ok(Self::refuse(case, &too_big));
         }
+        // Decoded before anything is loaded: bytes that are not changes
+        // cost no more than their parsing.
+        let incoming = match incoming {
+            Incoming::Sync(msg) => Ok(msg),
+            Incoming::Changes(chunks) => Err(decode_changes(case, chunks)?),
+        };
         let (mut doc, mut weight, stored_bytes) =
             match self.doc(case).map_err(SessionError::Storage)? {
                 // `doc` just cached it and trimming never evicts the newest.
@@ -103,20 +246,52 @@ impl<S: Storage> Relay<S> {
             &mut scratch
         };
         let before = doc.get_heads();
-        let needed = msg.need.clone();
         // What the device says it holds now supersedes what was pushed to
         // it (see `deliver`).
         s.held.remove(&case);
-        if let Err(e) = doc.receive_sync_message(state, msg) {
-            // The popped document may hold part of the message: drop it (the
+        // For stored changes sent whole: their hashes and heads.
+        let mut sent = None;
+        let applied = match incoming {
+            Ok(msg) => {
+                let needed = msg.need.clone();
+                let r = doc.receive_sync_message(state, msg);
+                crate::protocol::forget_needed(state, &needed);
+                r
+            }
+            Err(whole) => {
+                let r = doc.load_incremental(&whole.joined).map(|_| ());
+                sent = Some((whole.hashes, whole.heads, whole.changes));
+                r
+            }
+        };
+        if let Err(e) = applied {
+            // The popped document may hold part of the upload: drop it (the
             // next use reloads it from storage) and start the peer afresh.
             *state = State::new();
             return Err(SessionError::Protocol(format!(
-                "sync message for case {case} could not be applied: {e}"
+                "an upload for case {case} could not be applied: {e}"
             )));
         }
-        crate::protocol::forget_needed(state, &needed);
-        let changes = doc.get_changes(&before);
+        // Stored changes all applied: the device holds these heads (what
+        // `deliver` pushes after). Some not applied (dependencies the
+        // relay lacks): the case moves to the sync protocol, from scratch.
+        let whole = match &sent {
+            Some((hashes, heads, _)) => {
+                let all = doc.get_missing_deps(hashes).is_empty();
+                *state = State::new();
+                if all {
+                    state.their_heads = Some(heads.clone());
+                }
+                Some(all)
+            }
+            None => None,
+        };
+        // A new case that took every change sent: those are its changes,
+        // already decoded (asking the document for them re-encodes each).
+        let changes = match sent {
+            Some((_, _, changes)) if whole == Some(true) && before.is_empty() => changes,
+            _ => doc.get_changes(&before),
+        };
         let mut changed = None;
         let mut changed_store = None;
         let mut new_summary = None;
@@ -172,15 +347,10 @@ impl<S: Storage> Relay<S> {
                 s.states.insert(case, st);
             }
             fleet::on_upload(&self.storage, s, now);
-            let reply = match s.states.get_mut(&case) {
-                Some(st) => doc.generate_sync_message(st),
-                None => None,
-            };
+            let reply = self.upload_reply(s, case, &doc, whole);
             self.cache_put(case, doc, weight, stored_bytes + added);
             return Ok(RelayOutput {
-                frames: reply
-                    .map(|m| sync_frames(case, m.encode(), self.frame_limit))
-                    .unwrap_or_default(),
+                frames: reply,
                 needs_flush: true,
                 changed,
                 changed_store,
@@ -188,22 +358,50 @@ impl<S: Storage> Relay<S> {
                 summary: new_summary,
             });
         }
-        let reply = doc.generate_sync_message(state);
+        let reply = match whole {
+            // Nothing new, nothing stored: an unknown case's scratch state.
+            None | Some(false) => doc
+                .generate_sync_message(state)
+                .map(|m| sync_frames(case, m.encode(), self.frame_limit))
+                .unwrap_or_default(),
+            Some(true) => self.upload_reply(s, case, &doc, whole),
+        };
         // A document that was not stored before is a probe (or the first
         // message of a new case): not worth a cache slot.
         if known {
             self.cache_put(case, doc, weight, stored_bytes);
         }
         Ok(RelayOutput {
-            frames: reply
-                .map(|m| sync_frames(case, m.encode(), self.frame_limit))
-                .unwrap_or_default(),
+            frames: reply,
             needs_flush: changed.is_some(),
             changed,
             changed_store,
             policy_published: false,
             summary: new_summary,
         })
+    }
+
+    /// The answer to an upload that changed the case: `Stored` for stored
+    /// changes that all applied (`whole` is `Some(true)`), otherwise the
+    /// next sync message.
+    fn upload_reply(
+        &self,
+        s: &mut RelaySession,
+        case: CaseId,
+        doc: &Automerge,
+        whole: Option<bool>,
+    ) -> Vec<Frame> {
+        if whole == Some(true) {
+            return vec![Frame::Stored {
+                doc: case,
+                heads: doc.get_heads().iter().map(|h| h.0).collect(),
+            }];
+        }
+        s.states
+            .get_mut(&case)
+            .and_then(|st| doc.generate_sync_message(st))
+            .map(|m| sync_frames(case, m.encode(), self.frame_limit))
+            .unwrap_or_default()
     }
 
     /// Stores accepted changes with their audit records, updates the owner
@@ -340,5 +538,46 @@ impl<S: Storage> Relay<S> {
         // flushes once for every write made meanwhile.
         self.seq = seq;
         Ok((meta.store, summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    /// Changes sent in any order come out each after its dependencies,
+    /// duplicates once, and the heads are the changes nothing depends on.
+    #[test]
+    fn uploaded_changes_are_put_in_causal_order() {
+        let mut a = Automerge::new();
+        for i in 0..6i64 {
+            let mut t = a.transaction();
+            t.put(automerge::ROOT, format!("k{i}"), i).unwrap();
+            t.commit();
+        }
+        // A concurrent branch from the third change.
+        let mut b = a.fork_at(&[a.get_changes(&[])[2].hash()]).unwrap();
+        let mut t = b.transaction();
+        t.put(automerge::ROOT, "side", 1).unwrap();
+        t.commit();
+        a.merge(&mut b).unwrap();
+        let mut chunks: Vec<Vec<u8>> = a
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        chunks.reverse();
+        chunks.push(chunks[0].clone());
+        let whole = decode_changes(CaseId::from_bytes([1; 16]), chunks).unwrap();
+        assert_eq!(whole.changes.len(), 7, "a duplicate counts once");
+        let mut placed = std::collections::HashSet::new();
+        for c in &whole.changes {
+            for d in c.deps() {
+                assert!(placed.contains(d), "a change came before its dependency");
+            }
+            placed.insert(c.hash());
+        }
+        assert_eq!(whole.heads, a.get_heads());
     }
 }

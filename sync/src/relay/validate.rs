@@ -34,32 +34,34 @@ pub fn trusted_at(claimed: i64, now: i64, p: &Policy) -> i64 {
 }
 
 /// Judges the meaning of the upload's new entries (`log`, entry id).
-pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Result<(), Refusal> {
+pub(super) fn check_semantics(
+    u: &Upload<'_>,
+    entries: &[(&'static Log, String)],
+    placed: &[super::judge::Placed],
+) -> Result<(), Refusal> {
     let doc = u.doc;
     let role = u.principal.role;
     let kind: CaseKind = read::string(doc, &ROOT, crate::case::schema::root::KIND)
         .and_then(|k| k.parse().ok())
         .ok_or_else(|| refuse(RefusalCode::InvalidValue, "the case has no valid kind"))?;
-    for (log, key) in entries {
-        let Some(e) = read::map(doc, &ROOT, log.key).and_then(|m| read::map(doc, &m, key)) else {
-            continue;
-        };
-        let at = trusted_at(read::int(doc, &e, "at").unwrap_or(0), u.now.0, u.policy);
+    for ((log, key), p) in entries.iter().zip(placed) {
+        let e = &p.obj;
+        let at = trusted_at(p.at.unwrap_or(0), u.now.0, u.policy);
         match log.key {
-            history::TRANSITIONS => check_transition(u, kind, &e, at)?,
-            crate::case::schema::root::CONTACTS => check_contact(u, &e)?,
-            crate::case::service::FREIGHT => check_freight(doc, &e, role)?,
-            crate::case::service::ESCALATIONS => check_escalation(doc, &e, role)?,
-            crate::case::service::SURVEYS => check_survey(doc, &e)?,
-            money::OFFERS => check_offer(doc, &e, key, role, u.policy)?,
-            money::DECISIONS => check_decision(u, &e)?,
-            crate::case::evidence::EVIDENCE => check_evidence(doc, &e, u.policy)?,
-            crate::case::evidence::REMOVALS => check_removal(doc, &e)?,
-            crate::case::booking::BOOKINGS => check_booking(u, kind, &e)?,
+            history::TRANSITIONS => check_transition(u, kind, e, at)?,
+            crate::case::schema::root::CONTACTS => check_contact(u, e)?,
+            crate::case::service::FREIGHT => check_freight(doc, e, role)?,
+            crate::case::service::ESCALATIONS => check_escalation(doc, e, role)?,
+            crate::case::service::SURVEYS => check_survey(doc, e)?,
+            money::OFFERS => check_offer(doc, e, key, role, u.policy)?,
+            money::DECISIONS => check_decision(u, e)?,
+            crate::case::evidence::EVIDENCE => check_evidence(doc, e, u.policy)?,
+            crate::case::evidence::REMOVALS => check_removal(doc, e)?,
+            crate::case::booking::BOOKINGS => check_booking(u, kind, e)?,
             _ => {}
         }
     }
-    check_moves_have_bookings(u, kind, entries)
+    check_moves_have_bookings(kind, entries, placed)
 }
 
 /// A move that needs a booking (a repair `dispatched`, an installation
@@ -67,28 +69,21 @@ pub fn check_semantics(u: &Upload<'_>, entries: &[(&'static Log, String)]) -> Re
 /// upload: the appointment is made with the move, never promised in a
 /// reason.
 fn check_moves_have_bookings(
-    u: &Upload<'_>,
     kind: CaseKind,
     entries: &[(&'static Log, String)],
+    placed: &[super::judge::Placed],
 ) -> Result<(), Refusal> {
     use crate::case::booking;
-    let doc = u.doc;
-    let entry =
-        |log: &str, key: &str| read::map(doc, &ROOT, log).and_then(|m| read::map(doc, &m, key));
     let mut needs = None;
     let mut booked = false;
-    for (log, key) in entries {
-        let Some(e) = entry(log.key, key) else {
-            continue;
-        };
+    for ((log, _), p) in entries.iter().zip(placed) {
         if log.key == history::TRANSITIONS {
-            let to = read::string(doc, &e, "to").unwrap_or_default();
+            let to = p.to.clone().unwrap_or_default();
             if booking::needs_booking(kind, &to) {
                 needs = Some(to);
             }
         } else if log.key == booking::BOOKINGS {
-            let ty = read::string(doc, &e, "type").unwrap_or_default();
-            booked |= matches!(ty.as_str(), "book" | "reschedule");
+            booked |= matches!(p.ty.as_str(), "book" | "reschedule");
         }
     }
     match needs {

@@ -159,10 +159,21 @@ fn run_session_as<S: Storage>(
     device: &str,
     store: &str,
 ) -> Traffic {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let client = ClientSession::new().with_load_threads(threads);
+    run_session_with(relay, r, device, store, client)
+}
+
+/// [`run_session_as`] with the device's side of the session as given.
+fn run_session_with<S: Storage>(
+    relay: &mut Relay<SledStorage>,
+    r: &mut Replica<S>,
+    device: &str,
+    store: &str,
+    mut client: ClientSession,
+) -> Traffic {
     let mut t = Traffic::default();
     let mut rs: RelaySession = relay.session(principal(device, store));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut client = ClientSession::new().with_load_threads(threads);
     let mut to_relay: std::collections::VecDeque<Vec<u8>> = client
         .start(r, Millis(1_790_000_000_000))
         .expect("start")
@@ -328,11 +339,46 @@ fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
     let t0 = Instant::now();
     let up = run_session(&mut relay, &mut a, "tab-a");
     let upload = t0.elapsed();
+    // Baseline: the same cases uploaded by sync rounds (a device or relay
+    // without whole uploads) from a second device into a second relay.
+    let mut relay_by_rounds = Relay::open(
+        open("relay-by-rounds"),
+        NonZeroUsize::new(4096).expect("nonzero"),
+    )
+    .expect("relay");
+    let rounds_store = open("device-by-rounds");
+    seed_device(&rounds_store, &cases);
+    let mut by_rounds = Replica::open(rounds_store, identity("tab-a"), [3; 16]);
+    let t0 = Instant::now();
+    let base_up = run_session_with(
+        &mut relay_by_rounds,
+        &mut by_rounds,
+        "tab-a",
+        "S1",
+        ClientSession::new().with_upload(false),
+    );
+    let upload_by_rounds = t0.elapsed();
+    drop(relay_by_rounds);
     rows.push(Row {
-        scenario: format!("Upload {n} cases from one device"),
-        ours: format!("{}, {}", ms(upload), kib(up.bytes)),
-        baseline: "-".into(),
-        ratio: "-".into(),
+        scenario: format!("Upload {n} cases from one device (sent whole vs by sync rounds)"),
+        ours: format!(
+            "{} (relay {}, device {}), {}",
+            ms(upload),
+            ms(up.relay_time),
+            ms(up.device_time),
+            kib(up.bytes)
+        ),
+        baseline: format!(
+            "{} (relay {}, device {}), {}",
+            ms(upload_by_rounds),
+            ms(base_up.relay_time),
+            ms(base_up.device_time),
+            kib(base_up.bytes)
+        ),
+        ratio: format!(
+            "{:.1}x faster",
+            upload_by_rounds.as_secs_f64() / upload.as_secs_f64()
+        ),
     });
 
     // Initial sync of a fresh tablet.
