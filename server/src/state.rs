@@ -255,6 +255,12 @@ impl AppState {
         &self.revocations
     }
 
+    /// Reads of one stored case without the relay's lock (call on a
+    /// blocking thread: they load the case from storage).
+    pub fn reader(&self) -> aftercase_sync::relay::CaseReader<SledStorage> {
+        aftercase_sync::relay::CaseReader::new(self.storage.clone())
+    }
+
     /// The relay sequence as of the last handled frame, without the lock.
     pub fn seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)

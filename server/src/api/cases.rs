@@ -321,11 +321,11 @@ pub async fn read<T: Send + 'static>(
 /// Checks, with the relay locked, that `p` may read case `id`; a missing
 /// and an unreadable case give the same error.
 fn check_readable(
-    relay: &aftercase_sync::relay::Relay<aftercase_sync::storage::SledStorage>,
+    reader: &aftercase_sync::relay::CaseReader<aftercase_sync::storage::SledStorage>,
     p: &Principal,
     id: CaseId,
 ) -> Result<(), ApiError> {
-    match relay.meta(id)? {
+    match reader.meta(id)? {
         Some(meta) if access::can_read(p, &meta) => Ok(()),
         _ => Err(not_found(id)),
     }
@@ -385,12 +385,14 @@ pub async fn get_case(
 ) -> Result<HttpResponse, ApiError> {
     let p = principal(&req, &state)?;
     let id = resolve_case(&state, &p, &path).await?;
+    // Read from storage without the relay's lock: a head-office read never
+    // waits for sync, nor sync for it.
     let (view, audit) = blocking(&state, move |s| {
-        let mut relay = s.relay();
-        check_readable(&relay, &p, id)?;
-        let mut view = relay.case_view(id)?.ok_or_else(|| not_found(id))?;
+        let reader = s.reader();
+        check_readable(&reader, &p, id)?;
+        let mut view = reader.case_view(id)?.ok_or_else(|| not_found(id))?;
         view.evaluate_timers(crate::state::now_millis());
-        let audit: Vec<_> = relay
+        let audit: Vec<_> = reader
             .audit(id)?
             .into_iter()
             .map(|(hash, r)| CaseAudit {
@@ -407,7 +409,7 @@ pub async fn get_case(
     .await?;
     let mut view = view;
     // Scheduling conflicts are across cases: the read model holds the
-    // store's calendars (read after the relay's lock is released).
+    // store's calendars.
     let (conflicts, customer_no_shows) = read(&state, move |m| {
         let no_shows = m
             .get(id)
@@ -472,9 +474,9 @@ pub async fn get_doc(
     let p = principal(&req, &state)?;
     let id = resolve_case(&state, &p, &path).await?;
     let bytes = blocking(&state, move |s| {
-        let mut relay = s.relay();
-        check_readable(&relay, &p, id)?;
-        relay.doc_bytes(id)?.ok_or_else(|| not_found(id))
+        let reader = s.reader();
+        check_readable(&reader, &p, id)?;
+        reader.doc_bytes(id)?.ok_or_else(|| not_found(id))
     })
     .await?;
     Ok(HttpResponse::Ok()

@@ -106,10 +106,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 impl<S: Storage> Relay<S> {
     /// The owner record of a case.
     pub fn meta(&self, case: CaseId) -> Result<Option<CaseMeta>, StorageError> {
-        self.storage
-            .get(&keys::meta(case))?
-            .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("case meta", e)))
-            .transpose()
+        meta_in(&self.storage, case)
     }
 
     /// The case as plain data, with the owning store from relay metadata.
@@ -119,18 +116,9 @@ impl<S: Storage> Relay<S> {
         };
         let policy = self.policy.clone();
         let fixes = self.clock_fixes(case)?;
-        Ok(self.doc(case)?.map(|d| {
-            let mut v = if fixes.is_empty() {
-                CaseView::from_doc_with(&*d, &case.to_string(), &policy)
-            } else {
-                // A local copy with the trusted times; never stored.
-                let mut fixed = d.fork();
-                judge::apply_clock_fixes(&mut fixed, &fixes);
-                CaseView::from_doc_with(&fixed, &case.to_string(), &policy)
-            };
-            v.store_id = Some(meta.store.to_string());
-            v
-        }))
+        Ok(self
+            .doc(case)?
+            .map(|d| view_with_fixes(d, case, &meta, &fixes, &policy)))
     }
 
     /// The case's summary in the read model.
@@ -235,11 +223,7 @@ impl<S: Storage> Relay<S> {
 
     /// Entries of `case` whose claimed times the relay did not believe.
     pub fn clock_fixes(&self, case: CaseId) -> Result<Vec<ClockFix>, StorageError> {
-        self.storage
-            .get(&keys::clock(case))?
-            .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("clock fixes", e)))
-            .transpose()
-            .map(Option::unwrap_or_default)
+        clock_fixes_in(&self.storage, case)
     }
 
     /// The standard Automerge binary of a case.
@@ -249,14 +233,7 @@ impl<S: Storage> Relay<S> {
 
     /// Every accepted change of a case with who sent it and when.
     pub fn audit(&self, case: CaseId) -> Result<Vec<(String, AuditRecord)>, StorageError> {
-        let mut out = Vec::new();
-        for (k, v) in self.storage.scan_prefix(&keys::audit_prefix(case))? {
-            let hash = k.get(18..).map(hex).unwrap_or_default();
-            let rec = AuditRecord::decode(&v).map_err(|e| corrupt("audit", e))?;
-            out.push((hash, rec));
-        }
-        out.sort_by(|a, b| (a.1.received_at, &a.0).cmp(&(b.1.received_at, &b.0)));
-        Ok(out)
+        audit_in(&self.storage, case)
     }
 
     /// Cases matching `filter`, most recently changed last.
@@ -278,4 +255,63 @@ impl<S: Storage> Relay<S> {
         }
         Ok(out)
     }
+}
+
+/// The relay's metadata for a case, read from `storage`.
+pub(super) fn meta_in<S: Storage>(
+    storage: &S,
+    case: CaseId,
+) -> Result<Option<CaseMeta>, StorageError> {
+    storage
+        .get(&keys::meta(case))?
+        .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("case meta", e)))
+        .transpose()
+}
+
+/// The case's clock fixes, read from `storage`.
+pub(super) fn clock_fixes_in<S: Storage>(
+    storage: &S,
+    case: CaseId,
+) -> Result<Vec<ClockFix>, StorageError> {
+    storage
+        .get(&keys::clock(case))?
+        .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("clock fixes", e)))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// The case's audit records, oldest first, read from `storage`.
+pub(super) fn audit_in<S: Storage>(
+    storage: &S,
+    case: CaseId,
+) -> Result<Vec<(String, AuditRecord)>, StorageError> {
+    let mut out = Vec::new();
+    for (k, v) in storage.scan_prefix(&keys::audit_prefix(case))? {
+        let hash = k.get(18..).map(hex).unwrap_or_default();
+        let rec = AuditRecord::decode(&v).map_err(|e| corrupt("audit", e))?;
+        out.push((hash, rec));
+    }
+    out.sort_by(|a, b| (a.1.received_at, &a.0).cmp(&(b.1.received_at, &b.0)));
+    Ok(out)
+}
+
+/// The view of a case's document with the trusted times of `fixes` and
+/// the owning store from `meta`.
+pub(super) fn view_with_fixes(
+    doc: &Automerge,
+    case: CaseId,
+    meta: &CaseMeta,
+    fixes: &[ClockFix],
+    policy: &crate::policy::Policy,
+) -> CaseView {
+    let mut v = if fixes.is_empty() {
+        CaseView::from_doc_with(doc, &case.to_string(), policy)
+    } else {
+        // A local copy with the trusted times; never stored.
+        let mut fixed = doc.fork();
+        judge::apply_clock_fixes(&mut fixed, fixes);
+        CaseView::from_doc_with(&fixed, &case.to_string(), policy)
+    };
+    v.store_id = Some(meta.store.to_string());
+    v
 }
