@@ -148,27 +148,26 @@ fn whole_upload(id: aftercase_sync::CaseId, doc: &automerge::Automerge) -> Vec<u
     .encode()
 }
 
+/// `frame` with bytes flipped at `flips` (never its version byte).
+fn flipped(mut frame: Vec<u8>, flips: Vec<(prop::sample::Index, u8)>) -> Vec<u8> {
+    for (i, x) in flips {
+        let i = i.index(frame.len() - 1) + 1;
+        frame[i] ^= x | 1;
+    }
+    frame
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_whole_uploads(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
-        let mut frame = valid_whole_upload();
-        for (i, x) in flips {
-            let i = i.index(frame.len() - 1) + 1; // keep the version byte
-            frame[i] ^= x | 1;
-        }
-        relay_accepts_arbitrary_frames(&framed(&[frame]));
+        relay_accepts_arbitrary_frames(&framed(&[flipped(valid_whole_upload(), flips)]));
     }
 
     #[test]
     fn mutated_valid_uploads(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
-        let mut frame = valid_upload();
-        for (i, x) in flips {
-            let i = i.index(frame.len() - 1) + 1; // keep the version byte
-            frame[i] ^= x | 1;
-        }
-        relay_accepts_arbitrary_frames(&framed(&[frame]));
+        relay_accepts_arbitrary_frames(&framed(&[flipped(valid_upload(), flips)]));
     }
 }
 

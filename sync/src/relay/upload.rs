@@ -64,6 +64,14 @@ enum Incoming {
     Changes(Vec<Vec<u8>>),
 }
 
+/// An upload once decoded.
+enum Decoded {
+    /// A sync message.
+    Sync(Message),
+    /// A case's stored changes.
+    Whole(Whole),
+}
+
 /// Uploaded change bytes joined as Automerge loads them, with their
 /// hashes and the heads they make (the hashes no other of them depends on).
 struct Whole {
@@ -216,8 +224,8 @@ impl<S: Storage> Relay<S> {
         // Decoded before anything is loaded: bytes that are not changes
         // cost no more than their parsing.
         let incoming = match incoming {
-            Incoming::Sync(msg) => Ok(msg),
-            Incoming::Changes(chunks) => Err(decode_changes(case, chunks)?),
+            Incoming::Sync(msg) => Decoded::Sync(msg),
+            Incoming::Changes(chunks) => Decoded::Whole(decode_changes(case, chunks)?),
         };
         let (mut doc, mut weight, stored_bytes) =
             match self.doc(case).map_err(SessionError::Storage)? {
@@ -252,13 +260,13 @@ impl<S: Storage> Relay<S> {
         // For stored changes sent whole: their hashes and heads.
         let mut sent = None;
         let applied = match incoming {
-            Ok(msg) => {
+            Decoded::Sync(msg) => {
                 let needed = msg.need.clone();
                 let r = doc.receive_sync_message(state, msg);
                 crate::protocol::forget_needed(state, &needed);
                 r
             }
-            Err(whole) => {
+            Decoded::Whole(whole) => {
                 let r = doc.load_incremental(&whole.joined).map(|_| ());
                 sent = Some((whole.hashes, whole.heads, whole.changes));
                 r
