@@ -31,6 +31,7 @@ mod reader;
 pub mod readmodel;
 mod recent;
 mod session;
+mod states;
 mod stats;
 pub mod summary;
 mod upload;
@@ -48,6 +49,7 @@ pub use queries::{load_read_model, AuditRecord, CaseFilter, ClockFix};
 pub use reader::CaseReader;
 use serde::{Deserialize, Serialize};
 pub use session::RelaySession;
+pub use states::{SyncStates, DEFAULT_HOT_STATES};
 pub use stats::CacheStats;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -109,6 +111,8 @@ pub struct Relay<S: Storage> {
     /// The latest accepted changes of recently changed cases, pushed to
     /// live devices known to hold what came before.
     recent: recent::Recent,
+    /// Sync states each connection keeps whole (see [`SyncStates`]).
+    hot_states: NonZeroUsize,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -158,6 +162,7 @@ impl<S: Storage> Relay<S> {
             frame_limit: MAX_CASE_FRAME,
             salt: storage_salt,
             recent: recent::Recent::default(),
+            hot_states: NonZeroUsize::new(DEFAULT_HOT_STATES).unwrap_or(NonZeroUsize::MIN),
         })
     }
 

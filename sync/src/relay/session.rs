@@ -4,10 +4,13 @@
 
 use super::*;
 
+/// Sync states stored per batch when a connection ends.
+const STATES_PER_BATCH: usize = 512;
+
 /// One authenticated connection.
 pub struct RelaySession {
     pub(super) principal: Principal,
-    pub(super) states: HashMap<CaseId, State>,
+    pub(super) states: SyncStates,
     pub(super) sent_up_to: Option<u64>,
     /// Whether the catch-up after hello has been fully announced.
     pub(super) caught_up: bool,
@@ -102,7 +105,7 @@ impl<S: Storage> Relay<S> {
     pub fn session(&self, principal: Principal) -> RelaySession {
         RelaySession {
             principal,
-            states: HashMap::new(),
+            states: SyncStates::new(self.hot_states),
             sent_up_to: None,
             caught_up: false,
             policy_version: 0,
@@ -115,14 +118,29 @@ impl<S: Storage> Relay<S> {
         }
     }
 
+    /// Sets how many sync states each new connection keeps whole; the rest
+    /// are kept encoded (see [`SyncStates`]).
+    pub fn set_hot_states(&mut self, n: NonZeroUsize) {
+        self.hot_states = n;
+    }
+
     /// Persists the session's sync states so the device's next connection
     /// resumes cheaply. Call when the connection ends.
     pub fn end_session(&mut self, s: RelaySession) -> Result<(), StorageError> {
-        let mut b = Batch::new();
-        for (case, state) in &s.states {
-            docs::stage_sync_state(&mut b, *case, s.principal.device.as_str(), state);
+        let device = s.principal.device.as_str();
+        let states: Vec<_> = s.states.encoded().collect();
+        // In batches: sled keeps every version of the tree nodes a batch
+        // touches until the batch ends, and one batch of 100,000 states
+        // took 600 MiB of the relay's heap (BENCHMARKS.md). Sync states are
+        // hints, so a batch need not hold them all.
+        for chunk in states.chunks(STATES_PER_BATCH) {
+            let mut b = Batch::new();
+            for (case, encoded) in chunk {
+                docs::stage_encoded_sync_state(&mut b, *case, device, encoded.clone());
+            }
+            self.storage.apply(b)?;
         }
-        self.storage.apply(b)
+        Ok(())
     }
 
     /// Handles one frame from the session's device.
@@ -290,7 +308,7 @@ impl<S: Storage> Relay<S> {
                 last = seq;
                 // Once caught up, a change the device already holds (its
                 // own upload, typically) is not worth announcing.
-                if s.caught_up && device_holds(s.states.get(&doc), &heads) {
+                if s.caught_up && device_holds(s.states.peek(&doc), &heads) {
                     continue;
                 }
                 // The store index holds the store's cases; technicians get
@@ -354,7 +372,7 @@ impl<S: Storage> Relay<S> {
                 .held
                 .get(&case)
                 .cloned()
-                .or_else(|| s.states.get(&case).and_then(|st| st.their_heads.clone()));
+                .or_else(|| s.states.peek(&case).and_then(|st| st.their_heads.clone()));
             let to: Vec<ChangeHash> = heads.iter().map(|h| ChangeHash(*h)).collect();
             if let Some(changes) = known.and_then(|k| self.recent.between(case, &k, &to)) {
                 s.held.insert(case, to);
@@ -370,7 +388,7 @@ impl<S: Storage> Relay<S> {
         s: &mut RelaySession,
         case: CaseId,
     ) -> Result<Vec<Frame>, StorageError> {
-        if !s.states.contains_key(&case) {
+        if !s.states.contains(&case) {
             return Ok(Vec::new());
         }
         let limit = self.frame_limit;

@@ -243,13 +243,11 @@ impl<S: Storage> Relay<S> {
         // that outlives the message.
         let mut scratch = State::new();
         let state = if known {
-            match s.states.entry(case) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+            s.states
+                .get_or_try_insert(case, || {
                     docs::load_sync_state(&self.storage, case, p.device.as_str())
-                        .map_err(SessionError::Storage)?,
-                ),
-            }
+                })
+                .map_err(SessionError::Storage)?
         } else {
             &mut scratch
         };

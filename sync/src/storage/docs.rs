@@ -132,7 +132,12 @@ pub fn stage_sync_state(
     peer: &str,
     state: &automerge::sync::State,
 ) {
-    batch.put(keys::sync_state(case, peer), state.encode());
+    stage_encoded_sync_state(batch, case, peer, state.encode());
+}
+
+/// [`stage_sync_state`] for a state already encoded.
+pub fn stage_encoded_sync_state(batch: &mut Batch, case: CaseId, peer: &str, encoded: Vec<u8>) {
+    batch.put(keys::sync_state(case, peer), encoded);
 }
 
 #[cfg(test)]

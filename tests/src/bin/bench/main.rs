@@ -80,13 +80,18 @@ fn make_case(i: u64, changes: u64) -> (CaseId, Automerge) {
     make_case_in(i, changes, "S1")
 }
 
-/// [`make_case`] for a case of `store`.
-fn make_case_in(i: u64, changes: u64, store: &str) -> (CaseId, Automerge) {
+/// The id of the `i`th case the scenarios make.
+fn case_id(i: u64) -> CaseId {
     // The index goes in the last bytes: the UUID version and variant bits
     // (bytes 6 and 8) would otherwise fold distinct indexes together.
     let mut id_bytes = [0u8; 16];
     id_bytes[8..].copy_from_slice(&i.to_be_bytes());
-    let id = CaseId::from_random_bytes(id_bytes);
+    CaseId::from_random_bytes(id_bytes)
+}
+
+/// [`make_case`] for a case of `store`.
+fn make_case_in(i: u64, changes: u64, store: &str) -> (CaseId, Automerge) {
+    let id = case_id(i);
     let mut doc = Automerge::new();
     edit::create_case(
         &mut doc,

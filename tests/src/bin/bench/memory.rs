@@ -169,9 +169,21 @@ fn read_all(relay_bin: &Path, data_dir: &Path, ids: &[CaseId], memory_args: &[&s
 /// The relay-memory row.
 pub fn rows(tmp: &Path, quick: bool, relay_bin: &Path) -> Vec<Row> {
     let n: u64 = if quick { 1_000 } else { 100_000 };
-    let data_dir = tmp.join("memory-relay");
-    eprintln!("relay memory: seeding {n} cases...");
-    let ids = seed(&data_dir, n);
+    // `BENCH_MEMORY_DATA=DIR` keeps the seeded relay data in DIR and reuses
+    // it on the next run (seeding takes minutes), e.g. to run the relay
+    // under a heap profiler.
+    let kept = std::env::var_os("BENCH_MEMORY_DATA").map(std::path::PathBuf::from);
+    let data_dir = kept.clone().unwrap_or_else(|| tmp.join("memory-relay"));
+    let ids = if kept.is_some() && data_dir.join("db").exists() {
+        eprintln!(
+            "relay memory: reusing the {n} cases in {}",
+            data_dir.display()
+        );
+        (0..n).map(crate::case_id).collect()
+    } else {
+        eprintln!("relay memory: seeding {n} cases...");
+        seed(&data_dir, n)
+    };
     eprintln!("relay memory: syncing every case with the default bound (256 MiB)...");
     let ours = read_all(relay_bin, &data_dir, &ids, &[]);
     eprintln!("relay memory: syncing every case with no bound...");
