@@ -21,7 +21,7 @@ cargo build --quiet --locked --release --target-dir "$target" \
 cargo build --quiet --locked --release --target-dir "$target" -p aftercase-tests --bin bench
 cp "$target/release/bench" "$out/bin/bench"
 cp "$target/release/aftercase-relay" "$out/bin/relay-real"
-rm -f "$out/once" "$out"/relay.*.zst
+rm -f "$out/once" "$out/relay.zst"
 # The harness starts the `aftercase-relay` beside it and reads its URL from
 # the first line of its output: the wrapper runs the first `serve` under
 # heaptrack and passes only that line on.
@@ -56,7 +56,7 @@ for _ in $(seq 60); do
   pgrep -f "heaptrack -o $out/relay" >/dev/null || break
   sleep 1
 done
-profile="$(ls -t "$out"/relay.*.zst | head -1)"
+profile="$out/relay.zst"
 echo "profile: $profile"
 heaptrack_print -f "$profile" 2>/dev/null | grep -E '^(peak heap|peak RSS|total runtime)'
 echo "heap over time (MiB, the highest in each 10 s):"

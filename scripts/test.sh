@@ -4,12 +4,14 @@
 # binaries on loopback, and the dashboard in a headless Chromium), then
 # the Python story of the SDK's bindings (scripts/test-bindings.sh). Needs
 # the Rust toolchain; installs Chromium and chromedriver from Debian's
-# packages when they are missing (scripts/install-browser.sh).
+# packages when they are missing (scripts/install-browser.sh), and
+# PostgreSQL 15 for the storage backends' tests (scripts/install-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/install-browser.sh
+scripts/install-postgres.sh
 cargo test --workspace --locked
 # The SDK's uniffi bindings as an app sees them (Python stands in for
 # Kotlin and Swift): reuses the debug build above.

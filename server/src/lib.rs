@@ -33,6 +33,7 @@ mod error;
 mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod pg_storage;
 mod refresh;
 pub mod revoke;
 pub mod secret;

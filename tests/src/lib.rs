@@ -26,6 +26,7 @@ use std::num::NonZeroUsize;
 pub mod bookings;
 pub mod cutproxy;
 pub mod loadgen;
+pub mod postgres;
 pub mod quantile;
 pub mod ws_client;
 
