@@ -7,7 +7,9 @@
 # `--only sync|writes|memory|fanout|validate|attacks|headoffice|evidence|baseline`
 # (`--only fanout-replicas`: the fan-out load from full replicas, only when named;
 # with `--only fanout`, `--fanout-stores N` sizes it and `--fanout-no-push` has the
-# devices refuse pushed changes, so every delivery is a sync message).
+# devices refuse pushed changes, so every delivery is a sync message;
+# `--fanout-postgres` puts the relay's cases in PostgreSQL, a private cluster on
+# the relay's CPU: run scripts/install-postgres.sh first).
 # Builds into $CARGO_TARGET_DIR when it is set, else ./target.
 set -euo pipefail
 cd "$(dirname "$0")/.."

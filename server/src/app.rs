@@ -3,6 +3,7 @@
 
 use crate::api::routes;
 use crate::auth::Keys;
+use crate::backend::RelayStorage;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::ConnLimits;
@@ -12,8 +13,9 @@ use crate::state::{AppState, Settings};
 use crate::{access_log, refresh, revoke, secret, ws};
 use actix_web::{middleware, web, App, HttpServer};
 use aftercase_sync::blobs::DirBlobs;
+use aftercase_sync::relay::readmodel::ReadModel;
 use aftercase_sync::relay::Relay;
-use aftercase_sync::storage::SledStorage;
+use anyhow::Context;
 use std::sync::Arc;
 
 /// Seconds the server waits, after a stop signal, for connections to end
@@ -41,18 +43,12 @@ pub async fn run(
             secret::ENV
         ),
     }
-    let storage = SledStorage::open_with_cache(&cfg.db_dir(), cfg.sled_cache_bytes())?;
-    let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
-    relay.set_cache_budget(cfg.doc_cache_bytes());
-    // Customer phones are kept in the read model only as a salted hash.
-    relay.init_customer_salt(rand::random())?;
-    let read_model = aftercase_sync::relay::load_read_model(&storage)?;
-    tracing::info!(cases = read_model.len(), "read model loaded");
-    tracing::info!(
-        seq = relay.seq(),
-        "relay storage opened at {}",
-        cfg.db_dir().display()
-    );
+    // Opening reads the whole store (the read model): on a blocking thread,
+    // where PostgreSQL's client may run its own runtime.
+    let (storage, relay, read_model) = {
+        let cfg = cfg.clone();
+        web::block(move || open_relay(&cfg)).await??
+    };
     // sled creates its files with the process umask: tighten the whole
     // directory now that they exist (the secret and revocations are
     // created 0600 already).
@@ -122,9 +118,31 @@ pub async fn run(
     server.await?;
     // Every connection has ended: whatever was applied and not yet flushed
     // (writes whose acknowledgement was never sent) is made durable now.
-    state.flush_all()?;
+    let flushing = state.clone();
+    web::block(move || flushing.flush_all()).await??;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// Opens the configured storage, the relay on it and head office's read
+/// model. Blocks.
+fn open_relay(cfg: &ServeConfig) -> anyhow::Result<(RelayStorage, Relay<RelayStorage>, ReadModel)> {
+    let storage = cfg
+        .database
+        .open(cfg.sled_cache_bytes())
+        .with_context(|| format!("cannot open {}", cfg.database.describe()))?;
+    let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
+    relay.set_cache_budget(cfg.doc_cache_bytes());
+    // Customer phones are kept in the read model only as a salted hash.
+    relay.init_customer_salt(rand::random())?;
+    let read_model = aftercase_sync::relay::load_read_model(&storage)?;
+    tracing::info!(cases = read_model.len(), "read model loaded");
+    tracing::info!(
+        seq = relay.seq(),
+        "relay storage opened: {}",
+        cfg.database.describe()
+    );
+    Ok((storage, relay, read_model))
 }
 
 /// Waits for SIGTERM (what service managers and container runtimes send)

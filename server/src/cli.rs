@@ -1,6 +1,7 @@
 //! The `aftercase-relay` command line.
 
 use crate::auth::Keys;
+use crate::backend::Database;
 use crate::config::ServeConfig;
 use crate::revoke::Target;
 use aftercase_sync::access::{Principal, Role};
@@ -20,7 +21,11 @@ Environment:
                         whatever it says. RUST_LOG is not read.
   AFTERCASE_JWT_SECRET  Token-signing secret, at least 32 bytes (serve,
                         token). Unset: a random one kept in
-                        DATA_DIR/jwt-secret, created on first use.";
+                        DATA_DIR/jwt-secret, created on first use.
+  AFTERCASE_DATABASE_URL
+                        The PostgreSQL database of serve and reindex, as
+                        --database (keeps its password off the command
+                        line). Unset: sled in DATA_DIR/db.";
 
 /// The Aftercase relay: syncs after-sales cases between store devices and
 /// gives head office the merged truth.
@@ -43,9 +48,15 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Where cases and the signing secret are stored.
+        /// Where the signing secret, revocations, evidence files and (by
+        /// default) the cases are stored.
         #[arg(long, default_value = "./data/relay")]
         data_dir: PathBuf,
+        /// Store cases in this PostgreSQL database
+        /// (postgres://user:password@host:port/dbname) instead of sled in
+        /// the data directory.
+        #[arg(long, env = crate::backend::ENV, hide_env_values = true)]
+        database: Option<String>,
         /// Most cases kept in memory at once; idle ones are evicted.
         #[arg(long, default_value = "65536")]
         cache_docs: NonZeroUsize,
@@ -105,6 +116,9 @@ enum Command {
         /// The relay's data directory.
         #[arg(long, default_value = "./data/relay")]
         data_dir: PathBuf,
+        /// The relay's PostgreSQL database, if it runs on one.
+        #[arg(long, env = crate::backend::ENV, hide_env_values = true)]
+        database: Option<String>,
     },
     /// Revoke a device, a user or one token. Tokens issued up to now for
     /// that device or user are refused from then on, and their live
@@ -144,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             data_dir,
+            database,
             cache_docs,
             memory_mib,
             workers,
@@ -153,9 +168,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             send_budget_mib,
         } => {
             crate::logging::init("info");
+            let database = Database::choose(database.as_deref(), &data_dir)?;
             let cfg = ServeConfig {
                 listen,
                 data_dir,
+                database,
                 cache_docs,
                 memory_mib,
                 workers: workers.max(1),
@@ -205,10 +222,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Reindex { data_dir } => {
-            let db = data_dir.join("db");
-            anyhow::ensure!(db.exists(), "no relay data in {}", data_dir.display());
-            let storage = aftercase_sync::storage::SledStorage::open(&db)
+        Command::Reindex { data_dir, database } => {
+            let database = Database::choose(database.as_deref(), &data_dir)?;
+            if let Database::Sled(db) = &database {
+                anyhow::ensure!(db.exists(), "no relay data in {}", data_dir.display());
+            }
+            let storage = database
+                .open(64 << 20)
                 .map_err(|e| anyhow::anyhow!("{e} (is the relay still running?)"))?;
             let mut relay = aftercase_sync::relay::Relay::open(
                 storage,
@@ -253,7 +273,7 @@ mod tests {
     #[test]
     fn help_names_every_environment_variable_the_relay_reads() {
         let help = Cli::command().render_help().to_string();
-        for var in [crate::logging::ENV, crate::secret::ENV] {
+        for var in [crate::logging::ENV, crate::secret::ENV, crate::backend::ENV] {
             assert!(help.contains(var), "--help does not mention {var}:\n{help}");
         }
         let mut cmd = Cli::command();

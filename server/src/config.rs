@@ -1,5 +1,6 @@
 //! Relay configuration, checked into typed values before anything starts.
 
+use crate::backend::Database;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -10,8 +11,11 @@ use std::time::Duration;
 pub struct ServeConfig {
     /// Address to listen on (port 0 picks a free port, printed at start).
     pub listen: SocketAddr,
-    /// Directory holding the sled database and the signing secret.
+    /// Directory holding the signing secret, revocations, evidence files
+    /// and (unless `database` says otherwise) the sled database.
     pub data_dir: PathBuf,
+    /// Where cases are stored.
+    pub database: Database,
     /// Most documents kept loaded at once; idle ones are evicted.
     pub cache_docs: NonZeroUsize,
     /// Memory the relay plans for, in MiB: a quarter goes to sled's page
@@ -47,10 +51,5 @@ impl ServeConfig {
     /// Bytes of the relay-wide send budget.
     pub fn send_budget_bytes(&self) -> usize {
         usize::try_from(self.send_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
-    }
-
-    /// Where the sled database lives.
-    pub fn db_dir(&self) -> PathBuf {
-        self.data_dir.join("db")
     }
 }

@@ -25,6 +25,7 @@ mod access_log;
 mod api;
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod cli;
 pub mod config;
 mod core_pool;

@@ -23,6 +23,10 @@ use aftercase_sync::storage::{Batch, BatchOp, Entries, Storage, StorageError};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+/// The advisory lock [`PostgresStorage::claim`] takes ("Aftercas" in
+/// ASCII): any fixed number other programs on the database do not use.
+const CLAIM_KEY: i64 = 0x4166_7465_7263_6173;
+
 /// A [`Storage`] in a PostgreSQL database.
 pub struct PostgresStorage {
     client: Mutex<postgres::Client>,
@@ -69,6 +73,36 @@ impl PostgresStorage {
         Ok(PostgresStorage {
             client: Mutex::new(client),
         })
+    }
+
+    /// Claims the database for this process: a session-level advisory lock
+    /// held as long as the connection lives, so a second relay (or a
+    /// `reindex` while the relay runs) is refused instead of interleaving
+    /// its sequence numbers and cache with this one's. PostgreSQL releases
+    /// the lock when the session ends, also when the process is killed;
+    /// the session of a process that just ended may take a moment to go,
+    /// hence a few seconds of retries.
+    pub fn claim(&self) -> Result<(), StorageError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let got: bool = self
+                .client()
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&CLAIM_KEY])
+                .map_err(backend("open"))?
+                .get(0);
+            if got {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StorageError::Backend {
+                    op: "open",
+                    message: "another relay (or reindex) is using this database; \
+                              stop it first"
+                        .into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     fn client(&self) -> MutexGuard<'_, postgres::Client> {

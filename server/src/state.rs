@@ -1,6 +1,7 @@
 //! State shared by every request and connection.
 
 use crate::auth::{AuthError, Keys, Verified};
+use crate::backend::RelayStorage;
 use crate::error::ApiError;
 use crate::limits::{ConnLimits, SendBudget};
 use crate::metrics::Metrics;
@@ -9,7 +10,7 @@ use aftercase_sync::blobs::DirBlobs;
 use aftercase_sync::relay::readmodel::ReadModel;
 use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::Relay;
-use aftercase_sync::storage::{SledStorage, Storage, StorageError};
+use aftercase_sync::storage::{Storage, StorageError};
 use aftercase_sync::{CaseId, StoreId};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 /// handling and views do CPU work under it, and an async worker waiting
 /// for it would stall every other connection and request on that worker.
 pub struct AppState {
-    relay: Mutex<Relay<SledStorage>>,
+    relay: Mutex<Relay<RelayStorage>>,
     /// Evidence blobs, outside the case documents' storage: files under
     /// `<data-dir>/blobs`, written without the relay's lock.
     pub blobs: Arc<DirBlobs>,
@@ -35,7 +36,7 @@ pub struct AppState {
     /// the lock (health checks, group commit, wake-ups).
     seq: AtomicU64,
     /// The relay's storage, flushed outside the relay's lock.
-    storage: SledStorage,
+    storage: RelayStorage,
     /// Token keys.
     pub keys: Keys,
     /// Tickets handed out for applied writes, in order.
@@ -102,8 +103,8 @@ pub struct Settings {
 impl AppState {
     /// Wraps an opened relay and a handle on its storage.
     pub fn new(
-        relay: Relay<SledStorage>,
-        storage: SledStorage,
+        relay: Relay<RelayStorage>,
+        storage: RelayStorage,
         read: ReadModel,
         settings: Settings,
     ) -> AppState {
@@ -187,7 +188,7 @@ impl AppState {
 
     /// The relay's storage, for reads that need no relay lock (the audit
     /// feed, the fleet).
-    pub fn storage(&self) -> &SledStorage {
+    pub fn storage(&self) -> &RelayStorage {
         &self.storage
     }
 
@@ -257,7 +258,7 @@ impl AppState {
 
     /// Reads of one stored case without the relay's lock (call on a
     /// blocking thread: they load the case from storage).
-    pub fn reader(&self) -> aftercase_sync::relay::CaseReader<SledStorage> {
+    pub fn reader(&self) -> aftercase_sync::relay::CaseReader<RelayStorage> {
         aftercase_sync::relay::CaseReader::new(self.storage.clone())
     }
 
@@ -268,7 +269,7 @@ impl AppState {
 
     /// Records the relay's sequence; call with the relay lock held, after
     /// any call that may have advanced it.
-    pub fn note_seq(&self, relay: &Relay<SledStorage>) {
+    pub fn note_seq(&self, relay: &Relay<RelayStorage>) {
         self.seq.store(relay.seq(), Ordering::SeqCst);
     }
 
@@ -369,12 +370,12 @@ impl AppState {
 /// core's cache counters into the metrics, so every use of the relay, by a
 /// connection or a request, is counted without `/metrics` taking the lock.
 pub struct RelayGuard<'a> {
-    relay: MutexGuard<'a, Relay<SledStorage>>,
+    relay: MutexGuard<'a, Relay<RelayStorage>>,
     metrics: &'a Metrics,
 }
 
 impl Deref for RelayGuard<'_> {
-    type Target = Relay<SledStorage>;
+    type Target = Relay<RelayStorage>;
     fn deref(&self) -> &Self::Target {
         &self.relay
     }

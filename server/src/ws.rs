@@ -12,6 +12,7 @@
 //! unbounded memory.
 
 use crate::auth::Verified;
+use crate::backend::RelayStorage;
 use crate::error::{clip, ApiError};
 use crate::limits::{ConnSlot, SendBudget};
 use crate::metrics::ConnectionGauge;
@@ -26,7 +27,6 @@ use aftercase_sync::protocol::{
 };
 use aftercase_sync::relay::blobs::BlobSession;
 use aftercase_sync::relay::{Relay, RelayOutput, RelaySession};
-use aftercase_sync::storage::SledStorage;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,7 +247,7 @@ struct Conn {
     peer_version: AtomicU8,
 }
 
-type Core = Relay<SledStorage>;
+type Core = Relay<RelayStorage>;
 
 /// A frame handled (or announcement made) by the core, encoded.
 struct Handled {

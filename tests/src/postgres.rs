@@ -14,6 +14,8 @@ pub struct PgCluster {
     bin: PathBuf,
     port: u16,
     run_as: Option<&'static str>,
+    /// The CPU the server's processes are pinned to (`taskset`), if any.
+    cpu: Option<usize>,
 }
 
 /// The newest `/usr/lib/postgresql/N/bin` holding `initdb`.
@@ -56,6 +58,14 @@ impl PgCluster {
     /// Creates and starts a cluster with a superuser `aftercase` trusted on
     /// loopback.
     pub fn start() -> Result<PgCluster> {
+        PgCluster::start_pinned(None)
+    }
+
+    /// [`PgCluster::start`] with the server and every process it forks
+    /// pinned to CPU `cpu` (by `taskset`, whose affinity the processes
+    /// inherit): for benchmarks that give the relay and its database one
+    /// core and the load another.
+    pub fn start_pinned(cpu: Option<usize>) -> Result<PgCluster> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("aftercase-pg").tempdir()?;
         let run_as = is_root().then_some("nobody");
@@ -73,6 +83,7 @@ impl PgCluster {
             dir,
             bin,
             run_as,
+            cpu,
         };
         let data = cluster.data();
         cluster.run(
@@ -98,14 +109,19 @@ impl PgCluster {
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
         let exe = self.bin.join(tool);
-        let mut cmd = match self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&exe);
+        let mut cmd = match self.cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]);
                 c
             }
-            None => Command::new(&exe),
+            // `env` runs what follows unchanged: one prefix either way.
+            None => Command::new("env"),
         };
+        if let Some(user) = self.run_as {
+            cmd.args(["runuser", "-u", user, "--"]);
+        }
+        cmd.arg(&exe);
         let out = cmd
             .args(args)
             .current_dir(self.dir.path())

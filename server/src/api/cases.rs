@@ -321,7 +321,7 @@ pub async fn read<T: Send + 'static>(
 /// Checks, with the relay locked, that `p` may read case `id`; a missing
 /// and an unreadable case give the same error.
 fn check_readable(
-    reader: &aftercase_sync::relay::CaseReader<aftercase_sync::storage::SledStorage>,
+    reader: &aftercase_sync::relay::CaseReader<crate::backend::RelayStorage>,
     p: &Principal,
     id: CaseId,
 ) -> Result<(), ApiError> {

@@ -32,6 +32,7 @@
 use crate::fanout_replicas::ensure_fd_limit;
 use crate::relay_process::{taskset_works, RelayProcess};
 use crate::Row;
+use aftercase_tests::postgres::PgCluster;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -49,17 +50,22 @@ struct Sizes {
     measure_s: u64,
     /// Devices take pushed changes (else every delivery is a sync message).
     push: bool,
+    /// The relay stores its cases in PostgreSQL (a private cluster on the
+    /// relay's CPU) instead of sled.
+    postgres: bool,
 }
 
 /// Runs the scenario and returns its rows. `stores` overrides the number
-/// of stores (`--fanout-stores N`; 10 devices each).
-pub fn run(quick: bool, stores: Option<usize>, push: bool) -> Vec<Row> {
+/// of stores (`--fanout-stores N`; 10 devices each); `postgres` puts the
+/// relay on PostgreSQL (`--fanout-postgres`).
+pub fn run(quick: bool, stores: Option<usize>, push: bool, postgres: bool) -> Vec<Row> {
     let sizes = if quick {
         Sizes {
             stores: 10,
             warmup_s: 2,
             measure_s: 8,
             push,
+            postgres,
         }
     } else {
         Sizes {
@@ -67,6 +73,7 @@ pub fn run(quick: bool, stores: Option<usize>, push: bool) -> Vec<Row> {
             warmup_s: 6,
             measure_s: 60,
             push,
+            postgres,
         }
     };
     run_sized(&Sizes {
@@ -128,7 +135,19 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
     let pinned = taskset_works(2);
     // Any 32+ byte secret: the relay and this process only meet on loopback.
     let secret = "aftercase-bench-fanout-secret-0123456789abcdef";
-    let relay = RelayProcess::start_pinned(secret, pinned.then_some(0));
+    // On PostgreSQL, the database server shares the relay's core: the
+    // load generator's core stays its own.
+    let cluster = sizes.postgres.then(|| {
+        PgCluster::start_pinned(pinned.then_some(0)).expect("a private PostgreSQL cluster")
+    });
+    let url = cluster
+        .as_ref()
+        .map(|c| c.database("fanout").expect("createdb"));
+    let extra: Vec<&str> = url
+        .as_deref()
+        .map(|u| vec!["--database", u])
+        .unwrap_or_default();
+    let relay = RelayProcess::start_pinned(secret, pinned.then_some(0), &extra);
     eprintln!(
         "fanout: relay pid {} at {}{}; {n} devices in {} stores",
         relay.pid(),
@@ -180,6 +199,7 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
     let r: Value = serde_json::from_str(text.trim()).expect("the load generator's JSON");
     eprintln!("fanout: {r}");
     drop(relay);
+    drop(cluster);
     eprintln!("fanout: finished in {:.1} s", began.elapsed().as_secs_f64());
     rows(&r, sizes, pinned)
 }
@@ -187,17 +207,22 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
 fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
     let n = sizes.stores * PER_STORE;
     let scenario = format!(
-        "Relay fan-in/fan-out, {n} light devices in {} stores, an edit per device every 2 s, {}, {}",
+        "Relay fan-in/fan-out, {n} light devices in {} stores, an edit per device every 2 s, {}, {}, {}",
         sizes.stores,
+        if sizes.postgres {
+            "cases in PostgreSQL"
+        } else {
+            "cases in sled"
+        },
         if sizes.push {
             "changes pushed"
         } else {
             "changes by sync message (no push)"
         },
-        if pinned {
-            "relay on CPU 0, load generator on CPU 1"
-        } else {
-            "not pinned"
+        match (pinned, sizes.postgres) {
+            (true, true) => "relay and PostgreSQL on CPU 0, load generator on CPU 1",
+            (true, false) => "relay on CPU 0, load generator on CPU 1",
+            (false, _) => "not pinned",
         }
     );
     let verdict = |v: f64, target: f64| if v < target { "met" } else { "missed" };

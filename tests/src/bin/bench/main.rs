@@ -547,7 +547,10 @@ fn main() {
         // `--fanout-no-push`: devices that do not take pushed changes, so
         // every delivery is a sync message (the relay's fallback path).
         let push = !args.iter().any(|a| a == "--fanout-no-push");
-        rows.extend(fanout::run(quick, stores, push));
+        // `--fanout-postgres`: the relay stores its cases in PostgreSQL (a
+        // private cluster, scripts/install-postgres.sh) instead of sled.
+        let postgres = args.iter().any(|a| a == "--fanout-postgres");
+        rows.extend(fanout::run(quick, stores, push, postgres));
     }
     // The same load from full replicas in this process: only when named.
     if only.as_deref() == Some("fanout-replicas") {

@@ -46,10 +46,11 @@ impl RelayProcess {
     }
 
     /// [`RelayProcess::start_with`] with the relay and all its threads
-    /// pinned to CPU `cpu` by `taskset` (see [`taskset_works`]).
-    pub fn start_pinned(secret: &str, cpu: Option<usize>) -> RelayProcess {
+    /// pinned to CPU `cpu` by `taskset` (see [`taskset_works`]), with
+    /// `extra` arguments to `serve`.
+    pub fn start_pinned(secret: &str, cpu: Option<usize>, extra: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temporary relay data directory");
-        let mut relay = RelayProcess::start_in_on(dir.path(), Some(secret), &[], cpu);
+        let mut relay = RelayProcess::start_in_on(dir.path(), Some(secret), extra, cpu);
         relay._dir = Some(dir);
         relay
     }

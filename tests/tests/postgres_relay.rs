@@ -1,0 +1,225 @@
+//! The real relay binary on PostgreSQL (`serve --database postgres://...`)
+//! over loopback: devices sync through it, head office reads from it, a
+//! kill -9 in the middle of an upload loses nothing acknowledged, and the
+//! relay's data directory holds no sled database. The cluster is private
+//! to the test (`aftercase_tests::postgres::PgCluster`).
+
+mod support;
+
+use aftercase_tests::postgres::PgCluster;
+use serde_json::Value;
+use support::{bin_dir, Cli, Relay, Watched};
+
+fn on_postgres(data: &std::path::Path, url: &str) -> Relay {
+    Relay::start_with(data, "127.0.0.1:0", &["--database", url], "warn", None)
+}
+
+fn notes(case: &Value) -> Vec<String> {
+    case["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["type"] == "note")
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Every case head office lists, checked against its document; returns how
+/// many there are.
+fn listed_cases_match_documents(relay: &Relay, hq: &str) -> usize {
+    let (s, page) = relay.get_json("/v1/cases?limit=500", hq);
+    assert_eq!(s, 200, "{page}");
+    let rows = page["cases"].as_array().expect("cases");
+    for row in rows {
+        let id = row["id"].as_str().expect("id");
+        let (s, doc) = relay.get_json(&format!("/v1/cases/{id}"), hq);
+        assert_eq!(s, 200, "a listed case exists");
+        assert_eq!(row["status"], doc["status"], "status of {id}");
+        assert_eq!(row["case_no"], doc["case_no"], "number of {id}");
+    }
+    rows.len()
+}
+
+#[test]
+fn a_relay_on_postgres_syncs_devices_and_serves_head_office() {
+    let cluster = PgCluster::start().expect("a private PostgreSQL cluster");
+    let url = cluster.database("chain").expect("createdb");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay");
+    let relay = on_postgres(&data, &url);
+    let a = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "staff", "S1", "tab-a"),
+    );
+    let b = Cli::init(
+        &tmp.path().join("b"),
+        &relay.url,
+        &relay.token("bob", "staff", "S1", "tab-b"),
+    );
+    let id = a.new_case("repair");
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["case", "note", &id, "customer will bring the receipt"]);
+    b.ok(&["case", "note", &id, "technician booked for Tuesday"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
+    assert_eq!(a.show(&id), b.show(&id), "both tablets converge");
+    let mut n = notes(&a.show(&id));
+    n.sort();
+    assert_eq!(
+        n,
+        [
+            "customer will bring the receipt",
+            "technician booked for Tuesday"
+        ]
+    );
+
+    let hq = relay.token("hq", "head_office", "HQ", "hq-1");
+    assert_eq!(listed_cases_match_documents(&relay, &hq), 1);
+    let (s, v) = relay.get_json(&format!("/v1/cases/{id}"), &hq);
+    assert_eq!(s, 200);
+    let mut at_relay = notes(&v);
+    at_relay.sort();
+    assert_eq!(at_relay, n, "the relay holds both notes");
+    // The cases are in PostgreSQL, not in a sled database beside the secret.
+    assert!(
+        !data.join("db").exists(),
+        "a relay on PostgreSQL created a sled database"
+    );
+    assert_eq!(relay.get("/healthz", None).0, 200);
+
+    // A second relay on the same database is refused while this one runs.
+    let out = std::process::Command::new(bin_dir().join("aftercase-relay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("second"))
+        .args(["--database", &url])
+        .output()
+        .expect("run a second relay");
+    assert!(
+        !out.status.success(),
+        "a second relay started on the database"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("another relay"), "{said}");
+    assert_eq!(relay.get("/healthz", None).0, 200, "the first still serves");
+}
+
+#[test]
+fn a_kill_9_of_a_relay_on_postgres_mid_upload_loses_nothing_acknowledged() {
+    let cluster = PgCluster::start().expect("a private PostgreSQL cluster");
+    let url = cluster.database("chain").expect("createdb");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay");
+    let relay = on_postgres(&data, &url);
+    let tab = Cli::init(
+        &tmp.path().join("a"),
+        &relay.url,
+        &relay.token("alice", "supervisor", "S1", "tab-a"),
+    );
+    // Acknowledged first: five cases synced before any kill.
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let id = tab.new_case("damage_claim");
+        tab.ok(&["case", "note", &id, &format!("photo {i} taken")]);
+        acked.push(id);
+    }
+    tab.ok(&["sync"]);
+    let mut made = acked.clone();
+    for i in 0..30 {
+        let id = tab.new_case(if i % 2 == 0 { "repair" } else { "complaint" });
+        // Every other repair moves on (a complaint is accepted, not confirmed).
+        if i % 4 == 0 {
+            tab.ok(&["case", "transition", &id, "confirmed"]);
+        }
+        made.push(id);
+    }
+    // Killed while the tablet uploads, once a few cases are committed.
+    let mut sync = Watched::spawn(&tab, &["sync", "--watch"]);
+    sync.wait_for("connected to");
+    let seq0 = relay.get_json("/healthz", "").1["seq"]
+        .as_u64()
+        .unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while relay.get_json("/healthz", "").1["seq"]
+        .as_u64()
+        .unwrap_or(0)
+        < seq0 + 3
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let addr = relay.url.trim_start_matches("http://").to_string();
+    relay.kill9();
+    drop(sync);
+
+    let relay = Relay::start_with(&data, &addr, &["--database", &url], "warn", None);
+    let hq = relay.token("hq", "head_office", "HQ", "hq-1");
+    for (i, id) in acked.iter().enumerate() {
+        let (s, v) = relay.get_json(&format!("/v1/cases/{id}"), &hq);
+        assert_eq!(s, 200, "acknowledged case {id} is there after the kill");
+        assert_eq!(notes(&v), vec![format!("photo {i} taken")]);
+    }
+    let before = listed_cases_match_documents(&relay, &hq);
+    assert!(before >= acked.len() && before <= made.len(), "{before}");
+    // The tablet finishes; every case is listed and matches its document.
+    tab.ok(&["sync"]);
+    assert_eq!(listed_cases_match_documents(&relay, &hq), made.len());
+    // A fresh tablet of the store gets every case from the database.
+    let fresh = Cli::init(
+        &tmp.path().join("fresh"),
+        &relay.url,
+        &relay.token("carol", "staff", "S1", "tab-c"),
+    );
+    fresh.ok(&["sync"]);
+    let listed: Value =
+        serde_json::from_str(&fresh.ok(&["case", "list", "--json"])).expect("list json");
+    assert_eq!(listed["cases"].as_array().expect("cases").len(), made.len());
+    relay.kill9();
+
+    // reindex reaches the same database with the relay stopped.
+    let out = std::process::Command::new(bin_dir().join("aftercase-relay"))
+        .args(["reindex", "--data-dir"])
+        .arg(&data)
+        .args(["--database", &url])
+        .output()
+        .expect("run reindex");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("{} case(s)", made.len())),
+        "reindex saw every case: {said}"
+    );
+}
+
+#[test]
+fn a_relay_refuses_a_database_it_cannot_reach_without_showing_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let url = format!("postgres://relay:hunter2hunter2@127.0.0.1:{port}/chain");
+    let out = std::process::Command::new(bin_dir().join("aftercase-relay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("relay"))
+        .env("AFTERCASE_DATABASE_URL", &url)
+        .output()
+        .expect("run serve");
+    assert!(
+        !out.status.success(),
+        "a relay with no database must not start"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("open"), "the error names what failed: {all}");
+    assert!(
+        !all.contains("hunter2"),
+        "the password reached the output: {all}"
+    );
+}
