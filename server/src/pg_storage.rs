@@ -19,7 +19,9 @@
 //! PostgreSQL commits a transaction that wrote no WAL asynchronously, and the
 //! crash test lost 12 of 200 flushed writes that way.
 
-use aftercase_sync::storage::{Batch, BatchOp, Entries, Storage, StorageError};
+use aftercase_sync::storage::{
+    counter_value, Batch, BatchOp, Entries, Expect, Storage, StorageError,
+};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -134,46 +136,48 @@ impl Storage for PostgresStorage {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
-        // Later operations on a key win; one statement may not touch a row
-        // twice, so the batch is reduced to each key's last operation.
-        let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for op in batch.into_ops() {
-            match op {
-                BatchOp::Put(k, v) => last.insert(k, Some(v)),
-                BatchOp::Delete(k) => last.insert(k, None),
-            };
-        }
-        if last.is_empty() {
+        if batch.is_empty() && batch.expectations().is_empty() {
             return Ok(());
-        }
-        let (mut put_keys, mut put_values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, v) in last {
-            match v {
-                Some(v) => {
-                    put_keys.push(k);
-                    put_values.push(v);
-                }
-                None => deleted.push(k),
-            }
         }
         let mut client = self.client();
         let mut tx = client.transaction().map_err(backend("apply"))?;
         tx.batch_execute("SET LOCAL synchronous_commit TO off")
             .map_err(backend("apply"))?;
-        if !deleted.is_empty() {
-            tx.execute("DELETE FROM aftercase_kv WHERE k = ANY($1)", &[&deleted])
-                .map_err(backend("apply"))?;
-        }
-        if !put_keys.is_empty() {
-            tx.execute(
-                "INSERT INTO aftercase_kv (k, v)
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[])
-                 ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                &[&put_keys, &put_values],
-            )
-            .map_err(backend("apply"))?;
-        }
+        write(&mut tx, batch)?;
         tx.commit().map_err(backend("apply"))
+    }
+
+    fn apply_sequenced(
+        &self,
+        counter: &[u8],
+        build: &mut dyn FnMut(u64) -> Result<Batch, StorageError>,
+    ) -> Result<u64, StorageError> {
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(backend("apply"))?;
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .map_err(backend("apply"))?;
+        // The counter's row lock is held to the commit, and PostgreSQL makes
+        // a commit visible before it releases its locks: the next writer
+        // reads this number only once these writes are visible, so numbers
+        // become visible in order (what a sequence does not promise).
+        tx.execute(
+            "INSERT INTO aftercase_kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING",
+            &[&counter, &0u64.to_be_bytes().as_slice()],
+        )
+        .map_err(backend("apply"))?;
+        let stored: Vec<u8> = tx
+            .query_one(
+                "SELECT v FROM aftercase_kv WHERE k = $1 FOR UPDATE",
+                &[&counter],
+            )
+            .map_err(backend("apply"))?
+            .get(0);
+        let n = counter_value(counter, Some(&stored))? + 1;
+        let mut batch = build(n)?;
+        batch.put(counter, n.to_be_bytes());
+        write(&mut tx, batch)?;
+        tx.commit().map_err(backend("apply"))?;
+        Ok(n)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
@@ -186,4 +190,79 @@ impl Storage for PostgresStorage {
             )
             .map_err(backend("flush"))
     }
+}
+
+/// Checks `batch`'s expectations and writes it in `tx`.
+fn write(tx: &mut postgres::Transaction<'_>, batch: Batch) -> Result<(), StorageError> {
+    let (ops, expects) = batch.into_parts();
+    check(tx, &expects)?;
+    // Later operations on a key win; one statement may not touch a row
+    // twice, so the batch is reduced to each key's last operation.
+    let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for op in ops {
+        match op {
+            BatchOp::Put(k, v) => last.insert(k, Some(v)),
+            BatchOp::Delete(k) => last.insert(k, None),
+        };
+    }
+    let (mut put_keys, mut put_values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in last {
+        match v {
+            Some(v) => {
+                put_keys.push(k);
+                put_values.push(v);
+            }
+            None => deleted.push(k),
+        }
+    }
+    if !deleted.is_empty() {
+        tx.execute("DELETE FROM aftercase_kv WHERE k = ANY($1)", &[&deleted])
+            .map_err(backend("apply"))?;
+    }
+    if !put_keys.is_empty() {
+        tx.execute(
+            "INSERT INTO aftercase_kv (k, v)
+             SELECT * FROM unnest($1::bytea[], $2::bytea[])
+             ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+            &[&put_keys, &put_values],
+        )
+        .map_err(backend("apply"))?;
+    }
+    Ok(())
+}
+
+/// Fails with a conflict unless every expectation holds, and keeps it
+/// holding until `tx` ends. A row that exists is locked (`FOR UPDATE`); a
+/// key expected absent has no row to lock, so every expected key is also
+/// locked by a transaction-level advisory lock on its hash, taken in key
+/// order (no deadlock between two checkers): two conditional batches on
+/// one key, from any processes, take turns, and the second sees the
+/// first's write.
+fn check(tx: &mut postgres::Transaction<'_>, expects: &[Expect]) -> Result<(), StorageError> {
+    if expects.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<&[u8]> = expects.iter().map(|e| e.key.as_slice()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in &keys {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))",
+            &[key],
+        )
+        .map_err(backend("apply"))?;
+    }
+    let rows = tx
+        .query(
+            "SELECT k, v FROM aftercase_kv WHERE k = ANY($1) FOR UPDATE",
+            &[&keys],
+        )
+        .map_err(backend("apply"))?;
+    let now: BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    for e in expects {
+        if now.get(&e.key) != e.value.as_ref() {
+            return Err(StorageError::conflict(&e.key));
+        }
+    }
+    Ok(())
 }

@@ -103,6 +103,19 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; 64]
 }
 
+/// `key` for messages: printable ASCII as is, other bytes as `\xNN`.
+pub fn printable(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    for &b in key {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +129,10 @@ mod tests {
         let end = prefix_end(&p);
         let k = change(case, &[0xff; 32]);
         assert!(k.as_slice() >= p.as_slice() && k < end);
+    }
+
+    #[test]
+    fn printable_keys_show_bytes_beyond_ascii() {
+        assert_eq!(printable(b"rm\x00\xff a"), "rm\\x00\\xff\\x20a");
     }
 }

@@ -38,6 +38,16 @@ fn write(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: &Batch) {
     }
 }
 
+/// Applies `batch` if its expectations hold against what readers see.
+fn apply_checked(inner: &mut Inner, batch: Batch) -> Result<(), StorageError> {
+    if let Some(unmet) = batch.unmet(|k| Ok(inner.visible.get(k).cloned()))? {
+        return Err(StorageError::conflict(&unmet.key));
+    }
+    write(&mut inner.visible, &batch);
+    inner.unflushed.push(batch);
+    Ok(())
+}
+
 impl MemoryStorage {
     /// An empty store.
     pub fn new() -> Self {
@@ -99,9 +109,22 @@ impl Storage for MemoryStorage {
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        write(&mut inner.visible, &batch);
-        inner.unflushed.push(batch);
-        Ok(())
+        apply_checked(&mut inner, batch)
+    }
+
+    fn apply_sequenced(
+        &self,
+        counter: &[u8],
+        build: &mut dyn FnMut(u64) -> Result<Batch, StorageError>,
+    ) -> Result<u64, StorageError> {
+        // One lock over reading the counter, building and writing: the
+        // sequence is serialized and each number visible before the next.
+        let mut inner = self.lock();
+        let n = super::counter_value(counter, inner.visible.get(counter).map(Vec::as_slice))? + 1;
+        let mut batch = build(n)?;
+        batch.put(counter, n.to_be_bytes());
+        apply_checked(&mut inner, batch)?;
+        Ok(n)
     }
 
     fn flush(&self) -> Result<(), StorageError> {

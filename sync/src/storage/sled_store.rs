@@ -1,7 +1,9 @@
 //! The sled-backed [`Storage`]: the only code in this crate that touches the disk.
 
 use super::{Batch, BatchOp, Storage, StorageError};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// A sled database with a single tree.
 ///
@@ -12,6 +14,10 @@ use std::path::Path;
 #[derive(Clone)]
 pub struct SledStorage {
     db: sled::Db,
+    /// Held by [`Storage::apply_sequenced`] from reading its counter to
+    /// writing it: a sled database is open in one process only, so a lock
+    /// in the process serializes every sequenced write.
+    sequence: Arc<Mutex<()>>,
 }
 
 fn backend(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
@@ -44,7 +50,12 @@ impl SledStorage {
                 .mode(sled::Mode::HighThroughput)
                 .open();
             match opened {
-                Ok(db) => return Ok(SledStorage { db }),
+                Ok(db) => {
+                    return Ok(SledStorage {
+                        db,
+                        sequence: Arc::default(),
+                    })
+                }
                 // sled's background flusher keeps a just-dropped database
                 // (and its file lock) alive for a moment: wait a little
                 // before telling the user someone else holds it.
@@ -78,6 +89,37 @@ impl SledStorage {
     }
 }
 
+impl SledStorage {
+    /// Applies a batch with expectations in one sled transaction, which
+    /// checks them and writes atomically.
+    fn apply_checked(&self, batch: &Batch) -> Result<(), StorageError> {
+        let done = self.db.transaction(|tx| {
+            for e in batch.expectations() {
+                let now = tx.get(&e.key)?;
+                if now.as_deref() != e.value.as_deref() {
+                    return Err(ConflictableTransactionError::Abort(e.key.clone()));
+                }
+            }
+            for op in batch.ops() {
+                match op {
+                    BatchOp::Put(k, v) => {
+                        tx.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    BatchOp::Delete(k) => {
+                        tx.remove(k.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        match done {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(key)) => Err(StorageError::conflict(&key)),
+            Err(TransactionError::Storage(e)) => Err(backend("apply")(e)),
+        }
+    }
+}
+
 impl Storage for SledStorage {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self
@@ -100,6 +142,9 @@ impl Storage for SledStorage {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StorageError> {
+        if !batch.expectations().is_empty() {
+            return self.apply_checked(&batch);
+        }
         let mut ops = batch.into_ops();
         // One write is atomic by itself, and a sled batch is costly: it
         // takes a process-wide lock that waits for any flush in progress,
@@ -124,6 +169,22 @@ impl Storage for SledStorage {
             }
         }
         self.db.apply_batch(b).map_err(backend("apply"))
+    }
+
+    fn apply_sequenced(
+        &self,
+        counter: &[u8],
+        build: &mut dyn FnMut(u64) -> Result<Batch, StorageError>,
+    ) -> Result<u64, StorageError> {
+        // A panic elsewhere while holding the lock left nothing half-done:
+        // the lock guards no data, only the order.
+        let _order = self.sequence.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.db.get(counter).map_err(backend("apply"))?;
+        let n = super::counter_value(counter, stored.as_deref())? + 1;
+        let mut batch = build(n)?;
+        batch.put(counter, n.to_be_bytes());
+        self.apply(batch)?;
+        Ok(n)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
