@@ -9,6 +9,10 @@ pub(super) struct Cached {
     /// Bytes the case takes in storage (snapshot and change chunks), for
     /// the per-case size limit.
     pub(super) bytes: usize,
+    /// The case's place in the change sequence (`CaseMeta::seq`) when it
+    /// was loaded or last committed here. Another relay on the same
+    /// database that commits to the case moves it: the copy is stale.
+    pub(super) seq: u64,
 }
 
 /// Estimated memory of a loaded document from its stored size. Measured
@@ -32,9 +36,22 @@ impl<S: Storage> Relay<S> {
         self.cache_weight
     }
 
-    pub(super) fn cache_put(&mut self, case: CaseId, doc: Automerge, weight: usize, bytes: usize) {
+    pub(super) fn cache_put(
+        &mut self,
+        case: CaseId,
+        doc: Automerge,
+        weight: usize,
+        bytes: usize,
+        seq: u64,
+    ) {
         self.cache_weight += weight;
-        if let Some((old_case, old)) = self.cache.push(case, Cached { doc, weight, bytes }) {
+        let entry = Cached {
+            doc,
+            weight,
+            bytes,
+            seq,
+        };
+        if let Some((old_case, old)) = self.cache.push(case, entry) {
             self.cache_weight -= old.weight;
             // `push` also hands back the entry it replaced for the same case,
             // which is not an eviction.
@@ -43,6 +60,16 @@ impl<S: Storage> Relay<S> {
             }
         }
         self.trim_cache();
+    }
+
+    /// Drops the loaded copy of `case` if it is older than `seq`, the
+    /// case's place in the stored sequence: another relay on the same
+    /// database committed to it, and the next use loads it again.
+    pub(super) fn drop_if_stale(&mut self, case: CaseId, seq: u64) {
+        if self.cache.peek(&case).is_some_and(|c| c.seq != seq) {
+            self.cache_pop(case);
+            self.recent.forget(case);
+        }
     }
 
     pub(super) fn cache_pop(&mut self, case: CaseId) -> Option<Cached> {
@@ -80,17 +107,33 @@ impl<S: Storage> Relay<S> {
             self.cache_stats.hits += 1;
         } else {
             self.cache_stats.misses += 1;
+            // The owner record first: the document loaded after it holds at
+            // least what its sequence number says.
+            let stored_meta = self.storage.get(&keys::meta(case))?;
+            let seq = match &stored_meta {
+                Some(bytes) => queries::decode_meta(bytes)?.seq,
+                None => 0,
+            };
             let Some(loaded) = docs::load_doc(&self.storage, case)? else {
                 return Ok(None);
             };
             if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
-                docs::compact(&self.storage, case, &loaded.doc)?;
+                let mut batch = docs::compaction(&self.storage, case, &loaded.doc)?;
+                batch.expect(keys::meta(case), stored_meta);
+                match self.storage.apply(batch) {
+                    // Another relay committed to the case since it was
+                    // loaded: its chunk is not in this snapshot, so the
+                    // chunks stay as they are until a later load.
+                    Ok(()) | Err(StorageError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             self.cache_put(
                 case,
                 loaded.doc,
                 estimated_weight(loaded.bytes),
                 loaded.bytes,
+                seq,
             );
         }
         Ok(self.cache.get_mut(&case).map(|c| &mut c.doc))

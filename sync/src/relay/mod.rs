@@ -23,6 +23,7 @@ pub mod blobs;
 mod cache;
 pub mod feed;
 pub mod fleet;
+mod follow;
 pub mod judge;
 mod keys;
 pub mod metrics;
@@ -113,6 +114,9 @@ pub struct Relay<S: Storage> {
     recent: recent::Recent,
     /// Sync states each connection keeps whole (see [`SyncStates`]).
     hot_states: NonZeroUsize,
+    /// The sequence number up to which commits of other relays on the same
+    /// database were taken in (see `follow.rs`).
+    observed: u64,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -163,6 +167,7 @@ impl<S: Storage> Relay<S> {
             salt: storage_salt,
             recent: recent::Recent::default(),
             hot_states: NonZeroUsize::new(DEFAULT_HOT_STATES).unwrap_or(NonZeroUsize::MIN),
+            observed: seq,
         })
     }
 

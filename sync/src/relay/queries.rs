@@ -264,8 +264,13 @@ pub(super) fn meta_in<S: Storage>(
 ) -> Result<Option<CaseMeta>, StorageError> {
     storage
         .get(&keys::meta(case))?
-        .map(|b| postcard::from_bytes(&b).map_err(|e| corrupt("case meta", e)))
+        .map(|b| decode_meta(&b))
         .transpose()
+}
+
+/// An owner record as stored.
+pub(super) fn decode_meta(bytes: &[u8]) -> Result<CaseMeta, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt("case meta", e))
 }
 
 /// The case's clock fixes, read from `storage`.

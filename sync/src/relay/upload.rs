@@ -85,6 +85,13 @@ struct Whole {
 /// Reads the hashes and dependencies of uploaded change bytes. Applying
 /// them is left to `load_incremental`, which checks what it applies as it
 /// does for a sync message (`apply_changes` trusts its input).
+/// The owner record of a case as read before an upload: decoded, and its
+/// bytes as stored (`None` for a new case).
+pub(super) struct Stored {
+    pub(super) meta: Option<CaseMeta>,
+    pub(super) bytes: Option<Vec<u8>>,
+}
+
 fn decode_changes(case: CaseId, chunks: Vec<Vec<u8>>) -> Result<Whole, SessionError> {
     let mut changes: Vec<automerge::Change> = Vec::with_capacity(chunks.len());
     let mut seen = std::collections::HashSet::new();
@@ -198,8 +205,22 @@ impl<S: Storage> Relay<S> {
         incoming: Incoming,
         now: Millis,
     ) -> Result<RelayOutput, SessionError> {
-        let meta = self.meta(case).map_err(SessionError::Storage)?;
+        // The owner record as stored: its bytes are what the commit expects
+        // to find unchanged (another relay on the same database may commit
+        // to the case meanwhile).
+        let stored_meta = self
+            .storage
+            .get(&keys::meta(case))
+            .map_err(SessionError::Storage)?;
+        let meta = stored_meta
+            .as_deref()
+            .map(queries::decode_meta)
+            .transpose()
+            .map_err(SessionError::Storage)?;
         let known = meta.is_some();
+        if let Some(m) = &meta {
+            self.drop_if_stale(case, m.seq);
+        }
         let p = &s.principal;
         if let Some(m) = &meta {
             if !access::can_read(p, m) {
@@ -331,19 +352,27 @@ impl<S: Storage> Relay<S> {
             };
             let p = s.principal.clone();
             let kind = meta.as_ref().map(|m| m.kind.clone());
-            let result = self.commit(case, &doc, &changes, meta, &p, now, state, &verdict);
-            match result {
-                Ok((store, summary)) => {
+            let stored = Stored {
+                meta,
+                bytes: stored_meta,
+            };
+            let result = self.commit(case, &doc, &changes, stored, &p, now, state, &verdict);
+            let committed_seq = match result {
+                Ok((store, summary, seq)) => {
                     changed_store = Some(store);
                     new_summary = Some(Box::new(summary));
                     self.recent
                         .record(case, before.clone(), doc.get_heads(), &changes);
+                    seq
                 }
                 Err(e) => {
+                    // Nothing was stored and the document is not cached
+                    // again: the next use loads what is stored (with
+                    // another relay's commit, on a conflict).
                     *state = State::new();
                     return Err(SessionError::Storage(e));
                 }
-            }
+            };
             tracing::debug!(case = %case, changes = changes.len(), kind = kind.as_deref().unwrap_or("new"), "accepted changes");
             let added: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
             weight += 16 * added;
@@ -354,7 +383,7 @@ impl<S: Storage> Relay<S> {
             }
             fleet::on_upload(&self.storage, s, now);
             let reply = self.upload_reply(s, case, &doc, whole);
-            self.cache_put(case, doc, weight, stored_bytes + added);
+            self.cache_put(case, doc, weight, stored_bytes + added, committed_seq);
             return Ok(RelayOutput {
                 frames: reply,
                 needs_flush: true,
@@ -374,8 +403,8 @@ impl<S: Storage> Relay<S> {
         };
         // A document that was not stored before is a probe (or the first
         // message of a new case): not worth a cache slot.
-        if known {
-            self.cache_put(case, doc, weight, stored_bytes);
+        if let Some(m) = &meta {
+            self.cache_put(case, doc, weight, stored_bytes, m.seq);
         }
         Ok(RelayOutput {
             frames: reply,
@@ -414,19 +443,28 @@ impl<S: Storage> Relay<S> {
     /// record and moves the case to the head of the change sequence, all in
     /// one batch. The caller must flush before acknowledging. Returns the
     /// owning store.
+    ///
+    /// The batch takes the next number of the change sequence as it is
+    /// applied ([`Storage::apply_sequenced`]), and only if the owner record
+    /// is still what `stored` says: if another relay on the same database
+    /// committed to the case since, nothing is written and the error is
+    /// [`StorageError::Conflict`] (the caller drops its copy of the case).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn commit(
         &mut self,
         case: CaseId,
         doc: &Automerge,
         changes: &[automerge::Change],
-        meta: Option<CaseMeta>,
+        stored: Stored,
         p: &Principal,
         now: Millis,
         state: &State,
         verdict: &judge::Verdict,
-    ) -> Result<(StoreId, CaseSummary), StorageError> {
-        let seq = self.seq + 1;
+    ) -> Result<(StoreId, CaseSummary, u64), StorageError> {
+        let Stored {
+            meta,
+            bytes: meta_bytes,
+        } = stored;
         let is_new = meta.is_none();
         let entries_before = if is_new {
             0
@@ -480,7 +518,6 @@ impl<S: Storage> Relay<S> {
             Some(mut m) => {
                 b.delete(keys::all(m.seq));
                 b.delete(keys::store(&m.store, m.seq));
-                m.seq = seq;
                 m.last_received = now;
                 m.assignee = assignee;
                 m
@@ -492,7 +529,8 @@ impl<S: Storage> Relay<S> {
                 created_device: p.device.clone(),
                 first_received: now,
                 last_received: now,
-                seq,
+                // Set when the sequence number is taken.
+                seq: 0,
                 assignee,
             },
         };
@@ -509,8 +547,8 @@ impl<S: Storage> Relay<S> {
         b.put(keys::summary(case), summary_bytes(&summary)?);
         // The audit feed, in the same batch: what this upload did.
         let before = if is_new { None } else { self.summary(case)? };
-        let record = feed::FeedRecord {
-            seq,
+        let mut record = feed::FeedRecord {
+            seq: 0,
             case,
             case_no: summary.case_no.clone(),
             store: meta.store.to_string(),
@@ -526,24 +564,33 @@ impl<S: Storage> Relay<S> {
                 verdict.entries as i64 - entries_before as i64,
             ),
         };
-        let bytes = feed::encode(&record)?;
-        for k in feed::keys(&record) {
-            b.put(k, bytes.clone());
-        }
         let index = keys::index_value(case, &doc.get_heads());
-        b.put(keys::all(seq), index.clone());
-        b.put(keys::store(&meta.store, seq), index);
-        b.put(
-            keys::meta(case),
-            postcard::to_stdvec(&meta).map_err(|e| corrupt("case meta", e))?,
-        );
-        b.put(keys::SEQ.to_vec(), seq.to_be_bytes().to_vec());
         docs::stage_sync_state(&mut b, case, p.device.as_str(), state);
-        self.storage.apply(b)?;
+        b.expect(keys::meta(case), meta_bytes);
+        let mut meta = meta;
+        // Only the sequence-numbered keys are written once the number is
+        // known; the rest of the batch was built above.
+        let seq = self.storage.apply_sequenced(keys::SEQ, &mut |seq| {
+            // Called once: the batch built above moves in.
+            let mut b = std::mem::take(&mut b);
+            meta.seq = seq;
+            record.seq = seq;
+            let bytes = feed::encode(&record)?;
+            for k in feed::keys(&record) {
+                b.put(k, bytes.clone());
+            }
+            b.put(keys::all(seq), index.clone());
+            b.put(keys::store(&meta.store, seq), index.clone());
+            b.put(
+                keys::meta(case),
+                postcard::to_stdvec(&meta).map_err(|e| corrupt("case meta", e))?,
+            );
+            Ok(b)
+        })?;
         // Not flushed here: the output says `needs_flush`, and the shell
         // flushes once for every write made meanwhile.
-        self.seq = seq;
-        Ok((meta.store, summary))
+        self.seq = self.seq.max(seq);
+        Ok((meta.store, summary, seq))
     }
 }
 

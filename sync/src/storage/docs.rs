@@ -104,13 +104,25 @@ pub fn stage_changes(batch: &mut Batch, case: CaseId, changes: &[Change]) {
 /// snapshot is written and exactly the chunks that were folded in are deleted
 /// in the same batch.
 pub fn compact(storage: &dyn Storage, case: CaseId, doc: &Automerge) -> Result<(), StorageError> {
+    storage.apply(compaction(storage, case, doc)?)
+}
+
+/// The batch [`compact`] applies. A writer that shares the store with
+/// others adds an expectation that nothing was committed to the case since
+/// `doc` was loaded: a chunk written meanwhile is not in `doc`, and deleting
+/// it would lose it.
+pub fn compaction(
+    storage: &dyn Storage,
+    case: CaseId,
+    doc: &Automerge,
+) -> Result<Batch, StorageError> {
     let existing = storage.scan_prefix(&keys::changes_prefix(case))?;
     let mut batch = Batch::new();
     batch.put(keys::snapshot(case), doc.save());
     for (k, _) in existing {
         batch.delete(k);
     }
-    storage.apply(batch)
+    Ok(batch)
 }
 
 /// Loads a persisted sync state, or a fresh one if none (or a damaged one) is stored.
