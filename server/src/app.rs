@@ -3,7 +3,7 @@
 
 use crate::api::routes;
 use crate::auth::Keys;
-use crate::backend::RelayStorage;
+use crate::backend::{Database, RelayStorage};
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::ConnLimits;
@@ -72,6 +72,15 @@ pub async fn run(
         },
     ));
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
+    // Other relays on the same PostgreSQL database: their commits reach
+    // this relay's devices and head office through the follower.
+    if let Database::Postgres(url) = &cfg.database {
+        crate::follow::spawn(
+            state.clone().into_inner(),
+            url.clone(),
+            cfg.database.describe(),
+        );
+    }
     actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
     let app_state = state.clone();
     let server =
@@ -129,7 +138,7 @@ pub async fn run(
 fn open_relay(cfg: &ServeConfig) -> anyhow::Result<(RelayStorage, Relay<RelayStorage>, ReadModel)> {
     let storage = cfg
         .database
-        .open(cfg.sled_cache_bytes())
+        .open(cfg.sled_cache_bytes(), false)
         .with_context(|| format!("cannot open {}", cfg.database.describe()))?;
     let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
     relay.set_cache_budget(cfg.doc_cache_bytes());

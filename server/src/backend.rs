@@ -53,17 +53,23 @@ impl Database {
         }
     }
 
-    /// Opens the store for this process alone (sled locks its directory;
-    /// PostgreSQL is claimed with an advisory lock). For sled,
+    /// Opens the store. sled is this process's alone (it locks its
+    /// directory). PostgreSQL is claimed with an advisory lock, shared by
+    /// relays (several serve one database) or held `exclusive`ly (by
+    /// `reindex`, which no relay may run beside). For sled,
     /// `sled_cache_bytes` sizes its page cache.
     /// Blocks (PostgreSQL's client runs its own runtime): call on a
     /// blocking thread, not on an async worker.
-    pub fn open(&self, sled_cache_bytes: u64) -> Result<RelayStorage, StorageError> {
+    pub fn open(
+        &self,
+        sled_cache_bytes: u64,
+        exclusive: bool,
+    ) -> Result<RelayStorage, StorageError> {
         Ok(match self {
             Database::Sled(dir) => Arc::new(SledStorage::open_with_cache(dir, sled_cache_bytes)?),
             Database::Postgres(url) => {
                 let pg = PostgresStorage::open(url)?;
-                pg.claim()?;
+                pg.claim(exclusive)?;
                 Arc::new(pg)
             }
         })

@@ -228,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::ensure!(db.exists(), "no relay data in {}", data_dir.display());
             }
             let storage = database
-                .open(64 << 20)
+                .open(64 << 20, true)
                 .map_err(|e| anyhow::anyhow!("{e} (is the relay still running?)"))?;
             let mut relay = aftercase_sync::relay::Relay::open(
                 storage,

@@ -31,6 +31,7 @@ pub mod config;
 mod core_pool;
 mod dashboard;
 mod error;
+mod follow;
 mod limits;
 pub mod logging;
 pub mod metrics;

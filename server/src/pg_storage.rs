@@ -11,7 +11,7 @@
 //! its batch in one transaction with `synchronous_commit` off: visible to
 //! every reader at once and all-or-nothing after a crash, but its WAL may
 //! not be on disk yet. [`Storage::flush`] commits a transaction that
-//! writes (it bumps a counter in `aftercase_flush`) with
+//! writes (it bumps a counter in `aftercase_flushes`, a row per process) with
 //! `synchronous_commit` on; PostgreSQL makes it durable by flushing the WAL
 //! up to its commit record, which includes every commit made before it. So
 //! one flush covers any number of applied batches, as sled's flush does. A
@@ -29,9 +29,18 @@ use std::sync::{Mutex, MutexGuard};
 /// ASCII): any fixed number other programs on the database do not use.
 const CLAIM_KEY: i64 = 0x4166_7465_7263_6173;
 
+/// The channel a flush notifies: relays on the same database listen to it
+/// to learn of each other's commits (a wake-up only; the watermark in
+/// `aftercase_flushes` is the truth).
+pub const COMMITS_CHANNEL: &str = "aftercase_commits";
+
 /// A [`Storage`] in a PostgreSQL database.
 pub struct PostgresStorage {
     client: Mutex<postgres::Client>,
+    /// This process's row in `aftercase_flushes`: random, so relays sharing
+    /// the database never write the same row (their flushes would queue
+    /// on its lock).
+    node: i64,
 }
 
 /// The server's own message when it sent one (`postgres::Error` displays
@@ -65,31 +74,44 @@ impl PostgresStorage {
                      k bytea PRIMARY KEY,
                      v bytea NOT NULL
                  );
-                 CREATE TABLE IF NOT EXISTS aftercase_flush (
-                     id int PRIMARY KEY,
-                     n bigint NOT NULL
-                 );
-                 INSERT INTO aftercase_flush VALUES (1, 0) ON CONFLICT DO NOTHING",
+                 CREATE TABLE IF NOT EXISTS aftercase_flushes (
+                     id bigint PRIMARY KEY,
+                     n bigint NOT NULL,
+                     durable bigint NOT NULL
+                 )",
             )
             .map_err(backend("open"))?;
         Ok(PostgresStorage {
             client: Mutex::new(client),
+            // Positive, and another relay's only with odds of 2^-62.
+            node: (rand::random::<u64>() >> 2) as i64 + 1,
         })
     }
 
-    /// Claims the database for this process: a session-level advisory lock
-    /// held as long as the connection lives, so a second relay (or a
-    /// `reindex` while the relay runs) is refused instead of interleaving
-    /// its sequence numbers and cache with this one's. PostgreSQL releases
-    /// the lock when the session ends, also when the process is killed;
-    /// the session of a process that just ended may take a moment to go,
-    /// hence a few seconds of retries.
-    pub fn claim(&self) -> Result<(), StorageError> {
+    /// Claims the database for this process, held as long as its connection
+    /// lives (PostgreSQL releases it when the session ends, also when the
+    /// process is killed). Relays claim it shared: any number serve one
+    /// database together. `reindex` claims it alone (`exclusive`): it
+    /// rewrites every case's rows, so it waits for no relay to be running,
+    /// and no relay starts while it runs. The session of a process that
+    /// just ended may take a moment to go, hence a few seconds of retries.
+    pub fn claim(&self, exclusive: bool) -> Result<(), StorageError> {
+        let (sql, refusal) = if exclusive {
+            (
+                "SELECT pg_try_advisory_lock($1)",
+                "a relay (or another reindex) is using this database; stop it first",
+            )
+        } else {
+            (
+                "SELECT pg_try_advisory_lock_shared($1)",
+                "a reindex is running on this database; start the relay when it has ended",
+            )
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let got: bool = self
                 .client()
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&CLAIM_KEY])
+                .query_one(sql, &[&CLAIM_KEY])
                 .map_err(backend("open"))?
                 .get(0);
             if got {
@@ -98,9 +120,7 @@ impl PostgresStorage {
             if std::time::Instant::now() >= deadline {
                 return Err(StorageError::Backend {
                     op: "open",
-                    message: "another relay (or reindex) is using this database; \
-                              stop it first"
-                        .into(),
+                    message: refusal.into(),
                 });
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -182,14 +202,48 @@ impl Storage for PostgresStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         // A write committed synchronously waits until the WAL is flushed up
-        // to its commit record (see the module's comment).
+        // to its commit record (see the module's comment). The statements
+        // of one simple query run as one transaction: the row records the
+        // change sequence as this transaction saw it, and every commit
+        // with that number or a lower one was visible to it, so committed
+        // before it and durable with it (the watermark other relays follow),
+        // and the notification goes out when it commits.
         self.client()
-            .batch_execute(
+            .batch_execute(&format!(
                 "SET synchronous_commit TO on;
-                 UPDATE aftercase_flush SET n = n + 1 WHERE id = 1",
-            )
+                 INSERT INTO aftercase_flushes (id, n, durable)
+                     VALUES ({node}, 1, {SEQUENCE_NOW})
+                     ON CONFLICT (id) DO UPDATE
+                     SET n = aftercase_flushes.n + 1, durable = EXCLUDED.durable;
+                 SELECT pg_notify('{COMMITS_CHANNEL}', '')",
+                node = self.node,
+            ))
             .map_err(backend("flush"))
     }
+}
+
+/// The relay's change sequence (the 8 big-endian bytes under `rs`) as a
+/// bigint, 0 before the first commit.
+const SEQUENCE_NOW: &str = "coalesce((SELECT ('x' || encode(v, 'hex'))::bit(64)::bigint \
+     FROM aftercase_kv WHERE k = '\\x7273'::bytea), 0)";
+
+/// The highest change sequence number a flush of any relay on this
+/// database has made durable (every lower number is durable too).
+pub fn durable_watermark(client: &mut postgres::Client) -> Result<u64, StorageError> {
+    let w: i64 = client
+        .query_one(
+            "SELECT coalesce(max(durable), 0) FROM aftercase_flushes",
+            &[],
+        )
+        .map_err(backend("watermark"))?
+        .get(0);
+    Ok(u64::try_from(w).unwrap_or(0))
+}
+
+/// Connects to `url` as [`PostgresStorage::open`] does, for a second
+/// connection of the same process (the follower's `LISTEN`).
+pub fn connect(url: &str) -> Result<postgres::Client, StorageError> {
+    postgres::Client::connect(url, postgres::NoTls).map_err(backend("open"))
 }
 
 /// Checks `batch`'s expectations and writes it in `tx`.

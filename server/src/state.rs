@@ -212,13 +212,52 @@ impl AppState {
             *staged = rest;
             ready
         };
-        let ready = ready.into_iter().map(|(_, c, s)| (c, s)).collect();
         // Handed over under the sender's lock, so `handed` only ever
         // names a sequence already on its way.
         let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
         if tx.send((seq, ready)).is_ok() {
             self.handed.fetch_max(seq, Ordering::SeqCst);
         }
+    }
+
+    /// Takes in commits other relays on the same database made durable up
+    /// to `watermark`: the relay drops its stale copies and may announce
+    /// them, head office's rows of them are refreshed and the connections
+    /// of their stores woken. Blocks (storage reads).
+    pub fn observe_commits(&self, watermark: u64) -> Result<Observation, StorageError> {
+        let (observed, policy_changed) = {
+            let mut relay = self.relay();
+            let observed = relay.observe_commits(watermark)?;
+            let policy_changed = relay.reload_policy()?;
+            self.note_seq(&relay);
+            (observed, policy_changed)
+        };
+        if policy_changed {
+            // Every session sends the new policy to its device.
+            self.wake(None);
+        }
+        let reader = self.reader();
+        let mut rows = Vec::with_capacity(observed.len());
+        for o in &observed {
+            if let Some(summary) = reader.summary(o.case)? {
+                rows.push((o.seq, o.case, summary));
+            }
+        }
+        {
+            let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
+            if tx.send((watermark, rows)).is_ok() {
+                self.handed.fetch_max(watermark, Ordering::SeqCst);
+            }
+        }
+        let stores: std::collections::BTreeSet<&StoreId> =
+            observed.iter().map(|o| &o.store).collect();
+        for store in stores {
+            self.wake(Some(store));
+        }
+        Ok(Observation {
+            cases: observed.len(),
+            policy_changed,
+        })
     }
 
     /// Puts summaries derived again (under a new policy or schema) into the
@@ -366,6 +405,15 @@ impl AppState {
     }
 }
 
+/// What [`AppState::observe_commits`] took in.
+pub struct Observation {
+    /// Cases other relays committed to.
+    pub cases: usize,
+    /// Whether another relay published a new policy (the shell derives
+    /// head office's summaries again).
+    pub policy_changed: bool,
+}
+
 /// The relay core, locked. Dropping it releases the lock after copying the
 /// core's cache counters into the metrics, so every use of the relay, by a
 /// connection or a request, is counted without `/metrics` taking the lock.
@@ -394,8 +442,9 @@ impl Drop for RelayGuard<'_> {
     }
 }
 
-/// Summaries made durable by the flush up to a sequence.
-type Publication = (u64, Vec<(CaseId, CaseSummary)>);
+/// Summaries made durable by the flush up to a sequence, each with the
+/// sequence number of the commit it follows.
+type Publication = (u64, Vec<(u64, CaseId, CaseSummary)>);
 
 /// The thread that puts durable summaries into the read model, in commit
 /// order, batching whatever arrived while it waited for the write lock.
@@ -407,6 +456,11 @@ fn spawn_publisher(
     let spawned = std::thread::Builder::new()
         .name("read-model".into())
         .spawn(move || {
+            // The sequence of the commit each case's row follows. With
+            // several relays on one database a summary read from another
+            // relay's commit may arrive before an older one of this relay's:
+            // the older is passed over.
+            let mut shown: HashMap<CaseId, u64> = HashMap::new();
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
@@ -414,8 +468,12 @@ fn spawn_publisher(
                 {
                     let mut model = read.write().unwrap_or_else(|e| e.into_inner());
                     for (_, rows) in batch {
-                        for (case, summary) in rows {
-                            model.upsert(case, summary);
+                        for (seq, case, summary) in rows {
+                            let last = shown.entry(case).or_insert(0);
+                            if seq >= *last {
+                                *last = seq;
+                                model.upsert(case, summary);
+                            }
                         }
                     }
                 }

@@ -154,9 +154,13 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
 
     // A takes in B's commit: x and a fresh tablet hear of y's note through A.
     let changed = a.observe_commits(counter(&storage)).unwrap();
-    assert!(changed
-        .iter()
-        .any(|(c, s)| *c == case && s.as_str() == "S1"));
+    assert_eq!(changed.len(), 1, "B's one commit: {changed:?}");
+    assert_eq!((changed[0].case, changed[0].store.as_str()), (case, "S1"));
+    assert_eq!(changed[0].seq, 3);
+    assert!(
+        b.observe_commits(counter(&storage)).unwrap().is_empty(),
+        "B passes over its own commit"
+    );
     sync(&mut x, &mut a, 8);
     assert_eq!(notes(&x, case), vec!["from x", "from y"]);
     let mut z = tablet("tab-z", 3);

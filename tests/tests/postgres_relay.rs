@@ -1,14 +1,15 @@
 //! The real relay binary on PostgreSQL (`serve --database postgres://...`)
 //! over loopback: devices sync through it, head office reads from it, a
-//! kill -9 in the middle of an upload loses nothing acknowledged, and the
-//! relay's data directory holds no sled database. The cluster is private
+//! kill -9 in the middle of an upload loses nothing acknowledged, the
+//! relay's data directory holds no sled database, and three relays on one
+//! database serve one chain. The cluster is private
 //! to the test (`aftercase_tests::postgres::PgCluster`).
 
 mod support;
 
 use aftercase_tests::postgres::PgCluster;
 use serde_json::Value;
-use support::{bin_dir, Cli, Relay, Watched};
+use support::{bin_dir, publish_technicians, Cli, Relay, Watched};
 
 fn on_postgres(data: &std::path::Path, url: &str) -> Relay {
     Relay::start_with(data, "127.0.0.1:0", &["--database", url], "warn", None)
@@ -90,20 +91,131 @@ fn a_relay_on_postgres_syncs_devices_and_serves_head_office() {
     );
     assert_eq!(relay.get("/healthz", None).0, 200);
 
-    // A second relay on the same database is refused while this one runs.
+    // reindex rewrites every row: refused while a relay serves the database.
     let out = std::process::Command::new(bin_dir().join("aftercase-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path().join("second"))
+        .args(["reindex", "--data-dir"])
+        .arg(&data)
         .args(["--database", &url])
         .output()
-        .expect("run a second relay");
-    assert!(
-        !out.status.success(),
-        "a second relay started on the database"
-    );
+        .expect("run reindex");
+    assert!(!out.status.success(), "reindex ran beside a relay");
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("another relay"), "{said}");
-    assert_eq!(relay.get("/healthz", None).0, 200, "the first still serves");
+    assert!(said.contains("a relay"), "{said}");
+    assert_eq!(relay.get("/healthz", None).0, 200, "the relay still serves");
+}
+
+/// The relay's change sequence as `/healthz` reports it.
+fn seq(relay: &Relay) -> u64 {
+    relay.get_json("/healthz", "").1["seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until every relay has taken in the others' commits (their
+/// followers are woken by each flush's notification).
+fn settled(relays: &[&Relay]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seqs: Vec<u64> = relays.iter().map(|r| seq(r)).collect();
+        if seqs.iter().all(|s| *s == seqs[0]) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relays never agreed on the sequence: {seqs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_relays_on_one_database_serve_one_chain() {
+    let cluster = PgCluster::start().expect("a private PostgreSQL cluster");
+    let url = cluster.database("chain").expect("createdb");
+    let tmp = tempfile::tempdir().unwrap();
+    // One data directory (the signing secret, revocations, evidence), as a
+    // shared mount would give them.
+    let data = tmp.path().join("relay");
+    let relays: Vec<Relay> = (0..3).map(|_| on_postgres(&data, &url)).collect();
+    let all: Vec<&Relay> = relays.iter().collect();
+    let tablet = |i: usize, user: &str, device: &str| {
+        Cli::init(
+            &tmp.path().join(device),
+            &relays[i].url,
+            &relays[i].token(user, "staff", "S1", device),
+        )
+    };
+    let a = tablet(0, "alice", "tab-a");
+    let b = tablet(1, "bob", "tab-b");
+    let c = tablet(2, "carol", "tab-c");
+
+    let id = a.new_case("repair");
+    a.ok(&["sync"]);
+    settled(&all);
+    b.ok(&["sync"]);
+    c.ok(&["sync"]);
+    assert!(
+        b.show(&id)["id"] == id && c.show(&id)["id"] == id,
+        "the case reached relays 1 and 2"
+    );
+    // Each tablet writes through its own relay, on the same case.
+    a.ok(&["case", "note", &id, "receipt photographed"]);
+    b.ok(&["case", "note", &id, "part ordered"]);
+    c.ok(&["case", "note", &id, "customer called back"]);
+    for t in [&a, &b, &c] {
+        t.ok(&["sync"]);
+    }
+    settled(&all);
+    for t in [&a, &b, &c] {
+        t.ok(&["sync"]);
+    }
+    let mut n = notes(&a.show(&id));
+    n.sort();
+    assert_eq!(
+        n,
+        [
+            "customer called back",
+            "part ordered",
+            "receipt photographed"
+        ]
+    );
+    assert_eq!(a.show(&id), b.show(&id), "a and b converge");
+    assert_eq!(b.show(&id), c.show(&id), "b and c converge");
+
+    // Head office reads the same case and list from any relay.
+    let hq = relays[0].token("hq", "head_office", "HQ", "hq-1");
+    for r in &relays {
+        assert_eq!(listed_cases_match_documents(r, &hq), 1);
+        let (s, v) = r.get_json(&format!("/v1/cases/{id}"), &hq);
+        assert_eq!(s, 200);
+        let mut at = notes(&v);
+        at.sort();
+        assert_eq!(at, n, "relay {} holds every note", r.url);
+    }
+    // A fresh tablet of the store gets everything from whichever relay.
+    let d = tablet(2, "dave", "tab-d");
+    d.ok(&["sync"]);
+    assert_eq!(d.show(&id), a.show(&id));
+
+    // A policy published through relay 0 reaches the tablets of relay 2.
+    let version = |t: &Cli| {
+        let p: Value = serde_json::from_str(&t.ok(&["policy", "show"])).expect("policy json");
+        p["version"].as_u64().expect("version")
+    };
+    let before = version(&c);
+    publish_technicians(&relays[0], &tmp.path().join("hq"), &[("tech-1", "S1")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        c.ok(&["sync"]);
+        if version(&c) == before + 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay 2 never sent the new policy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -12,6 +12,17 @@ use super::*;
 /// Rows of the change index read per scan while catching up.
 const CATCH_UP_CHUNK: usize = 1024;
 
+/// A case another relay committed to, as [`Relay::observe_commits`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The case.
+    pub case: CaseId,
+    /// Its store, from the owner record.
+    pub store: StoreId,
+    /// Its place in the change sequence now.
+    pub seq: u64,
+}
+
 impl<S: Storage> Relay<S> {
     /// Takes in every commit up to `durable_up_to`, a sequence number the
     /// database has made durable (whichever relay committed it). Loaded
@@ -20,12 +31,9 @@ impl<S: Storage> Relay<S> {
     /// cases are returned with their stores: the shell refreshes head
     /// office's rows of them and wakes the stores' live connections.
     ///
-    /// A relay's own commits come back too (harmless: its copies of them
-    /// are current, and a second wake-up announces nothing new).
-    pub fn observe_commits(
-        &mut self,
-        durable_up_to: u64,
-    ) -> Result<Vec<(CaseId, StoreId)>, StorageError> {
+    /// The relay's own commits are passed over: its copies of them are
+    /// current and its connections were told of them.
+    pub fn observe_commits(&mut self, durable_up_to: u64) -> Result<Vec<Observed>, StorageError> {
         let mut changed = Vec::new();
         if durable_up_to <= self.observed {
             return Ok(changed);
@@ -40,7 +48,14 @@ impl<S: Storage> Relay<S> {
             start = last.clone();
             start.push(0);
             let full = rows.len() == CATCH_UP_CHUNK;
-            for (_, value) in rows {
+            for (key, value) in rows {
+                let seq = key
+                    .get(keys::ALL.len()..)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes);
+                if seq.is_some_and(|n| self.own.remove(&n)) {
+                    continue;
+                }
                 let Some((case, _)) = keys::parse_index_value(&value) else {
                     return Err(corrupt("change index", "a damaged row"));
                 };
@@ -48,12 +63,18 @@ impl<S: Storage> Relay<S> {
                     continue;
                 };
                 self.drop_if_stale(case, meta.seq);
-                changed.push((case, meta.store));
+                changed.push(Observed {
+                    case,
+                    store: meta.store,
+                    seq: meta.seq,
+                });
             }
             if !full {
                 break;
             }
         }
+        // Own commits whose rows a later commit moved were not met above.
+        self.own = self.own.split_off(&durable_up_to.saturating_add(1));
         self.observed = durable_up_to;
         self.seq = self.seq.max(durable_up_to);
         self.durable_seq = self.durable_seq.max(durable_up_to);

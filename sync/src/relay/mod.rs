@@ -24,6 +24,7 @@ mod cache;
 pub mod feed;
 pub mod fleet;
 mod follow;
+pub use follow::Observed;
 pub mod judge;
 mod keys;
 pub mod metrics;
@@ -117,6 +118,12 @@ pub struct Relay<S: Storage> {
     /// The sequence number up to which commits of other relays on the same
     /// database were taken in (see `follow.rs`).
     observed: u64,
+    /// Sequence numbers of this relay's commits not yet passed by
+    /// `observed`: [`Relay::observe_commits`] skips them.
+    own: std::collections::BTreeSet<u64>,
+    /// The policy's bytes as last read from or written to storage (`None`
+    /// before any publication): a publication expects to replace them.
+    stored_policy: Option<Vec<u8>>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -139,7 +146,8 @@ impl<S: Storage> Relay<S> {
             })
             .transpose()?
             .unwrap_or(0);
-        let (policy, policy_json) = match storage.get(keys::POLICY)? {
+        let stored_policy = storage.get(keys::POLICY)?;
+        let (policy, policy_json) = match stored_policy.clone() {
             Some(b) => {
                 let json = String::from_utf8(b).map_err(|e| corrupt("policy", e))?;
                 let p =
@@ -168,6 +176,8 @@ impl<S: Storage> Relay<S> {
             recent: recent::Recent::default(),
             hot_states: NonZeroUsize::new(DEFAULT_HOT_STATES).unwrap_or(NonZeroUsize::MIN),
             observed: seq,
+            own: Default::default(),
+            stored_policy,
         })
     }
 
@@ -218,6 +228,30 @@ impl<S: Storage> Relay<S> {
         (&self.policy, &self.policy_json)
     }
 
+    /// Reads the stored policy again and takes it if it is newer than the
+    /// one in force (another relay on the same database published it).
+    /// Returns whether it changed: the shell then wakes every session, which
+    /// sends it to its device, and derives the summaries again.
+    pub fn reload_policy(&mut self) -> Result<bool, StorageError> {
+        let stored = self.storage.get(keys::POLICY)?;
+        if stored == self.stored_policy {
+            return Ok(false);
+        }
+        let Some(bytes) = &stored else {
+            return Ok(false);
+        };
+        let json = String::from_utf8(bytes.clone()).map_err(|e| corrupt("policy", e))?;
+        let p = crate::policy::Policy::from_json(&json).map_err(|e| corrupt("policy", e))?;
+        self.stored_policy = stored;
+        if p.version <= self.policy.version {
+            return Ok(false);
+        }
+        tracing::info!(version = p.version, "policy published by another relay");
+        self.policy = p;
+        self.policy_json = json;
+        Ok(true)
+    }
+
     /// Publishes a new policy version from a head-office connection; on
     /// success `policy_published` tells the shell to wake every session,
     /// which then sends the new policy to its device.
@@ -239,6 +273,9 @@ impl<S: Storage> Relay<S> {
             Ok(p) => p,
             Err(e) => return refuse(e.to_string()),
         };
+        // Another relay on the same database may have published since this
+        // one read the policy: judge against the stored one.
+        self.reload_policy().map_err(SessionError::Storage)?;
         if p.version <= self.policy.version {
             return refuse(format!(
                 "policy field version: {} is not newer than the version in force, {}",
@@ -247,7 +284,19 @@ impl<S: Storage> Relay<S> {
         }
         let mut b = Batch::new();
         b.put(keys::POLICY.to_vec(), json.as_bytes().to_vec());
-        self.storage.apply(b).map_err(SessionError::Storage)?;
+        b.expect(keys::POLICY.to_vec(), self.stored_policy.clone());
+        match self.storage.apply(b) {
+            Ok(()) => {}
+            Err(StorageError::Conflict { .. }) => {
+                return refuse(
+                    "another head office published a policy at the same moment; \
+                     reload it and publish again"
+                        .into(),
+                )
+            }
+            Err(e) => return Err(SessionError::Storage(e)),
+        }
+        self.stored_policy = Some(json.as_bytes().to_vec());
         self.flush().map_err(SessionError::Storage)?;
         tracing::info!(version = p.version, by = %s.principal.user, "policy published");
         self.policy = p;

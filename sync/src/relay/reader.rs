@@ -24,6 +24,17 @@ impl<S: Storage> CaseReader<S> {
         queries::meta_in(&self.storage, case)
     }
 
+    /// Head office's summary of a case as its last commit stored it.
+    pub fn summary(
+        &self,
+        case: CaseId,
+    ) -> Result<Option<super::summary::CaseSummary>, StorageError> {
+        self.storage
+            .get(&keys::summary(case))?
+            .map(|b| serde_json::from_slice(&b).map_err(|e| corrupt("case summary", e)))
+            .transpose()
+    }
+
     /// The policy in force, as stored when it was published (the default
     /// before any publication).
     pub fn policy(&self) -> Result<crate::policy::Policy, StorageError> {

@@ -590,6 +590,7 @@ impl<S: Storage> Relay<S> {
         // Not flushed here: the output says `needs_flush`, and the shell
         // flushes once for every write made meanwhile.
         self.seq = self.seq.max(seq);
+        self.own.insert(seq);
         Ok((meta.store, summary, seq))
     }
 }
