@@ -9,7 +9,9 @@
 # with `--only fanout`, `--fanout-stores N` sizes it and `--fanout-no-push` has the
 # devices refuse pushed changes, so every delivery is a sync message;
 # `--fanout-postgres` puts the relay's cases in PostgreSQL, a private cluster on
-# the relay's CPU: run scripts/install-postgres.sh first).
+# the relay's CPU: run scripts/install-postgres.sh first; with it, `--fanout-relays N`
+# runs N relays on the one database, each store's devices spread over them, figures
+# summed over the relays).
 # Builds into $CARGO_TARGET_DIR when it is set, else ./target.
 set -euo pipefail
 cd "$(dirname "$0")/.."

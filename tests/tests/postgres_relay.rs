@@ -335,3 +335,135 @@ fn a_relay_refuses_a_database_it_cannot_reach_without_showing_the_password() {
         "the password reached the output: {all}"
     );
 }
+
+/// Three relays on one database; tablets on each write and sync in rounds
+/// while a relay chosen at random is killed (`kill -9`) at a random moment
+/// and restarted on its address. Everything a tablet's `sync` reported
+/// sent is on every tablet and every relay in the end, and they all agree.
+/// The seed is printed; `AFTERCASE_KILL_SEED` replays one.
+#[test]
+fn relays_killed_at_random_lose_nothing_acknowledged() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("AFTERCASE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("relays_killed_at_random: seed {seed} (AFTERCASE_KILL_SEED={seed} replays it)");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let cluster = PgCluster::start().expect("a private PostgreSQL cluster");
+    let url = cluster.database("chain").expect("createdb");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay");
+    let start = |addr: &str| Relay::start_with(&data, addr, &["--database", &url], "error", None);
+    let mut relays: Vec<Relay> = (0..3).map(|_| start("127.0.0.1:0")).collect();
+    let addrs: Vec<String> = relays
+        .iter()
+        .map(|r| r.url.trim_start_matches("http://").to_string())
+        .collect();
+    let tablets: Vec<Cli> = ["tab-a", "tab-b", "tab-c"]
+        .iter()
+        .enumerate()
+        .map(|(i, device)| {
+            Cli::init(
+                &tmp.path().join(device),
+                &relays[i].url,
+                &relays[i].token(&format!("user-{device}"), "staff", "S1", device),
+            )
+        })
+        .collect();
+    // One case every tablet writes to, plus each tablet's own.
+    let shared = tablets[0].new_case("repair");
+    assert!(tablets[0].run(&["sync"]).status.success());
+    settled(&relays.iter().collect::<Vec<_>>());
+    for t in &tablets[1..] {
+        assert!(t.run(&["sync"]).status.success());
+    }
+    // Notes written (case, text) and those a successful sync reported sent.
+    let mut written: Vec<Vec<(String, String)>> = vec![Vec::new(); tablets.len()];
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut kills = 0;
+    let mut failed = 0;
+    for round in 0..6 {
+        for (i, t) in tablets.iter().enumerate() {
+            let own = t.new_case("complaint");
+            for (case, text) in [
+                (own.clone(), format!("r{round} own of {i}")),
+                (shared.clone(), format!("r{round} shared by {i}")),
+            ] {
+                t.ok(&["case", "note", &case, &text]);
+                written[i].push((case, text));
+            }
+        }
+        let victim = rng.random_range(0..relays.len());
+        // A sync takes tens of milliseconds here: kills land before,
+        // during and after them.
+        let delay = std::time::Duration::from_millis(rng.random_range(0..120));
+        let synced: Vec<bool> = std::thread::scope(|scope| {
+            let syncs: Vec<_> = tablets
+                .iter()
+                .map(|t| scope.spawn(move || t.run(&["sync"]).status.success()))
+                .collect();
+            std::thread::sleep(delay);
+            relays[victim].kill_now();
+            syncs
+                .into_iter()
+                .map(|s| s.join().expect("sync thread"))
+                .collect()
+        });
+        kills += 1;
+        relays[victim] = start(&addrs[victim]);
+        for (i, ok) in synced.iter().enumerate() {
+            if *ok {
+                acknowledged.append(&mut written[i]);
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    // Everyone syncs until all agree.
+    let all: Vec<&Relay> = relays.iter().collect();
+    for _ in 0..3 {
+        settled(&all);
+        for t in &tablets {
+            assert!(t.run(&["sync"]).status.success(), "a sync after the kills");
+        }
+    }
+    settled(&all);
+    for t in &tablets {
+        assert!(t.run(&["sync"]).status.success());
+    }
+    eprintln!(
+        "relays_killed_at_random: {kills} kills, {failed} syncs cut, {} notes acknowledged",
+        acknowledged.len()
+    );
+    assert!(!acknowledged.is_empty(), "some syncs succeeded");
+    let hq = relays[0].token("hq", "head_office", "HQ", "hq-1");
+    let listed: Value =
+        serde_json::from_str(&tablets[0].ok(&["case", "list", "--json"])).expect("list json");
+    let ids: Vec<String> = listed["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect();
+    for id in &ids {
+        let first = tablets[0].show(id);
+        for t in &tablets[1..] {
+            assert_eq!(t.show(id), first, "tablets agree on {id} (seed {seed})");
+        }
+        for r in &relays {
+            let (s, v) = r.get_json(&format!("/v1/cases/{id}"), &hq);
+            assert_eq!(s, 200, "{id} at {} (seed {seed})", r.url);
+            assert_eq!(notes(&v), notes(&first), "{id} at {} (seed {seed})", r.url);
+        }
+    }
+    for (case, text) in &acknowledged {
+        assert!(
+            notes(&tablets[0].show(case)).contains(text),
+            "acknowledged note {text:?} of {case} is everywhere (seed {seed})"
+        );
+    }
+    for r in &relays {
+        assert_eq!(listed_cases_match_documents(r, &hq), ids.len());
+    }
+}

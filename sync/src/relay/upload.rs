@@ -365,10 +365,30 @@ impl<S: Storage> Relay<S> {
                         .record(case, before.clone(), doc.get_heads(), &changes);
                     seq
                 }
+                Err(StorageError::Conflict { .. }) => {
+                    // Another relay on the same database committed to the
+                    // case since it was read here. Nothing was stored; the
+                    // case is loaded again with that commit, and the device
+                    // is answered as a new peer: the sync protocol makes it
+                    // send again whatever the relay still lacks.
+                    tracing::debug!(case = %case, "another relay committed to the case first; asking the device again");
+                    *state = State::new();
+                    drop(doc);
+                    let frames = match self.doc(case).map_err(SessionError::Storage)? {
+                        Some(fresh) => fresh
+                            .generate_sync_message(state)
+                            .map(|m| sync_frames(case, m.encode(), self.frame_limit))
+                            .unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    return Ok(RelayOutput {
+                        frames,
+                        ..RelayOutput::default()
+                    });
+                }
                 Err(e) => {
                     // Nothing was stored and the document is not cached
-                    // again: the next use loads what is stored (with
-                    // another relay's commit, on a conflict).
+                    // again: the next use loads what is stored.
                     *state = State::new();
                     return Err(SessionError::Storage(e));
                 }

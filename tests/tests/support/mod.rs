@@ -103,6 +103,11 @@ impl Relay {
 
     /// SIGKILL, no chance to clean up.
     pub fn kill9(mut self) {
+        self.kill_now();
+    }
+
+    /// SIGKILL, keeping the handle (to replace it by a restarted relay).
+    pub fn kill_now(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -28,6 +28,13 @@
 //! changes, failed connections or frames, devices not ready after setup,
 //! and acknowledgements or deliveries still missing 15 s after the last
 //! note.
+//!
+//! With `--fanout-postgres --fanout-relays N`, N relays run over the one
+//! PostgreSQL database (each with its own data directory, all with the same
+//! token secret), all pinned to CPU 0 beside the database server. Each
+//! store's devices are spread over them (slot `i` on relay `i % N`), so
+//! most deliveries cross relays: a relay takes in the others' commits
+//! through its follower. Relay CPU and memory are summed over the relays.
 
 use crate::fanout_replicas::ensure_fd_limit;
 use crate::relay_process::{taskset_works, RelayProcess};
@@ -53,12 +60,25 @@ struct Sizes {
     /// The relay stores its cases in PostgreSQL (a private cluster on the
     /// relay's CPU) instead of sled.
     postgres: bool,
+    /// Relays on the one database (more than one only with `postgres`).
+    relays: usize,
 }
 
 /// Runs the scenario and returns its rows. `stores` overrides the number
 /// of stores (`--fanout-stores N`; 10 devices each); `postgres` puts the
-/// relay on PostgreSQL (`--fanout-postgres`).
-pub fn run(quick: bool, stores: Option<usize>, push: bool, postgres: bool) -> Vec<Row> {
+/// relay on PostgreSQL (`--fanout-postgres`); `relays` runs that many
+/// relays on the one database (`--fanout-relays N`, PostgreSQL only).
+pub fn run(
+    quick: bool,
+    stores: Option<usize>,
+    push: bool,
+    postgres: bool,
+    relays: usize,
+) -> Vec<Row> {
+    assert!(
+        relays >= 1 && (relays == 1 || postgres),
+        "several relays need PostgreSQL"
+    );
     let sizes = if quick {
         Sizes {
             stores: 10,
@@ -66,6 +86,7 @@ pub fn run(quick: bool, stores: Option<usize>, push: bool, postgres: bool) -> Ve
             measure_s: 8,
             push,
             postgres,
+            relays,
         }
     } else {
         Sizes {
@@ -74,6 +95,7 @@ pub fn run(quick: bool, stores: Option<usize>, push: bool, postgres: bool) -> Ve
             measure_s: 60,
             push,
             postgres,
+            relays,
         }
     };
     run_sized(&Sizes {
@@ -147,20 +169,27 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
         .as_deref()
         .map(|u| vec!["--database", u])
         .unwrap_or_default();
-    let relay = RelayProcess::start_pinned(secret, pinned.then_some(0), &extra);
-    eprintln!(
-        "fanout: relay pid {} at {}{}; {n} devices in {} stores",
-        relay.pid(),
-        relay.url,
-        if pinned {
-            " pinned to CPU 0"
-        } else {
-            " (not pinned: taskset missing or one CPU)"
-        },
-        sizes.stores
-    );
+    // One after the other, so each has its schema in place before the
+    // next connects; all sign with the same secret.
+    let relays: Vec<RelayProcess> = (0..sizes.relays)
+        .map(|_| RelayProcess::start_pinned(secret, pinned.then_some(0), &extra))
+        .collect();
+    for relay in &relays {
+        eprintln!(
+            "fanout: relay pid {} at {}{}; {n} devices in {} stores",
+            relay.pid(),
+            relay.url,
+            if pinned {
+                " pinned to CPU 0"
+            } else {
+                " (not pinned: taskset missing or one CPU)"
+            },
+            sizes.stores
+        );
+    }
     let t0 = Instant::now();
-    let tokens = mint_tokens(&relay, sizes.stores);
+    // Any relay's `token` command will do: they share the secret.
+    let tokens = mint_tokens(&relays[0], sizes.stores);
     eprintln!(
         "fanout: minted {n} tokens with aftercase-relay token in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -182,12 +211,14 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
     } else {
         Command::new(&loadgen)
     };
+    let join =
+        |f: &dyn Fn(&RelayProcess) -> String| relays.iter().map(f).collect::<Vec<_>>().join(",");
     cmd.arg("--url")
-        .arg(relay.ws_url())
+        .arg(join(&|r| r.ws_url()))
         .arg("--tokens")
         .arg(file.path())
         .args(["--per-store", &PER_STORE.to_string()])
-        .args(["--relay-pid", &relay.pid().to_string()])
+        .args(["--relay-pid", &join(&|r| r.pid().to_string())])
         .args(["--warmup-s", &sizes.warmup_s.to_string()])
         .args(["--measure-s", &sizes.measure_s.to_string()])
         .args((!sizes.push).then_some("--no-push"))
@@ -198,7 +229,7 @@ fn run_sized(sizes: &Sizes) -> Vec<Row> {
     let text = String::from_utf8_lossy(&out.stdout);
     let r: Value = serde_json::from_str(text.trim()).expect("the load generator's JSON");
     eprintln!("fanout: {r}");
-    drop(relay);
+    drop(relays);
     drop(cluster);
     eprintln!("fanout: finished in {:.1} s", began.elapsed().as_secs_f64());
     rows(&r, sizes, pinned)
@@ -209,22 +240,41 @@ fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
     let scenario = format!(
         "Relay fan-in/fan-out, {n} light devices in {} stores, an edit per device every 2 s, {}, {}, {}",
         sizes.stores,
-        if sizes.postgres {
-            "cases in PostgreSQL"
-        } else {
-            "cases in sled"
+        match (sizes.postgres, sizes.relays) {
+            (true, 1) => "cases in PostgreSQL".to_string(),
+            (true, r) => format!(
+                "{r} relays on one PostgreSQL, each store's devices spread over them"
+            ),
+            (false, _) => "cases in sled".to_string(),
         },
         if sizes.push {
             "changes pushed"
         } else {
             "changes by sync message (no push)"
         },
-        match (pinned, sizes.postgres) {
-            (true, true) => "relay and PostgreSQL on CPU 0, load generator on CPU 1",
-            (true, false) => "relay on CPU 0, load generator on CPU 1",
-            (false, _) => "not pinned",
+        match (pinned, sizes.postgres, sizes.relays > 1) {
+            (true, true, true) => "relays and PostgreSQL on CPU 0, load generator on CPU 1",
+            (true, true, false) => "relay and PostgreSQL on CPU 0, load generator on CPU 1",
+            (true, false, _) => "relay on CPU 0, load generator on CPU 1",
+            (false, _, _) => "not pinned",
         }
     );
+    // Several relays: their CPU and memory are sums.
+    let summed = if sizes.relays > 1 {
+        format!(", summed over {} relays", sizes.relays)
+    } else {
+        String::new()
+    };
+    let rss_each = r["relay_rss_kib_each"]
+        .as_array()
+        .map(|v| {
+            let each: Vec<String> = v
+                .iter()
+                .map(|k| format!("{:.0}", k.as_f64().unwrap_or(f64::NAN) / 1024.0))
+                .collect();
+            format!(" ({} MiB each at end)", each.join(" + "))
+        })
+        .unwrap_or_default();
     let verdict = |v: f64, target: f64| if v < target { "met" } else { "missed" };
     let dist = |k: &str| {
         format!(
@@ -302,7 +352,7 @@ fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
             ratio: "-".into(),
         },
         Row {
-            scenario: format!("{scenario}: relay CPU"),
+            scenario: format!("{scenario}: relay CPU{summed}"),
             ours: format!(
                 "{per_edit:.3} ms per edit with {} deliveries (target {CPU_PER_EDIT_TARGET_MS} ms: {}), {:.3} ms per delivery; {:.2} cores; by thread, ms per edit: {threads}; relay's own timing, ms per edit: {phases}",
                 PER_STORE - 1,
@@ -314,9 +364,9 @@ fn rows(r: &Value, sizes: &Sizes, pinned: bool) -> Vec<Row> {
             ratio: "-".into(),
         },
         Row {
-            scenario: format!("{scenario}: load, errors, memory"),
+            scenario: format!("{scenario}: load, errors, memory{summed}"),
             ours: format!(
-                "{} edits in {:.0} s ({:.0}/s), {} errors; relay RSS {:.0} MiB at end, {:.0} MiB peak; load generator {:.2} cores, {:.0} MiB",
+                "{} edits in {:.0} s ({:.0}/s), {} errors; relay RSS {:.0} MiB at end{rss_each}, {:.0} MiB peak; load generator {:.2} cores, {:.0} MiB",
                 r["edits_in_window"],
                 f(r, &["window_s"]),
                 f(r, &["edits_per_s"]),

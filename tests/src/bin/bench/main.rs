@@ -550,7 +550,25 @@ fn main() {
         // `--fanout-postgres`: the relay stores its cases in PostgreSQL (a
         // private cluster, scripts/install-postgres.sh) instead of sled.
         let postgres = args.iter().any(|a| a == "--fanout-postgres");
-        rows.extend(fanout::run(quick, stores, push, postgres));
+        // `--fanout-relays N`: N relays on the one PostgreSQL database, the
+        // devices of each store spread over them (needs `--fanout-postgres`).
+        let relays = match args.iter().position(|a| a == "--fanout-relays") {
+            None => 1,
+            Some(i) => match args.get(i + 1).map(|v| v.parse::<usize>()) {
+                Some(Ok(n)) if n >= 1 => n,
+                _ => {
+                    eprintln!("bench: --fanout-relays takes a number of relays, at least 1");
+                    std::process::exit(2);
+                }
+            },
+        };
+        if relays > 1 && !postgres {
+            eprintln!(
+                "bench: --fanout-relays {relays} needs --fanout-postgres: several relays share one PostgreSQL database (sled is one relay's own)"
+            );
+            std::process::exit(2);
+        }
+        rows.extend(fanout::run(quick, stores, push, postgres, relays));
     }
     // The same load from full replicas in this process: only when named.
     if only.as_deref() == Some("fanout-replicas") {

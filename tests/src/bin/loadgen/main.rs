@@ -3,8 +3,8 @@
 //! one thread, so the relay's cost can be measured apart from its load.
 //!
 //! ```text
-//! loadgen --url ws://127.0.0.1:PORT/v1/sync --tokens FILE --per-store 10
-//!         [--relay-pid PID] [--warmup-s 6] [--measure-s 60] [--period-ms 2000]
+//! loadgen --url ws://127.0.0.1:PORT/v1/sync[,ws://...] --tokens FILE --per-store 10
+//!         [--relay-pid PID[,PID...]] [--warmup-s 6] [--measure-s 60] [--period-ms 2000]
 //! ```
 //!
 //! `FILE` has one device a line, `STORE USER DEVICE TOKEN`, store by store
@@ -18,6 +18,15 @@
 //! CPU time (whole and per thread name) is read from `/proc` at the start
 //! and end of the measured window, and its memory at the end.
 //!
+//! Several relays (on one PostgreSQL database, so each takes in the others'
+//! commits) are driven at once by giving `--url` a comma-separated list:
+//! the device in slot `i` of its store connects to the `i % N`th URL, so
+//! every store has devices on every relay and deliveries cross relays.
+//! `--relay-pid` then takes the relays' pids, also comma-separated: CPU
+//! time (whole and per thread name), RSS and peak RSS are summed over them
+//! (`relay_rss_kib_each` adds each relay's RSS when there are several), as
+//! are the relays' own `/metrics` over the URLs.
+//!
 //! Prints one JSON object on stdout; progress goes to stderr.
 
 mod proc_stat;
@@ -30,10 +39,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What to run, from the command line.
 pub struct Args {
-    url: String,
+    /// The relays' sync endpoints; a device connects to the one its slot
+    /// in the store picks (`slot % urls.len()`).
+    urls: Vec<String>,
     tokens: String,
     per_store: usize,
-    relay_pid: Option<u32>,
+    /// The relays' process ids (empty: relay CPU and memory not read).
+    relay_pids: Vec<u32>,
     warmup: Duration,
     measure: Duration,
     period: Duration,
@@ -48,10 +60,10 @@ pub struct Args {
 impl Args {
     fn parse() -> anyhow::Result<Args> {
         let mut a = Args {
-            url: String::new(),
+            urls: Vec::new(),
             tokens: String::new(),
             per_store: 10,
-            relay_pid: None,
+            relay_pids: Vec::new(),
             warmup: Duration::from_secs(6),
             measure: Duration::from_secs(60),
             period: Duration::from_secs(2),
@@ -67,10 +79,24 @@ impl Args {
                 Ok(Duration::from_secs_f64(v.parse().context("seconds")?))
             };
             match flag.as_str() {
-                "--url" => a.url = value()?,
+                "--url" => {
+                    a.urls = value()?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
                 "--tokens" => a.tokens = value()?,
                 "--per-store" => a.per_store = value()?.parse().context("--per-store")?,
-                "--relay-pid" => a.relay_pid = Some(value()?.parse().context("--relay-pid")?),
+                "--relay-pid" => {
+                    a.relay_pids = value()?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| p.parse().context("--relay-pid"))
+                        .collect::<anyhow::Result<_>>()?
+                }
                 "--warmup-s" => a.warmup = secs(value()?)?,
                 "--measure-s" => a.measure = secs(value()?)?,
                 "--drain-s" => a.drain = secs(value()?)?,
@@ -83,8 +109,8 @@ impl Args {
                 other => bail!("unknown argument {other}"),
             }
         }
-        if a.url.is_empty() || a.tokens.is_empty() {
-            bail!("usage: loadgen --url WS_URL --tokens FILE [--per-store N] [--relay-pid PID] [--warmup-s S] [--measure-s S] [--period-ms MS] [--no-push]");
+        if a.urls.is_empty() || a.tokens.is_empty() {
+            bail!("usage: loadgen --url WS_URL[,WS_URL...] --tokens FILE [--per-store N] [--relay-pid PID[,PID...]] [--warmup-s S] [--measure-s S] [--drain-s S] [--setup-s S] [--period-ms MS] [--connecting N] [--no-push]");
         }
         if a.per_store < 2 || a.period.is_zero() || a.connecting == 0 {
             bail!("--per-store must be at least 2, --period-ms and --connecting above 0");

@@ -78,7 +78,9 @@ impl Wire {
 
 /// What the tasks share (one thread: cells, no locks).
 struct Board {
-    url: String,
+    /// The relays' sync endpoints: the device in slot `i` of its store
+    /// connects to `urls[i % urls.len()]`.
+    urls: Vec<String>,
     per_store: usize,
     /// Time between two edits of one device.
     period: Duration,
@@ -170,7 +172,7 @@ async fn run_device(
             .acquire()
             .await
             .map_err(|e| e.to_string())?;
-        connect(&board.url, &d.token).await?
+        connect(&board.urls[d.slot % board.urls.len()], &d.token).await?
     };
     send(&mut socket, wire, light.start("aftercase-loadgen"), board).await?;
     let mut ready = false;
@@ -347,6 +349,41 @@ async fn relay_metrics(ws_url: &str) -> BTreeMap<String, (f64, f64)> {
     out
 }
 
+/// [`relay_metrics`] of every relay, asked at once, summed per series.
+async fn relays_metrics(ws_urls: &[String]) -> BTreeMap<String, (f64, f64)> {
+    let each = futures_util::future::join_all(ws_urls.iter().map(|u| relay_metrics(u))).await;
+    let mut out = BTreeMap::new();
+    for m in each {
+        for (series, (sum, count)) in m {
+            let e = out.entry(series).or_insert((0.0, 0.0));
+            e.0 += sum;
+            e.1 += count;
+        }
+    }
+    out
+}
+
+/// CPU time so far of the relays, summed; `None` without pids.
+fn relays_cpu(pids: &[u32]) -> Option<Duration> {
+    (!pids.is_empty()).then(|| pids.iter().map(|&p| proc_stat::cpu(p)).sum())
+}
+
+/// CPU time so far per thread name, summed over the relays.
+fn relays_cpu_by_thread(pids: &[u32]) -> BTreeMap<String, Duration> {
+    let mut out = BTreeMap::new();
+    for &p in pids {
+        for (name, t) in proc_stat::cpu_by_thread(p) {
+            *out.entry(name).or_insert(Duration::ZERO) += t;
+        }
+    }
+    out
+}
+
+/// (VmRSS, VmHWM) in KiB of each relay.
+fn relays_memory(pids: &[u32]) -> Vec<(u64, u64)> {
+    pids.iter().map(|&p| proc_stat::memory(p)).collect()
+}
+
 /// Per series: milliseconds per edit and calls per edit over the window.
 fn metrics_per_edit(
     from: &BTreeMap<String, (f64, f64)>,
@@ -380,7 +417,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     let n = plans.len() * per_store;
     let notes = plans.first().map_or(0, |p| p.cases[0].hashes.len());
     let board = Rc::new(Board {
-        url: args.url.clone(),
+        urls: args.urls.clone(),
         per_store,
         period: args.period,
         connecting: Semaphore::new(args.connecting),
@@ -426,7 +463,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         }
     }
     drop(phase_rx);
-    let pid = args.relay_pid;
+    let pids = &args.relay_pids[..];
 
     // Setup.
     let t0 = Instant::now();
@@ -451,7 +488,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     }
     let setup = t0.elapsed();
     let ready = board.ready.get();
-    let rss_setup = pid.map_or(0, |p| proc_stat::memory(p).0);
+    let rss_setup: u64 = relays_memory(pids).iter().map(|m| m.0).sum();
     eprintln!(
         "loadgen: setup took {:.1} s, {ready} of {n} devices ready",
         setup.as_secs_f64()
@@ -464,10 +501,10 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     board.window.set(Some((measure_from, edits_until)));
     let _ = phase_tx.send(Phase::Run { start, edits_until });
     tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_from = pid.map(proc_stat::cpu);
-    let threads_from = pid.map(proc_stat::cpu_by_thread).unwrap_or_default();
+    let cpu_from = relays_cpu(pids);
+    let threads_from = relays_cpu_by_thread(pids);
     let own_from = proc_stat::cpu(std::process::id());
-    let metrics_from = relay_metrics(&args.url).await;
+    let metrics_from = relays_metrics(&args.urls).await;
     let counts = |b: &Board| {
         [
             b.frames_in.get(),
@@ -487,17 +524,21 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
             (at - measure_from).as_secs_f64(),
             board.edits.get() - counts_from[4],
             board.outstanding.get(),
-            pid.map_or(String::new(), |p| format!(
-                ", relay RSS {} MiB",
-                proc_stat::memory(p).0 / 1024
-            ))
+            if pids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", relay RSS {} MiB",
+                    relays_memory(pids).iter().map(|m| m.0).sum::<u64>() / 1024
+                )
+            }
         );
     }
     let window = Instant::now() - measure_from;
-    let relay_cpu = pid.map(|p| proc_stat::cpu(p).saturating_sub(cpu_from.unwrap_or_default()));
-    let threads_to = pid.map(proc_stat::cpu_by_thread).unwrap_or_default();
+    let relay_cpu = relays_cpu(pids).map(|c| c.saturating_sub(cpu_from.unwrap_or_default()));
+    let threads_to = relays_cpu_by_thread(pids);
     let own_cpu = proc_stat::cpu(std::process::id()).saturating_sub(own_from);
-    let metrics_to = relay_metrics(&args.url).await;
+    let metrics_to = relays_metrics(&args.urls).await;
     let counts_to = counts(&board);
     let d: Vec<u64> = counts_to
         .iter()
@@ -510,7 +551,9 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
     while board.outstanding.get() > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (rss, hwm) = pid.map_or((0, 0), proc_stat::memory);
+    let memory_each = relays_memory(pids);
+    let rss: u64 = memory_each.iter().map(|m| m.0).sum();
+    let hwm: u64 = memory_each.iter().map(|m| m.1).sum();
     let missing = board.outstanding.get().max(0);
     let _ = phase_tx.send(Phase::Stop);
     for t in tasks {
@@ -554,7 +597,7 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         .map(|(name, v)| (name, v / edits_window))
         .collect();
     let secs = window.as_secs_f64();
-    json!({
+    let mut result = json!({
         "devices": n,
         "stores": n / per_store,
         "per_store": per_store,
@@ -587,5 +630,11 @@ pub async fn run(args: &Args, plans: Vec<StorePlan>, tokens: Vec<Vec<String>>) -
         "relay_hwm_kib": hwm,
         "loadgen_cores": own_cpu.as_secs_f64() / secs,
         "loadgen_rss_kib": proc_stat::memory(std::process::id()).0,
-    })
+    });
+    // Several relays: each one's RSS beside the sum (one relay: the output
+    // stays as it was).
+    if pids.len() > 1 {
+        result["relay_rss_kib_each"] = memory_each.iter().map(|m| m.0).collect::<Vec<_>>().into();
+    }
+    result
 }
