@@ -107,6 +107,10 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
     let cache = NonZeroUsize::new(64).unwrap();
     let mut a = Relay::open(storage.clone(), cache).unwrap();
     let mut b = Relay::open(storage.clone(), cache).unwrap();
+    // Both started on a new database: the salt of customer keys is the one
+    // stored first, whatever each drew.
+    a.init_customer_salt([1; 32]).unwrap();
+    b.init_customer_salt([2; 32]).unwrap();
     let (mut x, mut y) = (tablet("tab-x", 1), tablet("tab-y", 2));
 
     let case = CaseId::from_bytes([9; 16]);
@@ -124,6 +128,8 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
         )
         .unwrap();
     sync(&mut x, &mut a, 2);
+    let key_at_a = a.summary(case).unwrap().expect("a summary").customer;
+    assert!(key_at_a.is_some(), "the case has a customer key");
     // Relay B learns of A's commit and loads the case for tablet y.
     b.observe_commits(counter(&storage)).unwrap();
     sync(&mut y, &mut b, 3);
@@ -145,6 +151,10 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
     assert_eq!(rows.len(), 1, "one index row per case: {rows:?}");
     assert_eq!(counter(&storage), 3, "three commits, three numbers");
     let summary = b.summary(case).unwrap().expect("a summary");
+    assert_eq!(
+        summary.customer, key_at_a,
+        "one customer key on both relays"
+    );
     let view = b.case_view(case).unwrap().expect("the case");
     assert_eq!(
         note_texts(&view),

@@ -191,9 +191,19 @@ impl<S: Storage> Relay<S> {
         }
         let mut b = Batch::new();
         b.put(keys::SALT.to_vec(), candidate.to_vec());
-        self.storage.apply(b)?;
-        self.storage.flush()?;
-        self.salt = candidate.to_vec();
+        // Relays starting together on one new database: the first salt
+        // stored is everyone's.
+        b.expect(keys::SALT.to_vec(), None);
+        match self.storage.apply(b) {
+            Ok(()) => {
+                self.storage.flush()?;
+                self.salt = candidate.to_vec();
+            }
+            Err(StorageError::Conflict { .. }) => {
+                self.salt = self.storage.get(keys::SALT)?.unwrap_or_default();
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
