@@ -163,7 +163,12 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
     );
 
     // A takes in B's commit: x and a fresh tablet hear of y's note through A.
+    // A's loaded copy is brought up to date, not loaded again.
+    let misses = a.cache_stats().misses;
     let changed = a.observe_commits(counter(&storage)).unwrap();
+    let at_a = a.case_view(case).unwrap().expect("the case");
+    assert_eq!(note_texts(&at_a), vec!["from x", "from y"]);
+    assert_eq!(a.cache_stats().misses, misses, "A's copy was caught up");
     assert_eq!(changed.len(), 1, "B's one commit: {changed:?}");
     assert_eq!((changed[0].case, changed[0].store.as_str()), (case, "S1"));
     assert_eq!(changed[0].seq, 3);

@@ -1,6 +1,7 @@
 //! The relay's bounded cache of loaded case documents.
 
 use super::*;
+use crate::storage::keys as docs_keys;
 
 /// A loaded document and the memory it is estimated to take.
 pub(super) struct Cached {
@@ -70,6 +71,52 @@ impl<S: Storage> Relay<S> {
             self.cache_pop(case);
             self.recent.forget(case);
         }
+    }
+
+    /// Brings the loaded copy of `case` up to `seq` (the stored owner
+    /// record's) by applying the change chunks stored since, and records
+    /// them as a recent commit so live devices holding the old heads are
+    /// pushed the stored changes (as for a commit made here). `heads` are
+    /// the case's heads in the change index: if the chunks do not lead
+    /// there (another relay compacted the case into a snapshot meanwhile),
+    /// the copy is dropped and loaded again on next use.
+    pub(super) fn catch_up(
+        &mut self,
+        case: CaseId,
+        seq: u64,
+        heads: &[[u8; 32]],
+    ) -> Result<(), StorageError> {
+        let Some(cached) = self.cache.peek_mut(&case) else {
+            return Ok(());
+        };
+        if cached.seq == seq {
+            return Ok(());
+        }
+        let before = cached.doc.get_heads();
+        let chunks = self.storage.scan_prefix(&docs_keys::changes_prefix(case))?;
+        // Chunks the copy already holds are skipped by Automerge.
+        let applied = chunks
+            .iter()
+            .all(|(_, chunk)| cached.doc.load_incremental(chunk).is_ok());
+        let mut now: Vec<[u8; 32]> = cached.doc.get_heads().iter().map(|h| h.0).collect();
+        let mut want = heads.to_vec();
+        now.sort_unstable();
+        want.sort_unstable();
+        if !applied || now != want {
+            self.cache_pop(case);
+            self.recent.forget(case);
+            return Ok(());
+        }
+        let after = cached.doc.get_heads();
+        let changes = cached.doc.get_changes(&before);
+        let new_bytes: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+        cached.seq = seq;
+        cached.bytes += new_bytes;
+        cached.weight += 16 * new_bytes;
+        self.cache_weight += 16 * new_bytes;
+        self.recent.record(case, before, after, &changes);
+        self.trim_cache();
+        Ok(())
     }
 
     pub(super) fn cache_pop(&mut self, case: CaseId) -> Option<Cached> {

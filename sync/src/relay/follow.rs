@@ -4,8 +4,9 @@
 //! next number of the one change sequence (`Storage::apply_sequenced`), so
 //! numbers become visible in order; the shell learns from the database how
 //! far its flushes have gone (a watermark) and hands that number here. The
-//! relay then drops its loaded copies of the cases changed meanwhile and
-//! lets announcements cover those commits.
+//! relay then brings its loaded copies of the cases changed meanwhile up to
+//! date (recording the new changes for pushes to live devices) and lets
+//! announcements cover those commits.
 
 use super::*;
 
@@ -26,8 +27,8 @@ pub struct Observed {
 impl<S: Storage> Relay<S> {
     /// Takes in every commit up to `durable_up_to`, a sequence number the
     /// database has made durable (whichever relay committed it). Loaded
-    /// copies of the cases changed since the last call are dropped when
-    /// older than what is stored, announcements may cover them, and the
+    /// copies of the cases changed since the last call are brought up to
+    /// what is stored, announcements may cover them, and the
     /// cases are returned with their stores: the shell refreshes head
     /// office's rows of them and wakes the stores' live connections.
     ///
@@ -56,13 +57,13 @@ impl<S: Storage> Relay<S> {
                 if seq.is_some_and(|n| self.own.remove(&n)) {
                     continue;
                 }
-                let Some((case, _)) = keys::parse_index_value(&value) else {
+                let Some((case, heads)) = keys::parse_index_value(&value) else {
                     return Err(corrupt("change index", "a damaged row"));
                 };
                 let Some(meta) = self.meta(case)? else {
                     continue;
                 };
-                self.drop_if_stale(case, meta.seq);
+                self.catch_up(case, meta.seq, &heads)?;
                 changed.push(Observed {
                     case,
                     store: meta.store,
