@@ -212,17 +212,22 @@ impl AppState {
             *staged = rest;
             ready
         };
+        self.hand_over(seq, ready);
+    }
+
+    /// Sends durable summaries up to `seq` to the publisher thread.
+    fn hand_over(&self, seq: u64, rows: Vec<(u64, CaseId, CaseSummary)>) {
         // Handed over under the sender's lock, so `handed` only ever
         // names a sequence already on its way.
         let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
-        if tx.send((seq, ready)).is_ok() {
+        if tx.send((seq, rows)).is_ok() {
             self.handed.fetch_max(seq, Ordering::SeqCst);
         }
     }
 
     /// Takes in commits other relays on the same database made durable up
-    /// to `watermark`: the relay drops its stale copies and may announce
-    /// them, head office's rows of them are refreshed and the connections
+    /// to `watermark`: the relay catches up (or drops) its stale copies and
+    /// may announce them, head office's rows of them are refreshed and the connections
     /// of their stores woken. Blocks (storage reads).
     pub fn observe_commits(&self, watermark: u64) -> Result<Observation, StorageError> {
         let (observed, policy_changed) = {
@@ -243,12 +248,7 @@ impl AppState {
                 rows.push((o.seq, o.case, summary));
             }
         }
-        {
-            let tx = self.to_publish.lock().unwrap_or_else(|e| e.into_inner());
-            if tx.send((watermark, rows)).is_ok() {
-                self.handed.fetch_max(watermark, Ordering::SeqCst);
-            }
-        }
+        self.hand_over(watermark, rows);
         let stores: std::collections::BTreeSet<&StoreId> =
             observed.iter().map(|o| &o.store).collect();
         for store in stores {

@@ -114,15 +114,19 @@ fn seq(relay: &Relay) -> u64 {
 /// Waits until every relay has taken in the others' commits (their
 /// followers are woken by each flush's notification).
 fn settled(relays: &[&Relay]) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    eventually("the relays to agree on the sequence", || {
         let seqs: Vec<u64> = relays.iter().map(|r| seq(r)).collect();
-        if seqs.iter().all(|s| *s == seqs[0]) {
-            return;
-        }
+        seqs.iter().all(|s| *s == seqs[0])
+    });
+}
+
+/// Waits (20 s at most, else fails naming `what`) until `done` says yes.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the relays never agreed on the sequence: {seqs:?}"
+            "waited in vain for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -204,18 +208,10 @@ fn three_relays_on_one_database_serve_one_chain() {
     };
     let before = version(&c);
     publish_technicians(&relays[0], &tmp.path().join("hq"), &[("tech-1", "S1")]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    eventually("relay 2 to send the new policy", || {
         c.ok(&["sync"]);
-        if version(&c) == before + 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "relay 2 never sent the new policy"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        version(&c) == before + 1
+    });
 }
 
 #[test]
@@ -250,16 +246,9 @@ fn a_kill_9_of_a_relay_on_postgres_mid_upload_loses_nothing_acknowledged() {
     // Killed while the tablet uploads, once a few cases are committed.
     let mut sync = Watched::spawn(&tab, &["sync", "--watch"]);
     sync.wait_for("connected to");
-    let seq0 = relay.get_json("/healthz", "").1["seq"]
-        .as_u64()
-        .unwrap_or(0);
+    let seq0 = seq(&relay);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while relay.get_json("/healthz", "").1["seq"]
-        .as_u64()
-        .unwrap_or(0)
-        < seq0 + 3
-        && std::time::Instant::now() < deadline
-    {
+    while seq(&relay) < seq0 + 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let addr = relay.url.trim_start_matches("http://").to_string();
