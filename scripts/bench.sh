@@ -4,7 +4,7 @@
 #   scripts/bench.sh           full sizes, release build (what BENCHMARKS.md records)
 #   scripts/bench.sh --quick   small sizes, the test build profile (CI smoke check)
 # Extra arguments go to the harness, e.g.
-# `--only sync|writes|memory|fanout|validate|attacks|headoffice|evidence|baseline`
+# `--only sync|writes|memory|edge|fanout|validate|attacks|headoffice|evidence|baseline`
 # (`--only fanout-replicas`: the fan-out load from full replicas, only when named;
 # with `--only fanout`, `--fanout-stores N` sizes it and `--fanout-no-push` has the
 # devices refuse pushed changes, so every delivery is a sync message;

@@ -81,6 +81,24 @@ pub async fn run(
             cfg.database.describe(),
         );
     }
+    if let Some((url, token)) = &cfg.upstream {
+        let principal = state.keys_verify(token).map_err(|e| {
+            anyhow::anyhow!(
+                "the --upstream-token does not verify with this relay's signing secret ({e}): \
+                 a store relay checks its tablets' tokens with the chain's secret, so set \
+                 AFTERCASE_JWT_SECRET as the upstream has it"
+            )
+        })?;
+        let edge = Arc::new(crate::upstream::Edge {
+            url: url.clone(),
+            token: token.clone(),
+            principal,
+            wake: tokio::sync::Notify::new(),
+        });
+        tracing::info!(upstream = %url, store = %edge.principal.store, device = %edge.principal.device, "store relay: syncing the store with its upstream");
+        let _ = state.edge.set(edge.clone());
+        crate::upstream::spawn(state.clone().into_inner(), edge);
+    }
     actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
     let app_state = state.clone();
     let server =

@@ -25,7 +25,10 @@ Environment:
   AFTERCASE_DATABASE_URL
                         The PostgreSQL database of serve and reindex, as
                         --database (keeps its password off the command
-                        line). Unset: sled in DATA_DIR/db.";
+                        line). Unset: sled in DATA_DIR/db.
+  AFTERCASE_UPSTREAM_TOKEN
+                        A store relay's token for its upstream, as
+                        --upstream-token (keeps it off the command line).";
 
 /// The Aftercase relay: syncs after-sales cases between store devices and
 /// gives head office the merged truth.
@@ -82,6 +85,16 @@ enum Command {
         /// dropped instead of growing memory.
         #[arg(long, default_value = "256", value_parser = clap::value_parser!(u64).range(1..))]
         send_budget_mib: u64,
+        /// Run as a store relay: serve the shop's tablets here and sync the
+        /// store's cases with this relay (http://host:port) whenever it can
+        /// be reached. Needs --upstream-token.
+        #[arg(long, requires = "upstream_token")]
+        upstream: Option<String>,
+        /// This store relay's own token for the upstream: a staff or
+        /// supervisor token of the store, for a device id naming this box.
+        /// Tablets of that store only may connect here.
+        #[arg(long, env = crate::upstream::TOKEN_ENV, hide_env_values = true, requires = "upstream")]
+        upstream_token: Option<String>,
     },
     /// Print a signed device token (last line of output).
     Token {
@@ -166,6 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections_per_user,
             write_timeout,
             send_budget_mib,
+            upstream,
+            upstream_token,
         } => {
             crate::logging::init("info");
             let database = Database::choose(database.as_deref(), &data_dir)?;
@@ -180,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_user_connections: max_connections_per_user as usize,
                 write_timeout: write_timeout.into(),
                 send_budget_mib,
+                upstream: upstream.zip(upstream_token),
             };
             actix_web::rt::System::new().block_on(crate::app::run(cfg, |addr| {
                 tracing::info!("listening on http://{addr}");

@@ -35,6 +35,9 @@ pub struct ServeConfig {
     /// Bytes of encoded frames that may wait to be sent, across every
     /// connection, in MiB.
     pub send_budget_mib: u64,
+    /// The upstream relay this one is the store relay of: its base URL
+    /// and this relay's token there.
+    pub upstream: Option<(String, String)>,
 }
 
 impl ServeConfig {

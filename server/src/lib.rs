@@ -40,6 +40,7 @@ mod refresh;
 pub mod revoke;
 pub mod secret;
 mod state;
+pub mod upstream;
 mod ws;
 
 pub use error::ApiError;

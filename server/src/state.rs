@@ -29,6 +29,8 @@ use tokio::sync::watch;
 /// for it would stall every other connection and request on that worker.
 pub struct AppState {
     relay: Mutex<Relay<RelayStorage>>,
+    /// Set when this is a store relay (`serve --upstream`).
+    pub edge: std::sync::OnceLock<Arc<crate::upstream::Edge>>,
     /// Evidence blobs, outside the case documents' storage: files under
     /// `<data-dir>/blobs`, written without the relay's lock.
     pub blobs: Arc<DirBlobs>,
@@ -116,6 +118,7 @@ impl AppState {
         AppState {
             seq: AtomicU64::new(relay.seq()),
             relay: Mutex::new(relay),
+            edge: std::sync::OnceLock::new(),
             storage,
             keys: settings.keys,
             issued: AtomicU64::new(0),
@@ -288,6 +291,11 @@ impl AppState {
             .check(&v)
             .map_err(|r| ApiError::from(AuthError::Revoked(r)))?;
         Ok(v)
+    }
+
+    /// Verifies a token's signature and claims with this relay's keys.
+    pub fn keys_verify(&self, token: &str) -> Result<aftercase_sync::access::Principal, AuthError> {
+        Ok(self.keys.verify(token)?.principal)
     }
 
     /// The channel carrying the revocations in force (for [`crate::revoke::watch`]).

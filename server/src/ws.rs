@@ -22,6 +22,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use aftercase_sync::access::Principal;
+use aftercase_sync::protocol::RefusalCode;
 use aftercase_sync::protocol::{
     error_for_version, DecodeError, Frame, SessionError, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
@@ -107,6 +108,9 @@ pub async fn sync(
         .and_then(|v| v.to_str().ok());
     let verified = state.authenticate(header)?;
     crate::access_log::note_principal(&req, &verified.principal);
+    if let Some(edge) = state.edge.get() {
+        admit_to_store_relay(&state, edge, &verified, header).await?;
+    }
     let slot = state.limits.open(&verified.principal).map_err(|e| {
         tracing::info!(device = %verified.principal.device, "sync connection refused: {e}");
         ApiError::TooManyRequests(e.to_string())
@@ -132,6 +136,40 @@ pub async fn sync(
     };
     actix_web::rt::spawn(conn.run(session, stream));
     Ok(response)
+}
+
+/// A store relay serves its own store's tablets only (head office reads
+/// the upstream), and keeps each one's token to relay its changes with.
+async fn admit_to_store_relay(
+    state: &web::Data<AppState>,
+    edge: &Arc<crate::upstream::Edge>,
+    verified: &Verified,
+    header: Option<&str>,
+) -> Result<(), ApiError> {
+    let p = &verified.principal;
+    if &p.store != edge.store() || p.role == aftercase_sync::access::Role::HeadOffice {
+        return Err(ApiError::Forbidden(format!(
+            "this is the store relay of store {}: a {} of store {} syncs with the chain's relay",
+            edge.store(),
+            p.role,
+            p.store
+        )));
+    }
+    let token = header
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    let device = p.device.clone();
+    let st = state.clone();
+    web::block(move || st.relay().remember_token(&device, &token))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    edge.wake.notify_one();
+    Ok(())
 }
 
 /// Frames on their way to the device, with the write they acknowledge.
@@ -451,6 +489,14 @@ impl Conn {
         if BlobSession::is_blob_frame(&frame) {
             return self.blob(rs, frame, tx).await;
         }
+        if let Frame::Relayed {
+            token,
+            doc,
+            changes,
+        } = frame
+        {
+            return self.relayed(rs, token, doc, changes, tx).await;
+        }
         // A fetch is handled in parts (see FETCH_PART); anything else whole.
         let parts: Vec<Frame> = match frame {
             Frame::Fetch { docs } if docs.len() > FETCH_PART && docs.len() <= FETCH_LIMIT => {
@@ -488,6 +534,74 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Handles a store relay's [`Frame::Relayed`]: the author's token is
+    /// checked as on a connection of the author's own (signature, expiry,
+    /// revocation) and the changes are judged and recorded as theirs. A
+    /// token that does not pass refuses the case, not the connection: the
+    /// store relay's other authors go on.
+    async fn relayed(
+        &self,
+        rs: &mut Option<RelaySession>,
+        token: aftercase_sync::protocol::BearerToken,
+        doc: aftercase_sync::CaseId,
+        changes: Vec<Vec<u8>>,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        let author = match self
+            .state
+            .authenticate(Some(&format!("Bearer {}", token.0)))
+        {
+            Ok(v) => v.principal,
+            Err(e) => {
+                let code = match e {
+                    ApiError::Revoked(_) => RefusalCode::Revoked,
+                    _ => RefusalCode::Forbidden,
+                };
+                tracing::info!(case = %doc, via = %self.verified.principal.device, "refused a relayed upload: the author's token did not pass");
+                let refusal = Frame::Refused {
+                    doc,
+                    code: code.as_str().to_string(),
+                    reason: format!("the author's token was not accepted: {e}"),
+                };
+                let version = self.peer_version.load(Ordering::Relaxed);
+                let (frames, bytes) = encode(&[refusal], version);
+                return self
+                    .queue(
+                        Output {
+                            frames,
+                            bytes,
+                            needs_flush: false,
+                            changed_store: None,
+                            policy_published: false,
+                        },
+                        tx,
+                    )
+                    .await;
+            }
+        };
+        let Some(session) = rs.take() else {
+            return Err(End::Quiet);
+        };
+        let handled = self
+            .core("relayed", session, move |relay, s| {
+                relay.relayed(s, author, doc, changes, now_millis())
+            })
+            .await
+            .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
+        *rs = Some(handled.session);
+        match handled.result {
+            Ok(out) => self.queue(out, tx).await,
+            Err(SessionError::Storage(e)) => {
+                tracing::error!(error = %e, "relay storage failed");
+                Err(End::Close(
+                    CloseCode::Error,
+                    "relay storage failure, retry later".into(),
+                ))
+            }
+            Err(e) => Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
+        }
     }
 
     /// Handles a blob frame: the access decision under the relay's lock

@@ -539,7 +539,7 @@ impl ClientSession {
             | Frame::BlobChunk { .. }
             | Frame::BlobStored { .. }
             | Frame::BlobRefused { .. }) => self.blobs.on_frame(r, f, now, &mut out)?,
-            f @ (Frame::BlobOffer { .. } | Frame::BlobGet { .. }) => {
+            f @ (Frame::BlobOffer { .. } | Frame::BlobGet { .. } | Frame::Relayed { .. }) => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected {} from the relay",
                     f.name()

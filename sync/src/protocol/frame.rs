@@ -50,6 +50,18 @@ pub const MAX_APP_VERSION_CHARS: usize = 64;
 /// connection before any decoding work is done.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
+/// A bearer token carried inside a frame ([`Frame::Relayed`]). Its
+/// `Debug` hides it, so a frame printed into a log never shows one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BearerToken(pub String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BearerToken(<{} bytes>)", self.0.len())
+    }
+}
+
 /// A case and the heads (latest change hashes) the sender holds of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocHeads {
@@ -316,6 +328,20 @@ pub enum Frame {
         /// The case's heads at the relay.
         heads: Vec<[u8; 32]>,
     },
+    /// Store relay → its upstream (feature [`FEATURE_UPLOAD`]): changes of
+    /// case `doc` made on a tablet of the store, sent with the token that
+    /// tablet presented. The upstream checks the token as it would on a
+    /// connection of the tablet's own, and judges and records the changes
+    /// as the tablet's: the store relay cannot lend anyone more authority
+    /// than their own token carries. Answered as [`Frame::Changes`] is.
+    Relayed {
+        /// The author's token.
+        token: BearerToken,
+        /// The case.
+        doc: CaseId,
+        /// Each change's bytes, in causal order.
+        changes: Vec<Vec<u8>>,
+    },
 }
 
 /// The last variant index of protocol version 3 (`Report`): a version 3
@@ -402,6 +428,7 @@ impl Frame {
                 | Frame::BlobGet { .. }
                 | Frame::Changes { .. }
                 | Frame::Stored { .. }
+                | Frame::Relayed { .. }
         )
     }
 
@@ -546,6 +573,7 @@ impl Frame {
             Frame::BlobGet { .. } => "blob_get",
             Frame::Changes { .. } => "changes",
             Frame::Stored { .. } => "stored",
+            Frame::Relayed { .. } => "relayed",
         }
     }
 }
@@ -661,6 +689,16 @@ mod tests {
                 proptest::collection::vec(any::<[u8; 32]>(), 0..3)
             )
                 .prop_map(|(doc, heads)| Frame::Stored { doc, heads }),
+            (
+                ".{0,40}",
+                case_id(),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..3)
+            )
+                .prop_map(|(token, doc, changes)| Frame::Relayed {
+                    token: BearerToken(token),
+                    doc,
+                    changes
+                }),
         ]
     }
 

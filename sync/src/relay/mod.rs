@@ -21,9 +21,11 @@
 
 pub mod blobs;
 mod cache;
+mod edge;
 pub mod feed;
 pub mod fleet;
 mod follow;
+pub use edge::{EdgeRun, EdgeUpload};
 pub use follow::Observed;
 pub mod judge;
 mod keys;

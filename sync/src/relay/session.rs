@@ -31,6 +31,9 @@ pub struct RelaySession {
     /// Heads each case will have on the device once it has applied what
     /// was pushed to it on this connection (frames arrive in order).
     pub(super) held: HashMap<CaseId, Vec<ChangeHash>>,
+    /// Whether this is a store relay's session with its upstream, whose
+    /// changes the upstream has already judged (see `edge.rs`).
+    pub(super) upstream: bool,
 }
 
 impl RelaySession {
@@ -115,6 +118,7 @@ impl<S: Storage> Relay<S> {
             push: false,
             upload: false,
             held: HashMap::new(),
+            upstream: false,
         }
     }
 

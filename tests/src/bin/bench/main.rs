@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod attacks;
 mod baseline;
+mod edge;
 mod evidence;
 mod fanout;
 mod fanout_replicas;
@@ -513,7 +514,7 @@ fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one group: sync, writes, memory, fanout, validate,
+    // `--only NAME` runs one group: sync, writes, memory, edge, fanout, validate,
     // attacks, headoffice, evidence, baseline; `fanout-replicas` runs only
     // when named.
     let only = args
@@ -536,6 +537,9 @@ fn main() {
         .with_file_name("aftercase-relay");
     if want("memory") {
         rows.extend(memory::rows(&tmp, quick, &relay_bin));
+    }
+    if want("edge") {
+        rows.extend(edge::rows(&tmp, quick));
     }
     if want("fanout") {
         // `--fanout-stores N`: another size (10 devices per store).
