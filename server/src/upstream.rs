@@ -13,10 +13,12 @@
 
 use crate::state::{now_millis, AppState};
 use aftercase_sync::access::Principal;
+use aftercase_sync::blobs::{BlobStore, Held};
 use aftercase_sync::protocol::{
-    BearerToken, DocBytes, DocHeads, Frame, PieceKind, Unsynced, FEATURE_PUSH, FEATURE_UPLOAD,
-    MAX_FRAME_BYTES,
+    BearerToken, DocBytes, DocHeads, Frame, PieceKind, Unsynced, FEATURE_BLOBS, FEATURE_PUSH,
+    FEATURE_UPLOAD, MAX_BLOB_CHUNK, MAX_FRAME_BYTES,
 };
+use aftercase_sync::relay::blobs::BlobCode;
 use aftercase_sync::relay::{EdgeUpload, RelayOutput, RelaySession};
 use aftercase_sync::{CaseId, StoreId};
 use futures_util::{SinkExt, StreamExt};
@@ -134,6 +136,10 @@ struct Link {
     /// Set when a run waits for its device's token: nothing more is sent
     /// until a tablet connects or the store changes.
     held_back: bool,
+    /// The evidence blob being passed up.
+    blob: Option<[u8; 32]>,
+    /// Set when the upstream asked to offer blobs again later.
+    blobs_later: bool,
 }
 
 impl Link {
@@ -176,6 +182,8 @@ impl Link {
             pieces: HashMap::new(),
             in_flight: None,
             held_back: false,
+            blob: None,
+            blobs_later: false,
         };
         link.send(Frame::Hello {
             cursor,
@@ -185,7 +193,11 @@ impl Link {
                 env!("CARGO_PKG_VERSION")
             ),
             unsynced: Unsynced::default(),
-            features: vec![FEATURE_PUSH.into(), FEATURE_UPLOAD.into()],
+            features: vec![
+                FEATURE_PUSH.into(),
+                FEATURE_UPLOAD.into(),
+                FEATURE_BLOBS.into(),
+            ],
         })
         .await?;
         tracing::info!(upstream = %link.edge.url, cursor, "connected to the upstream");
@@ -225,6 +237,7 @@ impl Link {
                     }
                     self.held_back = false;
                     self.offer().await?;
+                    self.offer_blob().await?;
                 }
                 _ = edge.wake.notified() => {
                     self.held_back = false;
@@ -232,7 +245,9 @@ impl Link {
                 }
                 _ = tick.tick() => {
                     self.held_back = false;
+                    self.blobs_later = false;
                     self.offer().await?;
+                    self.offer_blob().await?;
                 }
             }
         }
@@ -308,12 +323,65 @@ impl Link {
         }
         let (seq, case, heads) = (f.upload.seq, f.upload.case, f.upload.heads);
         if stored {
-            self.relay(move |r| r.upload_done(seq, case, &heads))
+            self.relay(move |r| r.upload_done(seq, case, &heads, true))
                 .await??;
+            self.offer_blob().await?;
         } else {
             self.relay(move |r| r.upload_skipped(seq)).await??;
         }
         self.offer().await
+    }
+
+    /// Offers the upstream the next evidence blob of a case passed up
+    /// that this relay holds whole, if none is in flight. Blobs not here
+    /// yet (the tablet has not uploaded them) wait for the next offer.
+    async fn offer_blob(&mut self) -> anyhow::Result<()> {
+        if self.blob.is_some() || self.blobs_later {
+            return Ok(());
+        }
+        let wanted = self.relay(|r| r.evidence_to_pass(256)).await??;
+        for (case, hash) in wanted {
+            if let Ok(Held::Complete(_)) = self.state.blobs.held(&hash) {
+                self.blob = Some(hash);
+                return self.send(Frame::BlobOffer { doc: case, hash }).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream's answer about the blob in flight.
+    async fn blob_frame(&mut self, frame: Frame) -> anyhow::Result<()> {
+        match frame {
+            Frame::BlobAt { hash, offset } if self.blob == Some(hash) => {
+                let blobs = self.state.blobs.clone();
+                let bytes =
+                    tokio::task::spawn_blocking(move || blobs.read(&hash, offset, MAX_BLOB_CHUNK))
+                        .await??;
+                self.send(Frame::BlobChunk {
+                    hash,
+                    offset,
+                    bytes,
+                })
+                .await?;
+            }
+            Frame::BlobStored { hash } if self.blob == Some(hash) => {
+                self.blob = None;
+                self.relay(move |r| r.evidence_passed(&hash)).await??;
+                self.offer_blob().await?;
+            }
+            Frame::BlobRefused { hash, code, reason } if self.blob == Some(hash) => {
+                self.blob = None;
+                if BlobCode::is_transient(&code) {
+                    self.blobs_later = true;
+                } else {
+                    tracing::warn!(code = %code, "the upstream refused an evidence blob: {reason}");
+                    self.relay(move |r| r.evidence_passed(&hash)).await??;
+                    self.offer_blob().await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     async fn on_frame(&mut self, frame: Frame) -> anyhow::Result<()> {
@@ -388,6 +456,9 @@ impl Link {
                 if published {
                     self.state.wake(None);
                 }
+            }
+            f @ (Frame::BlobAt { .. } | Frame::BlobStored { .. } | Frame::BlobRefused { .. }) => {
+                self.blob_frame(f).await?
             }
             Frame::Error { reason } => anyhow::bail!("the upstream ended the link: {reason}"),
             // Sync messages and the rest: the announcement that follows

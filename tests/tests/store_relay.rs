@@ -140,6 +140,8 @@ fn tablets_keep_syncing_through_an_upstream_outage_and_head_office_gets_every_ed
     let mut latencies = Vec::new();
     let mut round = 0;
     let mut second = None;
+    let photo_path = tmp.path().join("hinge.jpg");
+    let mut photo = None;
     while round == 0 || cut_at.elapsed() < Duration::from_secs(cut_secs) {
         let text = format!("alice, during the outage, {round}");
         a.add_note(case, &text).unwrap();
@@ -159,6 +161,16 @@ fn tablets_keep_syncing_through_an_upstream_outage_and_head_office_gets_every_ed
                 .unwrap();
             wait_for(&a, c, "no picture", Duration::from_secs(10));
             second = Some(c);
+            // A photo taken in the shop during the outage.
+            let mut jpeg = vec![
+                0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+            ];
+            jpeg.extend((0..300_000u32).map(|i| (i % 251) as u8));
+            std::fs::write(&photo_path, &jpeg).unwrap();
+            photo = Some((
+                a.attach(case, &photo_path, "photo", Some("hinge")).unwrap(),
+                jpeg,
+            ));
         }
         round += 1;
         std::thread::sleep(Duration::from_secs(5).min(Duration::from_secs(cut_secs / 4 + 1)));
@@ -198,6 +210,19 @@ fn tablets_keep_syncing_through_an_upstream_outage_and_head_office_gets_every_ed
             (status == 200).then_some(())
         },
     );
+
+    // The photo reaches the chain's relay too, byte for byte.
+    let (hash, jpeg) = photo.unwrap();
+    let got = eventually(
+        "the photo reaches head office",
+        Duration::from_secs(30),
+        || {
+            let (status, body) =
+                upstream.get(&format!("/v1/cases/{case}/evidence/{hash}"), Some(&hq));
+            (status == 200).then_some(body)
+        },
+    );
+    assert_eq!(got, jpeg);
 
     // Each change is recorded as the tablet's that made it, not the store
     // relay's.

@@ -13,6 +13,7 @@
 //! | `rEs` | the store's own sequence whose changes the upstream holds (u64 BE) |
 //! | `rEh` case | heads the upstream is known to hold (32 bytes each) |
 //! | `rEt` device | the token the device last connected with (the upstream checks it) |
+//! | `rEw` hash | a case (16 bytes) whose evidence blob the upstream may still lack |
 //!
 //! Losing any of them costs only work: the upstream takes a change it
 //! already holds as a no-op, and an announcement taken twice fetches
@@ -25,6 +26,11 @@ const CURSOR: &[u8] = b"rEc";
 const SENT: &[u8] = b"rEs";
 const HEADS: &[u8] = b"rEh";
 const TOKEN: &[u8] = b"rEt";
+const EVIDENCE: &[u8] = b"rEw";
+
+fn evidence_key(hash: &[u8; 32]) -> Vec<u8> {
+    [EVIDENCE, &hash[..]].concat()
+}
 
 fn heads_key(case: CaseId) -> Vec<u8> {
     [HEADS, case.as_bytes()].concat()
@@ -214,7 +220,7 @@ impl<S: Storage> Relay<S> {
                 }
             }
             if runs.is_empty() {
-                self.upload_done(seq, case, &heads)?;
+                self.upload_done(seq, case, &heads, false)?;
                 continue;
             }
             for run in &mut runs {
@@ -235,17 +241,59 @@ impl<S: Storage> Relay<S> {
 
     /// Records that the upstream holds every change of `case` up to
     /// `heads`, and that the store's sequence up to `seq` is passed on.
+    /// With `evidence`, the case's evidence blobs are noted as ones the
+    /// upstream may lack ([`Relay::evidence_to_pass`]).
     pub fn upload_done(
         &mut self,
         seq: u64,
         case: CaseId,
         heads: &[[u8; 32]],
+        evidence: bool,
     ) -> Result<(), StorageError> {
         let mut b = Batch::new();
+        if evidence {
+            if let Some(doc) = self.doc(case)? {
+                for e in crate::case::evidence::list(doc) {
+                    if e.removed.is_some() {
+                        continue;
+                    }
+                    if let Some(hash) = crate::case::blob::parse_hash(&e.hash) {
+                        b.put(evidence_key(&hash), case.as_bytes().to_vec());
+                    }
+                }
+            }
+        }
         if !heads.is_empty() {
             b.put(heads_key(case), heads_bytes(heads));
         }
         b.put(SENT.to_vec(), seq.to_be_bytes().to_vec());
+        self.storage.apply(b)
+    }
+
+    /// Evidence blobs of cases passed up that the upstream may still lack,
+    /// with the case naming each (at most `limit`).
+    pub fn evidence_to_pass(&self, limit: usize) -> Result<Vec<(CaseId, [u8; 32])>, StorageError> {
+        // Every key of the prefix sorts before the prefix's successor.
+        let rows = self.storage.scan(EVIDENCE, b"rEx", limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let hash: [u8; 32] = k
+                .get(EVIDENCE.len()..)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| corrupt("evidence to pass", "bad key"))?;
+            let case: [u8; 16] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("evidence to pass", "bad case id"))?;
+            out.push((CaseId::from_bytes(case), hash));
+        }
+        Ok(out)
+    }
+
+    /// The upstream holds the blob `hash` (or will never take it).
+    pub fn evidence_passed(&mut self, hash: &[u8; 32]) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        b.delete(evidence_key(hash));
         self.storage.apply(b)
     }
 
