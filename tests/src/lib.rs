@@ -16,7 +16,7 @@ use aftercase_sync::relay::readmodel::ReadModel;
 use aftercase_sync::relay::summary::CaseSummary;
 use aftercase_sync::relay::{Relay, RelaySession};
 use aftercase_sync::replica::{DeviceIdentity, Entropy, Replica};
-use aftercase_sync::storage::MemoryStorage;
+use aftercase_sync::storage::{MemoryStorage, Storage};
 use aftercase_sync::{CaseId, DeviceId, Millis, StoreId, UserId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -58,6 +58,8 @@ pub struct Link {
     /// Pushed changes held back by the fault plan, delivered after the
     /// relay's next wake-up of this link (out of order).
     late: Vec<Vec<u8>>,
+    /// The relay node the device is connected to (0: [`World::relay`]).
+    node: usize,
 }
 
 /// What happened to the changes the relay pushed ([`Frame::Changes`]).
@@ -132,8 +134,11 @@ pub struct World {
     pub rng: SmallRng,
     now: i64,
     relay_storage: MemoryStorage,
-    /// The relay.
+    /// The relay (node 0).
     pub relay: Relay<MemoryStorage>,
+    /// Further relay nodes over the same storage, as relay processes over
+    /// one PostgreSQL database ([`World::add_relay_node`]).
+    pub others: Vec<Relay<MemoryStorage>>,
     /// All devices.
     pub devices: Vec<Device>,
     /// Every edit reported saved.
@@ -199,6 +204,7 @@ impl World {
             rng: SmallRng::seed_from_u64(seed),
             now: 1_780_000_000_000,
             relay: open_relay(&relay_storage, cache, seed),
+            others: Vec::new(),
             relay_storage,
             devices: Vec::new(),
             saved: Vec::new(),
@@ -215,6 +221,24 @@ impl World {
             uploads: UploadStats::default(),
             upload: None,
         }
+    }
+
+    /// Adds a relay node over the same storage: from now on each connection
+    /// goes to a node chosen at random, and every flush has each node take
+    /// in the others' commits (`Relay::observe_commits`), as relay
+    /// processes over one database do.
+    pub fn add_relay_node(&mut self) {
+        let node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        self.others.push(node);
+    }
+
+    /// The relay nodes' sequence as stored (the change counter).
+    fn stored_seq(&self) -> u64 {
+        self.relay_storage
+            .get(b"rs")
+            .expect("read the counter")
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes)
     }
 
     /// The simulated time now (relay clock; devices are never ahead of it).
@@ -422,7 +446,17 @@ impl World {
         if self.devices[d].link.is_some() {
             return;
         }
-        let session = self.relay.session(self.devices[d].principal());
+        // Drawn only with several nodes, so one-node plans replay as before.
+        let node = if self.others.is_empty() {
+            0
+        } else {
+            self.rng.random_range(0..=self.others.len())
+        };
+        let principal = self.devices[d].principal();
+        let session = match node {
+            0 => self.relay.session(principal),
+            n => self.others[n - 1].session(principal),
+        };
         // Most devices take pushes; some sync every change, as an app
         // built before pushes does.
         let push = self.push.unwrap_or_else(|| self.rng.random_ratio(3, 4));
@@ -439,14 +473,20 @@ impl World {
             to_device: VecDeque::new(),
             held: Vec::new(),
             late: Vec::new(),
+            node,
         });
-        self.log.push(format!("{} connects", dev.name));
+        self.log
+            .push(format!("{} connects to node {node}", dev.name));
     }
 
     /// Cuts device `d`'s link; frames in flight are lost.
     pub fn disconnect(&mut self, d: usize) {
         if let Some(link) = self.devices[d].link.take() {
-            self.relay.end_session(link.session).expect("end session");
+            let relay = match link.node {
+                0 => &mut self.relay,
+                n => &mut self.others[n - 1],
+            };
+            relay.end_session(link.session).expect("end session");
             self.log
                 .push(format!("{} disconnects", self.devices[d].name));
         }
@@ -488,6 +528,9 @@ impl World {
         self.relay_storage.crash(keep);
         self.flush_due = false;
         self.relay = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        for node in &mut self.others {
+            *node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        }
         self.staged.clear();
         self.live =
             aftercase_sync::relay::load_read_model(&self.relay_storage).expect("load read model");
@@ -523,10 +566,14 @@ impl World {
             if matches!(frame, Frame::Changes { .. }) {
                 self.uploads.whole += 1;
             }
-            match self.relay.handle(&mut link.session, frame, now) {
+            let relay = match link.node {
+                0 => &mut self.relay,
+                n => &mut self.others[n - 1],
+            };
+            match relay.handle(&mut link.session, frame, now) {
                 Ok(mut out) => {
                     if let (Some(c), Some(sm)) = (out.changed, out.summary.take()) {
-                        self.staged.push((self.relay.seq(), c, *sm));
+                        self.staged.push((relay.seq(), c, *sm));
                     }
                     for f in &out.frames {
                         if let Frame::Refused { doc, reason, .. } = f {
@@ -578,8 +625,21 @@ impl World {
             return;
         }
         self.relay.flush().expect("relay flush");
+        for node in &mut self.others {
+            node.flush().expect("relay flush");
+        }
         self.flush_due = false;
         let seq = self.relay.seq();
+        // Each node takes in the others' commits, as each relay's follower
+        // does once their flush is seen.
+        if !self.others.is_empty() {
+            let stored = self.stored_seq();
+            for node in std::iter::once(&mut self.relay).chain(self.others.iter_mut()) {
+                node.observe_commits(stored).expect("observe commits");
+                node.reload_policy().expect("reload policy");
+            }
+        }
+        let seq = seq.max(self.stored_seq());
         for (_, c, sm) in self.staged.extract_if(.., |(s, _, _)| *s <= seq) {
             self.live.upsert(c, sm);
         }
@@ -594,7 +654,11 @@ impl World {
     fn wake_others(&mut self) {
         for dev in &mut self.devices {
             if let Some(link) = dev.link.as_mut() {
-                match self.relay.announce(&mut link.session) {
+                let relay = match link.node {
+                    0 => &mut self.relay,
+                    n => &mut self.others[n - 1],
+                };
+                match relay.announce(&mut link.session) {
                     Ok(frames) => {
                         let mut late = Vec::new();
                         for f in &frames {
@@ -768,6 +832,19 @@ impl World {
                         ))
                     }
                     _ => {}
+                }
+            }
+        }
+        // Every node serves the same cases.
+        for n in 0..self.others.len() {
+            for (case, _) in &all {
+                let here = self.relay_view(*case);
+                let there = self.others[n].case_view(*case).map_err(|e| e.to_string())?;
+                if here != there {
+                    return Err(format!(
+                        "relay node {} differs from node 0 on {case}",
+                        n + 1
+                    ));
                 }
             }
         }

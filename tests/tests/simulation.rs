@@ -7,6 +7,10 @@
 //! Most connections upload cases the relay never confirmed whole, the rest
 //! by sync rounds.
 //!
+//! The same plans also run over two relay nodes sharing one store, as two
+//! relay processes over one PostgreSQL database: each connection goes to
+//! either, and each node takes in the other's commits at every flush.
+//!
 //! Replay one seed with `AFTERCASE_SIM_SEED=<seed> cargo test -p aftercase-tests --test simulation`.
 
 use aftercase_sync::access::Role;
@@ -16,11 +20,15 @@ use rand::Rng;
 fn run(
     seed: u64,
     steps: usize,
+    nodes: usize,
     pushes: &mut PushStats,
     uploads: &mut UploadStats,
 ) -> Result<usize, String> {
     let mut w = World::new(seed, 1 + (seed as usize % 6) * 4);
     w.push_faults = true;
+    for _ in 1..nodes {
+        w.add_relay_node();
+    }
     let stores = ["S1", "S2"];
     let n = w.rng.random_range(4..9);
     for i in 0..n {
@@ -167,7 +175,7 @@ fn random_plans_converge_and_lose_nothing() {
     let mut pushes = PushStats::default();
     let mut uploads = UploadStats::default();
     for seed in seeds {
-        match run(seed, 300, &mut pushes, &mut uploads) {
+        match run(seed, 300, 1, &mut pushes, &mut uploads) {
             Ok(n) => forks += n,
             Err(e) => panic!(
                 "simulation failed for seed {seed} (replay with AFTERCASE_SIM_SEED={seed}):\n{e}"
@@ -193,6 +201,29 @@ fn random_plans_converge_and_lose_nothing() {
     eprintln!("pushes: {pushes:?}");
     eprintln!("uploads: {uploads:?}");
     eprintln!("workflow forks seen at the end of the plans: {forks}");
+}
+
+#[test]
+fn random_plans_over_two_relay_nodes_converge_and_lose_nothing() {
+    let seeds: Vec<u64> = match std::env::var("AFTERCASE_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("AFTERCASE_SIM_SEED must be a number")],
+        Err(_) => (100..125).collect(),
+    };
+    let single = seeds.len() == 1;
+    let mut pushes = PushStats::default();
+    let mut uploads = UploadStats::default();
+    for seed in seeds {
+        if let Err(e) = run(seed, 300, 2, &mut pushes, &mut uploads) {
+            panic!(
+                "two-node simulation failed for seed {seed} (replay with AFTERCASE_SIM_SEED={seed}):\n{e}"
+            );
+        }
+    }
+    assert!(
+        single || (pushes.delivered > 0 && uploads.stored > 0),
+        "two nodes: pushes {pushes:?}, uploads {uploads:?}"
+    );
+    eprintln!("two nodes: pushes {pushes:?}, uploads {uploads:?}");
 }
 
 /// A device that has synced a case and stays connected is pushed each new
