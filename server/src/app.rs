@@ -160,10 +160,23 @@ fn open_relay(cfg: &ServeConfig) -> anyhow::Result<(RelayStorage, Relay<RelaySto
         .with_context(|| format!("cannot open {}", cfg.database.describe()))?;
     let mut relay = Relay::open(storage.clone(), cfg.cache_docs)?;
     relay.set_cache_budget(cfg.doc_cache_bytes());
+    relay.set_recent_budget(cfg.recent_bytes());
+    relay.set_hot_states(cfg.hot_states());
+    // Other relays may commit to a PostgreSQL database (follow.rs).
+    if matches!(cfg.database, Database::Postgres(_)) {
+        relay.follow_others();
+    }
     // Customer phones are kept in the read model only as a salted hash.
     relay.init_customer_salt(rand::random())?;
-    let read_model = aftercase_sync::relay::load_read_model(&storage)?;
-    tracing::info!(cases = read_model.len(), "read model loaded");
+    // A store relay keeps no head-office read model: head office reads the
+    // chain's relay, and a small box has no memory to spare for one.
+    let read_model = if cfg.upstream.is_some() {
+        ReadModel::new()
+    } else {
+        let model = aftercase_sync::relay::load_read_model(&storage)?;
+        tracing::info!(cases = model.len(), "read model loaded");
+        model
+    };
     tracing::info!(
         seq = relay.seq(),
         "relay storage opened: {}",

@@ -65,7 +65,7 @@ enum Command {
         cache_docs: NonZeroUsize,
         /// Memory to plan for, in MiB: bounds sled's page cache and the
         /// loaded cases (least recently used are evicted first).
-        #[arg(long, default_value = "256", value_parser = clap::value_parser!(u64).range(32..))]
+        #[arg(long, default_value = "256", value_parser = clap::value_parser!(u64).range(16..))]
         memory_mib: u64,
         /// HTTP worker threads.
         #[arg(long, default_value = "2")]
@@ -183,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             upstream_token,
         } => {
             crate::logging::init("info");
+            crate::alloc::plan(memory_mib);
             let database = Database::choose(database.as_deref(), &data_dir)?;
             let cfg = ServeConfig {
                 listen,

@@ -51,6 +51,19 @@ impl ServeConfig {
         usize::try_from(self.memory_mib * (1 << 20) / 2).unwrap_or(usize::MAX)
     }
 
+    /// Bytes of recently accepted changes kept for pushes: a thirty-second
+    /// of the plan (8 MiB at the default 256).
+    pub fn recent_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib * (1 << 20) / 32).unwrap_or(usize::MAX)
+    }
+
+    /// Sync states each connection keeps whole: four per MiB of the plan,
+    /// 64 to 1,024 (the rest are kept encoded, see `SyncStates`).
+    pub fn hot_states(&self) -> std::num::NonZeroUsize {
+        let n = usize::try_from(self.memory_mib.saturating_mul(4)).unwrap_or(usize::MAX);
+        std::num::NonZeroUsize::new(n.clamp(64, 1024)).unwrap_or(std::num::NonZeroUsize::MIN)
+    }
+
     /// Bytes of the relay-wide send budget.
     pub fn send_budget_bytes(&self) -> usize {
         usize::try_from(self.send_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)

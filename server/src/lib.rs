@@ -22,6 +22,7 @@
 //! `revoke` command), which the running relay picks up within a second.
 
 mod access_log;
+pub mod alloc;
 mod api;
 pub mod app;
 pub mod auth;

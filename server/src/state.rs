@@ -198,6 +198,10 @@ impl AppState {
     /// Keeps the summary of a change committed at relay sequence `seq`
     /// until that sequence is flushed.
     pub fn stage_summary(&self, seq: u64, case: CaseId, summary: CaseSummary) {
+        // A store relay keeps no read model (see `app.rs`).
+        if self.edge.get().is_some() {
+            return;
+        }
         self.staged
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -291,6 +295,19 @@ impl AppState {
             .check(&v)
             .map_err(|r| ApiError::from(AuthError::Revoked(r)))?;
         Ok(v)
+    }
+
+    /// Refuses head office's lists, metrics and exports on a store relay,
+    /// which keeps no read model: they are at the chain's relay.
+    pub fn lists_here(&self) -> Result<(), ApiError> {
+        match self.edge.get() {
+            Some(edge) => Err(ApiError::NotFound(format!(
+                "this is the store relay of store {}: lists, metrics and exports are at the chain's relay, {}",
+                edge.store(),
+                edge.url
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Verifies a token's signature and claims with this relay's keys.

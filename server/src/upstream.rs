@@ -80,6 +80,21 @@ fn expired(token: &str) -> bool {
         .is_some_and(|exp| exp <= chrono::Utc::now().timestamp())
 }
 
+/// Runs `f` on the relay's core threads, like a connection's frames. A
+/// thread of the blocking pool per call would leave each one's allocator
+/// memory behind as the pool's threads come and go, which a small box
+/// cannot spare.
+async fn on_core<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    state
+        .core
+        .run(f)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the relay's core stopped"))
+}
+
 /// Runs the link until the process ends.
 pub fn spawn(state: Arc<AppState>, edge: Arc<Edge>) {
     actix_web::rt::spawn(async move {
@@ -165,7 +180,7 @@ impl Link {
             })?;
         let principal = edge.principal.clone();
         let st = state.clone();
-        let (session, cursor) = tokio::task::spawn_blocking(move || {
+        let (session, cursor) = on_core(&state, move || {
             let relay = st.relay();
             let cursor = relay.upstream_cursor();
             (relay.upstream_session(principal), cursor)
@@ -261,11 +276,11 @@ impl Link {
             + 'static,
     ) -> anyhow::Result<T> {
         let state = self.state.clone();
-        Ok(tokio::task::spawn_blocking(move || {
+        on_core(&self.state, move || {
             let mut relay = state.relay();
             f(&mut relay)
         })
-        .await?)
+        .await
     }
 
     /// Sends the next run of changes made in the store, if nothing is
@@ -354,9 +369,10 @@ impl Link {
         match frame {
             Frame::BlobAt { hash, offset } if self.blob == Some(hash) => {
                 let blobs = self.state.blobs.clone();
-                let bytes =
-                    tokio::task::spawn_blocking(move || blobs.read(&hash, offset, MAX_BLOB_CHUNK))
-                        .await??;
+                let bytes = on_core(&self.state, move || {
+                    blobs.read(&hash, offset, MAX_BLOB_CHUNK)
+                })
+                .await??;
                 self.send(Frame::BlobChunk {
                     hash,
                     offset,
@@ -493,7 +509,7 @@ impl Link {
     /// A fetched case: its changes are taken in, and the upstream holds
     /// its heads.
     async fn fetched(&mut self, doc: CaseId, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let (changes, heads) = tokio::task::spawn_blocking(move || {
+        let (changes, heads) = on_core(&self.state, move || {
             automerge::Automerge::load(&bytes).map(|d| {
                 let changes: Vec<Vec<u8>> = d
                     .get_changes(&[])
@@ -520,7 +536,7 @@ impl Link {
             anyhow::bail!("the upstream session was lost");
         };
         let state = self.state.clone();
-        let (session, out) = tokio::task::spawn_blocking(move || {
+        let (session, out) = on_core(&self.state, move || {
             let mut relay = state.relay();
             let out = relay.adopt(&mut session, doc, changes, now_millis());
             state.note_seq(&relay);

@@ -107,6 +107,8 @@ fn a_relay_commits_over_another_relays_change_and_both_announce_everything() {
     let cache = NonZeroUsize::new(64).unwrap();
     let mut a = Relay::open(storage.clone(), cache).unwrap();
     let mut b = Relay::open(storage.clone(), cache).unwrap();
+    a.follow_others();
+    b.follow_others();
     // Both started on a new database: the salt of customer keys is the one
     // stored first, whatever each drew.
     a.init_customer_salt([1; 32]).unwrap();

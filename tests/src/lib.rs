@@ -228,7 +228,9 @@ impl World {
     /// in the others' commits (`Relay::observe_commits`), as relay
     /// processes over one database do.
     pub fn add_relay_node(&mut self) {
-        let node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        let mut node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+        node.follow_others();
+        self.relay.follow_others();
         self.others.push(node);
     }
 
@@ -530,6 +532,10 @@ impl World {
         self.relay = open_relay(&self.relay_storage, self.relay_cache, self.seed);
         for node in &mut self.others {
             *node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
+            node.follow_others();
+        }
+        if !self.others.is_empty() {
+            self.relay.follow_others();
         }
         self.staged.clear();
         self.live =

@@ -86,7 +86,9 @@ fn tablets_keep_syncing_through_an_upstream_outage_and_head_office_gets_every_ed
             "--upstream-token",
             &edge_token,
             "--memory-mib",
-            "32",
+            "16",
+            "--cache-docs",
+            "64",
         ],
         "warn",
         None,
@@ -99,6 +101,14 @@ fn tablets_keep_syncing_through_an_upstream_outage_and_head_office_gets_every_ed
     );
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("store relay of store S1"));
+
+    // Head office's lists are at the chain's relay, not in the shop.
+    let (status, body) = edge.get(
+        "/v1/cases",
+        Some(&upstream.token("sam", "supervisor", "S1", "tab-s")),
+    );
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("chain's relay"));
 
     let a = tablet(
         &tmp.path().join("a"),

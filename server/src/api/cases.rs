@@ -279,6 +279,7 @@ pub async fn list_cases(
     let limit = params.number("limit", 1..=MAX_PAGE)?;
     let now = crate::state::now_millis().0;
     if format == Format::Csv && limit.is_none() && after.is_none() {
+        state.lists_here()?;
         return Ok(stream_cases(state.into_inner(), scope, q, now));
     }
     let limit = limit.unwrap_or(PAGE);
@@ -309,6 +310,7 @@ pub async fn read<T: Send + 'static>(
     state: &web::Data<AppState>,
     f: impl FnOnce(&ReadModel) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
+    state.lists_here()?;
     let state: Arc<AppState> = state.clone().into_inner();
     web::block(move || {
         state.await_published();

@@ -49,6 +49,7 @@ async fn flagged(
     let limit = params.number("limit", 1..=MAX_PAGE)?;
     let now = now_millis().0;
     if format == Format::Csv && limit.is_none() && after.is_none() {
+        state.lists_here()?;
         return Ok(stream_cases(state.into_inner(), scope, q, now));
     }
     let page = read(&state, move |m| {

@@ -121,8 +121,12 @@ pub struct Relay<S: Storage> {
     /// database were taken in (see `follow.rs`).
     observed: u64,
     /// Sequence numbers of this relay's commits not yet passed by
-    /// `observed`: [`Relay::observe_commits`] skips them.
+    /// `observed`: [`Relay::observe_commits`] skips them. Kept only once
+    /// [`Relay::follow_others`] was called (nothing would ever remove them
+    /// on a relay with its own storage).
     own: std::collections::BTreeSet<u64>,
+    /// Whether other relays commit to the same storage.
+    follows: bool,
     /// The policy's bytes as last read from or written to storage (`None`
     /// before any publication): a publication expects to replace them.
     stored_policy: Option<Vec<u8>>,
@@ -179,6 +183,7 @@ impl<S: Storage> Relay<S> {
             hot_states: NonZeroUsize::new(DEFAULT_HOT_STATES).unwrap_or(NonZeroUsize::MIN),
             observed: seq,
             own: Default::default(),
+            follows: false,
             stored_policy,
         })
     }
@@ -209,6 +214,13 @@ impl<S: Storage> Relay<S> {
         Ok(())
     }
 
+    /// Tells the relay that other relays commit to the same storage, so
+    /// it keeps track of its own commits for [`Relay::observe_commits`].
+    /// Call it before the first commit.
+    pub fn follow_others(&mut self) {
+        self.follows = true;
+    }
+
     /// The latest change sequence.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -227,6 +239,13 @@ impl<S: Storage> Relay<S> {
     /// storage themselves, outside the relay's lock.
     pub fn mark_durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq.min(self.seq));
+    }
+
+    /// Keeps at most `bytes` of recently accepted changes for pushes to
+    /// live devices (default 8 MiB); what is not kept reaches devices by
+    /// the sync protocol instead.
+    pub fn set_recent_budget(&mut self, bytes: usize) {
+        self.recent.set_budget(bytes);
     }
 
     /// Sends cases and sync messages over `bytes` in pieces (default: what

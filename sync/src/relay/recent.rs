@@ -25,7 +25,8 @@ const MAX_COMMIT_BYTES: usize = 64 * 1024;
 /// Cases remembered at most.
 const CASES: usize = 4096;
 
-/// Bytes of change remembered at most, over every case.
+/// Bytes of change remembered at most, over every case, unless the shell
+/// sets another budget ([`Recent::set_budget`]).
 const BUDGET_BYTES: usize = 8 << 20;
 
 /// One accepted upload: the case's heads before and after it and the
@@ -41,6 +42,7 @@ struct Commit {
 pub(crate) struct Recent {
     cases: lru::LruCache<CaseId, VecDeque<Commit>>,
     bytes: usize,
+    budget: usize,
 }
 
 impl Default for Recent {
@@ -51,7 +53,16 @@ impl Default for Recent {
             // what it dropped).
             cases: lru::LruCache::unbounded(),
             bytes: 0,
+            budget: BUDGET_BYTES,
         }
+    }
+}
+
+impl Recent {
+    /// Remembers at most `bytes` of change from now on (what a small
+    /// relay, such as a store relay, can spare).
+    pub(crate) fn set_budget(&mut self, bytes: usize) {
+        self.budget = bytes;
     }
 }
 
@@ -99,7 +110,7 @@ impl Recent {
                 self.bytes -= old.bytes;
             }
         }
-        while self.bytes > BUDGET_BYTES {
+        while self.bytes > self.budget {
             match self.cases.pop_lru() {
                 Some((_, chain)) => self.bytes -= chain.iter().map(|c| c.bytes).sum::<usize>(),
                 None => break,

@@ -618,7 +618,9 @@ impl<S: Storage> Relay<S> {
         // Not flushed here: the output says `needs_flush`, and the shell
         // flushes once for every write made meanwhile.
         self.seq = self.seq.max(seq);
-        self.own.insert(seq);
+        if self.follows {
+            self.own.insert(seq);
+        }
         Ok((meta.store, summary, seq))
     }
 }

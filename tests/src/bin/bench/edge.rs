@@ -4,9 +4,15 @@
 //! A chain relay and a store relay run as processes on loopback, the store
 //! relay with `--memory-mib 32`. A tablet with 5,000 offline cases of 5
 //! changes each (1,000 with `--quick`) uploads them to the store relay; its
-//! link then relays every case upstream as the tablet's. The store relay's
-//! resident memory is sampled throughout; the figures are its peak and
-//! what it holds once everything has reached the chain's relay.
+//! link then relays every case upstream as the tablet's; then a new tablet
+//! takes every case from the store relay. The store relay's resident
+//! memory is sampled throughout; the figures are its peak and what it
+//! holds at the end.
+//!
+//! `BENCH_EDGE_MEMORY_MIB` sets its `--memory-mib` (default 16),
+//! `BENCH_EDGE_ARGS` adds `serve` flags (default `--cache-docs 64`, what
+//! README.md suggests for a store relay), `BENCH_EDGE_PLAIN=1` runs it
+//! without its upstream link.
 
 use crate::relay_process::RelayProcess;
 use crate::{make_case_in, seed_device, Row};
@@ -40,18 +46,15 @@ pub fn rows(dir: &Path, quick: bool) -> Vec<Row> {
     let upstream = RelayProcess::start(SECRET);
     let edge_token = upstream.token("edge-s1", "staff", "S1", "edge-s1");
     let edge_dir = dir.join("edge");
-    let edge = RelayProcess::start_in(
-        &edge_dir,
-        Some(SECRET),
-        &[
-            "--upstream",
-            &upstream.url,
-            "--upstream-token",
-            &edge_token,
-            "--memory-mib",
-            "32",
-        ],
-    );
+    let memory = std::env::var("BENCH_EDGE_MEMORY_MIB").unwrap_or_else(|_| "16".into());
+    let plain = std::env::var_os("BENCH_EDGE_PLAIN").is_some();
+    let more = std::env::var("BENCH_EDGE_ARGS").unwrap_or_else(|_| "--cache-docs 64".into());
+    let mut args = vec!["--memory-mib", &memory];
+    args.extend(more.split_whitespace());
+    if !plain {
+        args.extend(["--upstream", &upstream.url, "--upstream-token", &edge_token]);
+    }
+    let edge = RelayProcess::start_in(&edge_dir, Some(SECRET), &args);
     let idle = edge.memory().0;
 
     // The tablet's offline work, written straight into its storage.
@@ -102,7 +105,7 @@ pub fn rows(dir: &Path, quick: bool) -> Vec<Row> {
     assert!(refused.is_empty(), "the store relay refused seeded cases");
     let hq = upstream.token("hq", "head_office", "HQ", "hq-desk");
     let deadline = Instant::now() + Duration::from_secs(600);
-    while upstream_cases(&upstream, &hq) < n {
+    while !plain && upstream_cases(&upstream, &hq) < n {
         assert!(
             Instant::now() < deadline,
             "the store relay did not pass every case up within 10 minutes"
@@ -110,6 +113,21 @@ pub fn rows(dir: &Path, quick: bool) -> Vec<Row> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let to_upstream = t0.elapsed();
+    let peak_up = peak.load(Ordering::SeqCst);
+    // A new tablet joins the shop and takes every case from the box.
+    let tab_b = dir.join("edge-tab-b");
+    Device::init(
+        &tab_b,
+        &edge.url,
+        &upstream.token("bench", "staff", "S1", "tab-b"),
+    )
+    .expect("init second tablet");
+    let second = Device::open(&tab_b).expect("open second tablet");
+    let t1 = Instant::now();
+    rt.block_on(second.sync_once(|_| {}))
+        .expect("the new tablet syncs from the store relay");
+    let initial = t1.elapsed();
+    assert_eq!(second.cases().expect("cases").len() as u64, n);
     std::thread::sleep(Duration::from_secs(2));
     let settled = edge.memory().0;
     stop.store(true, Ordering::SeqCst);
@@ -118,10 +136,11 @@ pub fn rows(dir: &Path, quick: bool) -> Vec<Row> {
     let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     vec![
         Row {
-            scenario: format!("Store relay resident memory, {n} cases (--memory-mib 32)"),
+            scenario: format!("Store relay resident memory, {n} cases (--memory-mib {memory} {more})"),
             ours: format!(
-                "peak {}, {} once all passed up (idle {})",
+                "peak {} ({} until every case was passed up), {} once a new tablet took them all (idle {})",
                 mib(peak),
+                mib(peak_up),
                 mib(settled),
                 mib(idle)
             ),
@@ -131,9 +150,10 @@ pub fn rows(dir: &Path, quick: bool) -> Vec<Row> {
         Row {
             scenario: format!("Store relay passes {n} offline cases up"),
             ours: format!(
-                "tablet to store relay {:.1} s, all at the chain's relay {:.1} s",
+                "tablet to store relay {:.1} s, all at the chain's relay {:.1} s; a new tablet's initial sync from the store relay {:.1} s",
                 to_edge.as_secs_f64(),
-                to_upstream.as_secs_f64()
+                to_upstream.as_secs_f64(),
+                initial.as_secs_f64()
             ),
             baseline: "-".into(),
             ratio: "-".into(),
