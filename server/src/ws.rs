@@ -521,19 +521,29 @@ impl Conn {
                 .await
                 .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
             *rs = Some(handled.session);
-            match handled.result {
-                Ok(out) => self.queue(out, tx).await?,
-                Err(SessionError::Storage(e)) => {
-                    tracing::error!(error = %e, "relay storage failed");
-                    return Err(End::Close(
-                        CloseCode::Error,
-                        "relay storage failure, retry later".into(),
-                    ));
-                }
-                Err(e) => return Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
-            }
+            self.answer(handled.result, tx).await?;
         }
         Ok(())
+    }
+
+    /// Queues the frames of a handled frame, or ends the connection: a
+    /// storage failure with "retry later", a protocol error with its reason.
+    async fn answer(
+        &self,
+        result: Result<Output, SessionError>,
+        tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    ) -> Result<(), End> {
+        match result {
+            Ok(out) => self.queue(out, tx).await,
+            Err(SessionError::Storage(e)) => {
+                tracing::error!(error = %e, "relay storage failed");
+                Err(End::Close(
+                    CloseCode::Error,
+                    "relay storage failure, retry later".into(),
+                ))
+            }
+            Err(e) => Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
+        }
     }
 
     /// Handles a store relay's [`Frame::Relayed`]: the author's token is
@@ -591,17 +601,7 @@ impl Conn {
             .await
             .ok_or_else(|| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
         *rs = Some(handled.session);
-        match handled.result {
-            Ok(out) => self.queue(out, tx).await,
-            Err(SessionError::Storage(e)) => {
-                tracing::error!(error = %e, "relay storage failed");
-                Err(End::Close(
-                    CloseCode::Error,
-                    "relay storage failure, retry later".into(),
-                ))
-            }
-            Err(e) => Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
-        }
+        self.answer(handled.result, tx).await
     }
 
     /// Handles a blob frame: the access decision under the relay's lock
@@ -661,17 +661,7 @@ impl Conn {
         .await
         .map_err(|_| End::Close(CloseCode::Error, "relay busy, retry later".into()))?;
         *rs = Some(session);
-        match result {
-            Ok(out) => self.queue(out, tx).await,
-            Err(SessionError::Storage(e)) => {
-                tracing::error!(error = %e, "relay storage failed");
-                Err(End::Close(
-                    CloseCode::Error,
-                    "relay storage failure, retry later".into(),
-                ))
-            }
-            Err(e) => Err(End::Close(CloseCode::Policy, clip_reason(&e.to_string()))),
-        }
+        self.answer(result, tx).await
     }
 
     /// Announces what changed for this connection's device.
