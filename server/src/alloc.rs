@@ -17,6 +17,8 @@ use mimalloc as _;
 #[cfg(feature = "mimalloc")]
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    // Read back only by the test that checks the option's index.
+    #[cfg(test)]
     fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
 }
 
@@ -39,29 +41,24 @@ pub fn plan(memory_mib: u64) {
     let _ = memory_mib;
 }
 
-/// The allocator's purge delay in milliseconds, if it has one.
-pub fn purge_delay_ms() -> Option<i64> {
-    #[cfg(feature = "mimalloc")]
-    {
-        // SAFETY: reading an option has no preconditions.
-        // c_long is i64 on the 64-bit targets the relay is built for.
-        #[allow(clippy::useless_conversion)]
-        Some(i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }))
-    }
-    #[cfg(not(feature = "mimalloc"))]
-    None
-}
-
 #[cfg(all(test, feature = "mimalloc"))]
 mod tests {
+    /// The allocator's purge delay in milliseconds.
+    fn purge_delay_ms() -> i64 {
+        // SAFETY: reading an option has no preconditions. c_long is i64 on
+        // the 64-bit targets the relay is built for.
+        #[allow(clippy::useless_conversion)]
+        i64::from(unsafe { super::mi_option_get(super::MI_OPTION_PURGE_DELAY) })
+    }
+
     #[test]
     fn the_index_is_mimallocs_purge_delay() {
         // mimalloc 3's default purge delay is 1000 ms; no other option of
         // its list defaults to that.
-        assert_eq!(super::purge_delay_ms(), Some(1000));
+        assert_eq!(purge_delay_ms(), 1000);
         super::plan(super::SMALL_PLAN_MIB + 1);
-        assert_eq!(super::purge_delay_ms(), Some(1000));
+        assert_eq!(purge_delay_ms(), 1000);
         super::plan(16);
-        assert_eq!(super::purge_delay_ms(), Some(0));
+        assert_eq!(purge_delay_ms(), 0);
     }
 }

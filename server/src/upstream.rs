@@ -15,14 +15,14 @@ use crate::state::{now_millis, AppState};
 use aftercase_sync::access::Principal;
 use aftercase_sync::blobs::{BlobStore, Held};
 use aftercase_sync::protocol::{
-    BearerToken, DocBytes, DocHeads, Frame, PieceKind, Unsynced, FEATURE_BLOBS, FEATURE_PUSH,
-    FEATURE_UPLOAD, MAX_BLOB_CHUNK, MAX_FRAME_BYTES,
+    BearerToken, DocBytes, DocHeads, Frame, PieceKind, Pieces, Unsynced, FEATURE_BLOBS,
+    FEATURE_PUSH, FEATURE_UPLOAD, MAX_BLOB_CHUNK, MAX_FRAME_BYTES,
 };
 use aftercase_sync::relay::blobs::BlobCode;
 use aftercase_sync::relay::{EdgeUpload, RelayOutput, RelaySession};
 use aftercase_sync::{CaseId, StoreId};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -146,7 +146,7 @@ struct Link {
     pending: HashSet<CaseId>,
     pending_up_to: Option<u64>,
     /// Pieces of large cases being joined.
-    pieces: HashMap<CaseId, Vec<u8>>,
+    pieces: Pieces,
     in_flight: Option<InFlight>,
     /// Set when a run waits for its device's token: nothing more is sent
     /// until a tablet connects or the store changes.
@@ -194,7 +194,7 @@ impl Link {
             session: Some(session),
             pending: HashSet::new(),
             pending_up_to: None,
-            pieces: HashMap::new(),
+            pieces: Pieces::default(),
             in_flight: None,
             held_back: false,
             blob: None,
@@ -417,17 +417,13 @@ impl Link {
                 total,
                 bytes,
             } => {
-                let joined = self.pieces.entry(doc).or_default();
-                if index == 0 {
-                    joined.clear();
-                }
-                joined.extend_from_slice(&bytes);
-                if index + 1 == total {
-                    let whole = self.pieces.remove(&doc).unwrap_or_default();
-                    if kind == PieceKind::Snapshot {
-                        self.fetched(doc, whole).await?;
-                        self.settle_cursor().await?;
-                    }
+                let whole = self
+                    .pieces
+                    .join(doc, kind, index, total, bytes)
+                    .map_err(|e| anyhow::anyhow!("from the upstream: {e}"))?;
+                if let (Some(whole), PieceKind::Snapshot) = (whole, kind) {
+                    self.fetched(doc, whole).await?;
+                    self.settle_cursor().await?;
                 }
             }
             Frame::Changes { doc, changes } => {

@@ -59,7 +59,7 @@ pub struct ClientSession {
     /// the relay is not handed everything at once.
     upload_queue: VecDeque<CaseId>,
     /// Pieces of an oversized case or sync message being joined.
-    assembling: HashMap<CaseId, Assembly>,
+    assembling: super::pieces::Pieces,
     /// What the device says it runs, in [`Frame::Hello`].
     app_version: String,
     /// How many cases held unconfirmed changes when the relay was last
@@ -80,19 +80,6 @@ pub struct ClientSession {
     /// Cases sent whole and not yet answered, with the hashes sent.
     uploading: HashMap<CaseId, Vec<ChangeHash>>,
 }
-
-/// A case or sync message arriving in pieces.
-struct Assembly {
-    kind: PieceKind,
-    total: u32,
-    next: u32,
-    bytes: Vec<u8>,
-}
-
-/// Most bytes a device joins from pieces for one case: far above any case
-/// the relay's size limits let grow, and a bound on what a relay can make
-/// a device hold.
-const MAX_ASSEMBLED_BYTES: usize = 256 << 20;
 
 /// Cases offered to the relay up front; each frame from the relay lets the
 /// device offer [`UPLOAD_REFILL`] more.
@@ -127,7 +114,7 @@ impl ClientSession {
             policy_news: None,
             load_threads: 1,
             upload_queue: VecDeque::new(),
-            assembling: HashMap::new(),
+            assembling: Default::default(),
             app_version: format!("aftercase-sync {}", env!("CARGO_PKG_VERSION")),
             reported_dirty: 0,
             version: super::PROTOCOL_VERSION,
@@ -645,38 +632,7 @@ impl ClientSession {
         total: u32,
         bytes: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, SessionError> {
-        let bad = |what: &str| {
-            SessionError::Protocol(format!("piece {index} of {total} for case {doc}: {what}"))
-        };
-        if index == 0 {
-            self.assembling.insert(
-                doc,
-                Assembly {
-                    kind,
-                    total,
-                    next: 0,
-                    bytes: Vec::new(),
-                },
-            );
-        }
-        let a = self
-            .assembling
-            .get_mut(&doc)
-            .ok_or_else(|| bad("no first piece"))?;
-        if a.kind != kind || a.total != total || a.next != index || index >= total {
-            self.assembling.remove(&doc);
-            return Err(bad("out of order"));
-        }
-        if a.bytes.len() + bytes.len() > MAX_ASSEMBLED_BYTES {
-            self.assembling.remove(&doc);
-            return Err(bad("more than a device joins"));
-        }
-        a.bytes.extend_from_slice(&bytes);
-        a.next += 1;
-        if a.next < a.total {
-            return Ok(None);
-        }
-        Ok(self.assembling.remove(&doc).map(|a| a.bytes))
+        self.assembling.join(doc, kind, index, total, bytes)
     }
 
     /// Whether every local change was confirmed or refused. Stops at the
@@ -746,10 +702,22 @@ mod tests {
         assert!(s.join_piece(doc, PieceKind::Sync, 1, 2, vec![2]).is_err());
         assert!(s.join_piece(doc, k, 0, 0, vec![1]).is_err());
         // A relay cannot make a device hold more than the bound.
-        s.join_piece(doc, k, 0, 1000, vec![0; MAX_ASSEMBLED_BYTES / 2])
-            .unwrap();
+        s.join_piece(
+            doc,
+            k,
+            0,
+            1000,
+            vec![0; crate::protocol::MAX_ASSEMBLED_BYTES / 2],
+        )
+        .unwrap();
         assert!(s
-            .join_piece(doc, k, 1, 1000, vec![0; MAX_ASSEMBLED_BYTES / 2 + 1])
+            .join_piece(
+                doc,
+                k,
+                1,
+                1000,
+                vec![0; crate::protocol::MAX_ASSEMBLED_BYTES / 2 + 1]
+            )
             .is_err());
         assert!(s.assembling.is_empty());
     }

@@ -21,6 +21,7 @@
 
 mod client;
 mod frame;
+mod pieces;
 mod refusal;
 
 pub use client::{BlobProgress, ClientSession, SessionError};
@@ -29,6 +30,7 @@ pub use frame::{
     FEATURE_BLOBS, FEATURE_PUSH, FEATURE_UPLOAD, MAX_APP_VERSION_CHARS, MAX_BLOB_CHUNK,
     MAX_FRAME_BYTES, OLDEST_VERSION, PROTOCOL_VERSION,
 };
+pub use pieces::{Pieces, MAX_ASSEMBLED_BYTES};
 pub use refusal::{clip, Refusal, RefusalCode};
 
 /// Lets Automerge resend changes the peer asks for even though it believes
