@@ -75,6 +75,7 @@ fn entropy() -> Entropy {
     Entropy {
         now: now(),
         nonce: rand::rng().random(),
+        key: rand::rng().random(),
     }
 }
 

@@ -152,6 +152,31 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Erase a customer's personal data (name, phone, address, member
+    /// number) from every case of theirs, in every copy of the cases'
+    /// history: the running relay destroys each case's key, and every
+    /// tablet destroys its copy when it next syncs. The rest of each case
+    /// stays. Asks the running relay as head office, with a token signed
+    /// for one minute from the data directory's secret; recorded in each
+    /// case's audit under --by.
+    #[command(group(ArgGroup::new("whom").required(true).args(["customer_phone", "case"])))]
+    Erase {
+        /// The relay's data directory (holds the signing secret).
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
+        /// The running relay.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        relay: String,
+        /// Every case whose customer has this phone number.
+        #[arg(long)]
+        customer_phone: Option<String>,
+        /// One case, by id or case number.
+        #[arg(long)]
+        case: Option<String>,
+        /// The head-office user the erasure is recorded under.
+        #[arg(long, default_value = "privacy-officer")]
+        by: UserId,
+    },
 }
 
 /// Parses arguments, runs the command, maps errors to a one-line message.
@@ -255,6 +280,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("read model rebuilt: {n} case(s)");
             Ok(())
         }
+        Command::Erase {
+            data_dir,
+            relay,
+            customer_phone,
+            case,
+            by,
+        } => erase(&data_dir, &relay, customer_phone, case, by),
         Command::Revoke {
             data_dir,
             device,
@@ -280,6 +312,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `aftercase-relay erase`: `POST /v1/erasures` to the running relay as
+/// head office, with a token of one minute.
+fn erase(
+    data_dir: &std::path::Path,
+    relay: &str,
+    customer_phone: Option<String>,
+    case: Option<String>,
+    by: UserId,
+) -> anyhow::Result<()> {
+    let Some((secret, _)) = crate::secret::load(data_dir)? else {
+        anyhow::bail!(
+            "{} holds no signing secret: point --data-dir at the directory the relay serves, or set AFTERCASE_JWT_SECRET as the relay has it",
+            data_dir.display()
+        );
+    };
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let p = Principal {
+        user: by,
+        role: Role::HeadOffice,
+        store: StoreId::new("HQ")?,
+        device: DeviceId::new("aftercase-relay-erase")?,
+    };
+    let (token, _) = Keys::new(&secret).issue(&p, now, 60)?;
+    let url = format!("{}/v1/erasures", relay.trim_end_matches('/'));
+    let body = serde_json::json!({ "customer_phone": customer_phone, "case": case });
+    let resp = reqwest::blocking::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .map_err(|e| {
+            anyhow::anyhow!("the relay at {relay} did not answer ({e}); is it running?")
+        })?;
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if !status.is_success() {
+        let why = json["error"].as_str().unwrap_or(text.as_str()).to_string();
+        anyhow::bail!("the relay refused ({status}): {why}");
+    }
+    let erased = json["erased"].as_array().cloned().unwrap_or_default();
+    for c in &erased {
+        let no = c["case_no"].as_str().unwrap_or("-");
+        let id = c["case"].as_str().unwrap_or("?");
+        if c["history_sealed"].as_bool() == Some(true) {
+            println!("erased {no} ({id})");
+        } else {
+            println!(
+                "erased {no} ({id}): written by an app older than sealing, so its history still holds the old values"
+            );
+        }
+    }
+    for id in json["already_erased"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        println!("already erased {}", id.as_str().unwrap_or("?"));
+    }
+    println!(
+        "{} case(s) erased; tablets destroy their copies of the keys when they next sync",
+        erased.len()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

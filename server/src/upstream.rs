@@ -16,7 +16,7 @@ use aftercase_sync::access::Principal;
 use aftercase_sync::blobs::{BlobStore, Held};
 use aftercase_sync::protocol::{
     BearerToken, DocBytes, DocHeads, Frame, PieceKind, Pieces, Unsynced, FEATURE_BLOBS,
-    FEATURE_PUSH, FEATURE_UPLOAD, MAX_BLOB_CHUNK, MAX_FRAME_BYTES,
+    FEATURE_KEYS, FEATURE_PUSH, FEATURE_UPLOAD, MAX_BLOB_CHUNK, MAX_FRAME_BYTES,
 };
 use aftercase_sync::relay::blobs::BlobCode;
 use aftercase_sync::relay::{EdgeUpload, RelayOutput, RelaySession};
@@ -212,6 +212,7 @@ impl Link {
                 FEATURE_PUSH.into(),
                 FEATURE_UPLOAD.into(),
                 FEATURE_BLOBS.into(),
+                FEATURE_KEYS.into(),
             ],
         })
         .await?;
@@ -322,6 +323,18 @@ impl Link {
             doc: f.upload.case,
             changes: run.changes.clone(),
         };
+        if f.run == 0 {
+            // The case's key goes first, so the upstream opens and checks
+            // its sealed customer data and head office can read it. The
+            // upstream keeps it only for a case it does not hold yet.
+            let case = f.upload.case;
+            if let Some(key) = self.relay(move |r| r.case_key(case)).await?? {
+                self.send(Frame::Keys {
+                    keys: vec![aftercase_sync::protocol::DocKey { doc: case, key }],
+                })
+                .await?;
+            }
+        }
         self.send(frame).await
     }
 

@@ -217,6 +217,7 @@ pub fn judge_accepts_arbitrary_changes(data: &[u8]) {
         principal: &p,
         policy: &policy,
         now: Millis(5),
+        key: None,
     });
     if verdict.is_ok() {
         assert_eq!(

@@ -189,6 +189,12 @@ const ENTRIES: &[Row] = &[
     ("linked_case", "关联案件", "linked case"),
     ("assignment", "派单", "assignment"),
     ("booking", "预约", "booking"),
+    // Written only by the relay (`case::seal::ERASED`), never by a device.
+    (
+        "personal_data_erased",
+        "客户个人信息已删除",
+        "customer data erased",
+    ),
 ];
 
 /// Why the relay refused an upload (`protocol::RefusalCode`), as the
@@ -408,7 +414,8 @@ mod tests {
         for f in CaseField::ALL {
             assert!(find(FIELDS, f.as_str()).is_some(), "{f}");
         }
-        assert_eq!(ENTRIES.len(), crate::case::table::TIMELINE_TYPES.len());
+        assert_eq!(ENTRIES.len(), crate::case::table::TIMELINE_TYPES.len() + 1);
+        assert!(entry(crate::case::seal::ERASED).is_some());
         for t in crate::case::table::TIMELINE_TYPES {
             assert!(entry(t).is_some(), "log entry {t} unlabelled");
         }

@@ -14,6 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 pub mod blobs;
 pub mod bookings;
+mod casekeys;
 mod loaded;
 mod pushed;
 mod refusals;
@@ -65,6 +66,9 @@ pub struct Entropy {
     pub now: Millis,
     /// 16 random bytes.
     pub nonce: [u8; 16],
+    /// 32 random bytes: the key of a case this edit opens (see
+    /// `case::seal`); unused by other edits.
+    pub key: [u8; 32],
 }
 
 /// Local sync bookkeeping as the user sees it.
@@ -102,6 +106,9 @@ pub struct Replica<S: Storage> {
     /// Local edits are applied but not flushed; the caller flushes (see
     /// [`Replica::defer_flushes`]).
     defer_flush: bool,
+    /// Cases marked as wanting their key since the session last asked
+    /// (see `replica/casekeys.rs`).
+    fresh_wants: Vec<CaseId>,
 }
 
 fn u64_value(bytes: Option<Vec<u8>>) -> u64 {
@@ -133,6 +140,7 @@ impl<S: Storage> Replica<S> {
             docs: LoadedDocs::default(),
             case_seq: Mutex::new(()),
             defer_flush: false,
+            fresh_wants: Vec::new(),
         }
     }
 
@@ -307,12 +315,17 @@ impl<S: Storage> Replica<S> {
             description,
         };
         let mut doc = Automerge::new().with_actor(self.actor.clone());
-        edit::create_case(&mut doc, &self.ctx(e), &new)?;
+        // The customer's data is sealed under a key of the case's own,
+        // stored in the same batch as the case: nothing saved is ever
+        // unreadable to the device that saved it.
+        let key = crate::case::seal::CaseKey::from_bytes(e.key);
+        edit::create_case_sealed(&mut doc, &self.ctx(e), &new, Some(&key))?;
         let slot = self.docs.slot(id);
         let mut guard = loaded::lock(&slot);
         *guard = Some(Held::new(doc));
         let mut extra = Batch::new();
         extra.put(keys::setting("case_seq"), seq.to_be_bytes().to_vec());
+        extra.put(keys::case_key(id), key.as_bytes().to_vec());
         self.persist_local(id, &mut guard, &[], extra, e.now)?;
         Ok(id)
     }
@@ -330,7 +343,25 @@ impl<S: Storage> Replica<S> {
         field: CaseField,
         value: &str,
     ) -> Result<(), ReplicaError> {
-        self.edit(case, e, |d, c| edit::set_field(d, case, c, field, value))
+        let key = self.case_key(case)?;
+        if field.is_personal() && key.is_none() {
+            // Without the key a new value could only be written in plain
+            // text, into a history that cannot be erased.
+            let sealed = self
+                .with_doc(case, |d| {
+                    crate::case::seal::has_sealed(d) || crate::case::seal::is_erased(d)
+                })?
+                .ok_or(ReplicaError::UnknownCase(case))?;
+            if sealed {
+                return Err(EditError::NotAllowed(format!(
+                    "{field} cannot be set on this device: it does not hold this case's key (its customer data was erased, or the device has not synced since it received the case)"
+                ))
+                .into());
+            }
+        }
+        self.edit(case, e, |d, c| {
+            edit::set_field_sealed(d, case, c, field, value, key.as_ref())
+        })
     }
 
     /// Records a contact with the customer. A call that happened is always
@@ -499,6 +530,7 @@ impl<S: Storage> Replica<S> {
             Entropy {
                 now: e.now,
                 nonce: n,
+                key: [0x5c; 32],
             }
         };
         self.create_case(new_id, vary(0), next, customer, sku, description)?;
@@ -683,8 +715,11 @@ impl<S: Storage> Replica<S> {
 
     /// One case as plain data.
     pub fn case(&self, case: CaseId) -> Result<Option<CaseView>, ReplicaError> {
+        let key = self.case_key(case)?;
         self.with_doc(case, |d| {
-            CaseView::from_doc_with(d, &case.to_string(), &self.policy)
+            let mut v = CaseView::from_doc_with(d, &case.to_string(), &self.policy);
+            crate::case::seal::reveal_customer(&mut v.customer, key.as_ref(), case);
+            v
         })
     }
 
@@ -865,6 +900,7 @@ impl<S: Storage> Replica<S> {
         if !changes.is_empty() {
             docs::stage_changes(&mut batch, case, &changes);
             batch.put(keys::local_case(case), Vec::new());
+            self.stage_key_marks(&mut batch, case, &held.doc)?;
         }
         docs::stage_sync_state(&mut batch, case, RELAY_PEER, state);
         self.storage.apply(batch)?;
@@ -911,11 +947,19 @@ impl<S: Storage> Replica<S> {
                         break;
                     }
                     docs::stage_changes(&mut batch, s.doc, &h.doc.get_changes(&before));
+                    if let Err(e) = self.stage_key_marks(&mut batch, s.doc, &h.doc) {
+                        merged = Err(e);
+                        break;
+                    }
                     *guard = Some(h);
                 }
                 None => {
                     // Nothing of it is stored yet: keep the relay's bytes.
                     batch.put(keys::snapshot(s.doc), s.bytes.clone());
+                    if let Err(e) = self.stage_key_marks(&mut batch, s.doc, &incoming) {
+                        merged = Err(e);
+                        break;
+                    }
                     *guard = Some(Held::new(incoming.with_actor(self.actor.clone())));
                 }
             }
@@ -1049,6 +1093,7 @@ mod tests {
         Entropy {
             now: Millis(1_700_000_000_000 + n as i64),
             nonce: [n; 16],
+            key: [0x5c; 32],
         }
     }
 
@@ -1174,6 +1219,7 @@ mod tests {
         Entropy {
             now: Millis(1_795_392_000_000 + (h - 8) * 3_600_000),
             nonce: [n; 16],
+            key: [0x5c; 32],
         }
     }
 

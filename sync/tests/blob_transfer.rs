@@ -199,6 +199,7 @@ fn story(seed: u64, photos: usize, size: usize, relay_crashes: bool) {
         Entropy {
             now: Millis(t),
             nonce: [t as u8; 16],
+            key: [0x5c; 32],
         }
     };
     a.create_case(case, e(), CaseKind::DamageClaim, customer(), None, None)
@@ -301,6 +302,7 @@ fn the_device_cache_keeps_unsent_evidence_and_evicts_the_oldest_sent() {
         Entropy {
             now: Millis(t),
             nonce: [t as u8; 16],
+            key: [0x5c; 32],
         }
     };
     a.create_case(case, e(), CaseKind::DamageClaim, customer(), None, None)

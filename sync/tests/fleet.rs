@@ -131,6 +131,7 @@ fn entropy(at: i64, n: u8) -> Entropy {
     Entropy {
         now: Millis(at),
         nonce: [n; 16],
+        key: [0x5c; 32],
     }
 }
 
@@ -186,7 +187,12 @@ fn offline_tablet(w: &mut World) -> (Tablet, Vec<Frame>, Vec<Frame>) {
                 pending: 3,
                 oldest_unsynced_secs: Some(3_600),
             },
-            features: vec!["blobs".into(), "push".into(), "upload".into()],
+            features: vec![
+                "blobs".into(),
+                "push".into(),
+                "upload".into(),
+                "keys".into()
+            ],
         }
     );
     let mut session = w.relay.session(p);

@@ -135,6 +135,7 @@ fn judged_with(
         principal: p,
         policy,
         now: Millis(NOON + 60_000),
+        key: None,
     })
     .map(|_| ())
 }
@@ -155,6 +156,7 @@ fn accept(doc: &mut Automerge, p: &Principal, edit: impl FnOnce(&mut Automerge))
         principal: p,
         policy: &booking_policy(),
         now: Millis(NOON + 60_000),
+        key: None,
     })
     .unwrap();
 }
@@ -1186,6 +1188,7 @@ mod hostile_ops {
                 principal: &p,
                 policy: &Policy::default(),
                 now: Millis(NOON + 60_000),
+                key: None,
             });
             if ops.iter().all(|o| matches!(o, HostileOp::Honest)) {
                 prop_assert!(verdict.is_ok(), "honest notes refused: {:?}", verdict.err());

@@ -168,6 +168,13 @@ pub struct World {
     /// Whether devices upload never-confirmed cases whole (each connection
     /// decides at random when `None`).
     pub upload: Option<bool>,
+    /// Each case's customer (name, phone), unique per case, so an erased
+    /// customer can be searched for in every store.
+    pub customers: std::collections::HashMap<CaseId, (String, String)>,
+    /// Cases whose customer data head office erased, durably.
+    pub erased: Vec<CaseId>,
+    /// Erasures not flushed yet (a relay crash may lose them).
+    erasing: Vec<CaseId>,
 }
 
 fn identity(name: &str, role: Role, store: &StoreId) -> DeviceIdentity {
@@ -220,6 +227,9 @@ impl World {
             pushes: PushStats::default(),
             uploads: UploadStats::default(),
             upload: None,
+            customers: Default::default(),
+            erased: Vec::new(),
+            erasing: Vec::new(),
         }
     }
 
@@ -254,10 +264,14 @@ impl World {
     }
 
     fn entropy(&mut self) -> Entropy {
-        Entropy {
-            now: self.tick(),
-            nonce: self.rng.random(),
-        }
+        let now = self.tick();
+        let nonce: [u8; 16] = self.rng.random();
+        // A simulated case key from the nonce (no draw of its own), so
+        // seeds replay as before keys: unique per case, secret enough here.
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(&nonce);
+        key[16..].copy_from_slice(&nonce.map(|b| b ^ 0xa5));
+        Entropy { now, nonce, key }
     }
 
     /// Adds a device; returns its index.
@@ -284,19 +298,16 @@ impl World {
         let id = CaseId::from_random_bytes(self.rng.random());
         let kind = CaseKind::ALL[self.rng.random_range(0..CaseKind::ALL.len())];
         let marker = format!("opened-{id}");
+        // From the id, not the plan's randomness, so seeds replay as
+        // before customers were told apart.
+        let b = id.as_bytes();
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let name = format!("Zhang Wei {n}");
+        let phone = format!("138{:08}", n % 100_000_000);
+        self.customers.insert(id, (name.clone(), phone.clone()));
         self.devices[d]
             .replica
-            .create_case(
-                id,
-                e,
-                kind,
-                Customer {
-                    name: "Zhang Wei".into(),
-                    phone: "13800000001".into(),
-                },
-                None,
-                None,
-            )
+            .create_case(id, e, kind, Customer { name, phone }, None, None)
             .expect("create");
         let e = self.entropy();
         self.devices[d]
@@ -529,6 +540,8 @@ impl World {
         }
         self.relay_storage.crash(keep);
         self.flush_due = false;
+        // Never reported done: a client would try again.
+        self.erasing.clear();
         self.relay = open_relay(&self.relay_storage, self.relay_cache, self.seed);
         for node in &mut self.others {
             *node = open_relay(&self.relay_storage, self.relay_cache, self.seed);
@@ -634,6 +647,7 @@ impl World {
         for node in &mut self.others {
             node.flush().expect("relay flush");
         }
+        self.erased.append(&mut self.erasing);
         self.flush_due = false;
         let seq = self.relay.seq();
         // Each node takes in the others' commits, as each relay's follower
@@ -772,6 +786,85 @@ impl World {
         })
     }
 
+    /// Head office erases the customer data of `case` (at relay node 0).
+    pub fn erase(&mut self, case: CaseId) {
+        let now = self.tick();
+        let by = Principal {
+            user: UserId::new("privacy-officer").expect("valid"),
+            role: Role::HeadOffice,
+            store: StoreId::new("HQ").expect("valid"),
+            device: DeviceId::new("console").expect("valid"),
+        };
+        let entropy = aftercase_sync::relay::EraseEntropy {
+            actor: self.rng.random(),
+            nonce: self.rng.random(),
+        };
+        match self.relay.erase(case, &by, now, entropy) {
+            Ok(mut out) => {
+                if let Some(sm) = out.summary.take() {
+                    self.staged.push((self.relay.seq(), case, *sm));
+                }
+                self.flush_due |= out.needs_flush;
+                // Reported done (and checked) once flushed.
+                self.erasing.push(case);
+                self.log.push(format!("head office erases {case}"));
+            }
+            Err(e) => self.errors.push(format!("erase {case}: {e}")),
+        }
+    }
+
+    /// Where the customer of an erased case can still be read: every
+    /// store (relay and devices) holding the name or phone in plain bytes,
+    /// every holder of the case's key, and every view showing them.
+    pub fn erasure_leaks(&mut self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for case in self.erased.clone() {
+            let Some((name, phone)) = self.customers.get(&case).cloned() else {
+                continue;
+            };
+            let mut stores: Vec<(String, &MemoryStorage)> =
+                vec![("relay".to_string(), &self.relay_storage)];
+            for dev in &self.devices {
+                stores.push((dev.name.clone(), &dev.storage));
+            }
+            for (who, st) in stores {
+                for (k, v) in st.scan_prefix(b"").expect("scan") {
+                    for needle in [&name, &phone] {
+                        if contains(&k, needle.as_bytes()) || contains(&v, needle.as_bytes()) {
+                            leaks.push(format!("{who} stores {needle:?} of erased {case}"));
+                        }
+                    }
+                }
+            }
+            // Stored bytes may be compressed: every value the case's
+            // history ever held, decoded, must not hold them either.
+            if let Some(bytes) = self.relay.doc_bytes(case).expect("read doc") {
+                if let Some(needle) = history_holds(&bytes, &[&name, &phone]) {
+                    leaks.push(format!("the history of erased {case} holds {needle:?}"));
+                }
+            }
+            if self.relay.case_key(case).expect("read key").is_some() {
+                leaks.push(format!("relay keeps the key of erased {case}"));
+            }
+            if let Some(v) = self.relay_view(case) {
+                if v.customer.name.is_some() || v.customer.phone.is_some() {
+                    leaks.push(format!("relay shows the customer of erased {case}"));
+                }
+            }
+            for dev in &self.devices {
+                if dev.replica.case_key(case).expect("read key").is_some() {
+                    leaks.push(format!("{} keeps the key of erased {case}", dev.name));
+                }
+                if let Some(v) = dev.replica.case(case).expect("read") {
+                    if v.customer.name.is_some() || v.customer.phone.is_some() {
+                        leaks.push(format!("{} shows the customer of erased {case}", dev.name));
+                    }
+                }
+            }
+        }
+        leaks
+    }
+
     /// Whether device `d`'s session reports everything exchanged.
     pub fn is_settled(&self, d: usize) -> bool {
         let dev = &self.devices[d];
@@ -866,6 +959,30 @@ impl World {
                 return Err(format!("saved edit {:?} lost on case {}", s.marker, s.case));
             }
         }
+        let leaks = self.erasure_leaks();
+        if !leaks.is_empty() {
+            return Err(format!("erased customers still readable: {leaks:?}"));
+        }
         Ok(())
     }
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The first of `needles` that any value in the history of the document
+/// `bytes` holds (every change decoded, so compression hides nothing).
+pub fn history_holds(bytes: &[u8], needles: &[&str]) -> Option<String> {
+    let doc = automerge::Automerge::load(bytes).ok()?;
+    for change in doc.get_changes(&[]) {
+        let text = format!("{:?}", change.decode());
+        for n in needles {
+            if text.contains(n) {
+                return Some(n.to_string());
+            }
+        }
+    }
+    None
 }

@@ -43,6 +43,7 @@ fn complaint_recorded_offline(cli: &Cli, hours_back: i64) -> String {
             Entropy {
                 now: Millis(now),
                 nonce: rand::random(),
+                key: [0x5c; 32],
             },
             CaseKind::Complaint,
             Customer {

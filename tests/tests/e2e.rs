@@ -74,12 +74,27 @@ fn two_devices_offline_edits_converge_everywhere() {
         assert_eq!(s["pending_cases"], 0);
         assert!(s["last_sync"].is_string());
     }
-    // The standard Automerge binary loads and holds the same notes.
+    // The standard Automerge binary loads and holds the same notes; the
+    // customer's data in it is sealed (`case::seal`): the document alone
+    // does not tell who the customer is.
     let (status, bytes) = relay.get(&format!("/v1/cases/{id}/doc"), Some(&ta));
     assert_eq!(status, 200);
     let doc = automerge::Automerge::load(&bytes).expect("standard automerge document");
     let v = aftercase_sync::case::CaseView::from_doc(&doc, &id);
-    assert_eq!(serde_json::to_value(&v).unwrap(), va);
+    let mut plain = serde_json::to_value(&v).unwrap();
+    for f in ["name", "phone"] {
+        let sealed = plain["customer"][f]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(sealed.starts_with("sealed1:"), "{f}: {sealed}");
+    }
+    assert_eq!(
+        aftercase_tests::history_holds(&bytes, &["13912345678", "Han Meimei"]),
+        None
+    );
+    plain["customer"] = va["customer"].clone();
+    assert_eq!(plain, va);
 }
 
 #[test]

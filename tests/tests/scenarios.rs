@@ -148,6 +148,7 @@ fn concurrent_moves_through_the_relay_become_a_conflict_everywhere() {
     let e = aftercase_sync::replica::Entropy {
         now: w.now(),
         nonce: [1; 16],
+        key: [0x5c; 32],
     };
     w.devices[a]
         .replica
@@ -156,6 +157,7 @@ fn concurrent_moves_through_the_relay_become_a_conflict_everywhere() {
     let e = aftercase_sync::replica::Entropy {
         now: aftercase_sync::Millis(w.now().0 + 1),
         nonce: [2; 16],
+        key: [0x5c; 32],
     };
     w.devices[b]
         .replica
@@ -185,6 +187,7 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
         let e = aftercase_sync::replica::Entropy {
             now: w.now(),
             nonce: [i + 1; 16],
+            key: [0x5c; 32],
         };
         w.devices[a]
             .replica
@@ -238,6 +241,7 @@ fn a_case_larger_than_a_frame_arrives_in_pieces() {
         let e = aftercase_sync::replica::Entropy {
             now: w.now(),
             nonce: [i; 16],
+            key: [0x5c; 32],
         };
         w.devices[a]
             .replica

@@ -5,7 +5,8 @@
 //! Changes the relay pushes to live devices are lost, duplicated and
 //! delivered out of order at random, and some devices never take pushes.
 //! Most connections upload cases the relay never confirmed whole, the rest
-//! by sync rounds.
+//! by sync rounds. Head office erases customers now and then: afterwards
+//! no store holds an erased customer's name or phone and no device its key.
 //!
 //! The same plans also run over two relay nodes sharing one store, as two
 //! relay processes over one PostgreSQL database: each connection goes to
@@ -98,6 +99,17 @@ fn run(
                 }
             }
             82..=85 => w.flush_relay(),
+            86 => {
+                // Head office erases a customer.
+                let all = w
+                    .relay
+                    .list(&Default::default())
+                    .map_err(|e| e.to_string())?;
+                if !all.is_empty() {
+                    let (c, _) = all[w.rng.random_range(0..all.len())];
+                    w.erase(c);
+                }
+            }
             _ => {
                 let to_relay = w.rng.random_bool(0.5);
                 for _ in 0..w.rng.random_range(1..6) {
@@ -109,7 +121,10 @@ fn run(
     let moves = w.log.iter().filter(|l| l.contains(" moves to ")).count();
     let resolves = w.log.iter().filter(|l| l.contains(" resolves ")).count();
     let bookings = w.log.iter().filter(|l| l.contains(" booking ")).count();
-    eprintln!("seed {seed}: {moves} moves ({bookings} by booking), {resolves} resolutions");
+    let erasures = w.log.iter().filter(|l| l.contains(" erases ")).count();
+    eprintln!(
+        "seed {seed}: {moves} moves ({bookings} by booking), {resolves} resolutions, {erasures} erasures"
+    );
     let result = w.heal_and_check().and_then(|()| {
         let all = w
             .relay
@@ -302,6 +317,7 @@ fn a_case_sent_whole_is_confirmed_only_for_what_was_sent() {
                 aftercase_sync::replica::Entropy {
                     now,
                     nonce: [9; 16],
+                    key: [0x5c; 32],
                 },
                 "written while the upload was in flight",
             )

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod cases;
 pub mod csv_out;
+pub mod erasure;
 pub mod evidence;
 pub mod labels;
 pub mod openapi;

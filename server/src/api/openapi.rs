@@ -5,7 +5,7 @@
 //! The tests below hold it to the route table (`routes.rs`);
 //! `tests/tests/openapi.rs` holds it to the running relay.
 
-use super::{audit, cases, evidence, labels, queues, schedule, service};
+use super::{audit, cases, erasure, evidence, labels, queues, schedule, service};
 use crate::error::{ApiError, ErrorBody};
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         audit::audit,
         labels::labels,
         schedule::schedule,
+        erasure::erase,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerJwt),
@@ -50,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         (name = "queues", description = "Work queues: conflicts, approvals, deadlines."),
         (name = "metrics", description = "The handbook's service metrics."),
         (name = "audit", description = "Who changed what, when, from which device."),
+        (name = "privacy", description = "Erasing a customer's personal data."),
     )
 )]
 pub struct ApiDoc;

@@ -4,7 +4,7 @@
 //! path is a route. A new endpoint is a line here and a
 //! `#[utoipa::path]` on its handler, listed in `openapi::ApiDoc`.
 
-use super::{audit, cases, evidence, labels, openapi, queues, schedule, service};
+use super::{audit, cases, erasure, evidence, labels, openapi, queues, schedule, service};
 use crate::{dashboard, ws};
 use actix_web::http::Method;
 use actix_web::web;
@@ -86,6 +86,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/cases/{id}/evidence/{hash}",
         kind: Kind::Api,
         handler: |r| r.to(evidence::get_evidence),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/erasures",
+        kind: Kind::Api,
+        handler: |r| r.to(erasure::erase),
     },
     Route {
         method: Method::GET,

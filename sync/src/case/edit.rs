@@ -178,8 +178,46 @@ pub(crate) fn require_case(doc: &Automerge, id: CaseId) -> Result<CaseKind, Edit
         .ok_or(EditError::NotACase(id))
 }
 
-/// Writes a new case into an empty document.
+/// Writes a new case into an empty document, its personal data in plain
+/// text (tests and old documents; devices use [`create_case_sealed`]).
 pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Result<(), EditError> {
+    create_case_sealed(doc, ctx, new, None)
+}
+
+/// The stored form of a personal field's value: sealed under the case's
+/// key when there is one (see [`super::seal`]), else as it is.
+fn stored_personal(
+    key: Option<&super::seal::CaseKey>,
+    case: CaseId,
+    ctx: &EditContext,
+    field: CaseField,
+    value: &str,
+) -> String {
+    match key {
+        Some(k) => {
+            // A field's position in `CaseField::ALL` tells the fields of
+            // one edit apart in the nonce.
+            let n = CaseField::ALL.iter().position(|f| *f == field).unwrap_or(0) as u8;
+            super::seal::seal(
+                k,
+                case,
+                field.as_str(),
+                super::seal::nonce_for(ctx.nonce, n),
+                value,
+            )
+        }
+        None => value.to_string(),
+    }
+}
+
+/// Writes a new case into an empty document, the customer's name and
+/// phone sealed under `key` (see [`super::seal`]).
+pub fn create_case_sealed(
+    doc: &mut Automerge,
+    ctx: &EditContext,
+    new: &NewCase,
+    key: Option<&super::seal::CaseKey>,
+) -> Result<(), EditError> {
     check_text("customer name", &new.customer.name, 200)?;
     check_phone(&new.customer.phone)?;
     if let Some(sku) = &new.sku {
@@ -198,8 +236,22 @@ pub fn create_case(doc: &mut Automerge, ctx: &EditContext, new: &NewCase) -> Res
         tx.put(ROOT, root::DEVICE_ID, ctx.device.as_str())?;
         tx.put(ROOT, root::CREATED_AT, ScalarValue::Timestamp(ctx.now.0))?;
         let c = tx.put_object(ROOT, root::CUSTOMER, ObjType::Map)?;
-        tx.put(&c, "name", new.customer.name.as_str())?;
-        tx.put(&c, "phone", new.customer.phone.as_str())?;
+        let name = stored_personal(
+            key,
+            new.id,
+            ctx,
+            CaseField::CustomerName,
+            &new.customer.name,
+        );
+        let phone = stored_personal(
+            key,
+            new.id,
+            ctx,
+            CaseField::CustomerPhone,
+            &new.customer.phone,
+        );
+        tx.put(&c, "name", name)?;
+        tx.put(&c, "phone", phone)?;
         tx.put_object(ROOT, root::ORDER, ObjType::Map)?;
         tx.put_object(ROOT, root::FIELDS, ObjType::Map)?;
         let items = tx.put_object(ROOT, root::ITEMS, ObjType::Map)?;
@@ -541,7 +593,6 @@ impl CaseField {
         }
     }
 
-    /// Whether the value is customer personal data (kept out of the timeline).
     /// Where the field is stored: the root map and the key in it (the
     /// description is the root text itself).
     pub fn place(self) -> (&'static str, &'static str) {
@@ -564,7 +615,9 @@ impl CaseField {
         self == CaseField::SafetyRisk
     }
 
-    pub(crate) fn is_personal(self) -> bool {
+    /// Whether the value is customer personal data: sealed under the
+    /// case's key and kept out of the timeline.
+    pub fn is_personal(self) -> bool {
         matches!(
             self,
             CaseField::CustomerName
@@ -656,14 +709,28 @@ fn ensure_map(tx: &mut Transaction<'_>, key: &str) -> Result<ObjId, AutomergeErr
     }
 }
 
-/// Sets one field, after validating the value. The change is also noted in
-/// the timeline (without the value for personal data).
+/// Sets one field, after validating the value, personal data in plain
+/// text (tests and old documents; devices use [`set_field_sealed`]).
 pub fn set_field(
     doc: &mut Automerge,
     id: CaseId,
     ctx: &EditContext,
     field: CaseField,
     value: &str,
+) -> Result<(), EditError> {
+    set_field_sealed(doc, id, ctx, field, value, None)
+}
+
+/// Sets one field, after validating the value; a personal field's value is
+/// sealed under `key` (see [`super::seal`]). The change is also noted in
+/// the timeline (without the value for personal data).
+pub fn set_field_sealed(
+    doc: &mut Automerge,
+    id: CaseId,
+    ctx: &EditContext,
+    field: CaseField,
+    value: &str,
+    key: Option<&super::seal::CaseKey>,
 ) -> Result<(), EditError> {
     field.validate(value)?;
     require_case(doc, id)?;
@@ -694,9 +761,13 @@ pub fn set_field(
                 tx.put(&m, key, value == "true")?;
             }
             _ => {
-                let (container, key) = field.place();
+                let (container, at) = field.place();
                 let m = ensure_map(tx, container)?;
-                tx.put(&m, key, value)?;
+                if field.is_personal() {
+                    tx.put(&m, at, stored_personal(key, id, ctx, field, value))?;
+                } else {
+                    tx.put(&m, at, value)?;
+                }
             }
         }
         let e = put_entry(tx, root::TIMELINE, ctx, "field_changed")?;

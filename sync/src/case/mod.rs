@@ -14,6 +14,7 @@ mod kind;
 pub mod offer;
 pub mod read;
 pub mod schema;
+pub mod seal;
 pub mod service;
 pub mod table;
 pub mod transition;

@@ -27,6 +27,10 @@ pub enum SessionError {
     /// The relay's storage failed; the relay closes the session.
     #[error("relay storage failed: {0}")]
     Storage(crate::storage::StorageError),
+    /// The relay says this device was reported lost: the shell wipes
+    /// every case and key on the device before anything else.
+    #[error("this device was reported lost and must be wiped: {0}")]
+    Wipe(String),
 }
 
 /// Sync state of one device connection.
@@ -79,6 +83,13 @@ pub struct ClientSession {
     awaiting_welcome: bool,
     /// Cases sent whole and not yet answered, with the hashes sent.
     uploading: HashMap<CaseId, Vec<ChangeHash>>,
+    /// Whether the relay exchanges case keys (feature `keys`).
+    keys_agreed: bool,
+    /// Cases whose keys were handed to the relay on this connection.
+    keys_sent: HashSet<CaseId>,
+    /// Requests for keys ([`Frame::WantKeys`]) not answered yet: the
+    /// relay answers each with one [`Frame::Keys`].
+    keys_asked: usize,
 }
 
 /// Cases offered to the relay up front; each frame from the relay lets the
@@ -124,6 +135,9 @@ impl ClientSession {
             upload_agreed: false,
             awaiting_welcome: false,
             uploading: HashMap::new(),
+            keys_agreed: false,
+            keys_sent: HashSet::new(),
+            keys_asked: 0,
         }
     }
 
@@ -220,6 +234,7 @@ impl ClientSession {
                 if self.want_upload {
                     f.push(super::FEATURE_UPLOAD.to_string());
                 }
+                f.push(super::FEATURE_KEYS.to_string());
                 f
             } else {
                 Vec::new()
@@ -241,7 +256,8 @@ impl ClientSession {
         }
         // A relay that speaks welcomes says in it whether it takes cases
         // whole; until then nothing is offered.
-        self.awaiting_welcome = self.version > super::OLDEST_VERSION && self.want_upload;
+        // Keys go first too (the relay checks sealed data with them).
+        self.awaiting_welcome = self.version > super::OLDEST_VERSION;
         self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
         Ok(out)
     }
@@ -255,8 +271,48 @@ impl ClientSession {
         let mut out = Vec::new();
         self.dirty.insert(case);
         self.blobs.reload();
+        self.send_keys(r, &[case], &mut out)?;
         self.push_sync(r, case, false, &mut out)?;
         Ok(out)
+    }
+
+    /// Hands the relay the keys of `cases` not yet handed over on this
+    /// connection, ahead of their changes.
+    fn send_keys<S: Storage>(
+        &mut self,
+        r: &Replica<S>,
+        cases: &[CaseId],
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SessionError> {
+        if !self.keys_agreed {
+            return Ok(());
+        }
+        let new: Vec<CaseId> = cases
+            .iter()
+            .copied()
+            .filter(|c| !self.keys_sent.contains(c))
+            .collect();
+        let keys = r.keys_of(&new)?;
+        self.keys_sent.extend(new);
+        for chunk in keys.chunks(super::MAX_KEYS_PER_FRAME) {
+            out.push(Frame::Keys {
+                keys: chunk.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks the relay for the keys of `cases`.
+    fn ask_keys(&mut self, cases: &[CaseId], out: &mut Vec<Frame>) {
+        if !self.keys_agreed {
+            return;
+        }
+        for chunk in cases.chunks(super::MAX_KEYS_PER_FRAME) {
+            self.keys_asked += 1;
+            out.push(Frame::WantKeys {
+                docs: chunk.to_vec(),
+            });
+        }
     }
 
     /// Offers up to `n` queued cases with local changes to the relay.
@@ -518,6 +574,15 @@ impl ClientSession {
                 self.blobs.enabled = features.iter().any(|f| f == super::FEATURE_BLOBS);
                 self.upload_agreed =
                     self.want_upload && features.iter().any(|f| f == super::FEATURE_UPLOAD);
+                self.keys_agreed = features.iter().any(|f| f == super::FEATURE_KEYS);
+                // Keys first: the relay opens and checks the sealed data of
+                // the uploads that follow with them.
+                let mut dirty: Vec<CaseId> = self.dirty.iter().copied().collect();
+                dirty.sort();
+                self.send_keys(r, &dirty, &mut out)?;
+                let wanted = r.keys_wanted()?;
+                r.take_fresh_wants();
+                self.ask_keys(&wanted, &mut out);
                 if std::mem::take(&mut self.awaiting_welcome) {
                     self.offer_uploads(r, UPLOAD_WINDOW, &mut out)?;
                 }
@@ -526,13 +591,25 @@ impl ClientSession {
             | Frame::BlobChunk { .. }
             | Frame::BlobStored { .. }
             | Frame::BlobRefused { .. }) => self.blobs.on_frame(r, f, now, &mut out)?,
-            f @ (Frame::BlobOffer { .. } | Frame::BlobGet { .. } | Frame::Relayed { .. }) => {
+            Frame::Keys { keys } => {
+                self.keys_asked = self.keys_asked.saturating_sub(1);
+                r.store_keys(&keys)?;
+            }
+            Frame::KeysGone { docs } => r.forget_keys(&docs)?,
+            Frame::Wipe { reason } => return Err(SessionError::Wipe(reason)),
+            f @ (Frame::BlobOffer { .. }
+            | Frame::BlobGet { .. }
+            | Frame::Relayed { .. }
+            | Frame::WantKeys { .. }) => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected {} from the relay",
                     f.name()
                 )))
             }
         }
+        // Cases that arrived sealed without their key: ask for it.
+        let fresh = r.take_fresh_wants();
+        self.ask_keys(&fresh, &mut out);
         // Every frame from the relay answers something: keep the upload
         // window full.
         self.offer_uploads(r, UPLOAD_REFILL, &mut out)?;
@@ -649,7 +726,7 @@ impl ClientSession {
 
     /// The cases part of [`ClientSession::is_settled`].
     fn cases_settled(&self) -> bool {
-        self.caught_up && self.pending.is_empty() && self.all_confirmed()
+        self.caught_up && self.pending.is_empty() && self.all_confirmed() && self.keys_asked == 0
     }
 
     /// Cases whose changes the relay refused in this session, with its reasons.

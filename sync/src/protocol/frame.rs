@@ -38,6 +38,12 @@ pub const FEATURE_PUSH: &str = "push";
 /// instead of a sync round that loads the case on both sides.
 pub const FEATURE_UPLOAD: &str = "upload";
 
+/// The feature a device names in its hello, and the relay in its welcome,
+/// when the device seals customer personal data per case and they
+/// exchange case keys ([`Frame::Keys`], [`Frame::WantKeys`],
+/// [`Frame::KeysGone`]).
+pub const FEATURE_KEYS: &str = "keys";
+
 /// Most bytes of a blob in one [`Frame::BlobChunk`]: a case frame queued
 /// behind a blob waits for at most one chunk.
 pub const MAX_BLOB_CHUNK: usize = 256 * 1024;
@@ -342,7 +348,49 @@ pub enum Frame {
         /// Each change's bytes, in causal order.
         changes: Vec<Vec<u8>>,
     },
+    /// Device → relay (feature [`FEATURE_KEYS`]): the keys of cases the
+    /// device opened, sent ahead of their changes so the relay can open
+    /// and check their sealed personal data (see `case::seal`).
+    ///
+    /// Relay → device: the keys of cases the device asked for with
+    /// [`Frame::WantKeys`] and may read.
+    Keys {
+        /// The cases and their keys.
+        keys: Vec<DocKey>,
+    },
+    /// Device → relay (feature [`FEATURE_KEYS`]): the device holds these
+    /// cases without their keys; answered with [`Frame::Keys`] for those
+    /// it may read and [`Frame::KeysGone`] for those erased.
+    WantKeys {
+        /// The cases, at most [`MAX_KEYS_PER_FRAME`].
+        docs: Vec<CaseId>,
+    },
+    /// Relay → device (feature [`FEATURE_KEYS`]): these cases' personal
+    /// data was erased: the device destroys its copies of their keys.
+    KeysGone {
+        /// The cases.
+        docs: Vec<CaseId>,
+    },
+    /// Relay → device: this device was reported lost. The device destroys
+    /// every case key and every case it holds before anything else; the
+    /// relay closes the connection after this frame.
+    Wipe {
+        /// Why, in words for the person holding the device.
+        reason: String,
+    },
 }
+
+/// One case's key in a [`Frame::Keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocKey {
+    /// The case.
+    pub doc: CaseId,
+    /// Its key (its `Debug` hides it).
+    pub key: crate::case::seal::CaseKey,
+}
+
+/// Most cases in one [`Frame::Keys`] or [`Frame::WantKeys`].
+pub const MAX_KEYS_PER_FRAME: usize = 4096;
 
 /// The last variant index of protocol version 3 (`Report`): a version 3
 /// peer neither sends nor receives anything after it.
@@ -429,6 +477,10 @@ impl Frame {
                 | Frame::Changes { .. }
                 | Frame::Stored { .. }
                 | Frame::Relayed { .. }
+                | Frame::Keys { .. }
+                | Frame::WantKeys { .. }
+                | Frame::KeysGone { .. }
+                | Frame::Wipe { .. }
         )
     }
 
@@ -574,6 +626,10 @@ impl Frame {
             Frame::Changes { .. } => "changes",
             Frame::Stored { .. } => "stored",
             Frame::Relayed { .. } => "relayed",
+            Frame::Keys { .. } => "keys",
+            Frame::WantKeys { .. } => "want_keys",
+            Frame::KeysGone { .. } => "keys_gone",
+            Frame::Wipe { .. } => "wipe",
         }
     }
 }

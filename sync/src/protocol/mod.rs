@@ -26,9 +26,9 @@ mod refusal;
 
 pub use client::{BlobProgress, ClientSession, SessionError};
 pub use frame::{
-    error_for_version, BearerToken, DecodeError, DocBytes, DocHeads, Frame, PieceKind, Unsynced,
-    FEATURE_BLOBS, FEATURE_PUSH, FEATURE_UPLOAD, MAX_APP_VERSION_CHARS, MAX_BLOB_CHUNK,
-    MAX_FRAME_BYTES, OLDEST_VERSION, PROTOCOL_VERSION,
+    error_for_version, BearerToken, DecodeError, DocBytes, DocHeads, DocKey, Frame, PieceKind,
+    Unsynced, FEATURE_BLOBS, FEATURE_KEYS, FEATURE_PUSH, FEATURE_UPLOAD, MAX_APP_VERSION_CHARS,
+    MAX_BLOB_CHUNK, MAX_FRAME_BYTES, MAX_KEYS_PER_FRAME, OLDEST_VERSION, PROTOCOL_VERSION,
 };
 pub use pieces::{Pieces, MAX_ASSEMBLED_BYTES};
 pub use refusal::{clip, Refusal, RefusalCode};

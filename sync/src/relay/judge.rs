@@ -11,6 +11,7 @@
 use super::validate;
 use crate::access::Principal;
 use crate::case::read;
+use crate::case::seal;
 use crate::case::table::{self, Log, RootShape, Ty};
 use crate::case::CaseField;
 use crate::ids::{CaseId, Millis};
@@ -45,6 +46,9 @@ pub struct Upload<'a> {
     pub policy: &'a Policy,
     /// Relay time of receipt.
     pub now: Millis,
+    /// The case's key, if the relay holds it: sealed personal fields are
+    /// opened and checked like plain ones (without it only their size is).
+    pub key: Option<&'a crate::case::seal::CaseKey>,
 }
 
 /// What an object named by an operation is.
@@ -732,6 +736,30 @@ fn check_values(
                 _ => None,
             }
         };
+        let value = match value {
+            Some(v) if field.is_personal() && seal::is_sealed(&v) => {
+                match open_sealed(u, *field, &v)? {
+                    Some(plain) => Some(plain),
+                    // Without the key only the size can be checked.
+                    None => {
+                        if !new_case && !changed_fields.contains(field.as_str()) {
+                            return Err(refuse(
+                                RefusalCode::InvalidValue,
+                                format!("setting {field} needs its field_changed timeline entry"),
+                            ));
+                        }
+                        continue;
+                    }
+                }
+            }
+            Some(_) if !field.is_personal() && value.as_deref().is_some_and(seal::is_sealed) => {
+                return Err(refuse(
+                    RefusalCode::InvalidValue,
+                    format!("{field} is not personal data and may not be sealed"),
+                ));
+            }
+            v => v,
+        };
         let value = value.ok_or_else(|| {
             refuse(
                 RefusalCode::InvalidValue,
@@ -827,6 +855,35 @@ fn check_values(
 
 /// A new case: every root key present with its type, and the creation
 /// fields naming this connection and this case.
+/// Longest plain text a sealed personal field may hold, in bytes: the
+/// longest value `CaseField::validate` accepts (200 characters) at four
+/// bytes each.
+const MAX_SEALED_PLAIN: usize = 800;
+
+/// Opens a sealed personal field with the case's key: `Some` plain text,
+/// `None` when the relay does not hold the key (the size checked only).
+fn open_sealed(u: &Upload<'_>, field: CaseField, value: &str) -> Result<Option<String>, Refusal> {
+    let bad = |e: seal::SealError| {
+        refuse(
+            RefusalCode::InvalidValue,
+            format!("{field}: {}", clip(&e.to_string(), 120)),
+        )
+    };
+    let len = seal::plain_len(value).map_err(bad)?;
+    if len > MAX_SEALED_PLAIN {
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("{field} is longer than {MAX_SEALED_PLAIN} bytes"),
+        ));
+    }
+    match u.key {
+        Some(k) => seal::open(k, u.case, field.as_str(), value)
+            .map(Some)
+            .map_err(bad),
+        None => Ok(None),
+    }
+}
+
 fn check_new_case(u: &Upload<'_>, added: &Added) -> Result<(), Refusal> {
     let doc = u.doc;
     let p = u.principal;

@@ -12,6 +12,8 @@
 //! | `rw` time seq, `rx` len store time seq | the audit feed: [`super::feed::FeedRecord`] (postcard), chain-wide and per store |
 //! | `rk` | salt of the customer keys in the read model |
 //! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
+//! | `rK` case | the case's key, which its personal data is sealed with (`case::seal`) |
+//! | `rX` case | the case's personal data was erased: [`super::casekeys::Erasure`] (JSON) |
 //! | `rd` len store device | the device's [`super::fleet::DeviceRecord`] (JSON): version, last seen and synced, unsynced work |
 
 use crate::ids::{CaseId, DeviceId, StoreId};
@@ -26,6 +28,16 @@ pub const ENTRIES: &[u8] = b"rn";
 pub const SUMMARY: &[u8] = b"rv";
 pub const SALT: &[u8] = b"rk";
 pub const DEVICE: &[u8] = b"rd";
+pub const CASE_KEY: &[u8] = b"rK";
+pub const ERASURE: &[u8] = b"rX";
+
+pub fn case_key(case: CaseId) -> Vec<u8> {
+    [CASE_KEY, case.as_bytes()].concat()
+}
+
+pub fn erasure(case: CaseId) -> Vec<u8> {
+    [ERASURE, case.as_bytes()].concat()
+}
 
 /// Prefix of one store's device records: the store's length byte keeps
 /// one store's prefix from being a prefix of another's (ids are at most 64

@@ -21,10 +21,12 @@
 
 pub mod blobs;
 mod cache;
+pub mod casekeys;
 mod edge;
 pub mod feed;
 pub mod fleet;
 mod follow;
+pub use casekeys::{EraseEntropy, EraseError, Erasure};
 pub use edge::{EdgeRun, EdgeUpload};
 pub use follow::Observed;
 pub mod judge;

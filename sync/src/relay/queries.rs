@@ -116,9 +116,10 @@ impl<S: Storage> Relay<S> {
         };
         let policy = self.policy.clone();
         let fixes = self.clock_fixes(case)?;
+        let key = self.case_key(case)?;
         Ok(self
             .doc(case)?
-            .map(|d| view_with_fixes(d, case, &meta, &fixes, &policy)))
+            .map(|d| view_with_fixes(d, case, &meta, &fixes, &policy, key.as_ref())))
     }
 
     /// The case's summary in the read model.
@@ -149,6 +150,7 @@ impl<S: Storage> Relay<S> {
         let fixes = self.clock_fixes(case)?;
         let policy = self.policy.clone();
         let salt = self.salt.clone();
+        let key = self.case_key(case)?;
         let Some(doc) = self.doc(case)? else {
             return Ok(None);
         };
@@ -158,7 +160,8 @@ impl<S: Storage> Relay<S> {
             f
         });
         let seen = fixed.as_ref().unwrap_or(doc);
-        let view = CaseView::without_timeline(seen, &case.to_string(), &policy);
+        let mut view = CaseView::without_timeline(seen, &case.to_string(), &policy);
+        crate::case::seal::reveal_customer(&mut view.customer, key.as_ref(), case);
         Ok(Some(CaseSummary::derive(
             &view,
             seen,
@@ -308,6 +311,7 @@ pub(super) fn view_with_fixes(
     meta: &CaseMeta,
     fixes: &[ClockFix],
     policy: &crate::policy::Policy,
+    key: Option<&crate::case::seal::CaseKey>,
 ) -> CaseView {
     let mut v = if fixes.is_empty() {
         CaseView::from_doc_with(doc, &case.to_string(), policy)
@@ -318,5 +322,6 @@ pub(super) fn view_with_fixes(
         CaseView::from_doc_with(&fixed, &case.to_string(), policy)
     };
     v.store_id = Some(meta.store.to_string());
+    crate::case::seal::reveal_customer(&mut v.customer, key, case);
     v
 }

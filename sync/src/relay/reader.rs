@@ -62,6 +62,7 @@ impl<S: Storage> CaseReader<S> {
             &meta,
             &fixes,
             &self.policy()?,
+            super::casekeys::key_in(&self.storage, case)?.as_ref(),
         )))
     }
 

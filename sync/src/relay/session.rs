@@ -34,6 +34,8 @@ pub struct RelaySession {
     /// Whether this is a store relay's session with its upstream, whose
     /// changes the upstream has already judged (see `edge.rs`).
     pub(super) upstream: bool,
+    /// Whether the device exchanges case keys (feature `keys`).
+    pub(super) keys: bool,
 }
 
 impl RelaySession {
@@ -119,6 +121,7 @@ impl<S: Storage> Relay<S> {
             upload: false,
             held: HashMap::new(),
             upstream: false,
+            keys: false,
         }
     }
 
@@ -176,6 +179,7 @@ impl<S: Storage> Relay<S> {
                         crate::protocol::FEATURE_BLOBS,
                         crate::protocol::FEATURE_PUSH,
                         crate::protocol::FEATURE_UPLOAD,
+                        crate::protocol::FEATURE_KEYS,
                     ] {
                         if features.iter().any(|f| f == known) {
                             agreed.push(known.to_string());
@@ -185,6 +189,7 @@ impl<S: Storage> Relay<S> {
                     s.blobs = blobs::BlobSession::new(has(crate::protocol::FEATURE_BLOBS));
                     s.push = has(crate::protocol::FEATURE_PUSH);
                     s.upload = has(crate::protocol::FEATURE_UPLOAD);
+                    s.keys = has(crate::protocol::FEATURE_KEYS);
                     frames.push(Frame::Welcome { features: agreed });
                 }
                 frames.extend(self.announce(s).map_err(SessionError::Storage)?);
@@ -217,6 +222,8 @@ impl<S: Storage> Relay<S> {
             (Frame::Changes { doc, changes }, Some(_)) if s.upload => {
                 self.upload_changes(s, doc, changes, now)
             }
+            (Frame::Keys { keys }, Some(_)) if s.keys => self.keys_offered(s, keys),
+            (Frame::WantKeys { docs }, Some(_)) if s.keys => self.keys_wanted(s, docs),
             (Frame::Error { reason }, Some(_)) => Err(SessionError::Remote(reason)),
             (other, Some(_)) => Err(SessionError::Protocol(format!(
                 "a device may not send {}",

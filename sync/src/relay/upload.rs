@@ -328,6 +328,7 @@ impl<S: Storage> Relay<S> {
             } else {
                 Some(0)
             };
+            let key = self.case_key(case).map_err(SessionError::Storage)?;
             let upload = judge::Upload {
                 case,
                 doc: &doc,
@@ -338,6 +339,7 @@ impl<S: Storage> Relay<S> {
                 principal: &s.principal,
                 policy: &self.policy,
                 now,
+                key: key.as_ref(),
             };
             let verdict = match judge::judge(&upload) {
                 Ok(v) => v,
@@ -563,7 +565,23 @@ impl<S: Storage> Relay<S> {
             },
         };
         // The read model, in the same batch as the change it follows.
-        let view = CaseView::without_timeline(seen, &case.to_string(), &self.policy);
+        let mut view = CaseView::without_timeline(seen, &case.to_string(), &self.policy);
+        let mut key = self.case_key(case)?;
+        if crate::case::seal::is_erased(doc) && self.storage.get(&keys::erasure(case))?.is_none() {
+            // Erased at another relay (a store relay's upstream): the key
+            // goes with the change that says so.
+            b.delete(keys::case_key(case));
+            b.put(
+                keys::erasure(case),
+                serde_json::to_vec(&super::Erasure {
+                    at: now,
+                    by: p.user.clone(),
+                })
+                .map_err(|e| corrupt("erasure record", e))?,
+            );
+            key = None;
+        }
+        crate::case::seal::reveal_customer(&mut view.customer, key.as_ref(), case);
         let summary = CaseSummary::derive(
             &view,
             seen,

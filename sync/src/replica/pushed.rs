@@ -49,6 +49,7 @@ impl<S: Storage> Replica<S> {
             let mut batch = Batch::new();
             docs::stage_changes(&mut batch, case, &added);
             batch.put(keys::local_case(case), Vec::new());
+            self.stage_key_marks(&mut batch, case, &held.doc)?;
             self.storage.apply(batch)?;
         }
         *guard = Some(held);

@@ -13,6 +13,12 @@
 //! | `q` | `q` sha256(32) | a blob waiting for upload: the case to offer it with (device) |
 //! | `v` | `v` sha256(32) | a blob the relay refused for good: its reason (device) |
 //! | `p` | `p` sha256(32) offset(u64 BE) | a chunk of a download in progress (device) |
+//! | `x` | `x` case(16) | the relay's refusal of the case's unconfirmed changes (device, `replica::refusals`) |
+//! | `w` | `w` case(16) | a discarded case to fetch whole from the relay (device, `replica::refusals`) |
+//! | `j` | `j` case(16) time(8) | changes the device discarded after a refusal, kept for the record (device, `replica::refusals`) |
+//! | `K` | `K` case(16) | the case's key, which its personal data is sealed with (device; `case::seal`) |
+//! | `W` | `W` case(16) | the device holds the case with sealed personal data but not its key: ask the relay (device) |
+//! | `X` | `X` case(16) | the case's personal data was erased: its key is gone and is never asked for again (device) |
 //! | `r` | `r` ... | relay metadata: owners, change sequence, audit (see `relay`) |
 
 use crate::ids::CaseId;
@@ -114,6 +120,27 @@ pub fn printable(key: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Key of a case's key on the device (see `case::seal`).
+pub fn case_key(case: CaseId) -> Vec<u8> {
+    let mut k = vec![b'K'];
+    k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Key of the mark of a case whose key the device lacks.
+pub fn key_wanted(case: CaseId) -> Vec<u8> {
+    let mut k = vec![b'W'];
+    k.extend_from_slice(case.as_bytes());
+    k
+}
+
+/// Key of the mark of a case whose personal data was erased.
+pub fn key_erased(case: CaseId) -> Vec<u8> {
+    let mut k = vec![b'X'];
+    k.extend_from_slice(case.as_bytes());
+    k
 }
 
 #[cfg(test)]

@@ -254,6 +254,7 @@ fn entropy(rng: &mut SmallRng) -> Entropy {
     Entropy {
         now: now_millis(),
         nonce,
+        key: rng.random(),
     }
 }
 

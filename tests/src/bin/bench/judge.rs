@@ -179,6 +179,7 @@ impl Prepared {
             principal: p,
             policy: &policy,
             now: Millis(NOON + 3_600_000),
+            key: None,
         };
         if let Err(r) = judge(&upload) {
             panic!("the judge refused a real edit: {} {}", r.code, r.message);

@@ -433,6 +433,7 @@ fn sync_scenarios(tmp: &std::path::Path, quick: bool) -> Vec<Row> {
             Entropy {
                 now: Millis(1_800_000_000_000 + k as i64),
                 nonce: [k as u8; 16],
+                key: [0x5c; 32],
             },
             "changed while apart",
         )
