@@ -95,6 +95,15 @@ pub enum Command {
     /// Show who this device belongs to, when its token expires, what is
     /// waiting to be synced and when the last sync finished.
     Status,
+    /// Wipe this device: every case key, every case, every piece of
+    /// evidence, the relay address and the token. Work not yet synced is
+    /// lost. What a device reported lost does by itself when it next
+    /// reaches the relay.
+    Wipe {
+        /// Confirms the wipe (nothing happens without it).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -166,6 +166,31 @@ fn run(cli: Cli, out: Out) -> anyhow::Result<()> {
             }
         }
         Command::Status => crate::sync::status(&Device::open(&dir)?, out)?,
+        Command::Wipe { yes } => {
+            let device = Device::open(&dir)?;
+            let pending = device.status()?.pending_cases;
+            if !yes {
+                anyhow::bail!(
+                    "{}",
+                    out.t(
+                        &format!("这会删除本设备的全部案件和密钥（{pending} 个案件尚未同步）：确认请加 --yes"),
+                        &format!("this deletes every case and key on this device ({pending} case(s) not synced yet): add --yes to confirm"),
+                    )
+                );
+            }
+            device.wipe()?;
+            if out.json {
+                out::json(json!({ "wiped": true, "unsynced_lost": pending }))?;
+            } else {
+                println!(
+                    "{}",
+                    out.t(
+                        "本设备已清除：案件、证据、密钥和令牌均已删除",
+                        "this device is wiped: its cases, evidence, keys and token are deleted"
+                    )
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -163,6 +163,33 @@ impl Device {
     }
 
     /// The replica for sync, alone: no edit runs meanwhile.
+    /// Wipes this device: every case key first, then every case, blob and
+    /// setting, then the files of its data directory (the database and
+    /// the relay address and token). What a device reported lost does
+    /// before anything else when the relay tells it, and `aftercase wipe`
+    /// does by hand. The device cannot be used afterwards: set it up again
+    /// with [`Device::init`].
+    pub fn wipe(&self) -> Result<(), ClientError> {
+        self.replica().wipe()?;
+        let entries = std::fs::read_dir(&self.data_dir).map_err(|source| ClientError::Io {
+            path: self.data_dir.display().to_string(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            removed.map_err(|source| ClientError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn replica(&self) -> RwLockWriteGuard<'_, Replica<SledStorage>> {
         // Replica operations either complete or leave storage untouched
         // (and a document a panicking thread held is reloaded from

@@ -53,6 +53,11 @@ pub enum SyncError {
     /// only a new token helps.
     #[error("access revoked: {0} (then run `aftercase init` with the new token)")]
     Revoked(String),
+    /// The relay says this device was reported lost. Every case and key
+    /// on it was wiped before this error was returned; only a new token
+    /// (and `aftercase init`) brings it back.
+    #[error("this device was reported lost and has been wiped: {0}")]
+    DeviceLost(String),
     /// The relay refused another connection for this device or user; a
     /// later attempt may work.
     #[error("relay refused the connection: {0}")]
@@ -118,6 +123,7 @@ impl SyncError {
             SyncError::TokenRejected(_) => "token_rejected",
             SyncError::TokenExpired(_) => "token_expired",
             SyncError::Revoked(_) => "revoked",
+            SyncError::DeviceLost(_) => "device_lost",
             SyncError::TooManyConnections(_) => "too_many_connections",
             SyncError::Closed(_) => "closed",
             SyncError::Timeout(_) => "timeout",
@@ -132,7 +138,10 @@ impl SyncError {
     pub fn needs_new_token(&self) -> bool {
         matches!(
             self,
-            SyncError::TokenRejected(_) | SyncError::TokenExpired(_) | SyncError::Revoked(_)
+            SyncError::TokenRejected(_)
+                | SyncError::TokenExpired(_)
+                | SyncError::Revoked(_)
+                | SyncError::DeviceLost(_)
         )
     }
 }
@@ -151,6 +160,7 @@ mod tests {
             SyncError::TokenRejected(String::new()),
             SyncError::TokenExpired(String::new()),
             SyncError::Revoked(String::new()),
+            SyncError::DeviceLost(String::new()),
             SyncError::TooManyConnections(String::new()),
             SyncError::Closed(String::new()),
             SyncError::Timeout(1),

@@ -113,6 +113,7 @@ enum Mode<'a> {
 fn session_error(e: SessionError) -> SyncError {
     match e {
         SessionError::Remote(reason) => SyncError::Closed(reason),
+        SessionError::Wipe(reason) => SyncError::DeviceLost(reason),
         other => SyncError::Session(other.to_string()),
     }
 }
@@ -165,7 +166,10 @@ impl Device {
         mut progress: impl FnMut(Progress),
     ) -> Result<SyncReport, SyncError> {
         loop {
-            let mut socket = transport::connect(&self.config).await?;
+            let mut socket = match transport::connect(&self.config).await {
+                Ok(s) => s,
+                Err(e) => return Err(self.wipe_if_lost(e)),
+            };
             let result = self
                 .drive(&mut socket, Mode::Once(&mut progress), &want)
                 .await;
@@ -173,9 +177,21 @@ impl Device {
             match result {
                 // An older relay: speak its version on a new connection.
                 Err(SyncError::OlderRelay(_)) => continue,
-                other => return other,
+                Err(e) => return Err(self.wipe_if_lost(e)),
+                ok => return ok,
             }
         }
+    }
+
+    /// A device the relay reports lost wipes every case and key before
+    /// anything else happens; other errors pass through.
+    fn wipe_if_lost(&self, e: SyncError) -> SyncError {
+        if let SyncError::DeviceLost(reason) = &e {
+            if let Err(w) = self.wipe() {
+                return SyncError::DeviceLost(format!("{reason}; wiping failed: {w}"));
+            }
+        }
+        e
     }
 
     /// Stays connected: pushes local edits as they are made, receives other
@@ -204,6 +220,7 @@ impl Device {
             if matches!(outcome, SyncError::OlderRelay(_)) {
                 continue;
             }
+            let outcome = self.wipe_if_lost(outcome);
             if outcome.needs_new_token() {
                 on_event(LiveEvent::Stopped {
                     code: outcome.code().to_string(),

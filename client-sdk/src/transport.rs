@@ -58,7 +58,9 @@ pub async fn connect(cfg: &DeviceConfig) -> Result<Socket, SyncError> {
                     .and_then(|v| v.get(name).and_then(|e| e.as_str()).map(str::to_string))
             };
             let body = field("error").unwrap_or_else(|| format!("HTTP {}", resp.status()));
-            if field("code").as_deref() == Some("revoked") {
+            if field("code").as_deref() == Some("device_lost") {
+                Err(SyncError::DeviceLost(body))
+            } else if field("code").as_deref() == Some("revoked") {
                 Err(SyncError::Revoked(body))
             } else if resp.status() == 401 && expired(&cfg.token) {
                 Err(SyncError::TokenExpired(body))

@@ -152,6 +152,11 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Devices: report one lost.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
     /// Erase a customer's personal data (name, phone, address, member
     /// number) from every case of theirs, in every copy of the cases'
     /// history: the running relay destroys each case's key, and every
@@ -176,6 +181,24 @@ enum Command {
         /// The head-office user the erasure is recorded under.
         #[arg(long, default_value = "privacy-officer")]
         by: UserId,
+    },
+}
+
+/// What `aftercase-relay device` does.
+#[derive(Debug, Subcommand)]
+enum DeviceAction {
+    /// Report a device lost: every token issued so far for it is revoked
+    /// (live connections close within about two seconds), and when it
+    /// connects again with one of them it is told to wipe every case and
+    /// key it holds, which it does before anything else. A token issued
+    /// later works (the device was found and enrolled again). Safe while
+    /// the relay runs.
+    Lost {
+        /// The device id.
+        device: DeviceId,
+        /// The relay's data directory (where `serve` keeps its data).
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
     },
 }
 
@@ -280,6 +303,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("read model rebuilt: {n} case(s)");
             Ok(())
         }
+        Command::Device {
+            action: DeviceAction::Lost { device, data_dir },
+        } => {
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            let path = crate::revoke::write(&data_dir, Target::Device(device.clone()), now, true)?;
+            println!(
+                "device {device} reported lost ({}): its tokens are refused within about a second, and when it connects again it wipes every case and key it holds",
+                path.display()
+            );
+            Ok(())
+        }
         Command::Erase {
             data_dir,
             relay,
@@ -304,7 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, None, None) => anyhow::bail!("name a --device, --user or --token"),
             };
             let now = chrono::Utc::now().timestamp().max(0) as u64;
-            let path = crate::revoke::write(&data_dir, target, now)?;
+            let path = crate::revoke::write(&data_dir, target, now, false)?;
             println!(
                 "revoked {what} ({}); a running relay refuses it within about a second",
                 path.display()

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// alike so the API does not reveal which case ids exist).
     #[error("{0}")]
     NotFound(String),
+    /// 410: the device was reported lost: it wipes what it holds.
+    #[error("{0}")]
+    DeviceLost(String),
     /// 429: too many connections for this device or user.
     #[error("{0}")]
     TooManyRequests(String),
@@ -41,6 +44,9 @@ impl From<aftercase_sync::storage::StorageError> for ApiError {
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         match e {
+            crate::auth::AuthError::Revoked(r @ crate::revoke::Revoked::Lost(_)) => {
+                ApiError::DeviceLost(r.to_string())
+            }
             crate::auth::AuthError::Revoked(r) => ApiError::Revoked(r.to_string()),
             other => ApiError::Unauthorized(other.to_string()),
         }
@@ -56,6 +62,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Revoked(_) => "revoked",
+            ApiError::DeviceLost(_) => "device_lost",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooManyRequests(_) => "too_many_connections",
@@ -70,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::Revoked(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::DeviceLost(_) => StatusCode::GONE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +119,7 @@ pub const CODES: &[&str] = &[
     "bad_request",
     "unauthorized",
     "revoked",
+    "device_lost",
     "forbidden",
     "not_found",
     "too_many_connections",
@@ -179,6 +188,7 @@ mod tests {
             ApiError::BadRequest(String::new()),
             ApiError::Unauthorized(String::new()),
             ApiError::Revoked(String::new()),
+            ApiError::DeviceLost(String::new()),
             ApiError::Forbidden(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::TooManyRequests(String::new()),

@@ -70,6 +70,11 @@ pub struct Revocation {
     /// The same instant for people reading the file.
     #[serde(default)]
     pub revoked_at_utc: String,
+    /// The device was reported lost (`aftercase-relay device lost`): when
+    /// it connects with a token issued up to then, it is told to wipe its
+    /// cases and keys rather than only refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 /// Writing or reading revocation files failed.
@@ -107,11 +112,20 @@ pub enum Revoked {
     /// This very token was revoked.
     #[error("this token was revoked by the operator; ask for a new token")]
     Token,
+    /// The device was reported lost after this token was issued: it must
+    /// wipe what it holds.
+    #[error("device {0} was reported lost: every case and key on it is wiped; once it is found, ask for a new token")]
+    Lost(DeviceId),
 }
 
 /// Records a revocation in `data_dir` (durably: the file and the directory
 /// are fsynced before this returns). Safe to call while the relay runs.
-pub fn write(data_dir: &Path, target: Target, now_secs: u64) -> Result<PathBuf, RevokeError> {
+pub fn write(
+    data_dir: &Path,
+    target: Target,
+    now_secs: u64,
+    lost: bool,
+) -> Result<PathBuf, RevokeError> {
     if let Target::Token(t) = &target {
         let ok = !t.is_empty()
             && t.len() <= 64
@@ -131,6 +145,7 @@ pub fn write(data_dir: &Path, target: Target, now_secs: u64) -> Result<PathBuf, 
         target,
         revoked_at: now_secs,
         revoked_at_utc: utc,
+        lost,
     };
     let mut raw = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
@@ -202,6 +217,8 @@ pub struct Revocations {
     users: HashMap<UserId, u64>,
     /// Revoked token ids.
     tokens: HashSet<String>,
+    /// Latest time each device was reported lost.
+    lost: HashMap<DeviceId, u64>,
 }
 
 impl Revocations {
@@ -240,6 +257,10 @@ impl Revocations {
     fn add(&mut self, r: Revocation) {
         match r.target {
             Target::Device(d) => {
+                if r.lost {
+                    let at = self.lost.entry(d.clone()).or_insert(r.revoked_at);
+                    *at = (*at).max(r.revoked_at);
+                }
                 let at = self.devices.entry(d).or_insert(r.revoked_at);
                 *at = (*at).max(r.revoked_at);
             }
@@ -257,6 +278,11 @@ impl Revocations {
     pub fn check(&self, v: &Verified) -> Result<(), Revoked> {
         if !v.jti.is_empty() && self.tokens.contains(&v.jti) {
             return Err(Revoked::Token);
+        }
+        if let Some(at) = self.lost.get(&v.principal.device) {
+            if *at >= v.iat {
+                return Err(Revoked::Lost(v.principal.device.clone()));
+            }
         }
         if let Some(at) = self.devices.get(&v.principal.device) {
             if *at >= v.iat {
@@ -370,12 +396,19 @@ mod tests {
             tmp.path(),
             Target::Device(DeviceId::new("tab-7").unwrap()),
             1000,
+            false,
         )
         .unwrap();
-        write(tmp.path(), Target::User(UserId::new("bob").unwrap()), 2000).unwrap();
-        write(tmp.path(), Target::Token("abc123".into()), 3000).unwrap();
-        assert!(write(tmp.path(), Target::Token(String::new()), 1).is_err());
-        assert!(write(tmp.path(), Target::Token("../x".into()), 1).is_err());
+        write(
+            tmp.path(),
+            Target::User(UserId::new("bob").unwrap()),
+            2000,
+            false,
+        )
+        .unwrap();
+        write(tmp.path(), Target::Token("abc123".into()), 3000, false).unwrap();
+        assert!(write(tmp.path(), Target::Token(String::new()), 1, false).is_err());
+        assert!(write(tmp.path(), Target::Token("../x".into()), 1, false).is_err());
         assert_ne!(fingerprint(tmp.path()), before);
         let r = Revocations::load(tmp.path()).unwrap();
         assert_eq!(r.len(), 3);
@@ -410,5 +443,32 @@ mod tests {
             let m = std::fs::metadata(tmp.path().join(DIR)).unwrap();
             assert_eq!(m.permissions().mode() & 0o777, 0o700);
         }
+    }
+
+    #[test]
+    fn a_device_reported_lost_is_told_so_for_its_older_tokens_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tab = || Target::Device(DeviceId::new("tab-9").unwrap());
+        write(tmp.path(), tab(), 1000, false).unwrap();
+        write(tmp.path(), tab(), 2000, true).unwrap();
+        let r = Revocations::load(tmp.path()).unwrap();
+        // Lost counts over revoked, for tokens issued up to the report.
+        assert!(matches!(
+            r.check(&verified("tab-9", "alice", 500, "")),
+            Err(Revoked::Lost(_))
+        ));
+        assert!(matches!(
+            r.check(&verified("tab-9", "alice", 2000, "")),
+            Err(Revoked::Lost(_))
+        ));
+        assert!(r.check(&verified("tab-9", "alice", 2001, "")).is_ok());
+        // A plain revocation after the report does not make it lost for
+        // tokens issued after the report.
+        write(tmp.path(), tab(), 3000, false).unwrap();
+        let r = Revocations::load(tmp.path()).unwrap();
+        assert_eq!(
+            r.check(&verified("tab-9", "alice", 2500, "")),
+            Err(Revoked::Device(DeviceId::new("tab-9").unwrap()))
+        );
     }
 }

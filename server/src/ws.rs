@@ -265,6 +265,9 @@ enum End {
     /// The relay ends the connection at once (the device is revoked or
     /// does not read): nothing queued is sent, only the reason.
     Cut(CloseCode, String),
+    /// As `Cut`, for a device reported lost: it is told to wipe what it
+    /// holds ([`Frame::Wipe`]) before the connection closes.
+    Wipe(String),
 }
 
 /// One live sync connection.
@@ -337,11 +340,16 @@ async fn going_away(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Waits until the revocations in force refuse this connection's token;
-/// returns the reason.
-async fn revoked(rx: &mut watch::Receiver<Arc<Revocations>>, v: &Verified) -> String {
+/// returns how the connection ends (a device reported lost is told to
+/// wipe itself).
+async fn revoked(rx: &mut watch::Receiver<Arc<Revocations>>, v: &Verified) -> End {
     loop {
-        if let Err(r) = rx.borrow_and_update().check(v) {
-            return r.to_string();
+        let refused = rx.borrow_and_update().check(v);
+        if let Err(r) = refused {
+            return match r {
+                crate::revoke::Revoked::Lost(_) => End::Wipe(r.to_string()),
+                _ => End::Cut(CloseCode::Policy, r.to_string()),
+            };
         }
         if rx.changed().await.is_err() {
             // The relay is shutting down; other branches end the connection.
@@ -428,7 +436,7 @@ impl Conn {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(_)) | Err(_) => Err(End::Cut(CloseCode::Again, TOO_SLOW.into())),
             },
-            reason = revoked(&mut revocations, &self.verified) => Err(End::Cut(CloseCode::Policy, reason)),
+            end = revoked(&mut revocations, &self.verified) => Err(end),
         };
         let budget = match budget {
             Ok(b) => b,
@@ -752,9 +760,9 @@ impl Conn {
                     Err(_) => Err(End::Quiet),
                     Ok(()) => self.announce(&mut rs, &tx).await,
                 },
-                reason = revoked(&mut revocations, &self.verified) => {
+                end = revoked(&mut revocations, &self.verified) => {
                     tracing::info!(device = %principal.device, "closing a revoked connection");
-                    Err(End::Cut(CloseCode::Policy, reason))
+                    Err(end)
                 }
                 done = &mut sending => {
                     let r = done.unwrap_or(Ok(()));
@@ -794,7 +802,7 @@ impl Conn {
         };
         let end = match (sender_result, &end) {
             (Some(_), _) => end,
-            (None, End::Cut(_, _)) => {
+            (None, End::Cut(_, _) | End::Wipe(_)) => {
                 cut.store(true, Ordering::SeqCst);
                 end
             }
@@ -836,6 +844,32 @@ impl Conn {
                     let _ = session
                         .close(Some(CloseReason {
                             code,
+                            description: Some(reason),
+                        }))
+                        .await;
+                })
+                .await
+                .is_ok()
+            }
+            End::Wipe(reason) => {
+                tracing::info!("telling a device reported lost to wipe itself");
+                tokio::time::timeout(CLOSE_WAIT, async {
+                    let version = self.peer_version.load(Ordering::Relaxed);
+                    let bytes = if version > aftercase_sync::protocol::OLDEST_VERSION {
+                        Frame::Wipe {
+                            reason: reason.clone(),
+                        }
+                        .encode_for(version)
+                    } else {
+                        error_for_version(version, &reason)
+                    };
+                    let len = bytes.len();
+                    if session.binary(bytes).await.is_ok() {
+                        self.state.metrics.frame_sent("wipe", len, None);
+                    }
+                    let _ = session
+                        .close(Some(CloseReason {
+                            code: CloseCode::Policy,
                             description: Some(reason),
                         }))
                         .await;

@@ -167,6 +167,33 @@ fn the_openapi_document_describes_the_running_relay() {
     let mut lists = 0;
     for (path, item) in paths {
         let item = item.as_object().expect("path item");
+        if item.contains_key("post") {
+            // The one write: head office's erasure. Refusals are the
+            // documented error body.
+            assert_eq!(path, "/v1/erasures", "{path}: the read API only reads");
+            assert_eq!(item.keys().collect::<Vec<_>>(), ["post"], "{path}");
+            let op = &item["post"];
+            let client = reqwest::blocking::Client::new();
+            let url = format!("{}{path}", relay.url);
+            let r = client.post(&url).json(&json!({})).send().unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{path} needs a token");
+            conforms(&doc, op, 401, &r.bytes().unwrap(), &format!("POST {path}"));
+            let r = client
+                .post(&url)
+                .bearer_auth(&hq)
+                .json(&json!({}))
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 400, "{path} with neither field");
+            conforms(
+                &doc,
+                op,
+                400,
+                &r.bytes().unwrap(),
+                &format!("POST {path} {{}}"),
+            );
+            continue;
+        }
         assert_eq!(
             item.keys().collect::<Vec<_>>(),
             ["get"],

@@ -203,13 +203,16 @@ impl<S: Storage> Replica<S> {
         let want = digits(phone);
         let mut n = 0u32;
         for id in self.case_ids()? {
+            // Phones are sealed: opened with each case's key.
+            let key = self.case_key(id)?;
             let shows = self.with_doc(id, |d| {
                 let v = crate::case::read::map(
                     d,
                     &automerge::ROOT,
                     crate::case::schema::root::CUSTOMER,
                 )
-                .and_then(|c| crate::case::read::string(d, &c, "phone"));
+                .and_then(|c| crate::case::read::string(d, &c, "phone"))
+                .and_then(|p| crate::case::seal::reveal(key.as_ref(), id, "customer_phone", p));
                 if v.is_some_and(|p| digits(&p) == want) {
                     booking::no_shows(d)
                 } else {

@@ -94,6 +94,36 @@ impl<S: Storage> Replica<S> {
     }
 }
 
+impl<S: Storage> Replica<S> {
+    /// Wipes everything the device holds: first every case key (flushed,
+    /// so from here on no sealed value on this device opens, even in a copy
+    /// of its files), then every case, mark, blob and setting. For a
+    /// device reported lost, or `aftercase wipe`.
+    pub fn wipe(&mut self) -> Result<(), ReplicaError> {
+        for prefix in [&b"K"[..], &b""[..]] {
+            loop {
+                let keys = self.storage.scan_prefix(prefix)?;
+                if keys.is_empty() {
+                    break;
+                }
+                // In batches, so a device with many cases never builds one
+                // huge batch.
+                for chunk in keys.chunks(512) {
+                    let mut b = Batch::new();
+                    for (k, _) in chunk {
+                        b.delete(k.clone());
+                    }
+                    self.storage.apply(b)?;
+                }
+                self.storage.flush()?;
+            }
+        }
+        self.docs.clear();
+        self.fresh_wants.clear();
+        Ok(())
+    }
+}
+
 fn stage_erased(b: &mut Batch, case: CaseId) {
     b.delete(keys::case_key(case));
     b.delete(keys::key_wanted(case));
