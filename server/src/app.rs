@@ -45,9 +45,21 @@ pub async fn run(
     }
     // Opening reads the whole store (the read model): on a blocking thread,
     // where PostgreSQL's client may run its own runtime.
-    let (storage, relay, read_model) = {
+    let (storage, mut relay, read_model) = {
         let cfg = cfg.clone();
         web::block(move || open_relay(&cfg)).await??
+    };
+    // Storage that opens below the durable watermark lost acknowledged
+    // changes (see watermark.rs): say so, and never hand out a sequence
+    // number a device may already have been told.
+    let lost = match crate::watermark::read(&cfg.data_dir) {
+        Some(w) if relay.seq() < w => {
+            let message = crate::watermark::lost_message(relay.seq(), w);
+            tracing::error!("{message}");
+            relay.resume_after(w + crate::watermark::MARGIN)?;
+            Some(message)
+        }
+        _ => None,
     };
     // sled creates its files with the process umask: tighten the whole
     // directory now that they exist (the secret and revocations are
@@ -71,6 +83,13 @@ pub async fn run(
             blobs: Arc::new(DirBlobs::open(&cfg.data_dir.join("blobs"))?),
         },
     ));
+    state.health.note_durable(state.seq());
+    // The guard notes the quarantined cases as it is dropped.
+    drop(state.relay());
+    if let Some(message) = lost {
+        state.health.data_lost(message);
+    }
+    crate::watermark::spawn(state.clone().into_inner(), cfg.data_dir.clone());
     revoke::watch(cfg.data_dir.clone(), state.revocations().clone());
     // Other relays on the same PostgreSQL database: their commits reach
     // this relay's devices and head office through the follower.

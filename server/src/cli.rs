@@ -157,6 +157,39 @@ enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Check that every stored case loads and matches head office's read
+    /// model. A damaged case is quarantined (its tablets are refused it,
+    /// the rest of the store keeps syncing) and named; exits 1 if any is.
+    /// Asks the running relay; with --offline, opens the data directory
+    /// itself (the relay must be stopped).
+    Verify {
+        /// The relay's data directory.
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
+        /// The running relay.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        relay: String,
+        /// Open the data directory instead of asking a running relay.
+        #[arg(long)]
+        offline: bool,
+        /// The relay's PostgreSQL database, with --offline, if it runs on one.
+        #[arg(long, env = crate::backend::ENV, hide_env_values = true)]
+        database: Option<String>,
+    },
+    /// Copy a running relay's data into DIR, consistently, while it serves:
+    /// its cases (read while the relay is held, so no commit falls half
+    /// inside), the evidence files, the signing secret and the
+    /// revocations. Restore by serving DIR: `serve --data-dir DIR`.
+    Backup {
+        /// Where to write the copy (created; must be empty).
+        dir: PathBuf,
+        /// The relay's data directory (signing secret, evidence files).
+        #[arg(long, default_value = "./data/relay")]
+        data_dir: PathBuf,
+        /// The running relay.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        relay: String,
+    },
     /// Erase a customer's personal data (name, phone, address, member
     /// number) from every case of theirs, in every copy of the cases'
     /// history: the running relay destroys each case's key, and every
@@ -321,6 +354,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             case,
             by,
         } => erase(&data_dir, &relay, customer_phone, case, by),
+        Command::Verify {
+            data_dir,
+            relay,
+            offline,
+            database,
+        } => crate::ops::verify(&data_dir, &relay, offline, database.as_deref()),
+        Command::Backup {
+            dir,
+            data_dir,
+            relay,
+        } => crate::ops::backup(&dir, &data_dir, &relay),
         Command::Revoke {
             data_dir,
             device,
@@ -348,6 +392,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A token of one minute for `user` as head office, signed with the data
+/// directory's secret: how the operator's commands ask the running relay.
+pub(crate) fn operator_token(
+    data_dir: &std::path::Path,
+    user: UserId,
+    tool: &str,
+) -> anyhow::Result<String> {
+    let Some((secret, _)) = crate::secret::load(data_dir)? else {
+        anyhow::bail!(
+            "{} holds no signing secret: point --data-dir at the directory the relay serves, or set AFTERCASE_JWT_SECRET as the relay has it",
+            data_dir.display()
+        );
+    };
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let p = Principal {
+        user,
+        role: Role::HeadOffice,
+        store: StoreId::new("HQ")?,
+        device: DeviceId::new(tool)?,
+    };
+    Ok(Keys::new(&secret).issue(&p, now, 60)?.0)
+}
+
+/// Sends `req`; the answer's bytes, or the relay's refusal in words.
+pub(crate) fn ask(relay: &str, req: reqwest::blocking::RequestBuilder) -> anyhow::Result<Vec<u8>> {
+    let resp = req.send().map_err(|e| {
+        anyhow::anyhow!("the relay at {relay} did not answer ({e}); is it running?")
+    })?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .map_err(|e| anyhow::anyhow!("reading the relay's answer: {e}"))?;
+    if !status.is_success() {
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let why = json["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        anyhow::bail!("the relay refused ({status}): {why}");
+    }
+    Ok(bytes.to_vec())
+}
+
 /// `aftercase-relay erase`: `POST /v1/erasures` to the running relay as
 /// head office, with a token of one minute.
 fn erase(
@@ -357,37 +444,17 @@ fn erase(
     case: Option<String>,
     by: UserId,
 ) -> anyhow::Result<()> {
-    let Some((secret, _)) = crate::secret::load(data_dir)? else {
-        anyhow::bail!(
-            "{} holds no signing secret: point --data-dir at the directory the relay serves, or set AFTERCASE_JWT_SECRET as the relay has it",
-            data_dir.display()
-        );
-    };
-    let now = chrono::Utc::now().timestamp().max(0) as u64;
-    let p = Principal {
-        user: by,
-        role: Role::HeadOffice,
-        store: StoreId::new("HQ")?,
-        device: DeviceId::new("aftercase-relay-erase")?,
-    };
-    let (token, _) = Keys::new(&secret).issue(&p, now, 60)?;
+    let token = operator_token(data_dir, by, "aftercase-relay-erase")?;
     let url = format!("{}/v1/erasures", relay.trim_end_matches('/'));
     let body = serde_json::json!({ "customer_phone": customer_phone, "case": case });
-    let resp = reqwest::blocking::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .map_err(|e| {
-            anyhow::anyhow!("the relay at {relay} did not answer ({e}); is it running?")
-        })?;
-    let status = resp.status();
-    let text = resp.text().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    if !status.is_success() {
-        let why = json["error"].as_str().unwrap_or(text.as_str()).to_string();
-        anyhow::bail!("the relay refused ({status}): {why}");
-    }
+    let answer = ask(
+        relay,
+        reqwest::blocking::Client::new()
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body),
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
     let erased = json["erased"].as_array().cloned().unwrap_or_default();
     for c in &erased {
         let no = c["case_no"].as_str().unwrap_or("-");

@@ -30,6 +30,10 @@ pub enum ApiError {
     /// 429: too many connections for this device or user.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 503: the case's stored bytes are damaged (quarantined until
+    /// restored from a backup).
+    #[error("{0}")]
+    Damaged(String),
     /// 500: logged with details, answered without.
     #[error("internal error")]
     Internal(String),
@@ -37,7 +41,16 @@ pub enum ApiError {
 
 impl From<aftercase_sync::storage::StorageError> for ApiError {
     fn from(e: aftercase_sync::storage::StorageError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            aftercase_sync::storage::StorageError::Corrupt { .. } => {
+                tracing::error!(error = %e, "stored data does not load");
+                ApiError::Damaged(format!(
+                    "the relay's stored copy is damaged ({}); head office restores it from a backup (`aftercase-relay verify` lists what is damaged)",
+                    clip(&e.to_string())
+                ))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -66,6 +79,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooManyRequests(_) => "too_many_connections",
+            ApiError::Damaged(_) => "damaged",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -80,6 +94,7 @@ impl ResponseError for ApiError {
             ApiError::DeviceLost(_) => StatusCode::GONE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Damaged(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +138,7 @@ pub const CODES: &[&str] = &[
     "forbidden",
     "not_found",
     "too_many_connections",
+    "damaged",
     "internal",
 ];
 
@@ -192,6 +208,7 @@ mod tests {
             ApiError::Forbidden(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::TooManyRequests(String::new()),
+            ApiError::Damaged(String::new()),
             ApiError::Internal(String::new()),
         ];
         let codes: Vec<&str> = all.iter().map(ApiError::code).collect();

@@ -33,15 +33,18 @@ mod core_pool;
 mod dashboard;
 mod error;
 mod follow;
+mod health;
 mod limits;
 pub mod logging;
 pub mod metrics;
+mod ops;
 pub mod pg_storage;
 mod refresh;
 pub mod revoke;
 pub mod secret;
 mod state;
 pub mod upstream;
+mod watermark;
 mod ws;
 
 pub use error::ApiError;

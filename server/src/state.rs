@@ -77,6 +77,8 @@ pub struct AppState {
     published: Arc<AtomicU64>,
     /// What `/metrics` exports.
     pub metrics: Arc<Metrics>,
+    /// What `/healthz` says about storage.
+    pub health: Arc<crate::health::Health>,
     /// Set once when the relay begins to shut down; every live connection
     /// watches it and closes itself ("going away").
     shutdown: watch::Sender<bool>,
@@ -140,6 +142,7 @@ impl AppState {
             handed: Arc::new(AtomicU64::new(0)),
             published,
             metrics: settings.metrics,
+            health: Default::default(),
             blobs: settings.blobs,
             shutdown: watch::channel(false).0,
             core: crate::core_pool::CorePool::new(
@@ -346,6 +349,7 @@ impl AppState {
         RelayGuard {
             relay: self.relay.lock().unwrap_or_else(|e| e.into_inner()),
             metrics: &self.metrics,
+            health: &self.health,
         }
     }
 
@@ -377,7 +381,7 @@ impl AppState {
         let upto = self.issued.load(Ordering::SeqCst);
         let seq = self.seq();
         let state = self.clone();
-        actix_web::web::block(move || {
+        let flushed_ok = actix_web::web::block(move || {
             let started = Instant::now();
             state.storage.flush()?;
             state.metrics.flush_time(started.elapsed());
@@ -388,7 +392,16 @@ impl AppState {
         .map_err(|e| StorageError::Backend {
             op: "flush",
             message: e.to_string(),
-        })??;
+        })
+        .and_then(|r| r);
+        self.health.flushed(flushed_ok.is_ok());
+        if flushed_ok.is_ok() {
+            self.health.note_durable(seq);
+        }
+        if let Err(e) = &flushed_ok {
+            self.health.storage_error(e);
+        }
+        flushed_ok?;
         self.publish(seq);
         *flushed = upto;
         Ok(())
@@ -445,6 +458,7 @@ pub struct Observation {
 pub struct RelayGuard<'a> {
     relay: MutexGuard<'a, Relay<RelayStorage>>,
     metrics: &'a Metrics,
+    health: &'a crate::health::Health,
 }
 
 impl Deref for RelayGuard<'_> {
@@ -464,6 +478,7 @@ impl Drop for RelayGuard<'_> {
     fn drop(&mut self) {
         self.metrics
             .note_cache(self.relay.cache_stats(), self.relay.cached_docs());
+        self.health.note_quarantined(self.relay.quarantined().len());
     }
 }
 

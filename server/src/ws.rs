@@ -545,6 +545,7 @@ impl Conn {
             Ok(out) => self.queue(out, tx).await,
             Err(SessionError::Storage(e)) => {
                 tracing::error!(error = %e, "relay storage failed");
+                self.state.health.storage_error(&e);
                 Err(End::Close(
                     CloseCode::Error,
                     "relay storage failure, retry later".into(),

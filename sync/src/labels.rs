@@ -227,6 +227,11 @@ const REFUSALS: &[Row] = &[
     ("too_many", "数量超限", "too many"),
     ("malformed", "数据格式错误", "malformed"),
     ("revoked", "已被吊销", "revoked"),
+    (
+        "unavailable",
+        "中继存储的案件已损坏，待恢复",
+        "damaged at the relay, awaiting restore",
+    ),
 ];
 
 fn states_of(kind: CaseKind) -> &'static [Row] {

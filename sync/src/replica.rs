@@ -909,19 +909,31 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Takes whole cases sent by the relay: loads them on up to `threads`
-    /// threads (refusing the whole set if any is not an Automerge
-    /// document), merges each into any local copy and stores them all in one
-    /// batch. Not flushed, like [`Replica::receive`].
+    /// threads, merges each into any local copy and stores them all in one
+    /// batch. Not flushed, like [`Replica::receive`]. A case whose bytes do
+    /// not load (damaged at the relay) is set aside, to be fetched whole
+    /// again at the next sync, and returned with why: one damaged case
+    /// must not keep a fresh tablet from the rest of its store.
     pub fn adopt_snapshots(
         &mut self,
         snapshots: &[DocBytes],
         threads: usize,
-    ) -> Result<(), ReplicaError> {
+    ) -> Result<Vec<(CaseId, String)>, ReplicaError> {
         let loaded = load_snapshots(snapshots, threads)?;
         let mut batch = Batch::new();
         let mut touched = Vec::with_capacity(snapshots.len());
         let mut merged = Ok(());
-        for (s, mut incoming) in snapshots.iter().zip(loaded) {
+        let mut damaged = Vec::new();
+        for (s, incoming) in snapshots.iter().zip(loaded) {
+            let mut incoming = match incoming {
+                Ok(d) => d,
+                Err(why) => {
+                    tracing::warn!(case = %s.doc, error = %why, "a case from the relay does not load; fetching it again at the next sync");
+                    refusals::stage_wanted(&mut batch, s.doc);
+                    damaged.push((s.doc, why));
+                    continue;
+                }
+            };
             touched.push(s.doc);
             batch.put(keys::local_case(s.doc), Vec::new());
             let slot = self.docs.slot(s.doc);
@@ -972,7 +984,7 @@ impl<S: Storage> Replica<S> {
             }
             return Err(e);
         }
-        Ok(())
+        Ok(damaged)
     }
 
     /// Clears the dirty mark of `case` if the relay's heads (from the last
@@ -1044,12 +1056,12 @@ fn new_changes(doc: &Automerge, before: &[ChangeHash]) -> Vec<automerge::Change>
 /// threads: decoding dominates a fresh device's first sync, and the loads
 /// are independent pure computations, so the result does not depend on the
 /// thread count.
-fn load_snapshots(snaps: &[DocBytes], threads: usize) -> Result<Vec<Automerge>, ReplicaError> {
-    let load = |s: &DocBytes| {
-        Automerge::load(&s.bytes).map_err(|e| ReplicaError::Apply {
-            case: s.doc,
-            message: format!("snapshot does not load: {e}"),
-        })
+/// Each snapshot loaded, or why it does not load.
+type Loaded = Result<Automerge, String>;
+
+fn load_snapshots(snaps: &[DocBytes], threads: usize) -> Result<Vec<Loaded>, ReplicaError> {
+    let load = |s: &DocBytes| -> Result<Loaded, ReplicaError> {
+        Ok(Automerge::load(&s.bytes).map_err(|e| format!("the relay's copy does not load: {e}")))
     };
     let threads = threads.clamp(1, snaps.len().max(1));
     if threads == 1 {
@@ -1148,20 +1160,20 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_adopted_whole_or_not_at_all() {
+    fn a_damaged_snapshot_is_set_aside_and_the_others_adopted() {
         let mut snaps = served(7);
         let good = snaps.clone();
         snaps[4].bytes.truncate(10);
         let store = MemoryStorage::new();
         let mut r = Replica::open(store, identity(), [1; 16]);
-        let err = r.adopt_snapshots(&snaps, 3).unwrap_err();
-        assert!(
-            matches!(&err, ReplicaError::Apply { case, .. } if *case == snaps[4].doc),
-            "{err}"
-        );
-        for s in &snaps {
-            assert!(r.case(s.doc).unwrap().is_none(), "nothing half-applied");
+        let damaged = r.adopt_snapshots(&snaps, 3).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].0, snaps[4].doc);
+        for (i, s) in snaps.iter().enumerate() {
+            assert_eq!(r.case(s.doc).unwrap().is_some(), i != 4, "{i}");
         }
+        // Asked for again at the next sync.
+        assert_eq!(r.wanted().unwrap(), vec![snaps[4].doc]);
         // The same cases, intact, on any number of threads.
         for threads in [1, 2, 5] {
             let mut r = Replica::open(MemoryStorage::new(), identity(), [1; 16]);

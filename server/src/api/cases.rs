@@ -87,36 +87,91 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state: Arc<AppState> = state.clone().into_inner();
-    web::block(move || f(&state))
+    let st = state.clone();
+    let r = web::block(move || f(&state))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Errors of this work are storage errors (the rest is answered as
+    // what the caller did wrong).
+    if let Err(ApiError::Internal(e) | ApiError::Damaged(e)) = &r {
+        st.health.storage_error(e);
+    }
+    r
 }
 
 /// The answer of `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// `ok`; `degraded` when storage errors were seen since start or
+    /// cases are quarantined as damaged (the relay still serves the rest);
+    /// `failing` (with status 503) when storage cannot be read or the last
+    /// flush failed.
     pub status: &'static str,
     /// The relay's latest change sequence number.
     pub seq: u64,
+    /// Storage errors seen since the relay started.
+    pub storage_errors: u64,
+    /// Cases whose stored bytes do not load, quarantined until restored
+    /// from a backup (`aftercase-relay verify` lists them).
+    pub quarantined_cases: usize,
+    /// The last storage error, in words (never customer data).
+    pub last_storage_error: Option<String>,
+    /// Set when the storage opened below the relay's durable watermark:
+    /// acknowledged changes were lost (a damaged file cut short).
+    pub storage_lost: Option<String>,
 }
 
-/// Liveness.
+/// Liveness and storage health.
 ///
-/// `GET /healthz`: liveness, no authentication. Takes no lock, so it
-/// answers at once even while heavy uploads hold the relay.
+/// `GET /healthz`: no authentication. Takes no relay lock, so it answers
+/// at once even while heavy uploads hold the relay; it reads one key from
+/// storage to know storage answers.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "relay",
     security(()),
-    responses((status = 200, description = "The relay is up.", body = Health))
+    responses(
+        (status = 200, description = "The relay serves (status ok or degraded).", body = Health),
+        (status = 503, description = "The relay cannot serve: storage does not answer or the last flush failed.", body = Health),
+    )
 )]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "ok",
+    let st: Arc<AppState> = state.clone().into_inner();
+    let readable =
+        web::block(move || aftercase_sync::storage::Storage::get(st.storage(), b"rs").map(|_| ()))
+            .await;
+    let read_failed = match readable {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(e) = &read_failed {
+        tracing::error!(error = %e, "health check: storage does not answer");
+        state.health.storage_error(e);
+    }
+    let h = &state.health;
+    let failing = read_failed.is_some() || h.flush_failing();
+    let status = if failing {
+        "failing"
+    } else if h.storage_errors() > 0 || h.quarantined() > 0 {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let body = Health {
+        status,
         seq: state.seq(),
-    })
+        storage_errors: h.storage_errors(),
+        quarantined_cases: h.quarantined(),
+        last_storage_error: h.last_error(),
+        storage_lost: h.lost(),
+    };
+    if failing {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
 }
 
 /// `GET /metrics`: the Prometheus metrics, no authentication (Prometheus

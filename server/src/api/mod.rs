@@ -16,3 +16,4 @@ pub mod routes;
 pub mod rows;
 pub mod schedule;
 pub mod service;
+pub mod soundness;

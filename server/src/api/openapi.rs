@@ -5,7 +5,7 @@
 //! The tests below hold it to the route table (`routes.rs`);
 //! `tests/tests/openapi.rs` holds it to the running relay.
 
-use super::{audit, cases, erasure, evidence, labels, queues, schedule, service};
+use super::{audit, cases, erasure, evidence, labels, queues, schedule, service, soundness};
 use crate::error::{ApiError, ErrorBody};
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
@@ -41,6 +41,8 @@ use utoipa::{Modify, OpenApi};
         labels::labels,
         schedule::schedule,
         erasure::erase,
+        soundness::verify,
+        soundness::backup,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerJwt),

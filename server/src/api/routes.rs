@@ -4,7 +4,9 @@
 //! path is a route. A new endpoint is a line here and a
 //! `#[utoipa::path]` on its handler, listed in `openapi::ApiDoc`.
 
-use super::{audit, cases, erasure, evidence, labels, openapi, queues, schedule, service};
+use super::{
+    audit, cases, erasure, evidence, labels, openapi, queues, schedule, service, soundness,
+};
 use crate::{dashboard, ws};
 use actix_web::http::Method;
 use actix_web::web;
@@ -86,6 +88,18 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/cases/{id}/evidence/{hash}",
         kind: Kind::Api,
         handler: |r| r.to(evidence::get_evidence),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/verify",
+        kind: Kind::Api,
+        handler: |r| r.to(soundness::verify),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/backup",
+        kind: Kind::Api,
+        handler: |r| r.to(soundness::backup),
     },
     Route {
         method: Method::POST,

@@ -513,12 +513,22 @@ impl ClientSession {
                 }
             },
             Frame::Snapshots { docs } => {
-                r.adopt_snapshots(&docs, self.load_threads)
+                let damaged = r
+                    .adopt_snapshots(&docs, self.load_threads)
                     .map_err(|e| match e {
                         ReplicaError::Apply { .. } => SessionError::Protocol(e.to_string()),
                         other => SessionError::Replica(other),
                     })?;
+                let set_aside: HashSet<CaseId> = damaged.iter().map(|(d, _)| *d).collect();
+                for (doc, why) in damaged {
+                    // Fetched again next time: the rest goes on.
+                    self.pending.remove(&doc);
+                    self.refused.insert(doc, why);
+                }
                 for DocBytes { doc, .. } in &docs {
+                    if set_aside.contains(doc) {
+                        continue;
+                    }
                     r.got_wanted(*doc)?;
                     if let Some(wanted) = self.pending.get(doc) {
                         if r.has_all(*doc, wanted)? {

@@ -43,11 +43,14 @@ pub enum RefusalCode {
     /// The token or device was revoked (the relay answers this in HTTP and
     /// close reasons; reserved here so the name stays the same everywhere).
     Revoked,
+    /// The relay's stored copy of the case is damaged: it is quarantined
+    /// until restored from a backup. The store's other cases go on.
+    Unavailable,
 }
 
 impl RefusalCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [RefusalCode; 15] = [
+    pub const ALL: [RefusalCode; 16] = [
         RefusalCode::NotFound,
         RefusalCode::Forbidden,
         RefusalCode::UnknownKey,
@@ -63,6 +66,7 @@ impl RefusalCode {
         RefusalCode::TooMany,
         RefusalCode::Malformed,
         RefusalCode::Revoked,
+        RefusalCode::Unavailable,
     ];
 
     /// The wire name.
@@ -83,6 +87,7 @@ impl RefusalCode {
             RefusalCode::TooMany => "too_many",
             RefusalCode::Malformed => "malformed",
             RefusalCode::Revoked => "revoked",
+            RefusalCode::Unavailable => "unavailable",
         }
     }
 }

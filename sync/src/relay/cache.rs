@@ -161,8 +161,17 @@ impl<S: Storage> Relay<S> {
                 Some(bytes) => queries::decode_meta(bytes)?.seq,
                 None => 0,
             };
-            let Some(loaded) = docs::load_doc(&self.storage, case)? else {
-                return Ok(None);
+            if let Some(why) = self.quarantined.get(&case) {
+                return Err(corrupt(&format!("quarantined case {case}"), why));
+            }
+            let loaded = match docs::load_doc(&self.storage, case) {
+                Ok(Some(l)) => l,
+                Ok(None) => return Ok(None),
+                Err(e @ StorageError::Corrupt { .. }) => {
+                    self.quarantine(case, &e.to_string());
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             };
             if loaded.chunks >= docs::COMPACT_AFTER_CHUNKS {
                 let mut batch = docs::compaction(&self.storage, case, &loaded.doc)?;

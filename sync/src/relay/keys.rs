@@ -12,6 +12,7 @@
 //! | `rw` time seq, `rx` len store time seq | the audit feed: [`super::feed::FeedRecord`] (postcard), chain-wide and per store |
 //! | `rk` | salt of the customer keys in the read model |
 //! | `rt` case | times the relay did not believe: `Vec<`[`super::ClockFix`]`>` (postcard) |
+//! | `rQ` case | the case's stored bytes do not load: quarantined, with why (`soundness.rs`) |
 //! | `rK` case | the case's key, which its personal data is sealed with (`case::seal`) |
 //! | `rX` case | the case's personal data was erased: [`super::casekeys::Erasure`] (JSON) |
 //! | `rd` len store device | the device's [`super::fleet::DeviceRecord`] (JSON): version, last seen and synced, unsynced work |
@@ -29,6 +30,7 @@ pub const SUMMARY: &[u8] = b"rv";
 pub const SALT: &[u8] = b"rk";
 pub const DEVICE: &[u8] = b"rd";
 pub const CASE_KEY: &[u8] = b"rK";
+pub const QUARANTINE: &[u8] = b"rQ";
 pub const ERASURE: &[u8] = b"rX";
 
 pub fn case_key(case: CaseId) -> Vec<u8> {

@@ -37,6 +37,7 @@ mod reader;
 pub mod readmodel;
 mod recent;
 mod session;
+pub mod soundness;
 mod states;
 mod stats;
 pub mod summary;
@@ -132,6 +133,8 @@ pub struct Relay<S: Storage> {
     /// The policy's bytes as last read from or written to storage (`None`
     /// before any publication): a publication expects to replace them.
     stored_policy: Option<Vec<u8>>,
+    /// Cases whose stored bytes do not load (see `soundness.rs`).
+    quarantined: std::collections::BTreeMap<CaseId, String>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -169,7 +172,7 @@ impl<S: Storage> Relay<S> {
             }
         };
         let storage_salt = storage.get(keys::SALT)?.unwrap_or_default();
-        Ok(Relay {
+        let mut relay = Relay {
             storage,
             policy,
             policy_json,
@@ -187,7 +190,10 @@ impl<S: Storage> Relay<S> {
             own: Default::default(),
             follows: false,
             stored_policy,
-        })
+            quarantined: Default::default(),
+        };
+        relay.load_quarantine()?;
+        Ok(relay)
     }
 
     /// Makes sure the relay has a salt for customer keys, storing
@@ -226,6 +232,23 @@ impl<S: Storage> Relay<S> {
     /// The latest change sequence.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Moves the change sequence on to `seq` (durably) if it is behind:
+    /// after storage lost changes, so no number a device may already have
+    /// been told is handed out again (a gap in the sequence is harmless).
+    pub fn resume_after(&mut self, seq: u64) -> Result<(), StorageError> {
+        if seq <= self.seq {
+            return Ok(());
+        }
+        let mut b = Batch::new();
+        b.put(keys::SEQ.to_vec(), seq.to_be_bytes().to_vec());
+        self.storage.apply(b)?;
+        self.storage.flush()?;
+        self.seq = seq;
+        self.durable_seq = seq;
+        self.observed = self.observed.max(seq);
+        Ok(())
     }
 
     /// Flushes storage and marks every applied change durable.

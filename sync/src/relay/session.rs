@@ -256,6 +256,10 @@ impl<S: Storage> Relay<S> {
                 frames.push(Frame::refused(*case, &not_found(*case)));
                 continue;
             }
+            if self.is_quarantined(*case) {
+                frames.push(Frame::refused(*case, &soundness::unavailable(*case)));
+                continue;
+            }
             // Stored bytes as they are: decoding and re-saving every
             // document dominated a fresh device's first sync.
             if let Some(bytes) = docs::stored_bytes(&self.storage, *case)? {
@@ -336,7 +340,12 @@ impl<S: Storage> Relay<S> {
                 // Automerge has nothing to send, the announcement alone
                 // makes the device ask, as on a reconnect.
                 if s.caught_up {
-                    frames.extend(self.deliver(s, doc, &heads)?);
+                    match self.deliver(s, doc, &heads) {
+                        Ok(f) => frames.extend(f),
+                        // Damaged: the device is refused it when it asks.
+                        Err(StorageError::Corrupt { .. }) if self.is_quarantined(doc) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 docs.push(DocHeads { doc, heads });
             }

@@ -198,7 +198,27 @@ impl<S: Storage> Relay<S> {
         self.upload(s, case, Incoming::Changes(changes), now)
     }
 
+    /// [`Relay::upload_inner`], with a quarantined case refused alone
+    /// rather than ending the device's connection.
     fn upload(
+        &mut self,
+        s: &mut RelaySession,
+        case: CaseId,
+        incoming: Incoming,
+        now: Millis,
+    ) -> Result<RelayOutput, SessionError> {
+        match self.upload_inner(s, case, incoming, now) {
+            Err(SessionError::Storage(StorageError::Corrupt { .. }))
+                if self.is_quarantined(case) =>
+            {
+                s.states.remove(&case);
+                Ok(Self::refuse(case, &soundness::unavailable(case)))
+            }
+            other => other,
+        }
+    }
+
+    fn upload_inner(
         &mut self,
         s: &mut RelaySession,
         case: CaseId,

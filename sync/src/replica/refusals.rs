@@ -33,6 +33,11 @@ fn refusal_key(case: CaseId) -> Vec<u8> {
     k
 }
 
+/// Stages a mark to fetch `case` whole from the relay at the next sync.
+pub(super) fn stage_wanted(b: &mut Batch, case: CaseId) {
+    b.put(wanted_key(case), Vec::new());
+}
+
 fn wanted_key(case: CaseId) -> Vec<u8> {
     let mut k = vec![b'w'];
     k.extend_from_slice(case.as_bytes());
