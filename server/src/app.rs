@@ -52,6 +52,13 @@ pub async fn run(
     // Storage that opens below the durable watermark lost acknowledged
     // changes (see watermark.rs): say so, and never hand out a sequence
     // number a device may already have been told.
+    let restored = cfg.data_dir.join(crate::watermark::RESTORED);
+    if restored.exists() {
+        let from = relay.seq();
+        relay.resume_after(from.saturating_add(crate::watermark::RESTORE_JUMP))?;
+        std::fs::remove_file(&restored)?;
+        tracing::info!(from, to = relay.seq(), "serving a restored backup: the change sequence moves past anything tablets were told since");
+    }
     let lost = match crate::watermark::read(&cfg.data_dir) {
         Some(w) if relay.seq() < w => {
             let message = crate::watermark::lost_message(relay.seq(), w);

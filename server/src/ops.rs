@@ -167,6 +167,10 @@ pub fn backup(dir: &Path, data_dir: &Path, relay: &str) -> anyhow::Result<()> {
         &data_dir.join(crate::revoke::DIR),
         &dir.join(crate::revoke::DIR),
     )?;
+    std::fs::write(
+        dir.join(crate::watermark::RESTORED),
+        "the first relay to serve this copy moves its change sequence on and removes this file\n",
+    )?;
     aftercase_sync::storage::perms::restrict_tree(dir)?;
     println!(
         "backup of {} key(s) and {files} evidence file(s) written to {}; restore by serving it: aftercase-relay serve --data-dir {}",

@@ -25,7 +25,17 @@ pub const EVERY: Duration = Duration::from_secs(2);
 /// How far past the watermark a relay that lost data resumes its
 /// sequence: far more than the changes of one [`EVERY`] at any load this
 /// relay takes.
-pub const MARGIN: u64 = 1_000_000;
+pub const MARGIN: u64 = aftercase_sync::relay::RESUME_MARGIN;
+
+/// The file `aftercase-relay backup` leaves in a copy: the first relay to
+/// serve it moves its sequence on by [`RESTORE_JUMP`] and removes it.
+pub const RESTORED: &str = "restored-from-backup";
+
+/// How far a relay serving a restored copy moves its sequence: tablets
+/// that synced after the backup was taken were told numbers past the
+/// copy's, and no number may be handed out twice (2^40: 200 years of
+/// 150 changes a second).
+pub const RESTORE_JUMP: u64 = 1 << 40;
 
 fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE)

@@ -107,6 +107,17 @@ pub fn seeded_relay_over(storage: MemoryStorage) -> Relay<MemoryStorage> {
     relay
 }
 
+/// Any bytes from the network as one frame: decoding returns a frame or
+/// an error, never panics, and a decoded frame re-encodes to bytes that
+/// decode to the same frame. The `frame_decode` fuzz target.
+pub fn frame_decode_roundtrips(data: &[u8]) {
+    if let Ok(frame) = crate::protocol::Frame::decode(data) {
+        let again =
+            crate::protocol::Frame::decode(&frame.encode()).expect("a re-encoded frame decodes");
+        assert_eq!(again, frame);
+    }
+}
+
 /// Feeds `data`, split into length-prefixed frames, to a relay connection of
 /// a device of store S2 after its hello. Panics only if an invariant breaks:
 /// the seeded case of another store must never be changed or revealed,

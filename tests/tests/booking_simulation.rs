@@ -208,7 +208,12 @@ fn run(seed: u64, steps: usize) -> Result<usize, String> {
 fn random_offline_bookings_surface_every_overlap_and_every_replica_agrees() {
     let seeds: Vec<u64> = match std::env::var("AFTERCASE_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("AFTERCASE_SIM_SEED must be a number")],
-        Err(_) => (0..24).collect(),
+        // `scripts/soak.sh` runs thousands.
+        Err(_) => (0..std::env::var("AFTERCASE_SIM_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(24))
+            .collect(),
     };
     let single = seeds.len() == 1;
     let mut conflicts = 0;

@@ -305,8 +305,9 @@ fn a_backup_taken_while_serving_restores_into_a_relay_a_fresh_tablet_syncs_from(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("restore by serving it"), "{said}");
-    // Not in the backup.
+    // Not in the backup; tab-a is told its sequence number.
     let c3 = a.new_case("installation");
+    a.ok(&["sync"]);
     a.ok(&["sync"]);
     drop(watch);
 
@@ -323,4 +324,20 @@ fn a_backup_taken_while_serving_restores_into_a_relay_a_fresh_tablet_syncs_from(
     assert_eq!(case_ids(&fresh), want);
     assert!(!case_ids(&fresh).contains(&c3));
     assert_eq!(fresh.show(&c1)["customer"]["name"], "Han Meimei");
+
+    // Tablets that synced after the backup have seen sequence numbers the
+    // restored relay never reached: it moves past them, so a new case is
+    // not skipped, and what they hold comes back as they change it.
+    let c5 = fresh.new_case("complaint");
+    fresh.ok(&["sync"]);
+    let a2 = Cli::init(&tmp.path().join("a"), &restored.url, &ta);
+    a2.ok(&["sync"]);
+    assert!(
+        case_ids(&a2).contains(&c5),
+        "a case made after the restore reaches every tablet"
+    );
+    a2.ok(&["case", "note", &c3, "back after the restore"]);
+    a2.ok(&["sync"]);
+    fresh.ok(&["sync"]);
+    assert!(case_ids(&fresh).contains(&c3));
 }

@@ -62,6 +62,11 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use summary::CaseSummary;
 
+/// How far past a sequence number a device may have seen the relay
+/// resumes when its storage is behind it (restored from a backup, or
+/// lost changes): far more than the changes between two watermarks.
+pub const RESUME_MARGIN: u64 = 1_000_000;
+
 /// Cases per [`Frame::Announce`].
 const ANNOUNCE_CHUNK: usize = 1000;
 
@@ -238,6 +243,8 @@ impl<S: Storage> Relay<S> {
     /// after storage lost changes, so no number a device may already have
     /// been told is handed out again (a gap in the sequence is harmless).
     pub fn resume_after(&mut self, seq: u64) -> Result<(), StorageError> {
+        // Far from overflowing, whatever the caller asks.
+        let seq = seq.min(u64::MAX / 2);
         if seq <= self.seq {
             return Ok(());
         }

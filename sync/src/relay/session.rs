@@ -172,6 +172,31 @@ impl<S: Storage> Relay<S> {
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 s.sent_up_to = Some(cursor);
                 s.policy_version = policy_version;
+                // The stored counter, which every relay over the same
+                // database advances.
+                let stored = crate::storage::counter_value(
+                    keys::SEQ,
+                    self.storage
+                        .get(keys::SEQ)
+                        .map_err(SessionError::Storage)?
+                        .as_deref(),
+                )
+                .map_err(SessionError::Storage)?;
+                let known = stored.max(self.seq);
+                if cursor > known {
+                    // The device was told numbers this relay's storage
+                    // never reached: restored from a backup, or changes
+                    // were lost. Announce everything to it afresh, and
+                    // never hand those numbers out again, unless the
+                    // cursor is beyond anything plausible (a hostile or
+                    // broken device must not move the sequence far).
+                    tracing::warn!(device = %s.principal.device, cursor, seq = known, "a device has seen change sequence numbers beyond this relay's storage (restored from a backup, or lost changes): announcing everything to it afresh");
+                    if cursor - known <= RESUME_MARGIN {
+                        self.resume_after(cursor + RESUME_MARGIN)
+                            .map_err(SessionError::Storage)?;
+                    }
+                    s.sent_up_to = Some(0);
+                }
                 let mut frames = Vec::new();
                 if s.version > crate::protocol::OLDEST_VERSION {
                     let mut agreed: Vec<String> = Vec::new();
