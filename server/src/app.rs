@@ -126,6 +126,7 @@ pub async fn run(
         crate::upstream::spawn(state.clone().into_inner(), edge);
     }
     actix_web::rt::spawn(refresh::refresh(state.clone().into_inner()));
+    crate::retention::spawn(state.clone().into_inner());
     let app_state = state.clone();
     let server =
         HttpServer::new(move || {

@@ -40,6 +40,7 @@ pub mod metrics;
 mod ops;
 pub mod pg_storage;
 mod refresh;
+mod retention;
 pub mod revoke;
 pub mod secret;
 mod state;

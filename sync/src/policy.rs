@@ -98,6 +98,11 @@ pub struct Policy {
     /// no bookings until head office publishes one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub technicians: Vec<TechnicianHours>,
+    /// Retention (PIPL): erase the customer's personal data this many days
+    /// after a case is closed (in a final state, cancelled included); the
+    /// relay does it by itself. 0, the default, keeps it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erase_personal_data_after_days: u32,
 }
 
 fn default_warranty_days() -> i64 {
@@ -152,6 +157,10 @@ pub fn hhmm(s: &str) -> Option<u32> {
 
 fn default_device_cache() -> u64 {
     2 << 30
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_blob_bytes() -> u64 {
@@ -212,6 +221,7 @@ impl Default for Policy {
             warranty_days: default_warranty_days(),
             signature_on_acceptance: false,
             technicians: Vec::new(),
+            erase_personal_data_after_days: 0,
         }
     }
 }
@@ -282,6 +292,12 @@ impl Policy {
         }
         if !(1024..=1 << 30).contains(&self.max_blob_bytes) {
             return Err(bad("max_blob_bytes", "must be 1 KiB to 1 GiB"));
+        }
+        if self.erase_personal_data_after_days > 36_500 {
+            return Err(bad(
+                "erase_personal_data_after_days",
+                "must be 0 (keep) to 36500 days",
+            ));
         }
         if !(1 << 20..=1 << 40).contains(&self.device_cache_bytes) {
             return Err(bad("device_cache_bytes", "must be 1 MiB to 1 TiB"));

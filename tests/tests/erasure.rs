@@ -140,3 +140,86 @@ fn an_erased_customer_is_gone_from_every_store_and_the_case_stays() {
         .unwrap_err();
     assert!(err.to_string().contains("key"), "{err}");
 }
+
+#[test]
+fn retention_erases_cases_closed_longer_ago_than_the_policy_says() {
+    use aftercase_sync::access::Principal;
+    use aftercase_sync::policy::Policy;
+    use aftercase_sync::protocol::Frame;
+    let mut w = World::new(11, 8);
+    let sup = w.add_device("sup", Role::Supervisor, "S1");
+    let open = w.create_case(sup);
+    let closed = w.create_case(sup);
+    let e = Entropy {
+        now: w.now(),
+        nonce: [21; 16],
+        key: [0; 32],
+    };
+    w.devices[sup]
+        .replica
+        .transition(closed, e, "cancelled", Some("customer withdrew"))
+        .unwrap();
+    w.connect(sup);
+    w.run_until_quiet();
+    // Nothing is due while the policy keeps personal data.
+    let later = Millis(w.now().0 + 31 * 86_400_000);
+    assert!(w.relay.due_for_erasure(later).unwrap().is_empty());
+
+    // Head office publishes 30 days of retention.
+    let policy = Policy {
+        version: 2,
+        erase_personal_data_after_days: 30,
+        ..Policy::default()
+    };
+    let mut ho = w.relay.session(Principal {
+        user: "hq".parse().unwrap(),
+        role: Role::HeadOffice,
+        store: "HQ".parse().unwrap(),
+        device: "hq-1".parse().unwrap(),
+    });
+    let now = w.now();
+    let hello = Frame::Hello {
+        cursor: 0,
+        policy_version: 1,
+        app_version: String::new(),
+        unsynced: Default::default(),
+        features: Vec::new(),
+    };
+    w.relay.handle(&mut ho, hello, now).unwrap();
+    let json = serde_json::to_string(&policy).unwrap();
+    let out = w
+        .relay
+        .handle(&mut ho, Frame::PublishPolicy { json }, now)
+        .unwrap();
+    assert!(out.policy_published);
+    // A policy out of range is refused by name.
+    let bad = serde_json::to_string(&Policy {
+        version: 3,
+        erase_personal_data_after_days: 40_000,
+        ..Policy::default()
+    })
+    .unwrap();
+    let out = w
+        .relay
+        .handle(&mut ho, Frame::PublishPolicy { json: bad }, now)
+        .unwrap();
+    assert!(
+        out.frames.iter().any(|f| matches!(f, Frame::PolicyRefused { reason } if reason.contains("erase_personal_data_after_days"))),
+        "{:?}",
+        out.frames
+    );
+
+    // Not yet 30 days closed: nothing due; after: the closed case only.
+    assert!(w.relay.due_for_erasure(w.now()).unwrap().is_empty());
+    assert_eq!(w.relay.due_for_erasure(later).unwrap(), vec![closed]);
+    w.erase(closed);
+    w.run_until_quiet();
+    w.heal_and_check().unwrap();
+    assert!(w.relay.due_for_erasure(later).unwrap().is_empty());
+    let (name, _) = w.customers[&open].clone();
+    assert_eq!(
+        w.relay_view(open).unwrap().customer.name.as_deref(),
+        Some(name.as_str())
+    );
+    assert_eq!(w.relay_view(closed).unwrap().customer.name, None);
+}

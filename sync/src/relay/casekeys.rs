@@ -266,6 +266,40 @@ impl<S: Storage> Relay<S> {
         Ok(out)
     }
 
+    /// The cases the policy's retention says to erase at `now`: closed (in
+    /// a final state, cancelled included) more than
+    /// `erase_personal_data_after_days` days before, and not erased yet.
+    /// Empty when the policy keeps personal data (0 days).
+    pub fn due_for_erasure(&self, now: Millis) -> Result<Vec<CaseId>, StorageError> {
+        let days = i64::from(self.policy.erase_personal_data_after_days);
+        if days == 0 {
+            return Ok(Vec::new());
+        }
+        let before = now.0 - days * 86_400_000;
+        let mut out = Vec::new();
+        for (k, v) in self.storage.scan_prefix(keys::SUMMARY)? {
+            let Some(case) = k
+                .get(keys::SUMMARY.len()..)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(CaseId::from_bytes)
+            else {
+                continue;
+            };
+            let s: CaseSummary =
+                serde_json::from_slice(&v).map_err(|e| corrupt("case summary", e))?;
+            let closed = match (s.kind.parse::<CaseKind>(), s.status.as_deref()) {
+                (Ok(kind), Some(status)) if crate::workflow::table::is_final(kind, status) => {
+                    s.states.last().map(|(_, at)| *at)
+                }
+                _ => None,
+            };
+            if closed.is_some_and(|at| at < before) && self.erasure(case)?.is_none() {
+                out.push(case);
+            }
+        }
+        Ok(out)
+    }
+
     /// The cases whose customer has this phone number, found through the
     /// read model's customer keys (salted hashes of the phone's digits).
     pub fn cases_of_phone(&self, phone: &str) -> Result<Vec<CaseId>, StorageError> {
