@@ -12,21 +12,13 @@ use support::{bin_dir, Cli, Relay};
 
 /// Every file under `dir` whose bytes hold `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if aftercase_tests::contains(&bytes, needle.as_bytes()) {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
+    support::files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| aftercase_tests::contains(&bytes, needle.as_bytes()))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn erase(relay: &Relay, args: &[&str]) -> (bool, String) {

@@ -26,22 +26,10 @@ fn lost(relay: &Relay, device: &str) {
 
 /// Every file left under `dir`.
 fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
+    support::files_under(dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[test]

@@ -31,23 +31,15 @@ fn relay_cmd(args: &[&str], data_dir: &Path, relay: &Relay) -> (bool, String) {
 /// Flips one byte inside the first occurrence of `needle` in the files
 /// under `dir`; returns the file.
 fn flip_byte_in(dir: &Path, needle: &str) -> String {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let mut bytes = std::fs::read(&p).unwrap();
-            if let Some(at) = bytes
-                .windows(needle.len())
-                .position(|w| w == needle.as_bytes())
-            {
-                bytes[at + needle.len() / 2] ^= 0x01;
-                std::fs::write(&p, &bytes).unwrap();
-                return p.display().to_string();
-            }
+    for p in support::files_under(dir) {
+        let mut bytes = std::fs::read(&p).unwrap();
+        if let Some(at) = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+        {
+            bytes[at + needle.len() / 2] ^= 0x01;
+            std::fs::write(&p, &bytes).unwrap();
+            return p.display().to_string();
         }
     }
     panic!("{needle} is in no file under {}", dir.display());

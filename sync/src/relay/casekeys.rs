@@ -277,16 +277,7 @@ impl<S: Storage> Relay<S> {
         }
         let before = now.0 - days * 86_400_000;
         let mut out = Vec::new();
-        for (k, v) in self.storage.scan_prefix(keys::SUMMARY)? {
-            let Some(case) = k
-                .get(keys::SUMMARY.len()..)
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .map(CaseId::from_bytes)
-            else {
-                continue;
-            };
-            let s: CaseSummary =
-                serde_json::from_slice(&v).map_err(|e| corrupt("case summary", e))?;
+        for (case, s) in self.summaries()? {
             let closed = match (s.kind.parse::<CaseKind>(), s.status.as_deref()) {
                 (Ok(kind), Some(status)) if crate::workflow::table::is_final(kind, status) => {
                     s.states.last().map(|(_, at)| *at)
@@ -307,6 +298,18 @@ impl<S: Storage> Relay<S> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        for (case, s) in self.summaries()? {
+            if s.customer.as_deref() == Some(wanted.as_str()) {
+                out.push(case);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored read-model row, with its case (an operator's pass: it
+    /// reads them all).
+    fn summaries(&self) -> Result<Vec<(CaseId, CaseSummary)>, StorageError> {
+        let mut out = Vec::new();
         for (k, v) in self.storage.scan_prefix(keys::SUMMARY)? {
             let Some(case) = k
                 .get(keys::SUMMARY.len()..)
@@ -315,11 +318,8 @@ impl<S: Storage> Relay<S> {
             else {
                 continue;
             };
-            let s: CaseSummary =
-                serde_json::from_slice(&v).map_err(|e| corrupt("case summary", e))?;
-            if s.customer.as_deref() == Some(wanted.as_str()) {
-                out.push(case);
-            }
+            let s = serde_json::from_slice(&v).map_err(|e| corrupt("case summary", e))?;
+            out.push((case, s));
         }
         Ok(out)
     }
