@@ -827,19 +827,40 @@ impl Conn {
                 tracing::warn!(error = %e, "could not persist sync states");
             }
         }
-        let closed_in_time = match end {
+        // The device is told why before closing, in the protocol too, in
+        // its own protocol version so an old app can read it; a device
+        // reported lost is told to wipe itself.
+        let version = self.peer_version.load(Ordering::Relaxed);
+        let told = |reason: &str, wipe: bool| -> (&'static str, Vec<u8>) {
+            if wipe && version > aftercase_sync::protocol::OLDEST_VERSION {
+                let f = Frame::Wipe {
+                    reason: reason.to_string(),
+                };
+                ("wipe", f.encode_for(version))
+            } else {
+                ("error", error_for_version(version, reason))
+            }
+        };
+        let closing = match end {
             End::Close(code, reason) | End::Cut(code, reason) => {
+                let frame = (code == CloseCode::Policy).then(|| told(&reason, false));
+                Some((code, reason, frame))
+            }
+            End::Wipe(reason) => {
+                tracing::info!("telling a device reported lost to wipe itself");
+                let frame = Some(told(&reason, true));
+                Some((CloseCode::Policy, reason, frame))
+            }
+            End::Quiet => None,
+        };
+        let closed_in_time = match closing {
+            Some((code, reason, frame)) => {
                 tracing::info!(%reason, "closing sync connection");
                 tokio::time::timeout(CLOSE_WAIT, async {
-                    if code == CloseCode::Policy {
-                        // Tell the device why before closing, in the protocol too.
-                        // In the device's own protocol version, so an old
-                        // app can read it.
-                        let version = self.peer_version.load(Ordering::Relaxed);
-                        let bytes = error_for_version(version, &reason);
+                    if let Some((name, bytes)) = frame {
                         let len = bytes.len();
                         if session.binary(bytes).await.is_ok() {
-                            self.state.metrics.frame_sent("error", len, None);
+                            self.state.metrics.frame_sent(name, len, None);
                         }
                     }
                     let _ = session
@@ -852,33 +873,7 @@ impl Conn {
                 .await
                 .is_ok()
             }
-            End::Wipe(reason) => {
-                tracing::info!("telling a device reported lost to wipe itself");
-                tokio::time::timeout(CLOSE_WAIT, async {
-                    let version = self.peer_version.load(Ordering::Relaxed);
-                    let bytes = if version > aftercase_sync::protocol::OLDEST_VERSION {
-                        Frame::Wipe {
-                            reason: reason.clone(),
-                        }
-                        .encode_for(version)
-                    } else {
-                        error_for_version(version, &reason)
-                    };
-                    let len = bytes.len();
-                    if session.binary(bytes).await.is_ok() {
-                        self.state.metrics.frame_sent("wipe", len, None);
-                    }
-                    let _ = session
-                        .close(Some(CloseReason {
-                            code: CloseCode::Policy,
-                            description: Some(reason),
-                        }))
-                        .await;
-                })
-                .await
-                .is_ok()
-            }
-            End::Quiet => tokio::time::timeout(CLOSE_WAIT, session.close(None))
+            None => tokio::time::timeout(CLOSE_WAIT, session.close(None))
                 .await
                 .is_ok(),
         };

@@ -90,6 +90,8 @@ struct Whole {
 pub(super) struct Stored {
     pub(super) meta: Option<CaseMeta>,
     pub(super) bytes: Option<Vec<u8>>,
+    /// The case's key as the judge used it (read once per upload).
+    pub(super) key: Option<crate::case::seal::CaseKey>,
 }
 
 fn decode_changes(case: CaseId, chunks: Vec<Vec<u8>>) -> Result<Whole, SessionError> {
@@ -385,6 +387,7 @@ impl<S: Storage> Relay<S> {
             let stored = Stored {
                 meta,
                 bytes: stored_meta,
+                key,
             };
             let result = self.commit(case, &doc, &changes, stored, &p, now, state, &verdict);
             let committed_seq = match result {
@@ -514,6 +517,7 @@ impl<S: Storage> Relay<S> {
         let Stored {
             meta,
             bytes: meta_bytes,
+            mut key,
         } = stored;
         let is_new = meta.is_none();
         let entries_before = if is_new {
@@ -586,7 +590,6 @@ impl<S: Storage> Relay<S> {
         };
         // The read model, in the same batch as the change it follows.
         let mut view = CaseView::without_timeline(seen, &case.to_string(), &self.policy);
-        let mut key = self.case_key(case)?;
         if crate::case::seal::is_erased(doc) && self.storage.get(&keys::erasure(case))?.is_none() {
             // Erased at another relay (a store relay's upstream): the key
             // goes with the change that says so.
